@@ -1,0 +1,241 @@
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from pgi.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from pgi.api.idempotency import idempotent
+from pgi.api.pagination import CreatedCursorPagination
+from pgi.api.serializers import (
+    AccountField,
+    AmountField,
+    BlankAsNullCharField,
+    CurrencyAmountField,
+    CurrencyField,
+    ErrorSerializer,
+    MetadataField,
+    StrictInputSerializer,
+)
+
+from .filters import PaymentFilter
+from .models import Payment, PaymentStatus
+from .selectors import payment_get, payment_list
+from .services import payment_process, payment_validate
+
+TAG = "Payments"
+
+
+def errors(*codes: int) -> dict:
+    descriptions = {
+        400: "Malformed JSON or an invalid field (VALIDATION_ERROR, MALFORMED_JSON)",
+        401: "Missing, invalid or revoked API key (UNAUTHENTICATED)",
+        403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
+        404: "No such payment for this key (PAYMENT_NOT_FOUND)",
+        409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS)",
+        415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
+        422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
+        "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
+        429: "Too many requests for this key (RATE_LIMITED)",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
+
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    type=str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Optional. Replays the first response for 24 hours; with another body it is refused.",
+)
+
+
+class PaymentInputSerializer(StrictInputSerializer):
+    read_only_names = ("id", "status", "timestamp", "gateway", "gatewayReference", "refundedAmount")
+
+    amount = AmountField()
+    currency = CurrencyField()
+    fromAccount = AccountField(source="from_account")
+    toMerchant = serializers.CharField(
+        source="to_merchant",
+        max_length=64,
+        required=False,
+        help_text="Merchant code. Optional for a merchant key (its own); required for a platform key.",
+    )
+    reference = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    metadata = MetadataField(required=False, default=dict)
+
+
+class PaymentOutputSerializer(serializers.ModelSerializer):
+    amount = CurrencyAmountField()
+    fromAccount = serializers.CharField(source="from_account")
+    toMerchant = serializers.CharField(source="merchant.code")
+    timestamp = serializers.DateTimeField(source="status_changed_at", help_text="When the payment reached its status.")
+    reference = BlankAsNullCharField()
+    description = BlankAsNullCharField()
+    gateway = BlankAsNullCharField()
+    gatewayReference = BlankAsNullCharField(source="gateway_reference")
+    failureCode = BlankAsNullCharField(source="failure_code")
+    failureMessage = BlankAsNullCharField(source="failure_message")
+    refundedAmount = CurrencyAmountField(source="refunded_amount")
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+    class Meta:
+        model = Payment
+        fields = [
+            "id",
+            "amount",
+            "currency",
+            "fromAccount",
+            "toMerchant",
+            "status",
+            "timestamp",
+            "reference",
+            "description",
+            "metadata",
+            "gateway",
+            "gatewayReference",
+            "failureCode",
+            "failureMessage",
+            "refundedAmount",
+            "createdAt",
+            "updatedAt",
+        ]
+        read_only_fields = fields
+
+
+class PaymentPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="URL of the next (older) page; null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="URL of the previous (newer) page.")
+    results = PaymentOutputSerializer(many=True)
+
+
+def _validated_draft(request):
+    serializer = PaymentInputSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    return payment_validate(
+        principal=request.user,
+        amount=data["amount"],
+        currency=data["currency"],
+        from_account=data["from_account"],
+        to_merchant=data.get("to_merchant"),
+        reference=data["reference"],
+        description=data["description"],
+        metadata=data["metadata"],
+    )
+
+
+REQUEST_EXAMPLE = OpenApiExample(
+    "The request's own payment",
+    value={"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"},
+    request_only=True,
+)
+
+
+class PaymentCollectionApi(APIView):
+    """`/v1/payments`: POST processes a payment, GET lists them. The path is shared, so one view
+    holds both operations; each has its own serializers and schema."""
+
+    pagination_class = CreatedCursorPagination
+    filterset_class = PaymentFilter
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="payments_create",
+        summary="Process a payment",
+        description="Validates, records and sends the payment to a gateway. A declined payment is still "
+        "created: 201 with status `Failed` and a `failureCode`.",
+        parameters=[IDEMPOTENCY_PARAMETER],
+        request=PaymentInputSerializer,
+        examples=[REQUEST_EXAMPLE],
+        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 415, 422, 429)},
+    )
+    @idempotent
+    def post(self, request):
+        draft = _validated_draft(request)
+        payment = payment_process(draft=draft, principal=request.user)
+        return Response(PaymentOutputSerializer(payment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="payments_list",
+        summary="List payments",
+        description="Newest first, with cursor pagination: follow `next` until it is null.",
+        parameters=[
+            OpenApiParameter("cursor", str, description="Opaque position from `next` or `previous`."),
+            OpenApiParameter("limit", int, description="Page size, 1 to 200 (default 50)."),
+        ],
+        responses={200: PaymentPageSerializer, **errors(400, 401, 429)},
+    )
+    def get(self, request):
+        queryset = PaymentFilter(request.query_params, queryset=payment_list(principal=request.user), request=request)
+        if not queryset.is_valid():
+            raise serializers.ValidationError(queryset.errors)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset.qs, request, view=self)
+        return paginator.get_paginated_response(PaymentOutputSerializer(page, many=True).data)
+
+
+class PaymentDetailApi(APIView):
+    @extend_schema(
+        tags=[TAG],
+        operation_id="payments_retrieve",
+        summary="Get a payment by ID",
+        responses={200: PaymentOutputSerializer, **errors(401, 404, 429)},
+    )
+    def get(self, request, payment_id: str):
+        payment = payment_get(principal=request.user, payment_id=payment_id)
+        return Response(PaymentOutputSerializer(payment).data)
+
+
+class PaymentStatusApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.CharField()
+        status = serializers.ChoiceField(choices=PaymentStatus.choices)
+        timestamp = serializers.DateTimeField(source="status_changed_at")
+        failureCode = BlankAsNullCharField(source="failure_code")
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="payments_status",
+        summary="Get a payment's status",
+        description="The status alone: cheap enough to poll.",
+        responses={200: OutputSerializer, **errors(401, 404, 429)},
+    )
+    def get(self, request, payment_id: str):
+        payment = payment_get(principal=request.user, payment_id=payment_id)
+        return Response(self.OutputSerializer(payment).data)
+
+
+class PaymentValidateApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        valid = serializers.BooleanField()
+        amount = AmountField(help_text="The amount as it would be recorded, with the currency's digits.")
+        currency = serializers.CharField()
+        fromAccount = serializers.CharField(source="from_account", help_text="Normalized (IBANs compact).")
+        toMerchant = serializers.CharField(source="merchant.code")
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="payments_validate",
+        summary="Validate payment details",
+        description="Runs every check that `POST /v1/payments` runs and creates nothing. 200 when the "
+        "payment would be accepted; otherwise the same error that POST would return.",
+        parameters=[IDEMPOTENCY_PARAMETER],
+        request=PaymentInputSerializer,
+        examples=[REQUEST_EXAMPLE],
+        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 415, 422, 429)},
+    )
+    @idempotent
+    def post(self, request):
+        draft = _validated_draft(request)
+        draft_view = {
+            "valid": True,
+            "amount": draft.amount,
+            "currency": draft.currency,
+            "from_account": draft.from_account,
+            "merchant": draft.merchant,
+        }
+        return Response(self.OutputSerializer(draft_view).data)

@@ -1,0 +1,56 @@
+"""Domain errors. Services raise these; one exception handler turns them into the error format.
+
+Each class carries its HTTP status and a stable UPPER_SNAKE code that clients can switch on.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "message": self.message}
+
+
+class ApplicationError(Exception):
+    status_code = 400
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, *, code: str | None = None, details: list[ErrorDetail] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details or []
+
+
+class ValidationFailed(ApplicationError):
+    """The request is well-formed JSON but a field is missing, malformed or out of range."""
+
+    status_code = 400
+    code = "VALIDATION_ERROR"
+
+
+class PermissionDenied(ApplicationError):
+    status_code = 403
+    code = "FORBIDDEN"
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    code = "NOT_FOUND"
+
+
+class Conflict(ApplicationError):
+    status_code = 409
+    code = "CONFLICT"
+
+
+class BusinessRuleViolation(ApplicationError):
+    """Valid input that the merchant's configuration or a business rule refuses."""
+
+    status_code = 422
+    code = "UNPROCESSABLE"

@@ -1,0 +1,161 @@
+"""Serializer building blocks shared by the API's input and output serializers."""
+
+import re
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
+
+from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, is_payable_currency, quantize
+
+MAX_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so that a typo is an error rather than silently dropped."""
+
+    read_only_names: tuple[str, ...] = ()
+
+    def to_internal_value(self, data):
+        errors = {}
+        if isinstance(data, dict):
+            for name in data.keys() - self.fields.keys():
+                errors[name] = ["This field is read-only."] if name in self.read_only_names else ["Unknown field."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if isinstance(exc.detail, dict):
+                errors = {**exc.detail, **errors}
+            else:
+                raise
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+@extend_schema_field({"type": "number", "example": 50.00, "description": "Exact decimal amount, greater than zero."})
+class AmountField(serializers.Field):
+    """A JSON number read as Decimal (the parser never makes floats), written back exactly."""
+
+    default_error_messages = {
+        "invalid": "Must be a JSON number.",
+        "positive": "Must be greater than zero.",
+        "too_large": f"Must have at most {MAX_INTEGER_DIGITS} digits before the decimal point.",
+        "too_precise": f"Must have at most {AMOUNT_DECIMAL_PLACES} decimal places.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Decimal) or not data.is_finite():
+            self.fail("invalid")
+        if data <= 0:
+            self.fail("positive")
+        normalized = data.normalize()
+        sign, digits, exponent = normalized.as_tuple()
+        if len(digits) + exponent > MAX_INTEGER_DIGITS:
+            self.fail("too_large")
+        if -exponent > AMOUNT_DECIMAL_PLACES:
+            # Currency precision is checked later with a clearer message; this bound protects storage.
+            self.fail("too_precise")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class CurrencyAmountField(AmountField):
+    """An amount written with its payment's currency digits: 50.00 USD, 500 JPY, 1.500 KWD."""
+
+    def get_attribute(self, instance):
+        return quantize(super().get_attribute(instance), instance.currency)
+
+
+class CurrencyField(serializers.CharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_length", 3)
+        kwargs.setdefault("max_length", 3)
+        kwargs.setdefault("help_text", "ISO 4217 code, upper case (USD, JPY, KWD).")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not is_payable_currency(value):
+            raise serializers.ValidationError("Not an ISO 4217 currency code (upper case, e.g. USD).")
+        return value
+
+
+IBAN_SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")
+ACCOUNT_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,33}$")
+
+
+class AccountField(serializers.CharField):
+    """A bank account identifier: an IBAN (checksum checked, stored compact) or another account id."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 42)
+        kwargs.setdefault(
+            "help_text",
+            "IBAN (checked) or account id: 3 to 34 letters, digits, '.', '_' or '-'.",
+        )
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        compact = value.replace(" ", "").upper()
+        if IBAN_SHAPE.match(compact):
+            try:
+                return IBAN(compact).compact
+            except SchwiftyException as exc:
+                raise serializers.ValidationError(f"Not a valid IBAN: {exc}") from exc
+        if not ACCOUNT_SHAPE.match(value):
+            raise serializers.ValidationError(
+                "Must be an IBAN or 3 to 34 letters, digits, '.', '_' or '-', starting with a letter or digit."
+            )
+        return value
+
+
+class MetadataField(serializers.DictField):
+    """Free-form string pairs for the merchant's own use."""
+
+    MAX_KEYS = 20
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("child", serializers.CharField(max_length=500, allow_blank=True))
+        kwargs.setdefault("help_text", f"Up to {self.MAX_KEYS} string keys (40 characters) with string values (500).")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if len(value) > self.MAX_KEYS:
+            raise serializers.ValidationError(f"At most {self.MAX_KEYS} keys.")
+        for key in value:
+            if not key or len(key) > 40 or "\x00" in key:
+                raise serializers.ValidationError("Keys must be 1 to 40 characters with no NUL.")
+        return value
+
+
+class BlankAsNullCharField(serializers.CharField):
+    """Output only: an empty string is written as null."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return value or None
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="The input field at fault, dotted for nested ones; empty for the whole request.")
+    message = serializers.CharField()
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable UPPER_SNAKE code, e.g. VALIDATION_ERROR.")
+    message = serializers.CharField()
+    details = ErrorDetailSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()

@@ -1,0 +1,89 @@
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
+
+merchant_code_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{1,63}$",
+    "Use 2 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit.",
+)
+
+
+class Merchant(models.Model):
+    code = models.CharField(max_length=64, unique=True, validators=[merchant_code_validator])
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+class MerchantCurrency(models.Model):
+    """A currency the merchant may take payments in, with its per-payment limit."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="currencies")
+    currency = models.CharField(max_length=3)
+    max_amount = models.DecimalField(
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="Largest amount of one payment in this currency; empty means no merchant limit.",
+    )
+
+    class Meta:
+        ordering = ["currency"]
+        verbose_name_plural = "merchant currencies"
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "currency"], name="merchant_currency_unique"),
+            models.CheckConstraint(
+                condition=Q(max_amount__isnull=True) | Q(max_amount__gt=0), name="merchant_currency_limit_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.currency
+
+
+class ApiKey(models.Model):
+    """A bearer key. Only its SHA-256 is stored; the visible prefix finds the row.
+
+    A merchant key acts for its merchant alone. A platform key (merchant empty) belongs to a bank
+    system and may act for any merchant.
+    """
+
+    name = models.CharField(max_length=100, help_text="Who holds the key, e.g. 'checkout' or 'tps'.")
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, null=True, blank=True, related_name="api_keys"
+    )
+    is_platform = models.BooleanField(default=False)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        constraints = [
+            # A key is either a merchant's or the platform's, never both, never neither.
+            models.CheckConstraint(
+                condition=(Q(is_platform=True) & Q(merchant__isnull=True))
+                | (Q(is_platform=False) & Q(merchant__isnull=False)),
+                name="api_key_owner_exactly_one",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

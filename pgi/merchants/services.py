@@ -1,0 +1,71 @@
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from pgi.api.errors import ValidationFailed, ErrorDetail
+from pgi.money import is_payable_currency
+
+from .keys import generate_key, hash_key
+from .models import ApiKey, Merchant, MerchantCurrency
+
+# last_used_at is refreshed at most this often per key, so a busy key does not write on every request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@transaction.atomic
+def merchant_create(
+    *, code: str, name: str, currencies: list[str], max_amount: Decimal | None = None
+) -> Merchant:
+    """Create a merchant enabled for the given ISO 4217 currencies.
+
+    Raises ValidationFailed for an invalid or taken code, or a currency that cannot carry payments.
+    """
+    bad = [c for c in currencies if not is_payable_currency(c)]
+    if bad:
+        raise ValidationFailed(
+            "Unknown currency.", details=[ErrorDetail("currencies", f"Not an ISO 4217 currency: {', '.join(bad)}")]
+        )
+    merchant = Merchant(code=code, name=name)
+    try:
+        merchant.full_clean()
+    except Exception as exc:  # django ValidationError: re-raise in our format
+        messages = getattr(exc, "message_dict", {"code": [str(exc)]})
+        raise ValidationFailed(
+            "Invalid merchant.", details=[ErrorDetail(f, m) for f, ms in messages.items() for m in ms]
+        ) from exc
+    merchant.save()
+    MerchantCurrency.objects.bulk_create(
+        MerchantCurrency(merchant=merchant, currency=c, max_amount=max_amount) for c in dict.fromkeys(currencies)
+    )
+    return merchant
+
+
+@transaction.atomic
+def api_key_create(*, name: str, merchant: Merchant | None) -> tuple[ApiKey, str]:
+    """Issue a key for a merchant, or a platform key when merchant is None.
+
+    Returns the row and the full key; the key is not stored and cannot be shown again.
+    """
+    full_key, prefix = generate_key()
+    api_key = ApiKey.objects.create(
+        name=name, merchant=merchant, is_platform=merchant is None, prefix=prefix, key_hash=hash_key(full_key)
+    )
+    return api_key, full_key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    # Conditional update: revoking twice keeps the first revocation time.
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record that the key was used, at most once per LAST_USED_RESOLUTION."""
+    now = timezone.now()
+    if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    api_key.last_used_at = now
