@@ -105,7 +105,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("PGI_CACHE_PREFIX", "pgi"),
+            # Parallel test workers share one Redis: each keeps to its own keys.
+            "KEY_PREFIX": os.environ.get("PGI_CACHE_PREFIX", "pgi") + os.environ.get("PYTEST_XDIST_WORKER", ""),
         }
     }
 else:
@@ -211,6 +212,8 @@ else:
         "processed_folder": str(_celery_dir / "processed"),
         "store_processed": False,
     }
+# Parallel test workers share one Redis: each sends to and consumes its own queue.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PGI_CELERY_QUEUE", "pgi") + os.environ.get("PYTEST_XDIST_WORKER", "")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -14,7 +14,7 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     def get_cache_key(self, request, view):
         if request.auth is None:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.prefix}
 
     def allow_request(self, request, view):
         self.rate = self.get_rate()

@@ -1,0 +1,94 @@
+"""Shared fixtures. Tests run on real PostgreSQL and Redis (from DATABASE_URL and REDIS_URL) and on
+the bundled Kafka-compatible broker, which this file starts once per test process."""
+
+import os
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from pgi.embedded_broker import start_broker
+from pgi.merchants.authentication import ApiPrincipal
+from pgi.merchants.services import api_key_create
+
+from .factories import MerchantFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_bootstrap():
+    """The broker address: an external one if KAFKA_BOOTSTRAP_SERVERS is set, else our own Tansu."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    process, address = start_broker()
+    settings.KAFKA_BOOTSTRAP_SERVERS = address
+    try:
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def celery_purged():
+    """Drop tasks left in this worker's queue by earlier runs before a real Celery worker starts."""
+    from pgi.celery import app
+
+    app.control.purge()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, celery_purged):
+    """A real Celery worker consuming this test process's queue, in a thread, against Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from pgi.celery import app
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker
+
+
+@pytest.fixture
+def merchant(db):
+    return MerchantFactory(code="merchant456", name="Demo Shop")
+
+
+@pytest.fixture
+def other_merchant(db):
+    return MerchantFactory(code="merchant789", name="Other Shop")
+
+
+@pytest.fixture
+def merchant_key(merchant):
+    api_key, full_key = api_key_create(name="checkout", merchant=merchant)
+    return full_key
+
+
+@pytest.fixture
+def platform_key(db):
+    api_key, full_key = api_key_create(name="tps", merchant=None)
+    return full_key
+
+
+def client_for(full_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {full_key}")
+    return client
+
+
+@pytest.fixture
+def api(merchant_key):
+    """An API client authenticated as merchant456."""
+    return client_for(merchant_key)
+
+
+@pytest.fixture
+def platform_api(platform_key):
+    return client_for(platform_key)
+
+
+@pytest.fixture
+def principal(merchant):
+    api_key, _ = api_key_create(name="svc", merchant=merchant)
+    return ApiPrincipal(api_key=api_key)
