@@ -49,9 +49,10 @@ class ApiErrorMiddleware:
         if _is_error_json(response):
             return response
         replacement = json_error_response(response.status_code)
-        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
-            if response.has_header(header):
-                replacement[header] = response[header]
+        # Keep what inner middleware and the view said (Allow, Retry-After, X-Frame-Options…).
+        for header, value in response.items():
+            if header.lower() not in {"content-type", "content-length"}:
+                replacement[header] = value
         return replacement
 
     def process_exception(self, request, exception):
