@@ -2,11 +2,14 @@
 
 import hashlib
 import hmac
+import re
 import secrets
 
 KEY_PREFIX = "pgi"
 PREFIX_BYTES = 6  # 12 hex characters
 SECRET_BYTES = 32
+# Only what generate_key makes: anything else (a NUL byte, say) must not reach a database query.
+PREFIX_SHAPE = re.compile(rf"[0-9a-f]{{{PREFIX_BYTES * 2}}}")
 
 
 def generate_key() -> tuple[str, str]:
@@ -24,7 +27,7 @@ def hash_key(full_key: str) -> str:
 def split_prefix(full_key: str) -> str | None:
     """The prefix of a well-formed key, or None."""
     parts = full_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != PREFIX_BYTES * 2 or not parts[2]:
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not PREFIX_SHAPE.fullmatch(parts[1]) or not parts[2]:
         return None
     return parts[1]
 
