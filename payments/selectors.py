@@ -16,7 +16,8 @@ def payment_list(*, principal: ApiPrincipal) -> QuerySet[Payment]:
 
 def payment_get(*, principal: ApiPrincipal, payment_id: str) -> Payment:
     """Raises NotFound for a payment that does not exist or that the caller may not see."""
-    payment = payment_list(principal=principal).filter(pk=payment_id).first()
+    # PostgreSQL text cannot hold NUL, so no payment has one in its id; asking would be a 500.
+    payment = None if "\x00" in payment_id else payment_list(principal=principal).filter(pk=payment_id).first()
     if payment is None:
         raise NotFound(f"No payment {payment_id}.", code="PAYMENT_NOT_FOUND")
     return payment
