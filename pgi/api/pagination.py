@@ -1,5 +1,17 @@
+import re
+
+from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
+
+BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _is_datetime(text: str) -> bool:
+    try:
+        return parse_datetime(text) is not None
+    except ValueError:  # well-formed but impossible, such as month 13
+        return False
 
 
 class CreatedCursorPagination(CursorPagination):
@@ -12,10 +24,18 @@ class CreatedCursorPagination(CursorPagination):
     invalid_cursor_message = "The cursor is invalid or has been tampered with."
 
     def decode_cursor(self, request):
+        encoded = request.query_params.get(self.cursor_query_param)
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except Exception as exc:  # DRF raises NotFound; a bad cursor is a bad request, not a missing page.
             raise ValidationError({"cursor": [self.invalid_cursor_message]}) from exc
+        # DRF's base64 decoding skips characters outside the alphabet and does not check the
+        # position, which then reaches the query as a created_at value: a 500 instead of a 400.
+        if cursor is not None and (
+            not BASE64_TEXT.fullmatch(encoded) or (cursor.position is not None and not _is_datetime(cursor.position))
+        ):
+            raise ValidationError({"cursor": [self.invalid_cursor_message]})
+        return cursor
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
