@@ -5,6 +5,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 
 BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+LIMIT_TEXT = re.compile(r"[0-9]{1,4}")
 
 
 def _is_datetime(text: str) -> bool:
@@ -39,6 +40,7 @@ class CreatedCursorPagination(CursorPagination):
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and (not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size):
+        # str.isdigit() is true for "²", which int() refuses: match ASCII digits only.
+        if raw is not None and (not LIMIT_TEXT.fullmatch(raw) or not 1 <= int(raw) <= self.max_page_size):
             raise ValidationError({"limit": [f"Must be a whole number from 1 to {self.max_page_size}."]})
         return super().get_page_size(request)
