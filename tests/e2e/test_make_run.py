@@ -1,0 +1,227 @@
+"""`make run` end to end: scripts/run.py on the embedded defaults (SQLite, Celery's filesystem
+transport, the bundled broker), driven with `requests` exactly as the request's snippet does, then
+stopped. Needs no test database: everything it touches lives in a temporary PGI_VAR_DIR."""
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 180  # migrate + collectstatic + four processes, on a busy 2-core CI machine
+WEBHOOK_TIMEOUT = 30
+STOP_TIMEOUT = 40
+HTTP_TIMEOUT = 15
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunOutput:
+    """Collects the child's stdout on a thread, so reading it never blocks the test."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                return False
+            self.lines.append(line)
+            if marker in line:
+                return True
+        return False
+
+    def drain(self, timeout: float = 5) -> str:
+        self._thread.join(timeout)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return self.text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def banner_value(text: str, label: str) -> str:
+    match = re.search(rf"^\s*{label}\s+(\S+)\s*$", text, re.MULTILINE)
+    assert match, f"no {label!r} in the banner:\n{text}"
+    return match.group(1)
+
+
+def group_is_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path):
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "PGI_PUBLIC_URL", "PYTEST_XDIST_WORKER"}
+    }
+    env.update(PGI_VAR_DIR=str(tmp_path / "var"), PORT=str(port), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "run.py")],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the children can be found and cleaned up
+    )
+    output = RunOutput(process.stdout)
+    try:
+        started = output.wait_for("Press Ctrl-C to stop.", START_TIMEOUT)
+        assert started, f"run.py did not print its banner (exit code {process.poll()}):\n{output.drain()}"
+        banner = output.text
+        merchant_key = banner_value(banner, "Merchant key")
+        admin_password = banner_value(banner, "password")
+        base_url = banner_value(banner, "API base URL")
+        assert base_url == f"http://127.0.0.1:{port}/v1"
+        headers = {"Authorization": f"Bearer {merchant_key}"}
+
+        # The request's snippet, with the base URL and the Authorization header added.
+        new_payment = {"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}
+        response = requests.post(f"{base_url}/payments", json=new_payment, headers=headers, timeout=HTTP_TIMEOUT)
+
+        assert response.status_code == 201, response.text
+        payment = response.json()
+        assert payment["id"].startswith("pay_")
+        assert payment["amount"] == 50.00
+        assert '"amount":50.00' in response.text.replace(" ", "")  # exact decimal, two places
+        assert payment["currency"] == "USD"
+        assert payment["fromAccount"] == "account123"
+        assert payment["toMerchant"] == "merchant456"
+        assert payment["status"] == "Completed"
+        assert payment["timestamp"].endswith("Z")
+
+        payment_id = payment["id"]
+        response = requests.get(f"{base_url}/payments/{payment_id}", headers=headers, timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200, response.text
+        assert response.json() == payment
+
+        # An account ending 0202 is completed later by the simulator's signed webhook, which the
+        # Celery worker sends back to this server.
+        pending = dict(new_payment, fromAccount="account0202")
+        response = requests.post(f"{base_url}/payments", json=pending, headers=headers, timeout=HTTP_TIMEOUT)
+        assert response.status_code == 201, response.text
+        assert response.json()["status"] in {"Pending", "Processing"}
+        pending_id = response.json()["id"]
+        deadline = time.monotonic() + WEBHOOK_TIMEOUT
+        status = None
+        while time.monotonic() < deadline:
+            status = requests.get(f"{base_url}/payments/{pending_id}", headers=headers, timeout=HTTP_TIMEOUT).json()[
+                "status"
+            ]
+            if status == "Completed":
+                break
+            time.sleep(0.5)
+        assert status == "Completed", f"0202 payment still {status} after {WEBHOOK_TIMEOUT}s"
+
+        # The admin answers, and the printed password logs in.
+        admin_url = base_url.removesuffix("/v1") + "/admin/"
+        session = requests.Session()
+        login_page = session.get(f"{admin_url}login/", timeout=HTTP_TIMEOUT)
+        assert login_page.status_code == 200
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text).group(1)
+        response = session.post(
+            f"{admin_url}login/?next=/admin/",
+            data={"username": "admin", "password": admin_password, "csrfmiddlewaretoken": token, "next": "/admin/"},
+            headers={"Referer": f"{admin_url}login/"},
+            timeout=HTTP_TIMEOUT,
+        )
+        assert response.status_code == 200
+        assert response.url == admin_url, "the printed admin password did not log in"
+
+        # SIGTERM to run.py alone: it must stop every child it started, and exit 0.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_TIMEOUT) == 0, output.drain()
+        assert "Stopped." in output.drain()
+        assert group_is_gone(process.pid, timeout=10), "a child of run.py outlived it"
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+
+def test_demo_setup_keeps_one_merchant_and_rotates_its_keys_and_password(tmp_path):
+    """`make run` calls demo_setup on every start: the merchant stays, earlier demo keys are revoked."""
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER"}}
+    env["PGI_VAR_DIR"] = str(tmp_path / "var")
+
+    def manage(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def values(output: str) -> dict:
+        return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+    manage("migrate", "--noinput", "-v0")
+    first = values(manage("demo_setup"))
+    second = values(manage("demo_setup"))
+
+    assert first["PGI_DEMO_MERCHANT"] == second["PGI_DEMO_MERCHANT"] == "merchant456"
+    for name in ("PGI_DEMO_MERCHANT_KEY", "PGI_DEMO_PLATFORM_KEY", "PGI_ADMIN_PASSWORD"):
+        assert first[name] != second[name]
+    state = manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import authenticate;"
+        "from pgi.merchants.models import ApiKey, Merchant;"
+        "m = Merchant.objects.get(code='merchant456');"
+        "print('MERCHANTS', Merchant.objects.count(), m.name, ','.join(sorted(m.currencies.values_list('currency', flat=True))));"
+        "print('ACTIVE', sorted(ApiKey.objects.filter(revoked_at=None).values_list('name', flat=True)));"
+        "print('REVOKED', ApiKey.objects.exclude(revoked_at=None).count());"
+        f"print('LOGIN', authenticate(username='admin', password='{second['PGI_ADMIN_PASSWORD']}').is_superuser)",
+    )
+    assert "MERCHANTS 1 Demo Merchant EUR,GBP,JPY,KWD,USD" in state
+    assert "ACTIVE ['demo', 'demo-platform']" in state
+    assert "REVOKED 2" in state
+    assert "LOGIN True" in state
