@@ -205,13 +205,15 @@ if REDIS_URL:
 else:
     # Embedded transport: messages are files in var/celery, shared by the local processes.
     _celery_dir = VAR_DIR / "celery"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
         "processed_folder": str(_celery_dir / "processed"),
+        # Broadcast (worker control) messages; kombu's default is ./control in the working directory.
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 # Parallel test workers share one Redis: each sends to and consumes its own queue.
