@@ -1,6 +1,6 @@
 import logging
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
@@ -35,6 +35,7 @@ class GatewayWebhookApi(APIView):
     throttle_classes: list = []
     parser_classes = [RawBodyParser]
 
+    @extend_schema_serializer(component_name="WebhookReceipt")
     class OutputSerializer(serializers.Serializer):
         received = serializers.BooleanField()
         matched = serializers.BooleanField(help_text="Whether the notification named a payment PGI knows.")

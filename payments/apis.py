@@ -1,4 +1,10 @@
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -191,6 +197,8 @@ class PaymentDetailApi(APIView):
 
 
 class PaymentStatusApi(APIView):
+    # Nested serializers all named OutputSerializer would share one schema component: name each.
+    @extend_schema_serializer(component_name="PaymentStatusResult")
     class OutputSerializer(serializers.Serializer):
         id = serializers.CharField()
         status = serializers.ChoiceField(choices=PaymentStatus.choices)
@@ -210,6 +218,7 @@ class PaymentStatusApi(APIView):
 
 
 class PaymentValidateApi(APIView):
+    @extend_schema_serializer(component_name="PaymentValidation")
     class OutputSerializer(serializers.Serializer):
         valid = serializers.BooleanField()
         amount = AmountField(help_text="The amount as it would be recorded, with the currency's digits.")
