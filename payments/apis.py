@@ -1,3 +1,4 @@
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -140,6 +141,10 @@ REQUEST_EXAMPLE = OpenApiExample(
 )
 
 
+def _help(filter_name: str) -> str:
+    return PaymentFilter.base_filters[filter_name].extra["help_text"]
+
+
 class PaymentCollectionApi(APIView):
     """`/v1/payments`: POST processes a payment, GET lists them. The path is shared, so one view
     holds both operations; each has its own serializers and schema."""
@@ -170,6 +175,14 @@ class PaymentCollectionApi(APIView):
         summary="List payments",
         description="Newest first, with cursor pagination: follow `next` until it is null.",
         parameters=[
+            # An APIView gets no filter parameters from drf-spectacular: they are listed here.
+            OpenApiParameter(
+                "status", str, many=True, explode=True, enum=PaymentStatus.values, description=_help("status")
+            ),
+            OpenApiParameter("createdFrom", OpenApiTypes.DATETIME, description=_help("createdFrom")),
+            OpenApiParameter("createdTo", OpenApiTypes.DATETIME, description=_help("createdTo")),
+            OpenApiParameter("reference", str, description=_help("reference")),
+            OpenApiParameter("currency", str, description=_help("currency")),
             OpenApiParameter("cursor", str, description="Opaque position from `next` or `previous`."),
             OpenApiParameter("limit", int, description="Page size, 1 to 200 (default 50)."),
         ],
