@@ -56,6 +56,7 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 )
 
 
+@extend_schema_serializer(component_name="Payment")  # PaymentRequest in the schema: the body of a new payment
 class PaymentInputSerializer(StrictInputSerializer):
     read_only_names = ("id", "status", "timestamp", "gateway", "gatewayReference", "refundedAmount")
 
@@ -73,6 +74,7 @@ class PaymentInputSerializer(StrictInputSerializer):
     metadata = MetadataField(required=False, default=dict)
 
 
+@extend_schema_serializer(component_name="Payment")  # the request's own name for it
 class PaymentOutputSerializer(serializers.ModelSerializer):
     amount = CurrencyAmountField()
     fromAccount = serializers.CharField(source="from_account")
@@ -80,6 +82,7 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
     timestamp = serializers.DateTimeField(source="status_changed_at", help_text="When the payment reached its status.")
     reference = BlankAsNullCharField()
     description = BlankAsNullCharField()
+    metadata = serializers.DictField(child=serializers.CharField())
     gateway = BlankAsNullCharField()
     gatewayReference = BlankAsNullCharField(source="gateway_reference")
     failureCode = BlankAsNullCharField(source="failure_code")
