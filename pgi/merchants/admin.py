@@ -1,0 +1,271 @@
+"""Staff admin for merchants and API keys.
+
+Keys are issued and revoked through the services, never by saving a row by hand: the admin shows
+the full key exactly once, on the page that answers the "add" form, and stores nothing but its
+hash. A key is never deleted (payments point at it); it is revoked.
+"""
+
+import secrets
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.cache import cache
+from django.db.models import Count, Q
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
+
+from .models import ApiKey, Merchant, MerchantCurrency
+from .services import api_key_create, api_key_revoke
+
+admin.site.site_header = "PGI administration"
+admin.site.site_title = "PGI admin"
+admin.site.index_title = "Payment Gateway Integration"
+
+
+class MerchantCurrencyForm(forms.ModelForm):
+    class Meta:
+        model = MerchantCurrency
+        fields = ["currency", "max_amount"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limit, code = self.instance.max_amount, self.instance.currency
+        if limit is not None and code:
+            # Stored with four decimals; shown with the currency's own (10000.00 USD, 5000 JPY).
+            self.initial["max_amount"] = quantize(limit, code)
+
+    def clean_currency(self):
+        code = self.cleaned_data["currency"].strip().upper()
+        try:
+            currency_exponent(code)
+        except UnknownCurrency:
+            raise forms.ValidationError("Not an ISO 4217 currency that can carry payments.") from None
+        return code
+
+    def clean(self):
+        cleaned = super().clean()
+        code, limit = cleaned.get("currency"), cleaned.get("max_amount")
+        if code and limit is not None:
+            if limit <= 0:
+                self.add_error("max_amount", "Must be greater than zero, or empty for no limit.")
+            elif not fits_currency(limit, code):
+                self.add_error("max_amount", f"{code} allows at most {currency_exponent(code)} decimal places.")
+        return cleaned
+
+
+class MerchantCurrencyInline(admin.TabularInline):
+    model = MerchantCurrency
+    form = MerchantCurrencyForm
+    extra = 0
+    verbose_name = "accepted currency"
+    verbose_name_plural = "accepted currencies (with the largest amount of one payment)"
+
+
+class ApiKeyInline(admin.TabularInline):
+    """The merchant's keys, read-only: issue and revoke them on the API key pages."""
+
+    model = ApiKey
+    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "API keys (issue and revoke them under API keys)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "is_active", "currency_list", "active_keys", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["code", "name"]
+    search_help_text = "Merchant code or name."
+    readonly_fields = ["issue_key", "created_at", "updated_at"]
+    inlines = [MerchantCurrencyInline, ApiKeyInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("currencies")
+            .annotate(_active_keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True)))
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        # The code is the merchant's public name in the API (toMerchant): it never changes.
+        fields = list(super().get_readonly_fields(request, obj))
+        return ["code", *fields] if obj else fields
+
+    def get_fields(self, request, obj=None):
+        fields = ["code", "name", "is_active"]
+        return [*fields, "issue_key", "created_at", "updated_at"] if obj else fields
+
+    def has_delete_permission(self, request, obj=None):
+        # Payments and keys refer to merchants; a merchant leaving is deactivated, not deleted.
+        return False
+
+    @admin.display(description="currencies")
+    def currency_list(self, obj: Merchant) -> str:
+        return ", ".join(c.currency for c in obj.currencies.all()) or "—"
+
+    @admin.display(description="active keys", ordering="_active_keys")
+    def active_keys(self, obj: Merchant) -> int:
+        return obj._active_keys
+
+    @admin.display(description="API keys")
+    def issue_key(self, obj: Merchant) -> str:
+        url = reverse("admin:merchants_apikey_add") + f"?merchant={obj.pk}"
+        return format_html('<a class="button" href="{}">Issue a new API key for {}</a>', url, obj.code)
+
+
+class ActiveKeyFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+class KeyKindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [("merchant", "Merchant keys"), ("platform", "Platform keys")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("merchant", "platform"):
+            return queryset.filter(is_platform=self.value() == "platform")
+        return queryset
+
+
+class ApiKeyIssueForm(forms.ModelForm):
+    """Who the new key is for. The key itself is generated by api_key_create, not typed in."""
+
+    issue_token = forms.CharField(widget=forms.HiddenInput)
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "merchant", "is_platform"]
+        labels = {"is_platform": "Platform key"}
+        help_texts = {
+            "merchant": "The merchant the key acts for. Leave empty for a platform key.",
+            "is_platform": "A key of a bank system that may act for any merchant (names toMerchant itself).",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["merchant"].queryset = Merchant.objects.filter(is_active=True)
+        self.fields["issue_token"].initial = secrets.token_urlsafe(16)
+
+    def clean(self):
+        cleaned = super().clean()
+        merchant, platform = cleaned.get("merchant"), cleaned.get("is_platform")
+        if merchant and platform:
+            raise forms.ValidationError("A key is either a merchant's or a platform key, not both.")
+        if not merchant and not platform:
+            raise forms.ValidationError("Choose the merchant, or tick 'Platform key'.")
+        # The page that shows the new key answers a POST; reloading it would post the form again
+        # and issue a second key. Each form carries a token that issues one key only. Checked last,
+        # so that a form with other errors does not use its token up.
+        token = cleaned.get("issue_token")
+        if token and not self.errors and not cache.add(f"pgi:api-key-issue:{token}", 1, timeout=86400):
+            raise forms.ValidationError("This form has already issued a key. Open 'Add API key' again for another.")
+        return cleaned
+
+    def _post_clean(self):
+        # The row is built by api_key_create; validating this unsaved instance against the model
+        # (empty prefix and hash) would only produce misleading errors.
+        pass
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "owner", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [ActiveKeyFilter, KeyKindFilter, ("merchant", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["merchant"]
+    search_fields = ["prefix", "name", "merchant__code"]
+    search_help_text = "Key prefix, key name or merchant code."
+    actions = ["revoke_keys"]
+    # Everything but the name is set when the key is issued and never changes; the hash is never shown.
+    readonly_fields = ["prefix", "owner", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "prefix", "owner", "created_at", "last_used_at", "revoked_at"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyIssueForm
+            kwargs["fields"] = ["name", "merchant", "is_platform", "issue_token"]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["name", "merchant", "is_platform", "issue_token"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="merchant / platform", ordering="merchant__code")
+    def owner(self, obj: ApiKey) -> str:
+        return "platform (any merchant)" if obj.is_platform else obj.merchant.code
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        api_key, full_key = api_key_create(name=form.cleaned_data["name"], merchant=form.cleaned_data["merchant"])
+        # The admin goes on with `obj` (change log, response): make it the issued row.
+        for field in ApiKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(api_key, field.attname))
+        obj._state.adding = False
+        obj._state.db = api_key._state.db
+        request._pgi_issued_key = full_key
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Show the new key once, on this response, instead of redirecting.
+
+        The key is not put in the session or in a message cookie: it exists only in this page.
+        """
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key issued",
+            "opts": self.opts,
+            "api_key": obj,
+            "full_key": request._pgi_issued_key,
+            "change_url": reverse("admin:merchants_apikey_change", args=[obj.pk]),
+            "changelist_url": reverse("admin:merchants_apikey_changelist"),
+        }
+        response = TemplateResponse(request, "admin/merchants/apikey/issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_keys(self, request, queryset):
+        revoked = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=api_key)
+            revoked += 1
+        skipped = queryset.count() - revoked
+        text = f"Revoked {revoked} key{'s' if revoked != 1 else ''}."
+        if skipped:
+            text += f" {skipped} already revoked, left as they were."
+        self.message_user(request, text, messages.SUCCESS)
