@@ -1,0 +1,100 @@
+"""A staff user in a real browser (headless Chromium through Playwright) against a live server:
+logs in to the admin, finds a payment by id, opens it and reads its status history."""
+
+import os
+from decimal import Decimal
+
+import pytest
+
+from payments.services import payment_process, payment_validate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a thread
+# with a running loop unless told that this is deliberate. The ORM calls here are the test's own.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = os.environ.get("PGI_ADMIN_SCREENSHOT", "/tmp/pgi-admin-payment.png")
+
+
+@pytest.fixture
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def plain_static(settings):
+    """The live server serves static files through Django's finders, which know the source names,
+    not the hashed names of the manifest storage that whitenoise serves in production."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+def test_staff_finds_a_payment_and_reads_why_it_failed(
+    live_server, browser, plain_static, principal, django_user_model
+):
+    django_user_model.objects.create_superuser("staff", "staff@example.com", "correct-horse-battery")
+    draft = payment_validate(
+        principal=principal,
+        amount=Decimal("50.00"),
+        currency="USD",
+        from_account="acct-0051",
+        to_merchant=None,
+        reference="order-1001",
+    )
+    payment = payment_process(draft=draft, principal=principal)
+    failed_assets = []
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.on("response", lambda r: r.status >= 400 and failed_assets.append(f"{r.status} {r.url}"))
+    page.on("requestfailed", lambda r: failed_assets.append(f"failed {r.url}"))
+
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("input[type=submit]")
+    sync_api.expect(page.locator("#site-name")).to_contain_text("PGI administration")
+
+    page.goto(f"{live_server.url}/admin/payments/payment/")
+    page.fill("#searchbar", payment.id)
+    page.press("#searchbar", "Enter")
+    result_link = page.locator("#result_list a", has_text=payment.id)
+    sync_api.expect(result_link).to_have_count(1)
+    result_link.click()
+
+    sync_api.expect(page.locator("h2", has_text="Status history")).to_be_visible()
+    history = page.locator(".inline-group tbody tr.has_original")
+    sync_api.expect(history).to_have_count(3)
+    sync_api.expect(history.nth(0)).to_contain_text("Pending")
+    sync_api.expect(history.nth(1)).to_contain_text("sent to simulator")
+    sync_api.expect(history.nth(2)).to_contain_text("INSUFFICIENT_FUNDS")
+    sync_api.expect(page.locator(".field-amount_display")).to_contain_text("50.00 USD")
+    sync_api.expect(page.locator(".field-failure_message")).to_contain_text("insufficient funds")
+    assert page.locator("input[name=amount], select[name=status]").count() == 0
+
+    # The admin's stylesheet really applied: the header has its coloured background.
+    header_background = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
+    assert header_background not in ("rgba(0, 0, 0, 0)", "transparent")
+    assert failed_assets == []
+    page.screenshot(path=SCREENSHOT, full_page=True)
