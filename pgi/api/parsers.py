@@ -29,3 +29,5 @@ class DecimalJSONParser(BaseParser):
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # json recurses once per nesting level
+            raise ParseError("The body is not valid JSON: nested too deeply.") from exc
