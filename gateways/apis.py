@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from payments.models import Payment, PaymentStatusChange
 from payments.services import payment_apply_gateway_result
 from pgi.api.errors import NotFound, ValidationFailed
+from pgi.api.parsers import read_body
 from pgi.api.serializers import ErrorSerializer
 
 from .base import InvalidWebhook
@@ -24,7 +25,7 @@ class RawBodyParser(BaseParser):
     media_type = "*/*"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read() if stream is not None else b""
+        return read_body(stream)
 
 
 class GatewayWebhookApi(APIView):

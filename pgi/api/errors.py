@@ -54,3 +54,8 @@ class BusinessRuleViolation(ApplicationError):
 
     status_code = 422
     code = "UNPROCESSABLE"
+
+
+class PayloadTooLarge(ApplicationError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
