@@ -54,6 +54,7 @@ class GatewayWebhookApi(APIView):
             200: OutputSerializer,
             400: OpenApiResponse(ErrorSerializer, description="INVALID_SIGNATURE"),
             404: OpenApiResponse(ErrorSerializer, description="UNKNOWN_GATEWAY"),
+            413: OpenApiResponse(ErrorSerializer, description="PAYLOAD_TOO_LARGE"),
         },
     )
     def post(self, request, code: str):

@@ -39,6 +39,7 @@ def errors(*codes: int) -> dict:
         403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
         404: "No such payment for this key (PAYMENT_NOT_FOUND)",
         409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS)",
+        413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
         415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
         422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
         "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
@@ -164,7 +165,7 @@ class PaymentCollectionApi(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 415, 422, 429)},
+        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
     )
     @idempotent
     def post(self, request):
@@ -251,7 +252,7 @@ class PaymentValidateApi(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 415, 422, 429)},
+        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
     )
     @idempotent
     def post(self, request):
