@@ -1,0 +1,166 @@
+"""The OpenAPI 3 document at /v1/schema: valid, a superset of the request's spec, with errors and auth."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+SCHEMA_URL = "/v1/schema"
+PAYMENT_PATH_TEMPLATES = ("/v1/payments/{paymentId}", "/v1/payments/{payment_id}")
+
+
+@pytest.fixture(scope="module")
+def schema(django_db_blocker):
+    with django_db_blocker.unblock():
+        response = Client().get(SCHEMA_URL, {"format": "json"})
+    assert response.status_code == 200, response.content
+    return json.loads(response.content)
+
+
+def payment_path(schema) -> str:
+    found = [p for p in PAYMENT_PATH_TEMPLATES if p in schema["paths"]]
+    assert len(found) == 1, list(schema["paths"])
+    return found[0]
+
+
+def resolve(schema, node: dict) -> dict:
+    while "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        node = schema["components"]["schemas"][name]
+    if "allOf" in node and len(node["allOf"]) == 1:
+        return resolve(schema, node["allOf"][0])
+    return node
+
+
+def json_body_schema(schema, operation: dict, status: str) -> dict:
+    return resolve(schema, operation["responses"][status]["content"]["application/json"]["schema"])
+
+
+def test_management_command_validates_the_schema_without_warnings(tmp_path):
+    target = tmp_path / "schema.json"
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json", "--file", str(target),
+                 stderr=StringIO())
+
+    assert json.loads(target.read_text())["openapi"].startswith("3.")
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [({"format": "json"}, {}), ({}, {"Accept": "application/json"}), ({}, {"Accept": "application/vnd.oai.openapi+json"})],
+)
+def test_schema_is_served_as_json_without_a_key(params, headers):
+    response = Client().get(SCHEMA_URL, params, headers=headers)
+
+    assert response.status_code == 200
+    assert "json" in response.headers["Content-Type"]
+    document = json.loads(response.content)
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"] == "Payment Gateway Integration API"
+
+
+def test_schema_is_served_as_yaml_by_default():
+    response = Client().get(SCHEMA_URL)
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"openapi: 3.")
+
+
+def test_schema_has_the_requests_paths_and_operations(schema):
+    assert "post" in schema["paths"]["/v1/payments"]
+    detail = schema["paths"][payment_path(schema)]
+    assert "get" in detail
+    assert [p["in"] for p in detail["get"]["parameters"]] == ["path"]
+    assert {"/v1/payments/validate", payment_path(schema) + "/status"} <= set(schema["paths"])
+    assert "get" in schema["paths"]["/v1/payments"]
+
+
+def test_payment_schema_has_the_requests_fields_and_types(schema):
+    created = schema["paths"]["/v1/payments"]["post"]
+    payment = json_body_schema(schema, created, "201")
+    fetched = json_body_schema(schema, schema["paths"][payment_path(schema)]["get"], "200")
+    assert payment == fetched
+
+    properties = payment["properties"]
+    for name in ("id", "amount", "currency", "status", "fromAccount", "toMerchant", "timestamp"):
+        assert name in properties, name
+        assert name in payment["required"], name
+    assert properties["amount"]["type"] == "number"
+    assert properties["refundedAmount"]["type"] == "number"
+    assert properties["timestamp"]["format"] == "date-time"
+    assert set(resolve(schema, properties["status"])["enum"]) >= {"Pending", "Processing", "Completed", "Failed"}
+    for extra in ("reference", "description", "metadata", "gateway", "gatewayReference", "failureCode",
+                  "failureMessage", "createdAt", "updatedAt"):
+        assert extra in properties, extra
+
+
+def test_request_body_schema_is_the_input_that_post_accepts(schema):
+    body = resolve(schema, schema["paths"]["/v1/payments"]["post"]["requestBody"]["content"]["application/json"]["schema"])
+
+    assert set(body["required"]) == {"amount", "currency", "fromAccount"}
+    assert body["properties"]["amount"]["type"] == "number"
+    assert {"toMerchant", "reference", "description", "metadata"} <= set(body["properties"])
+    assert not {"id", "status", "timestamp"} & set(body["properties"])
+
+
+def test_bearer_auth_is_the_security_scheme_of_every_merchant_operation(schema):
+    schemes = schema["components"]["securitySchemes"]
+    assert len(schemes) == 1
+    (name, scheme), = schemes.items()
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/v1/gateways/"):
+                assert operation.get("security", []) in ([], [{}]), (path, method)
+            else:
+                assert operation["security"] == [{name: []}], (path, method)
+
+
+def test_error_responses_use_the_error_schema(schema):
+    error = resolve(schema, {"$ref": "#/components/schemas/Error"})
+    body = resolve(schema, error["properties"]["error"])
+    assert set(body["properties"]) == {"code", "message", "details"}
+    detail = resolve(schema, body["properties"]["details"]["items"])
+    assert set(detail["properties"]) == {"field", "message"}
+
+    post = schema["paths"]["/v1/payments"]["post"]["responses"]
+    assert {"400", "401", "403", "409", "413", "415", "422", "429"} <= set(post)
+    assert "404" in schema["paths"][payment_path(schema)]["get"]["responses"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Error", (path, method, status)
+
+
+def test_list_operation_documents_its_filters_and_pagination(schema):
+    parameters = {p["name"]: p for p in schema["paths"]["/v1/payments"]["get"]["parameters"]}
+
+    assert {"status", "createdFrom", "createdTo", "reference", "currency", "cursor", "limit"} <= set(parameters)
+    assert parameters["status"]["schema"]["type"] == "array"
+    assert parameters["createdFrom"]["schema"]["format"] == "date-time"
+    page = json_body_schema(schema, schema["paths"]["/v1/payments"]["get"], "200")
+    assert set(page["properties"]) == {"next", "previous", "results"}
+
+
+def test_status_operation_describes_the_status_alone(schema):
+    body = json_body_schema(schema, schema["paths"][payment_path(schema) + "/status"]["get"], "200")
+
+    assert set(body["properties"]) == {"id", "status", "timestamp", "failureCode"}
+
+
+def test_swagger_ui_and_redoc_are_served_without_a_cdn():
+    for path in ("/v1/schema/swagger", "/v1/schema/redoc"):
+        response = Client().get(path)
+
+        assert response.status_code == 200, path
+        html = response.content.decode()
+        assert "drf-spectacular-sidecar" in html or "drf_spectacular_sidecar" in html, path
+        for cdn in ("cdn.jsdelivr", "unpkg.com", "cdnjs", "googleapis"):
+            assert cdn not in html, (path, cdn)

@@ -1,0 +1,258 @@
+"""GET /v1/payments: the caller's payments, newest first, filtered, with cursor pagination."""
+
+import base64
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import pytest
+from django.utils import timezone
+
+from payments.models import Payment, PaymentStatus
+from pgi.merchants.services import api_key_create
+
+from ..api.helpers import PAYMENTS_URL, assert_error
+from ..conftest import client_for
+from ..factories import PaymentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def ids(response) -> list[str]:
+    assert response.status_code == 200, response.content
+    return [p["id"] for p in response.json()["results"]]
+
+
+def created(payment: Payment, when):
+    Payment.objects.filter(pk=payment.pk).update(created_at=when)
+    return payment
+
+
+def test_list_shows_the_callers_payments_newest_first(api, merchant, other_merchant):
+    mine = [PaymentFactory(merchant=merchant) for _ in range(3)]
+    PaymentFactory(merchant=other_merchant)
+
+    response = api.get(PAYMENTS_URL)
+
+    assert ids(response) == [p.id for p in reversed(mine)]
+    body = response.json()
+    assert set(body) == {"next", "previous", "results"}
+    assert body["next"] is None and body["previous"] is None
+    assert body["results"][0]["toMerchant"] == merchant.code
+
+
+def test_a_merchant_never_sees_another_merchants_payments(api, other_merchant):
+    for status in PaymentStatus.values:
+        PaymentFactory(merchant=other_merchant, status=status, reference="shared-ref")
+
+    assert ids(api.get(PAYMENTS_URL)) == []
+    assert ids(api.get(PAYMENTS_URL, {"reference": "shared-ref"})) == []
+    assert ids(api.get(PAYMENTS_URL, {"status": PaymentStatus.values})) == []
+
+
+def test_a_platform_key_sees_every_merchants_payments(platform_api, merchant, other_merchant):
+    payments = [PaymentFactory(merchant=merchant), PaymentFactory(merchant=other_merchant)]
+
+    assert set(ids(platform_api.get(PAYMENTS_URL))) == {p.id for p in payments}
+
+
+def test_filter_by_one_status(api, merchant):
+    completed = PaymentFactory(merchant=merchant, status=PaymentStatus.COMPLETED)
+    PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED)
+    PaymentFactory(merchant=merchant, status=PaymentStatus.PROCESSING)
+
+    assert ids(api.get(PAYMENTS_URL, {"status": "Completed"})) == [completed.id]
+
+
+def test_filter_by_several_statuses(api, merchant):
+    completed = PaymentFactory(merchant=merchant, status=PaymentStatus.COMPLETED)
+    failed = PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED)
+    PaymentFactory(merchant=merchant, status=PaymentStatus.PROCESSING)
+
+    response = api.get(PAYMENTS_URL, {"status": ["Completed", "Failed"]})
+
+    assert ids(response) == [failed.id, completed.id]
+
+
+def test_filter_by_created_range_includes_from_and_excludes_to(api, merchant):
+    start = timezone.now().replace(microsecond=0) - timedelta(days=10)
+    before = created(PaymentFactory(merchant=merchant), start - timedelta(seconds=1))
+    at_start = created(PaymentFactory(merchant=merchant), start)
+    inside = created(PaymentFactory(merchant=merchant), start + timedelta(days=1))
+    at_end = created(PaymentFactory(merchant=merchant), start + timedelta(days=2))
+    end = start + timedelta(days=2)
+
+    both = api.get(PAYMENTS_URL, {"createdFrom": start.isoformat(), "createdTo": end.isoformat()})
+    from_only = api.get(PAYMENTS_URL, {"createdFrom": start.isoformat()})
+    to_only = api.get(PAYMENTS_URL, {"createdTo": start.isoformat().replace("+00:00", "Z")})
+
+    assert ids(both) == [inside.id, at_start.id]
+    assert ids(from_only) == [at_end.id, inside.id, at_start.id]
+    assert ids(to_only) == [before.id]
+
+
+def test_filter_by_created_range_honours_the_offset_given(api, merchant):
+    moment = timezone.now().replace(microsecond=0) - timedelta(days=3)
+    payment = created(PaymentFactory(merchant=merchant), moment)
+    # The same instant written in UTC+02:00.
+    local = (moment + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00")
+
+    assert ids(api.get(PAYMENTS_URL, {"createdFrom": local})) == [payment.id]
+    assert ids(api.get(PAYMENTS_URL, {"createdTo": local})) == []
+
+
+def test_filter_by_reference_is_exact(api, merchant):
+    wanted = PaymentFactory(merchant=merchant, reference="order-17")
+    PaymentFactory(merchant=merchant, reference="order-170")
+    PaymentFactory(merchant=merchant, reference="")
+
+    assert ids(api.get(PAYMENTS_URL, {"reference": "order-17"})) == [wanted.id]
+
+
+def test_filter_by_currency(api, merchant):
+    yen = PaymentFactory(merchant=merchant, currency="JPY", amount=500)
+    PaymentFactory(merchant=merchant, currency="USD")
+
+    assert ids(api.get(PAYMENTS_URL, {"currency": "JPY"})) == [yen.id]
+
+
+def test_filters_combine(api, merchant):
+    wanted = PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED, reference="r1", currency="EUR")
+    PaymentFactory(merchant=merchant, status=PaymentStatus.COMPLETED, reference="r1", currency="EUR")
+    PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED, reference="r2", currency="EUR")
+    PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED, reference="r1", currency="USD")
+
+    response = api.get(PAYMENTS_URL, {"status": "Failed", "reference": "r1", "currency": "EUR"})
+
+    assert ids(response) == [wanted.id]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "Done"}, "status"),
+        ({"status": "completed"}, "status"),
+        ({"status": ["Completed", "Nope"]}, "status"),
+        ({"createdFrom": "yesterday"}, "createdFrom"),
+        ({"createdTo": "2024-13-01T00:00:00Z"}, "createdTo"),
+        ({"reference": "r\x00"}, "reference"),
+    ],
+)
+def test_invalid_filter_value_is_a_validation_error(api, merchant, params, field):
+    PaymentFactory(merchant=merchant)
+
+    response = api.get(PAYMENTS_URL, params)
+
+    assert_error(response, 400, "VALIDATION_ERROR", field=field)
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "-1", "abc", "1.5", "", "²", " 5"])
+def test_limit_out_of_range_is_a_validation_error(api, limit):
+    assert_error(api.get(PAYMENTS_URL, {"limit": limit}), 400, "VALIDATION_ERROR", field="limit")
+
+
+def test_limit_sets_the_page_size_and_defaults_to_50(api, merchant):
+    for _ in range(51):
+        PaymentFactory(merchant=merchant)
+
+    assert len(ids(api.get(PAYMENTS_URL))) == 50
+    assert len(ids(api.get(PAYMENTS_URL, {"limit": "200"}))) == 51
+    assert len(ids(api.get(PAYMENTS_URL, {"limit": "1"}))) == 1
+
+
+def test_cursor_pagination_walks_every_page_once_while_payments_keep_arriving(api, merchant):
+    existing = [PaymentFactory(merchant=merchant) for _ in range(7)]
+    seen: list[str] = []
+    url = f"{PAYMENTS_URL}?limit=2"
+    pages = 0
+
+    while url:
+        response = api.get(url)
+        page = ids(response)
+        assert len(page) <= 2
+        seen.extend(page)
+        pages += 1
+        PaymentFactory(merchant=merchant)  # a new payment lands between two page fetches
+        url = response.json()["next"]
+
+    assert pages == 4
+    assert seen == [p.id for p in reversed(existing)]
+
+
+def test_cursor_pagination_keeps_its_filters_on_the_next_page(api, merchant):
+    failed = [PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED) for _ in range(3)]
+    for _ in range(3):
+        PaymentFactory(merchant=merchant, status=PaymentStatus.COMPLETED)
+
+    first = api.get(PAYMENTS_URL, {"status": "Failed", "limit": "2"})
+    second = api.get(first.json()["next"])
+
+    assert ids(first) + ids(second) == [p.id for p in reversed(failed)]
+    assert second.json()["next"] is None
+
+
+def test_previous_link_goes_back_to_the_same_page(api, merchant):
+    for _ in range(5):
+        PaymentFactory(merchant=merchant)
+    first = api.get(PAYMENTS_URL, {"limit": "2"})
+    second = api.get(first.json()["next"])
+
+    back = api.get(second.json()["previous"])
+
+    assert ids(back) == ids(first)
+
+
+def test_payments_created_in_the_same_instant_are_neither_skipped_nor_repeated(api, merchant):
+    same = timezone.now() - timedelta(hours=1)
+    payments = [created(PaymentFactory(merchant=merchant), same) for _ in range(5)]
+    seen: list[str] = []
+    url = f"{PAYMENTS_URL}?limit=2"
+
+    while url:
+        response = api.get(url)
+        seen.extend(ids(response))
+        url = response.json()["next"]
+
+    assert sorted(seen) == sorted(p.id for p in payments)
+    assert len(seen) == len(set(seen))
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-base64!",
+        "%%%%",
+        base64.b64encode(b"o=abc").decode(),
+        base64.b64encode(b"o=1&r=x").decode(),
+        base64.b64encode(b"p=garbage").decode(),
+        base64.b64encode(b"p=2024-99-99 00:00:00+00:00").decode(),
+        base64.b64encode(b"p=\x00").decode(),
+        base64.b64encode("p=é".encode()).decode(),
+    ],
+)
+def test_tampered_cursor_is_a_validation_error(api, merchant, cursor):
+    PaymentFactory(merchant=merchant)
+
+    response = api.get(f"{PAYMENTS_URL}?{urlencode({'cursor': cursor})}")
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="cursor")
+
+
+def test_a_cursor_from_another_merchants_listing_shows_only_own_payments(api, merchant, other_merchant):
+    for _ in range(3):
+        PaymentFactory(merchant=other_merchant)
+    mine = PaymentFactory(merchant=merchant)
+    Payment.objects.filter(pk=mine.pk).update(created_at=timezone.now() - timedelta(days=1))
+    _, their_key = api_key_create(name="theirs", merchant=other_merchant)
+    their_next = client_for(their_key).get(PAYMENTS_URL, {"limit": "1"}).json()["next"]
+
+    assert ids(api.get(their_next)) == [mine.id]
+
+
+def test_listing_is_answered_in_a_bounded_number_of_queries(api, merchant, django_assert_max_num_queries):
+    for _ in range(20):
+        PaymentFactory(merchant=merchant)
+
+    with django_assert_max_num_queries(4):
+        response = api.get(PAYMENTS_URL, {"limit": "20"})
+
+    assert len(ids(response)) == 20
