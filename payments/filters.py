@@ -1,16 +1,41 @@
+from datetime import timezone
+
 import django_filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
 
 from .models import Payment, PaymentStatus
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC.
+
+    ISO 8601 allows UTC offsets up to ±23:59 but PostgreSQL only ±15:59, so the value is sent to
+    the database in UTC; one that has no UTC equivalent (year 1 at +23:00) is invalid input.
+    """
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError as exc:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from exc
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class PaymentFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=PaymentStatus.choices, help_text="One or more statuses: `?status=Completed&status=Failed`."
     )
-    createdFrom = django_filters.IsoDateTimeFilter(
+    createdFrom = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Created at or after (ISO 8601)."
     )
-    createdTo = django_filters.IsoDateTimeFilter(
+    createdTo = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before (ISO 8601)."
     )
     reference = django_filters.CharFilter(field_name="reference", help_text="Exact merchant reference.")
