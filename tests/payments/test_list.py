@@ -256,3 +256,19 @@ def test_listing_is_answered_in_a_bounded_number_of_queries(api, merchant, djang
         response = api.get(PAYMENTS_URL, {"limit": "20"})
 
     assert len(ids(response)) == 20
+
+
+def test_created_range_accepts_any_iso_8601_offset(api, merchant):
+    # PostgreSQL takes UTC offsets up to ±15:59 only; ISO 8601 allows ±23:59.
+    moment = timezone.now().replace(microsecond=0) - timedelta(days=3)
+    payment = created(PaymentFactory(merchant=merchant), moment)
+    far_east = (moment + timedelta(hours=23, minutes=51)).strftime("%Y-%m-%dT%H:%M:%S+23:51")
+
+    assert ids(api.get(PAYMENTS_URL, {"createdFrom": far_east})) == [payment.id]
+    assert ids(api.get(PAYMENTS_URL, {"createdTo": far_east})) == []
+    assert ids(api.get(PAYMENTS_URL, {"createdFrom": "7820-12-20T00:58:00+23:51"})) == []
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+23:00", "9999-12-31T23:00:00-23:00"])
+def test_created_bound_outside_the_representable_range_in_utc_is_a_validation_error(api, value):
+    assert_error(api.get(PAYMENTS_URL, {"createdFrom": value}), 400, "VALIDATION_ERROR", field="createdFrom")
