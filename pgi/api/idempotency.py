@@ -2,8 +2,9 @@
 
 Claiming a key is an INSERT under a unique constraint, committed before the view runs, so of any
 number of concurrent requests with one key exactly one runs; the others get 409. The same key with
-another body is refused with 422. A 5xx or an unexpected error releases the key so the client can
-retry; every other response (including 4xx) is kept and replayed as it was.
+another body is refused with 422. Every response the view gives, 4xx and 5xx alike, is kept and
+replayed as it was: a 5xx may come after the payment was created or even charged, so running the
+request again could take the money twice. Only an error that leaves no response releases the key.
 """
 
 import functools
@@ -104,9 +105,6 @@ def idempotent(view_method):
         except BaseException:
             IdempotencyRecord.objects.filter(scope=scope, key=key).delete()
             raise
-        if response.status_code >= 500:
-            IdempotencyRecord.objects.filter(scope=scope, key=key).delete()
-            return response
         IdempotencyRecord.objects.filter(scope=scope, key=key).update(
             response_status=response.status_code,
             response_body=DecimalJSONRenderer().render(response.data).decode(),
