@@ -9,12 +9,13 @@ from django.utils import timezone
 
 from payments import selectors
 from payments.models import Payment
+from pgi.api.idempotency import request_fingerprint
 from pgi.api.models import IdempotencyRecord
 from pgi.merchants.services import api_key_create, api_key_revoke
 
 from ..conftest import client_for
 from ..factories import MerchantFactory, PaymentFactory
-from .helpers import PAYMENTS_URL, VALIDATE_URL, assert_error, payment_body, post_json
+from .helpers import PAYMENTS_URL, VALIDATE_URL, assert_error, dumps, loads, payment_body, post_json
 
 pytestmark = pytest.mark.django_db
 
@@ -189,21 +190,20 @@ def test_accept_header_the_api_cannot_satisfy_is_406_in_json(api):
     assert_error(response, 406, "NOT_ACCEPTABLE")
 
 
-def test_concurrent_request_with_the_same_idempotency_key_is_409(api, merchant):
-    IdempotencyRecord.objects.create(
+def test_request_while_the_same_idempotency_key_is_in_flight_is_409(api, merchant):
+    body = payment_body()
+    IdempotencyRecord.objects.create(  # what the first request leaves while it runs
         scope=f"m:{merchant.pk}",
         key="order-1",
-        request_hash="in-flight",
+        request_hash=request_fingerprint("POST", PAYMENTS_URL, loads(dumps(body))),
         method="POST",
         path=PAYMENTS_URL,
         expires_at=timezone.now() + timedelta(hours=1),
     )
 
-    response = post_json(api, PAYMENTS_URL, payment_body(), **{"Idempotency-Key": "order-1"})
+    response = post_json(api, PAYMENTS_URL, body, **{"Idempotency-Key": "order-1"})
 
-    # The hash differs, so this is also a reuse: which error wins is the in-flight request's concern.
-    assert response.status_code in (409, 422)
-    assert_error(response, response.status_code, "IDEMPOTENCY_IN_PROGRESS" if response.status_code == 409 else "IDEMPOTENCY_KEY_REUSED")
+    assert_error(response, 409, "IDEMPOTENCY_IN_PROGRESS")
     assert not Payment.objects.exists()
 
 

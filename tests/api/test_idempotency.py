@@ -15,6 +15,7 @@ from pgi.api.tasks import idempotency_keys_purge
 from pgi.merchants.services import api_key_create
 
 from ..conftest import client_for
+from ..gateways.connectors import BrokenAfterChargingConnector
 from .helpers import PAYMENTS_URL, VALIDATE_URL, assert_error, loads, payment_body, post_json
 
 KEY = "Idempotency-Key"
@@ -137,21 +138,27 @@ def test_without_the_header_every_post_is_a_new_payment(api):
     assert not IdempotencyRecord.objects.exists()
 
 
-@pytest.mark.django_db
-def test_a_server_error_releases_the_key_so_the_client_can_retry(api, monkeypatch):
-    def broken(**kwargs):
-        raise RuntimeError("gateway registry broken")
+@pytest.fixture
+def gateway_broken_after_charging(settings):
+    settings.PGI_GATEWAYS = {"broken": {"class": "tests.gateways.connectors.BrokenAfterChargingConnector"}}
+    settings.PGI_DEFAULT_GATEWAY = "broken"
+    BrokenAfterChargingConnector.charged = []
+    yield BrokenAfterChargingConnector
+    BrokenAfterChargingConnector.charged = []
 
-    monkeypatch.setattr("payments.services.connector_for_payment", broken)
+
+@pytest.mark.django_db
+def test_a_server_error_is_replayed_so_a_retry_never_charges_twice(api, gateway_broken_after_charging):
     failed = post_with_key(api, "order-1")
     assert_error(failed, 500, "INTERNAL_ERROR")
-    assert not IdempotencyRecord.objects.exists()
-    monkeypatch.undo()
 
     retried = post_with_key(api, "order-1")
 
-    assert retried.status_code == 201, retried.content
-    assert "Idempotent-Replayed" not in retried.headers
+    assert retried.status_code == 500
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.content == failed.content
+    assert Payment.objects.count() == 1
+    assert len(gateway_broken_after_charging.charged) == 1
 
 
 @pytest.mark.django_db

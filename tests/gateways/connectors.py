@@ -44,3 +44,19 @@ class TransactionProbeConnector(Connector):
 
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         raise InvalidWebhook("the probe sends no webhooks")
+
+
+class BrokenAfterChargingConnector(Connector):
+    """Charges, then fails with an unexpected error before answering (a bug in a connector, say)."""
+
+    charged: list[str] = []
+
+    def authorize(self, request: PaymentRequest) -> GatewayResult:
+        self.charged.append(request.payment_id)
+        raise RuntimeError("connector bug after the charge")
+
+    def status(self, *, payment_id: str) -> GatewayResult | None:
+        return GatewayResult(status=GatewayStatus.SUCCEEDED) if payment_id in self.charged else None
+
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        raise InvalidWebhook("sends no webhooks")

@@ -120,7 +120,9 @@ def test_asynchronous_account_is_completed_by_the_signed_webhook_a_worker_delive
 ):
     response = post_json(api, PAYMENTS_URL, payment_body(fromAccount="account0202"))
     assert response.status_code == 201, response.content
-    assert response.json()["status"] == "Processing"
+    # With no webhook delay the worker may win the race with this response; the history below
+    # shows the payment was Processing first either way.
+    assert response.json()["status"] in ("Processing", "Completed")
     payment_id = response.json()["id"]
 
     payment = wait_for_status(payment_id, {S.COMPLETED, S.FAILED})
