@@ -13,6 +13,14 @@ AMOUNT_MAX_DIGITS = 18
 AMOUNT_DECIMAL_PLACES = 4
 
 
+def is_storable_amount(amount: Decimal) -> bool:
+    """True for a finite amount greater than zero that an amount column holds without rounding."""
+    if not amount.is_finite() or amount <= 0:
+        return False
+    _, digits, exponent = amount.normalize().as_tuple()
+    return len(digits) + exponent <= AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES and -exponent <= AMOUNT_DECIMAL_PLACES
+
+
 class UnknownCurrency(ValueError):
     """The code is not an ISO 4217 currency that can carry a payment."""
 

@@ -5,7 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pgi.api.errors import ValidationFailed, ErrorDetail
-from pgi.money import is_payable_currency
+from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, is_payable_currency, is_storable_amount
 
 from .keys import generate_key, hash_key
 from .models import ApiKey, Merchant, MerchantCurrency
@@ -20,12 +20,24 @@ def merchant_create(
 ) -> Merchant:
     """Create a merchant enabled for the given ISO 4217 currencies.
 
-    Raises ValidationFailed for an invalid or taken code, or a currency that cannot carry payments.
+    Raises ValidationFailed for an invalid or taken code, a currency that cannot carry payments, or
+    a limit that is not a positive amount the database can hold.
     """
     bad = [c for c in currencies if not is_payable_currency(c)]
     if bad:
         raise ValidationFailed(
             "Unknown currency.", details=[ErrorDetail("currencies", f"Not an ISO 4217 currency: {', '.join(bad)}")]
+        )
+    if max_amount is not None and not is_storable_amount(max_amount):
+        raise ValidationFailed(
+            "Invalid limit.",
+            details=[
+                ErrorDetail(
+                    "max_amount",
+                    f"Must be greater than zero, with at most {AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES} digits "
+                    f"before the point and {AMOUNT_DECIMAL_PLACES} after it.",
+                )
+            ],
         )
     merchant = Merchant(code=code, name=name)
     try:
