@@ -2,7 +2,15 @@ from decimal import Decimal
 
 import pytest
 
-from pgi.money import UnknownCurrency, currency_exponent, decimal_places, fits_currency, is_payable_currency, quantize
+from pgi.money import (
+    UnknownCurrency,
+    currency_exponent,
+    decimal_places,
+    fits_currency,
+    is_payable_currency,
+    is_storable_amount,
+    quantize,
+)
 
 
 @pytest.mark.parametrize(("code", "exponent"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("KWD", 3), ("BHD", 3)])
@@ -59,3 +67,24 @@ def test_quantize_of_the_largest_storable_amount_keeps_every_digit():
     amount = Decimal("99999999999999.999")
 
     assert str(quantize(amount, "KWD")) == "99999999999999.999"
+
+
+@pytest.mark.parametrize(
+    ("amount", "storable"),
+    [
+        ("0.0001", True),
+        ("1", True),
+        ("1E+2", True),
+        ("99999999999999.9999", True),
+        ("99999999999999.99990", True),
+        ("0", False),
+        ("-1", False),
+        ("0.00001", False),
+        ("100000000000000", False),
+        ("NaN", False),
+        ("Infinity", False),
+        ("-Infinity", False),
+    ],
+)
+def test_is_storable_amount_bounds_sign_and_digits(amount, storable):
+    assert is_storable_amount(Decimal(amount)) is storable

@@ -116,3 +116,11 @@ def test_create_api_key_platform_makes_a_key_that_may_name_any_merchant():
     for code in ("shop-a", "shop-b"):
         response = post_json(client_for(key), PAYMENTS_URL, payment_body(toMerchant=code))
         assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "NaN", "Infinity", "1e20", "0.00001"])
+def test_create_merchant_with_a_limit_that_is_not_a_positive_storable_amount_is_a_command_error(limit):
+    with pytest.raises(CommandError, match="max"):
+        run("create_merchant", "shop-limit", "--name", "Limit", "--max-amount", limit)
+
+    assert not Merchant.objects.filter(code="shop-limit").exists()
