@@ -14,7 +14,7 @@ from pgi.api.models import IdempotencyRecord
 from pgi.merchants.services import api_key_create, api_key_revoke
 
 from ..conftest import client_for
-from ..factories import MerchantFactory, PaymentFactory
+from ..factories import PaymentFactory
 from .helpers import PAYMENTS_URL, VALIDATE_URL, assert_error, dumps, loads, payment_body, post_json
 
 pytestmark = pytest.mark.django_db
