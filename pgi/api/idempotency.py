@@ -11,6 +11,7 @@ import functools
 import hashlib
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import simplejson
 from django.conf import settings
@@ -27,8 +28,19 @@ REPLAY_HEADER = "Idempotent-Replayed"
 KEY_SHAPE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
+def _normalized(value):
+    """Numbers by value, not by spelling: 50, 50.0 and 50.00 are one amount."""
+    if isinstance(value, Decimal):
+        return value.normalize()
+    if isinstance(value, dict):
+        return {key: _normalized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_normalized(item) for item in value]
+    return value
+
+
 def request_fingerprint(method: str, path: str, data) -> str:
-    canonical = simplejson.dumps(data, use_decimal=True, sort_keys=True, separators=(",", ":"))
+    canonical = simplejson.dumps(_normalized(data), use_decimal=True, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 

@@ -69,6 +69,17 @@ def test_replay_ignores_the_order_of_keys_in_the_body(api):
 
 
 @pytest.mark.django_db
+def test_replay_ignores_how_the_amount_is_written(api):
+    first = post_json(api, PAYMENTS_URL, '{"amount": 50.00, "currency": "USD", "fromAccount": "account123"}', **{KEY: "o"})
+
+    replay = post_json(api, PAYMENTS_URL, '{"amount": 5E+1, "currency": "USD", "fromAccount": "account123"}', **{KEY: "o"})
+
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert replay.content == first.content
+    assert Payment.objects.count() == 1
+
+
+@pytest.mark.django_db
 def test_a_refused_request_is_replayed_as_refused(api):
     first = post_with_key(api, "order-1", payment_body(currency="GBP"))
     assert first.status_code == 422
