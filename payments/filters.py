@@ -4,6 +4,8 @@ import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
 
+from pgi.money import is_payable_currency
+
 from .models import Payment, PaymentStatus
 
 
@@ -24,6 +26,11 @@ class UtcIsoDateTimeField(IsoDateTimeField):
             raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from exc
 
 
+def validate_currency(value: str) -> None:
+    if not is_payable_currency(value):
+        raise forms.ValidationError("Not an ISO 4217 currency code (upper case, e.g. USD).")
+
+
 class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
 
@@ -39,7 +46,9 @@ class PaymentFilter(django_filters.FilterSet):
         field_name="created_at", lookup_expr="lt", help_text="Created before (ISO 8601)."
     )
     reference = django_filters.CharFilter(field_name="reference", help_text="Exact merchant reference.")
-    currency = django_filters.CharFilter(field_name="currency", help_text="ISO 4217 code.")
+    currency = django_filters.CharFilter(
+        field_name="currency", validators=[validate_currency], help_text="ISO 4217 code."
+    )
 
     class Meta:
         model = Payment

@@ -164,7 +164,8 @@ def payment_transition(
     or repeated gateway answer never moves a payment backwards). Raises InvalidTransition when the
     state machine forbids the move.
     """
-    payment = Payment.objects.select_for_update().get(pk=payment_id)
+    # The merchant comes along for the response; `of=("self",)` locks the payment row alone.
+    payment = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
     from_status = payment.status
     if only_from is not None and from_status not in only_from:
         logger.info("payment %s is %s; %s from %s ignored", payment_id, from_status, to_status, source)

@@ -60,6 +60,10 @@ def api_key_create(*, name: str, merchant: Merchant | None) -> tuple[ApiKey, str
 
     Returns the row and the full key; the key is not stored and cannot be shown again.
     """
+    if not name.strip() or len(name) > ApiKey._meta.get_field("name").max_length:
+        raise ValidationFailed(
+            "Invalid key name.", details=[ErrorDetail("name", "Must be 1 to 100 characters.")]
+        )
     full_key, prefix = generate_key()
     api_key = ApiKey.objects.create(
         name=name, merchant=merchant, is_platform=merchant is None, prefix=prefix, key_hash=hash_key(full_key)

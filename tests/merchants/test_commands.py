@@ -97,6 +97,15 @@ def test_create_api_key_labels_the_key():
     assert ApiKey.objects.get().name == "checkout-eu"
 
 
+def test_create_api_key_with_a_name_over_100_characters_is_a_command_error():
+    MerchantFactory(code="shop-label")
+
+    with pytest.raises(CommandError, match="name"):
+        run("create_api_key", "shop-label", "--name", "x" * 101)
+
+    assert not ApiKey.objects.exists()
+
+
 def test_create_api_key_for_an_unknown_merchant_is_a_command_error():
     with pytest.raises(CommandError, match="create_merchant"):
         run("create_api_key", "nobody")

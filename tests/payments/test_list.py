@@ -135,6 +135,8 @@ def test_filters_combine(api, merchant):
         ({"createdFrom": "yesterday"}, "createdFrom"),
         ({"createdTo": "2024-13-01T00:00:00Z"}, "createdTo"),
         ({"reference": "r\x00"}, "reference"),
+        ({"currency": "usd"}, "currency"),
+        ({"currency": "ABC"}, "currency"),
     ],
 )
 def test_invalid_filter_value_is_a_validation_error(api, merchant, params, field):

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from pgi.api.errors import ValidationFailed
 from pgi.merchants.models import Merchant
 from pgi.merchants.services import api_key_create
 
@@ -21,7 +22,10 @@ class Command(BaseCommand):
             merchant = Merchant.objects.filter(code=code).first()
             if merchant is None:
                 raise CommandError(f"No merchant {code}. Create it with create_merchant first.")
-        api_key, full_key = api_key_create(name=name or code, merchant=merchant)
+        try:
+            api_key, full_key = api_key_create(name=name or code, merchant=merchant)
+        except ValidationFailed as exc:
+            raise CommandError("; ".join(f"{d.field}: {d.message}" for d in exc.details)) from exc
         kind = "platform key" if platform else f"key for merchant {code}"
         self.stderr.write(f"Issued {kind} {api_key.prefix} ({api_key.name}). Store it now: it is not shown again.")
         self.stdout.write(full_key)
