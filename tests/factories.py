@@ -11,6 +11,7 @@ class MerchantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Merchant
         django_get_or_create = ("code",)
+        skip_postgeneration_save = True
 
     code = factory.Sequence(lambda n: f"merchant{n:03d}")
     name = factory.Faker("company")
