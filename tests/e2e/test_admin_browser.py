@@ -5,16 +5,11 @@ import os
 from decimal import Decimal
 
 import pytest
+from playwright import sync_api
 
 from payments.services import payment_process, payment_validate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a thread
-# with a running loop unless told that this is deliberate. The ORM calls here are the test's own.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-from playwright import sync_api  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -51,9 +46,10 @@ def plain_static(settings):
     }
 
 
-def test_staff_finds_a_payment_and_reads_why_it_failed(
-    live_server, browser, plain_static, principal, django_user_model
-):
+@pytest.fixture
+def declined_payment(principal, django_user_model):
+    """Made before the browser starts: Playwright's event loop would give the ORM a connection of
+    its own that outlives the test and keeps the test database from being dropped."""
     django_user_model.objects.create_superuser("staff", "staff@example.com", "correct-horse-battery")
     draft = payment_validate(
         principal=principal,
@@ -63,7 +59,11 @@ def test_staff_finds_a_payment_and_reads_why_it_failed(
         to_merchant=None,
         reference="order-1001",
     )
-    payment = payment_process(draft=draft, principal=principal)
+    return payment_process(draft=draft, principal=principal)
+
+
+def test_staff_finds_a_payment_and_reads_why_it_failed(live_server, plain_static, declined_payment, browser):
+    payment = declined_payment
     failed_assets = []
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
