@@ -6,13 +6,14 @@ this table is only for seeing what the sandbox gateway did (declines, pending ch
 
 from django.contrib import admin
 
-from pgi.money import quantize
+from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.money import format_money
 
 from .models import SimulatorCharge
 
 
 @admin.register(SimulatorCharge)
-class SimulatorChargeAdmin(admin.ModelAdmin):
+class SimulatorChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "reference",
         "payment_id",
@@ -41,22 +42,13 @@ class SimulatorChargeAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="PGI payment id", ordering="idempotency_key")
     def payment_id(self, obj: SimulatorCharge) -> str:
         return obj.idempotency_key
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: SimulatorCharge) -> str:
-        return f"{quantize(obj.amount, obj.currency)} {obj.currency}"
+        return format_money(obj.amount, obj.currency)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"title": "Simulator ledger: the pretend gateway's own charges", **(extra_context or {})}

@@ -15,15 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.merchants.models import MerchantCurrency
-from pgi.money import quantize
+from pgi.money import format_money
 
 from .models import Payment, PaymentStatusChange
-
-
-def money(amount, currency: str) -> str:
-    """`50.00 USD`, `500 JPY`, `1.500 KWD`: exact, with the currency's digits."""
-    return f"{quantize(amount, currency)} {currency}"
 
 
 def instant(value: datetime | None) -> str:
@@ -59,7 +55,7 @@ class GatewayFilter(admin.SimpleListFilter):
         return queryset.filter(gateway=self.value()) if self.value() else queryset
 
 
-class PaymentStatusChangeInline(admin.TabularInline):
+class PaymentStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The payment's status history, oldest first: each line says who moved it and why."""
 
     model = PaymentStatusChange
@@ -71,22 +67,13 @@ class PaymentStatusChangeInline(admin.TabularInline):
     verbose_name = "status change"
     verbose_name_plural = "status history"
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="at (UTC)")
     def at(self, obj: PaymentStatusChange) -> str:
         return instant(obj.created_at)
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "merchant_code", "amount_display", "status", "gateway", "created_list"]
     list_filter = ["status", CurrencyFilter, GatewayFilter, "merchant"]
     list_select_related = ["merchant"]
@@ -157,26 +144,17 @@ class PaymentAdmin(admin.ModelAdmin):
             False,
         )
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="merchant", ordering="merchant__code")
     def merchant_code(self, obj: Payment) -> str:
         return obj.merchant.code
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Payment) -> str:
-        return money(obj.amount, obj.currency)
+        return format_money(obj.amount, obj.currency)
 
     @admin.display(description="refunded amount")
     def refunded_amount_display(self, obj: Payment) -> str:
-        return money(obj.refunded_amount, obj.currency)
+        return format_money(obj.refunded_amount, obj.currency)
 
     @admin.display(description="timestamp (reached this status, UTC)", ordering="status_changed_at")
     def timestamp(self, obj: Payment) -> str:

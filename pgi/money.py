@@ -65,3 +65,8 @@ def quantize(amount: Decimal, code: str) -> Decimal:
     Only ever pads: callers check `fits_currency` first, so no digit is rounded away.
     """
     return amount.quantize(Decimal(1).scaleb(-currency_exponent(code)))
+
+
+def format_money(amount: Decimal, code: str) -> str:
+    """For people: `50.00 USD`, `500 JPY`, `1.500 KWD`."""
+    return f"{quantize(amount, code)} {code}"

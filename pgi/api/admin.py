@@ -7,6 +7,8 @@ Rows expire after PGI_IDEMPOTENCY_TTL_HOURS and are removed by the purge job
 from django.contrib import admin
 from django.utils import timezone
 
+from pgi.admin_readonly import ReadOnlyAdminMixin
+
 from .models import IdempotencyRecord
 
 
@@ -26,7 +28,7 @@ class ExpiryFilter(admin.SimpleListFilter):
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(admin.ModelAdmin):
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["key", "scope", "method", "path", "response_status", "created_at", "expires_at"]
     list_filter = ["method", ExpiryFilter]
     search_fields = ["key"]
@@ -49,12 +51,3 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
         # Keys are case-sensitive opaque strings: match exactly.
         term = search_term.strip()
         return (queryset.filter(key=term) if term else queryset), False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
 
 from .models import ApiKey, Merchant, MerchantCurrency
@@ -64,7 +65,7 @@ class MerchantCurrencyInline(admin.TabularInline):
     verbose_name_plural = "accepted currencies (with the largest amount of one payment)"
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The merchant's keys, read-only: issue and revoke them on the API key pages."""
 
     model = ApiKey
@@ -74,15 +75,6 @@ class ApiKeyInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     verbose_name_plural = "API keys (issue and revoke them under API keys)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Merchant)
