@@ -195,20 +195,22 @@ def payment_transition(
 def payment_process(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
     """Create the payment and take it through the gateway.
 
-    Three short transactions around one gateway call that runs in none: Pending (created),
-    Processing (committed before the call, so a crash during it leaves a visible trace), then the
-    outcome. A timeout leaves the payment Processing: the gateway may have charged, so only the
-    gateway's own answer (webhook or status query) may settle it.
+    Two short transactions around one gateway call that runs in none: first the payment is
+    created Pending and moved to Processing (committed before the call, so a crash during it
+    leaves a visible trace), then the outcome is applied. A timeout leaves the payment
+    Processing: the gateway may have charged, so only the gateway's own answer (webhook or
+    status query) may settle it.
     """
-    payment = payment_create(draft=draft, principal=principal)
     connector = connector_for_payment(merchant_code=draft.merchant.code, currency=draft.currency)
-    payment = payment_transition(
-        payment_id=payment.id,
-        to_status=PaymentStatus.PROCESSING,
-        source=Source.SYSTEM,
-        reason=f"sent to {connector.code}",
-        gateway=connector.code,
-    )
+    with transaction.atomic():  # one commit for both steps; each keeps its history line
+        payment = payment_create(draft=draft, principal=principal)
+        payment = payment_transition(
+            payment_id=payment.id,
+            to_status=PaymentStatus.PROCESSING,
+            source=Source.SYSTEM,
+            reason=f"sent to {connector.code}",
+            gateway=connector.code,
+        )
     request = PaymentRequest(
         payment_id=payment.id,
         amount=payment.amount,
