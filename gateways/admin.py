@@ -40,7 +40,6 @@ class SimulatorChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    readonly_fields = fields
 
     @admin.display(description="PGI payment id", ordering="idempotency_key")
     def payment_id(self, obj: SimulatorCharge) -> str:

@@ -60,7 +60,6 @@ class PaymentStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     model = PaymentStatusChange
     fields = ["at", "from_status", "to_status", "source", "reason", "failure_code"]
-    readonly_fields = fields
     ordering = ["created_at", "id"]
     extra = 0
     can_delete = False
@@ -103,25 +102,6 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Gateway", {"fields": ["gateway", "gateway_reference"]}),
         ("Request", {"fields": ["from_account", "reference", "description", "metadata", "api_key_link"]}),
         ("Record", {"fields": ["created", "updated"]}),
-    ]
-    readonly_fields = [
-        "id",
-        "merchant",
-        "amount_display",
-        "status",
-        "timestamp",
-        "failure_code",
-        "failure_message",
-        "refunded_amount_display",
-        "gateway",
-        "gateway_reference",
-        "from_account",
-        "reference",
-        "description",
-        "metadata",
-        "api_key_link",
-        "created",
-        "updated",
     ]
 
     def get_search_results(self, request, queryset, search_term):

@@ -45,7 +45,6 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "expires_at",
     ]
-    readonly_fields = fields
 
     def get_search_results(self, request, queryset, search_term):
         # Keys are case-sensitive opaque strings: match exactly.

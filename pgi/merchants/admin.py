@@ -70,7 +70,6 @@ class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     model = ApiKey
     fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
