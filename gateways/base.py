@@ -1,22 +1,76 @@
 """The connector interface: what PGI asks of every payment gateway, in plain frozen dataclasses.
 
 Connectors translate between these and their gateway's API; nothing above this layer sees an SDK
-object or a raw gateway payload. Connectors raise GatewayUnavailable when the gateway cannot be
-reached (nothing happened there) and GatewayTimeout when the outcome is unknown (something may have
-happened there): callers must treat the two differently.
+object or a raw gateway payload. Every call that can move money carries an idempotency key derived
+from PGI's own ids (see `idempotency_key`), so a retry, a recovery or a replay never charges twice.
+
+Two failures, two meanings, and callers must treat them differently:
+- GatewayUnavailable: the request did not reach the gateway, or the gateway refused it before doing
+  anything (connection refused, DNS, connect timeout, 429, 5xx). Failing over to another gateway is
+  safe.
+- GatewayTimeout: the request may have been processed (read timeout, connection dropped after the
+  request was sent). The outcome is unknown: only the gateway's own answer (status query, webhook,
+  a replay with the same idempotency key) may settle it. Never fail over on it.
+A decline is not an exception: it is a result with status DECLINED, and it is final.
 """
 
+import datetime
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping
+from typing import Mapping, Sequence
 
 
 class GatewayStatus(enum.StrEnum):
-    SUCCEEDED = "succeeded"  # money moved
+    """A payment (or capture, void) as the gateway sees it, normalized."""
+
+    SUCCEEDED = "succeeded"  # captured: money moved
+    AUTHORIZED = "authorized"  # funds held, waiting for capture or void
     DECLINED = "declined"  # refused for good; never retried elsewhere
     PENDING = "pending"  # accepted; the outcome comes later by webhook or status query
+    CANCELLED = "cancelled"  # the authorization was voided or lapsed; nothing moved
+
+
+class RefundStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+class Operation(enum.StrEnum):
+    """What a call or a notification is about."""
+
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+    STATUS = "status"
+
+
+class ErrorCode(enum.StrEnum):
+    """Normalized decline and error codes. Connectors map their gateway's codes onto these and keep
+    the gateway's own text in `error_message`."""
+
+    DECLINED = "DECLINED"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    CARD_EXPIRED = "CARD_EXPIRED"
+    INVALID_ACCOUNT = "INVALID_ACCOUNT"  # unknown card, account or payment method
+    FRAUD_SUSPECTED = "FRAUD_SUSPECTED"
+    AUTHENTICATION_REQUIRED = "AUTHENTICATION_REQUIRED"  # 3-D Secure or similar needed
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    INVALID_REQUEST = "INVALID_REQUEST"  # the gateway refused the request's content (4xx)
+    AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"  # our credentials were refused (401/403)
+    ALREADY_PROCESSED = "ALREADY_PROCESSED"  # e.g. capture of a captured payment
+    GATEWAY_ERROR = "GATEWAY_ERROR"  # anything else the gateway said no to
+
+
+def idempotency_key(operation: Operation, reference: str) -> str:
+    """The idempotency key sent to the gateway: our payment id for the payment itself, and derived
+    keys for the follow-up operations of that payment (a refund uses its own refund id)."""
+    if operation is Operation.AUTHORIZE or operation is Operation.REFUND:
+        return reference
+    return f"{reference}-{operation.value}"
 
 
 @dataclass(frozen=True)
@@ -24,15 +78,55 @@ class PaymentRequest:
     payment_id: str  # also the idempotency key sent to the gateway: a retry never charges twice
     amount: Decimal
     currency: str
-    from_account: str
+    from_account: str  # a token the gateway knows: card/payment method id, stored method, IBAN
     merchant_code: str
     description: str = ""
+    capture: bool = True  # False: authorize only, capture later
 
 
 @dataclass(frozen=True)
 class GatewayResult:
     status: GatewayStatus
-    reference: str = ""
+    reference: str = ""  # the gateway's id of the payment (PaymentIntent id, pspReference, ...)
+    amount: Decimal | None = None
+    currency: str = ""
+    error_code: str = ""  # an ErrorCode value when declined or refused
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    payment_id: str
+    gateway_reference: str
+    amount: Decimal  # may be less than authorized (partial capture)
+    currency: str
+    merchant_code: str
+
+
+@dataclass(frozen=True)
+class VoidRequest:
+    payment_id: str
+    gateway_reference: str
+    amount: Decimal
+    currency: str
+    merchant_code: str
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    refund_id: str  # the idempotency key of the refund
+    payment_id: str
+    gateway_reference: str  # of the payment
+    amount: Decimal
+    currency: str
+    merchant_code: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    status: RefundStatus
+    reference: str = ""  # the gateway's id of the refund
     amount: Decimal | None = None
     currency: str = ""
     error_code: str = ""
@@ -41,11 +135,58 @@ class GatewayResult:
 
 @dataclass(frozen=True)
 class WebhookEvent:
+    """One notification, verified and decoded.
+
+    `event_id` is the gateway's unique id of the notification (for gateways without one, a stable
+    key built from the notification's fields): a repeated delivery carries the same id.
+    `payment_id` is PGI's payment id as the gateway echoes it (merchant reference, metadata); it is
+    empty when the gateway did not echo one. For a refund, `refund_id` is PGI's refund id and
+    `refund_result` the refund's state; otherwise `result` is the payment's state.
+    """
+
     event_id: str
+    operation: Operation
     payment_id: str
-    result: GatewayResult
-    raw_type: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
+    result: GatewayResult | None = None
+    refund_id: str = ""
+    refund_result: RefundResult | None = None
+    gateway_reference: str = ""
+    raw_type: str = ""  # the gateway's own name of the event, for people reading the log
+
+
+@dataclass(frozen=True)
+class ReportLine:
+    """One line of a gateway's daily settlement report, normalized.
+
+    Amounts are positive; `kind` says which way the money went. `fee` is what the gateway kept for
+    this line, in `currency`, when the report says.
+    """
+
+    class Kind(enum.StrEnum):
+        PAYMENT = "payment"
+        REFUND = "refund"
+        CHARGEBACK = "chargeback"
+        FEE = "fee"  # a fee not tied to one payment
+        OTHER = "other"
+
+    kind: Kind
+    gateway_reference: str
+    payment_id: str  # PGI's payment id as the gateway reports it; empty when it doesn't
+    amount: Decimal
+    currency: str
+    booked_at: datetime.datetime
+    fee: Decimal | None = None
+    refund_id: str = ""
+    status: str = ""  # the gateway's own word for the line (settled, refunded, ...)
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """What PGI answers a gateway after accepting a notification, when the gateway wants something
+    specific (Adyen wants the text `[accepted]`)."""
+
+    body: bytes
+    content_type: str
 
 
 class GatewayError(Exception):
@@ -53,7 +194,8 @@ class GatewayError(Exception):
 
 
 class GatewayUnavailable(GatewayError):
-    """The request did not reach the gateway or was refused before processing: safe to retry."""
+    """The request did not reach the gateway or was refused before processing: safe to retry, and
+    safe to fail over to another gateway."""
 
 
 class GatewayTimeout(GatewayError):
@@ -65,7 +207,12 @@ class InvalidWebhook(GatewayError):
 
 
 class Connector(ABC):
+    """One gateway. Built once per process by the registry from settings.PGI_GATEWAYS; must be
+    safe to share between threads. Methods never run inside a database transaction."""
+
     code: str
+    display_name: str = ""
+    webhook_reply: WebhookReply | None = None  # None: PGI answers with its JSON receipt
 
     def __init__(self, code: str, **options):
         self.code = code
@@ -73,12 +220,34 @@ class Connector(ABC):
 
     @abstractmethod
     def authorize(self, request: PaymentRequest) -> GatewayResult:
-        """Charge the payment (authorize and capture). Raises GatewayUnavailable or GatewayTimeout."""
+        """Charge the payment (or, with capture=False, hold the funds). Idempotent on
+        request.payment_id. Raises GatewayUnavailable or GatewayTimeout."""
 
     @abstractmethod
-    def status(self, *, payment_id: str) -> GatewayResult | None:
-        """What the gateway knows of the payment, or None if it never received it."""
+    def capture(self, request: CaptureRequest) -> GatewayResult:
+        """Capture an authorized payment, in full or in part. SUCCEEDED when captured; PENDING when
+        the gateway confirms later by webhook. Idempotent on the payment id."""
 
     @abstractmethod
-    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
-        """Verify and decode one notification. Raises InvalidWebhook."""
+    def void(self, request: VoidRequest) -> GatewayResult:
+        """Release an authorization. CANCELLED when done; PENDING when confirmed later."""
+
+    @abstractmethod
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund a captured payment, in full or in part. Idempotent on request.refund_id."""
+
+    @abstractmethod
+    def status(self, *, payment_id: str, gateway_reference: str = "") -> GatewayResult | None:
+        """What the gateway knows of the payment, or None when it has no record of it or offers no
+        way to look it up (recovery then re-sends the payment with the same idempotency key, which
+        the gateway answers with its first outcome and never charges twice)."""
+
+    @abstractmethod
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:
+        """Verify and decode one delivery (some gateways batch several notifications in one).
+        Raises InvalidWebhook when the signature, timestamp or body is not acceptable."""
+
+    @abstractmethod
+    def fetch_report(self, day: datetime.date) -> Sequence[ReportLine]:
+        """The gateway's settlement report for one day (UTC), normalized. Raises
+        GatewayUnavailable when the report cannot be fetched (yet)."""
