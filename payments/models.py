@@ -45,6 +45,21 @@ class Payment(models.Model):
     failure_code = models.CharField(max_length=64, blank=True, default="")
     failure_message = models.CharField(max_length=255, blank=True, default="")
     refunded_amount = money_field(default=Decimal("0"))
+    # Authorize and capture: with capture=False the payment stops at Authorized until captured
+    # (in full or in part: captured_amount) or cancelled, or until the authorization expires.
+    capture = models.BooleanField(default=True)
+    captured_amount = money_field(null=True, blank=True)
+    authorization_expires_at = models.DateTimeField(null=True, blank=True)
+    # A capture or void sent to the gateway whose outcome is not known yet (gateway confirms later,
+    # or the call timed out). It blocks a second one; recovery re-sends it with the same key.
+    pending_operation = models.CharField(max_length=16, blank=True, default="")
+    pending_amount = money_field(null=True, blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    # Recovery of payments whose outcome is unknown (Processing, or a pending operation).
+    recovery_attempts = models.PositiveSmallIntegerField(default=0)
+    next_recovery_at = models.DateTimeField(null=True, blank=True)
+    needs_attention = models.BooleanField(default=False, help_text="Recovery gave up: staff must look.")
+    attention_reason = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -56,12 +71,27 @@ class Payment(models.Model):
             models.Index(fields=["merchant", "status", "-created_at"], name="payment_merchant_status"),
             models.Index(fields=["merchant", "reference"], name="payment_merchant_reference"),
             models.Index(fields=["status", "status_changed_at"], name="payment_status_changed"),
+            models.Index(
+                fields=["next_recovery_at"],
+                name="payment_recovery_due",
+                condition=Q(needs_attention=False) & (Q(status="Processing") | ~Q(pending_operation="")),
+            ),
+            models.Index(
+                fields=["authorization_expires_at"],
+                name="payment_authorization_expiry",
+                condition=Q(status="Authorized"),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
                 condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=models.F("amount")),
                 name="payment_refunded_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(captured_amount__isnull=True)
+                | (Q(captured_amount__gt=0) & Q(captured_amount__lte=models.F("amount"))),
+                name="payment_captured_within_amount",
             ),
         ]
 
@@ -92,3 +122,43 @@ class PaymentStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class GatewayAttempt(models.Model):
+    """Append-only: every call PGI made to a gateway for a payment, and how it went.
+
+    The idempotency key is what the gateway saw: the payment id for the payment itself, derived
+    keys for its capture and void (gateways.base.idempotency_key). Several attempts may share a key
+    (failover to another gateway, recovery re-sending): the gateway dedupes on it, never charging
+    twice.
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        AUTHORIZED = "authorized"
+        DECLINED = "declined"
+        PENDING = "pending"
+        CANCELLED = "cancelled"
+        NOT_FOUND = "not_found", "not found at the gateway"
+        UNAVAILABLE = "unavailable"
+        TIMEOUT = "timeout", "timeout: outcome unknown"
+        CIRCUIT_OPEN = "circuit_open", "skipped: circuit open"
+        ERROR = "error"
+
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="gateway_attempts")
+    operation = models.CharField(max_length=16)
+    gateway = models.CharField(max_length=32)
+    idempotency_key = models.CharField(max_length=80)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    gateway_reference = models.CharField(max_length=128, blank=True, default="")
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    message = models.CharField(max_length=255, blank=True, default="")
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["payment", "created_at"], name="gateway_attempt_payment")]
+
+    def __str__(self) -> str:
+        return f"{self.operation} at {self.gateway}: {self.outcome}"
