@@ -1,5 +1,6 @@
 import logging
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser
@@ -7,14 +8,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments.models import Payment, PaymentStatusChange
-from payments.services import payment_apply_gateway_result
 from pgi.api.errors import NotFound, ValidationFailed
 from pgi.api.parsers import read_body
 from pgi.api.serializers import ErrorSerializer
 
 from .base import InvalidWebhook
 from .registry import UnknownGateway, get_connector
+from .services import notification_receive
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +39,18 @@ class GatewayWebhookApi(APIView):
     @extend_schema_serializer(component_name="WebhookReceipt")
     class OutputSerializer(serializers.Serializer):
         received = serializers.BooleanField()
-        matched = serializers.BooleanField(help_text="Whether the notification named a payment PGI knows.")
+        matched = serializers.BooleanField(help_text="Whether every notification named a payment PGI knows.")
+        duplicate = serializers.BooleanField(help_text="Whether every notification had been received before.")
 
     @extend_schema(
         tags=["Gateways"],
         operation_id="gateway_webhook",
         summary="Receive a gateway notification",
-        description="Called by gateways, not merchants. The body is verified against the gateway's signature "
-        "header (for the simulator, `Simulator-Signature: t=<unix>,v1=<hex HMAC-SHA256>`); a bad or stale "
-        "signature is 400 INVALID_SIGNATURE and changes nothing.",
+        description="Called by gateways, not merchants. The body is verified against the gateway's own "
+        "signature scheme (simulator: `Simulator-Signature`; Stripe: `Stripe-Signature`; Adyen: HMAC of "
+        "each item, and Basic auth when configured). A bad or stale signature is 400 INVALID_SIGNATURE "
+        "and changes nothing. A notification already received (same gateway event id) changes nothing. "
+        "Adyen is answered with the text `[accepted]`, as it expects.",
         request={"application/json": {"type": "object"}},
         auth=[],
         responses={
@@ -63,13 +66,28 @@ class GatewayWebhookApi(APIView):
         except UnknownGateway as exc:
             raise NotFound(f"No gateway {code}.", code="UNKNOWN_GATEWAY") from exc
         try:
-            event = connector.parse_webhook(headers=request.headers, body=request.data)
+            events = connector.parse_webhook(headers=request.headers, body=request.data)
         except InvalidWebhook as exc:
+            logger.warning("webhook to %s refused: %s", code, exc)
             raise ValidationFailed(str(exc), code="INVALID_SIGNATURE") from exc
-        if not Payment.objects.filter(pk=event.payment_id, gateway=code).exists():
-            logger.warning("webhook %s from %s names unknown payment %s", event.event_id, code, event.payment_id)
-            return Response(self.OutputSerializer({"received": True, "matched": False}).data)
-        payment_apply_gateway_result(
-            payment_id=event.payment_id, result=event.result, source=PaymentStatusChange.Source.WEBHOOK
+        receipts = [notification_receive(gateway=code, event=event) for event in events]
+        for receipt in receipts:
+            if not receipt.matched:
+                logger.warning(
+                    "webhook %s from %s names no payment of it (%s): kept for reconciliation",
+                    receipt.notification.event_id,
+                    code,
+                    receipt.notification.payment_id or receipt.notification.gateway_reference,
+                )
+        if connector.webhook_reply is not None:
+            reply = connector.webhook_reply
+            return HttpResponse(reply.body, content_type=reply.content_type)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "received": True,
+                    "matched": all(receipt.matched for receipt in receipts),
+                    "duplicate": bool(receipts) and all(receipt.duplicate for receipt in receipts),
+                }
+            ).data
         )
-        return Response(self.OutputSerializer({"received": True, "matched": True}).data)

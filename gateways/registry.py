@@ -30,12 +30,9 @@ def get_connector(code: str) -> Connector:
         raise UnknownGateway(code) from exc
 
 
-def connector_for_payment(*, merchant_code: str, currency: str) -> Connector:
-    """The gateway that takes this merchant's payments in this currency.
-
-    One default gateway for now; per-merchant routing with failover comes with the gateway layer.
-    """
-    return get_connector(settings.PGI_DEFAULT_GATEWAY)
+def configured_codes() -> list[str]:
+    """The codes of the configured gateways, in settings order."""
+    return list(settings.PGI_GATEWAYS)
 
 
 def _reset(*, setting, **kwargs):

@@ -27,25 +27,33 @@ from pgi.api.serializers import (
 from .filters import PaymentFilter
 from .models import Payment, PaymentStatus
 from .selectors import payment_get, payment_list
-from .services import payment_process, payment_validate
+from .services import payment_cancel, payment_capture, payment_process, payment_validate
 
 TAG = "Payments"
 
 
-def errors(*codes: int) -> dict:
+def errors(*codes: int | str) -> dict:
     descriptions = {
         400: "Malformed JSON or an invalid field (VALIDATION_ERROR, MALFORMED_JSON)",
         401: "Missing, invalid or revoked API key (UNAUTHENTICATED)",
         403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
         404: "No such payment for this key (PAYMENT_NOT_FOUND)",
         409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS)",
+        "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS), "
+        "or the payment's status does not allow it (PAYMENT_NOT_CAPTURABLE, PAYMENT_NOT_CANCELLABLE, "
+        "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
         413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
         415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
         422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
         "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
+        "422-capture": "More than the authorized amount (CAPTURE_EXCEEDS_AUTHORIZATION)",
         429: "Too many requests for this key (RATE_LIMITED)",
+        503: "The payment's gateway cannot be reached; nothing changed (GATEWAY_UNAVAILABLE)",
     }
-    return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
+    return {
+        int(str(code).split("-")[0]): OpenApiResponse(ErrorSerializer, description=descriptions[code])
+        for code in codes
+    }
 
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
@@ -59,7 +67,17 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 
 @extend_schema_serializer(component_name="Payment")  # PaymentRequest in the schema: the body of a new payment
 class PaymentInputSerializer(StrictInputSerializer):
-    read_only_names = ("id", "status", "timestamp", "gateway", "gatewayReference", "refundedAmount")
+    read_only_names = (
+        "id",
+        "status",
+        "timestamp",
+        "gateway",
+        "gatewayReference",
+        "refundedAmount",
+        "capturedAmount",
+        "authorizationExpiresAt",
+        "pendingOperation",
+    )
 
     amount = AmountField()
     currency = CurrencyField()
@@ -73,6 +91,12 @@ class PaymentInputSerializer(StrictInputSerializer):
     reference = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     metadata = MetadataField(required=False, default=dict)
+    capture = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="false: authorize only; the payment stops at `Authorized` until "
+        "`POST /v1/payments/{id}/capture` or `/cancel` (or until the authorization expires).",
+    )
 
 
 @extend_schema_serializer(component_name="Payment")  # the request's own name for it
@@ -89,6 +113,19 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
     failureCode = BlankAsNullCharField(source="failure_code")
     failureMessage = BlankAsNullCharField(source="failure_message")
     refundedAmount = CurrencyAmountField(source="refunded_amount")
+    capture = serializers.BooleanField(help_text="Whether the payment was captured on authorization.")
+    capturedAmount = CurrencyAmountField(
+        source="captured_amount", allow_null=True, help_text="What was captured; null until captured."
+    )
+    authorizationExpiresAt = serializers.DateTimeField(
+        source="authorization_expires_at",
+        allow_null=True,
+        help_text="For an Authorized payment: when the authorization lapses if not captured.",
+    )
+    pendingOperation = BlankAsNullCharField(
+        source="pending_operation",
+        help_text="`capture` or `void` while one is sent and the gateway has not confirmed it; else null.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -110,6 +147,10 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
             "failureCode",
             "failureMessage",
             "refundedAmount",
+            "capture",
+            "capturedAmount",
+            "authorizationExpiresAt",
+            "pendingOperation",
             "createdAt",
             "updatedAt",
         ]
@@ -135,6 +176,7 @@ def _validated_draft(request):
         reference=data["reference"],
         description=data["description"],
         metadata=data["metadata"],
+        capture=data["capture"],
     )
 
 
@@ -265,3 +307,74 @@ class PaymentValidateApi(APIView):
             "merchant": draft.merchant,
         }
         return Response(self.OutputSerializer(draft_view).data)
+
+
+OPERATION_DESCRIPTION = (
+    "200 with the payment when the gateway confirmed at once; 202 when the gateway confirms later "
+    "(the payment shows `pendingOperation` until its notification arrives) or did not answer in time "
+    "(recovery re-sends it with the same idempotency key, so it never happens twice)."
+)
+
+
+class PaymentCaptureApi(APIView):
+    @extend_schema_serializer(component_name="PaymentCaptureRequest")
+    class InputSerializer(StrictInputSerializer):
+        amount = AmountField(
+            required=False,
+            help_text="Up to the authorized amount, with the currency's digits. Omitted: the whole amount.",
+        )
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="payments_capture",
+        summary="Capture an authorized payment",
+        description="For a payment created with `capture: false`, now `Authorized`: takes the whole "
+        "amount or part of it. " + OPERATION_DESCRIPTION,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        request=InputSerializer,
+        responses={
+            200: PaymentOutputSerializer,
+            202: PaymentOutputSerializer,
+            **errors(400, 401, 404, "409-operation", 413, 415, "422-capture", 429, 503),
+        },
+    )
+    @idempotent
+    def post(self, request, payment_id: str):
+        payment = payment_get(principal=request.user, payment_id=payment_id)
+        serializer = self.InputSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        payment = payment_capture(payment=payment, amount=serializer.validated_data.get("amount"))
+        return _operation_response(payment)
+
+
+class PaymentCancelApi(APIView):
+    @extend_schema_serializer(component_name="PaymentCancelRequest")
+    class InputSerializer(StrictInputSerializer):
+        pass
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="payments_cancel",
+        summary="Cancel an authorized payment",
+        description="Releases the hold of an `Authorized` payment; it ends `Cancelled` and nothing is "
+        "charged. " + OPERATION_DESCRIPTION,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        request=InputSerializer,
+        responses={
+            200: PaymentOutputSerializer,
+            202: PaymentOutputSerializer,
+            **errors(400, 401, 404, "409-operation", 413, 415, 429, 503),
+        },
+    )
+    @idempotent
+    def post(self, request, payment_id: str):
+        payment = payment_get(principal=request.user, payment_id=payment_id)
+        self.InputSerializer(data=request.data or {}).is_valid(raise_exception=True)
+        return _operation_response(payment_cancel(payment=payment))
+
+
+def _operation_response(payment: Payment) -> Response:
+    done = payment.status in (PaymentStatus.COMPLETED, PaymentStatus.CANCELLED) and not payment.pending_operation
+    return Response(
+        PaymentOutputSerializer(payment).data, status=status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED
+    )

@@ -193,6 +193,26 @@ PGI_GATEWAYS = {
         "latency": float(os.environ.get("PGI_SIMULATOR_LATENCY", "0")),
     },
 }
+# Stripe and Adyen join when their credentials are in the environment (docs/05, docs/06).
+# How long an authorization (capture: false) may wait for its capture before the expiry job
+# cancels it. Card authorizations usually hold for 7 days.
+PGI_AUTHORIZATION_TTL_HOURS = int(os.environ.get("PGI_AUTHORIZATION_TTL_HOURS", "168"))
+# Recovery of payments whose outcome is unknown (docs/07-routing-and-recovery.md).
+PGI_RECOVERY = {
+    "grace_seconds": int(os.environ.get("PGI_RECOVERY_GRACE_SECONDS", "60")),  # first look after
+    "base_seconds": int(os.environ.get("PGI_RECOVERY_BASE_SECONDS", "60")),  # then 1, 2, 4 … minutes
+    "max_backoff_seconds": int(os.environ.get("PGI_RECOVERY_MAX_BACKOFF_SECONDS", "3600")),
+    "max_attempts": int(os.environ.get("PGI_RECOVERY_MAX_ATTEMPTS", "12")),  # then flagged for staff
+    "batch_size": int(os.environ.get("PGI_RECOVERY_BATCH_SIZE", "100")),
+    "lease_seconds": int(os.environ.get("PGI_RECOVERY_LEASE_SECONDS", "300")),
+}
+# Circuit breaker per gateway, shared between processes through the cache (Redis).
+PGI_CIRCUIT_BREAKER = {
+    "failure_threshold": int(os.environ.get("PGI_BREAKER_FAILURES", "5")),
+    "window_seconds": int(os.environ.get("PGI_BREAKER_WINDOW_SECONDS", "60")),
+    "open_seconds": int(os.environ.get("PGI_BREAKER_OPEN_SECONDS", "30")),
+}
+PGI_CIRCUIT_BREAKER_OVERRIDES: dict[str, dict] = {}
 # Webhook timestamps older or newer than this are refused (replay protection).
 PGI_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("PGI_WEBHOOK_TOLERANCE_SECONDS", "300"))
 
@@ -232,6 +252,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "pgi.api.tasks.idempotency_keys_purge",
         "schedule": 3600.0,
     },
+    "recover-payments": {"task": "payments.tasks.payments_recover", "schedule": 60.0},
+    "expire-authorizations": {"task": "payments.tasks.authorizations_expire", "schedule": 300.0},
 }
 
 LOGGING = {

@@ -59,3 +59,10 @@ class BusinessRuleViolation(ApplicationError):
 class PayloadTooLarge(ApplicationError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class ServiceUnavailable(ApplicationError):
+    """A dependency PGI needs for this request (a gateway) cannot be reached; nothing was done."""
+
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"

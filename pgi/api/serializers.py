@@ -68,7 +68,8 @@ class CurrencyAmountField(AmountField):
     """An amount written with its payment's currency digits: 50.00 USD, 500 JPY, 1.500 KWD."""
 
     def get_attribute(self, instance):
-        return quantize(super().get_attribute(instance), instance.currency)
+        value = super().get_attribute(instance)
+        return None if value is None else quantize(value, instance.currency)
 
 
 class CurrencyField(serializers.CharField):

@@ -1,4 +1,4 @@
-"""Payment writes. The only code that creates payments or changes their status."""
+"""Payment writes without a gateway: validate, create, and the one function that changes a status."""
 
 import logging
 from dataclasses import dataclass, field
@@ -7,17 +7,15 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from gateways.base import GatewayResult, GatewayStatus, GatewayTimeout, GatewayUnavailable, PaymentRequest
-from gateways.registry import connector_for_payment
 from pgi.api.errors import BusinessRuleViolation, Conflict, ErrorDetail, PermissionDenied, ValidationFailed
 from pgi.merchants.authentication import ApiPrincipal
 from pgi.merchants.models import Merchant
 from pgi.merchants.selectors import merchant_get_by_code
 from pgi.money import currency_exponent, fits_currency, quantize
 
-from .models import Payment, PaymentStatus, PaymentStatusChange
-from .signals import payment_status_changed
-from .states import can_transition
+from ..models import Payment, PaymentStatus, PaymentStatusChange
+from ..signals import payment_status_changed
+from ..states import can_transition
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +33,7 @@ class PaymentDraft:
     reference: str = ""
     description: str = ""
     metadata: dict = field(default_factory=dict)
+    capture: bool = True
 
 
 class InvalidTransition(Conflict):
@@ -51,6 +50,7 @@ def payment_validate(
     reference: str = "",
     description: str = "",
     metadata: dict | None = None,
+    capture: bool = True,
 ) -> PaymentDraft:
     """Every business check of a payment, with no write. The input's shape is already valid.
 
@@ -89,6 +89,7 @@ def payment_validate(
         reference=reference,
         description=description,
         metadata=metadata or {},
+        capture=capture,
     )
 
 
@@ -134,6 +135,7 @@ def payment_create(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
         reference=draft.reference,
         description=draft.description,
         metadata=draft.metadata,
+        capture=draft.capture,
         status=PaymentStatus.PENDING,
         status_changed_at=now,
     )
@@ -192,91 +194,27 @@ def payment_transition(
     return payment
 
 
-def payment_process(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
-    """Create the payment and take it through the gateway.
+@transaction.atomic
+def payment_note(*, payment_id: str, source: str, reason: str, only_if: dict | None = None, **changes) -> Payment | None:
+    """Write a history line that changes no status, optionally with field changes, under the row lock.
 
-    Two short transactions around one gateway call that runs in none: first the payment is
-    created Pending and moved to Processing (committed before the call, so a crash during it
-    leaves a visible trace), then the outcome is applied. A timeout leaves the payment
-    Processing: the gateway may have charged, so only the gateway's own answer (webhook or
-    status query) may settle it.
+    The line repeats the current status in both columns, so the history still reads as a sequence.
+    With `only_if` ({field: value}), nothing is written unless the locked row matches, and None is
+    returned; this is how a claim (say, a capture in flight) is taken or released safely.
     """
-    connector = connector_for_payment(merchant_code=draft.merchant.code, currency=draft.currency)
-    with transaction.atomic():  # one commit for both steps; each keeps its history line
-        payment = payment_create(draft=draft, principal=principal)
-        payment = payment_transition(
-            payment_id=payment.id,
-            to_status=PaymentStatus.PROCESSING,
-            source=Source.SYSTEM,
-            reason=f"sent to {connector.code}",
-            gateway=connector.code,
-        )
-    request = PaymentRequest(
-        payment_id=payment.id,
-        amount=payment.amount,
-        currency=payment.currency,
-        from_account=payment.from_account,
-        merchant_code=draft.merchant.code,
-        description=payment.description,
-    )
-    try:
-        result = connector.authorize(request)
-    except GatewayTimeout as exc:
-        logger.warning("gateway %s timed out on %s: %s", connector.code, payment.id, exc)
-        return _note_unknown_outcome(payment, f"{connector.code} timed out; outcome unknown")
-    except GatewayUnavailable as exc:
-        # Nothing happened at the gateway, so failing the payment cannot lose money.
-        return payment_transition(
-            payment_id=payment.id,
-            to_status=PaymentStatus.FAILED,
-            source=Source.GATEWAY,
-            reason=str(exc),
-            only_from=frozenset({PaymentStatus.PROCESSING}),
-            failure_code="GATEWAY_UNAVAILABLE",
-            failure_message="The payment gateway is unavailable; nothing was charged. Try again later.",
-        )
-    return payment_apply_gateway_result(payment_id=payment.id, result=result, source=Source.GATEWAY)
-
-
-def _note_unknown_outcome(payment: Payment, reason: str) -> Payment:
+    payment = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
+    if only_if and any(getattr(payment, name) != value for name, value in only_if.items()):
+        return None
+    if changes:
+        for name, value in changes.items():
+            setattr(payment, name, value)
+        payment.save(update_fields=["updated_at", *changes])
     PaymentStatusChange.objects.create(
-        payment=payment, from_status=payment.status, to_status=payment.status, source=Source.GATEWAY, reason=reason
+        payment=payment,
+        from_status=payment.status,
+        to_status=payment.status,
+        source=source,
+        reason=reason[:255],
+        failure_code=changes.get("failure_code", ""),
     )
     return payment
-
-
-def payment_apply_gateway_result(*, payment_id: str, result: GatewayResult, source: str) -> Payment:
-    """Apply what a gateway said about a payment (its answer, a webhook, a status query).
-
-    Only a Processing payment moves; a final one is returned as it is, so duplicates and late
-    or out-of-order notifications change nothing.
-    """
-    only_from = frozenset({PaymentStatus.PROCESSING})
-    gateway_reference = {"gateway_reference": result.reference} if result.reference else {}
-    if result.status is GatewayStatus.SUCCEEDED:
-        return payment_transition(
-            payment_id=payment_id,
-            to_status=PaymentStatus.COMPLETED,
-            source=source,
-            reason="charged",
-            only_from=only_from,
-            **gateway_reference,
-        )
-    if result.status is GatewayStatus.DECLINED:
-        return payment_transition(
-            payment_id=payment_id,
-            to_status=PaymentStatus.FAILED,
-            source=source,
-            reason="declined",
-            only_from=only_from,
-            failure_code=result.error_code or "DECLINED",
-            failure_message=result.error_message or "The payment was declined.",
-            **gateway_reference,
-        )
-    # Pending at the gateway: remember its reference; the outcome arrives later.
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status == PaymentStatus.PROCESSING and result.reference and not payment.gateway_reference:
-            payment.gateway_reference = result.reference
-            payment.save(update_fields=["gateway_reference", "updated_at"])
-        return payment

@@ -1,0 +1,94 @@
+"""Gateway notifications: recorded once, applied to their payment, never lost."""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from payments.models import Payment, PaymentStatusChange
+from payments.services import payment_apply_gateway_result
+
+from .base import Operation, WebhookEvent
+from .models import GatewayNotification
+
+logger = logging.getLogger(__name__)
+
+Outcome = GatewayNotification.Outcome
+
+
+@dataclass(frozen=True)
+class Receipt:
+    notification: GatewayNotification
+    duplicate: bool
+
+    @property
+    def matched(self) -> bool:
+        return self.notification.outcome != Outcome.UNMATCHED
+
+
+def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
+    """Record one verified notification and apply it to its payment, in one transaction.
+
+    The row and the payment's move commit together, so a notification is either fully handled or
+    not at all (the gateway delivers it again). A second delivery of the same event id hits the
+    unique constraint and changes nothing. A notification naming no payment of this gateway is kept
+    as `unmatched` for reconciliation. Refund notifications are recorded; refunds are applied by the
+    refunds service.
+    """
+    result = event.result or event.refund_result
+    try:
+        with transaction.atomic():
+            notification = GatewayNotification.objects.create(
+                gateway=gateway,
+                event_id=event.event_id[:255],
+                event_type=event.raw_type[:64],
+                operation=event.operation.value,
+                payment_id=event.payment_id[:64],
+                refund_id=event.refund_id[:64],
+                gateway_reference=(event.gateway_reference or getattr(result, "reference", ""))[:128],
+                status=result.status.value if result else "",
+                amount=getattr(result, "amount", None),
+                currency=getattr(result, "currency", ""),
+                error_code=getattr(result, "error_code", ""),
+                outcome=Outcome.RECORDED,
+            )
+            notification.outcome, notification.detail = _apply(gateway, event)
+            notification.save(update_fields=["outcome", "detail"])
+    except IntegrityError:
+        existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id[:255])
+        logger.info("notification %s from %s already received; dropped", event.event_id, gateway)
+        return Receipt(notification=existing, duplicate=True)
+    return Receipt(notification=notification, duplicate=False)
+
+
+def _payment_for(gateway: str, event: WebhookEvent) -> Payment | None:
+    payments = Payment.objects.filter(gateway=gateway)
+    if event.payment_id:
+        payment = payments.filter(pk=event.payment_id).first()
+        if payment is not None:
+            return payment
+    if event.gateway_reference:
+        return payments.filter(gateway_reference=event.gateway_reference).first()
+    return None
+
+
+def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
+    payment = _payment_for(gateway, event)
+    if payment is None:
+        elsewhere = Payment.objects.filter(pk=event.payment_id).values_list("gateway", flat=True).first()
+        if elsewhere is not None:
+            return Outcome.UNMATCHED, f"payment {event.payment_id} is routed to {elsewhere or 'no gateway'}"
+        return Outcome.UNMATCHED, "no payment of this gateway has this reference"
+    if event.operation is Operation.REFUND or event.result is None:
+        return Outcome.RECORDED, f"{event.operation.value} notice kept for payment {payment.id}"
+    before = payment.status, payment.pending_operation
+    after = payment_apply_gateway_result(
+        payment_id=payment.id,
+        operation=event.operation,
+        result=event.result,
+        source=PaymentStatusChange.Source.WEBHOOK,
+        reason=f"{gateway} notice {event.raw_type or event.operation.value}",
+    )
+    if (after.status, after.pending_operation) != before:
+        return Outcome.APPLIED, f"{before[0]} → {after.status}"
+    return Outcome.IGNORED, f"payment is {after.status}; nothing to change"

@@ -1,0 +1,201 @@
+"""Authorize now, capture or cancel later: payments created with `capture: false`.
+
+A capture or cancel first claims the payment (pending_operation, under the row lock, committed),
+then calls the gateway outside any transaction, then applies the answer. The claim keeps a second
+capture or cancel out while the first is in flight. When the gateway is unavailable the claim is
+released (nothing happened there); when it times out the claim stays and recovery re-sends the same
+operation with the same idempotency key; when the gateway confirms later (PENDING) its webhook
+settles it.
+"""
+
+import logging
+from decimal import Decimal
+
+from django.db.models import Q
+from django.utils import timezone
+
+from gateways.base import CaptureRequest, GatewayTimeout, GatewayUnavailable, Operation, VoidRequest
+from gateways.breaker import breaker_for
+from gateways.registry import get_connector
+from pgi.api.errors import BusinessRuleViolation, Conflict, ErrorDetail, ServiceUnavailable, ValidationFailed
+from pgi.money import currency_exponent, fits_currency, quantize
+
+from ..models import Payment, PaymentStatus, PaymentStatusChange
+from .core import payment_note, payment_transition
+from .gateway import gateway_call, payment_apply_gateway_result, recovery_due_from
+
+logger = logging.getLogger(__name__)
+
+Source = PaymentStatusChange.Source
+
+
+class OperationRefused(Conflict):
+    """409: the payment's status (or an operation in flight) does not allow this."""
+
+
+def _claim(*, payment: Payment, operation: Operation, amount: Decimal, source: str) -> Payment:
+    """Take the payment for one capture or void, or raise 409 saying why not."""
+    now = timezone.now()
+    claimed = payment_note(
+        payment_id=payment.id,
+        source=source,
+        reason=f"{operation.value} of {amount} {payment.currency} sent to {payment.gateway}",
+        only_if={"status": PaymentStatus.AUTHORIZED, "pending_operation": ""},
+        pending_operation=operation.value,
+        pending_amount=amount,
+        pending_since=now,
+        next_recovery_at=recovery_due_from(now),
+        recovery_attempts=0,
+    )
+    if claimed is not None:
+        return claimed
+    payment.refresh_from_db()
+    if payment.pending_operation:
+        raise OperationRefused(
+            f"A {payment.pending_operation} of this payment is already in progress.", code="OPERATION_IN_PROGRESS"
+        )
+    raise OperationRefused(
+        f"A {payment.status} payment cannot be {'captured' if operation is Operation.CAPTURE else 'cancelled'}; "
+        "only an Authorized one can.",
+        code="PAYMENT_NOT_CAPTURABLE" if operation is Operation.CAPTURE else "PAYMENT_NOT_CANCELLABLE",
+    )
+
+
+def _release(*, payment: Payment, operation: Operation, reason: str) -> None:
+    payment_note(
+        payment_id=payment.id,
+        source=Source.GATEWAY,
+        reason=reason,
+        only_if={"pending_operation": operation.value},
+        pending_operation="",
+        pending_amount=None,
+        pending_since=None,
+    )
+
+
+def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: str, reason: str = "") -> Payment:
+    """Claim, call the payment's gateway, apply. Raises ServiceUnavailable (503) when the gateway
+    cannot be reached: the payment is then as it was."""
+    connector = get_connector(payment.gateway)
+    payment = _claim(payment=payment, operation=operation, amount=amount, source=source)
+    if not breaker_for(connector.code).allow():
+        _release(payment=payment, operation=operation, reason=f"{connector.code} kept out by its circuit breaker")
+        raise ServiceUnavailable(
+            f"The payment's gateway {connector.code} is unavailable; nothing was done. Try again later.",
+            code="GATEWAY_UNAVAILABLE",
+        )
+    if operation is Operation.CAPTURE:
+        request = CaptureRequest(
+            payment_id=payment.id,
+            gateway_reference=payment.gateway_reference,
+            amount=amount,
+            currency=payment.currency,
+            merchant_code=payment.merchant.code,
+        )
+        call = lambda: connector.capture(request)  # noqa: E731
+    else:
+        request = VoidRequest(
+            payment_id=payment.id,
+            gateway_reference=payment.gateway_reference,
+            amount=payment.amount,
+            currency=payment.currency,
+            merchant_code=payment.merchant.code,
+        )
+        call = lambda: connector.void(request)  # noqa: E731
+    try:
+        result = gateway_call(payment_id=payment.id, connector=connector, operation=operation, call=call)
+    except GatewayUnavailable as exc:
+        _release(payment=payment, operation=operation, reason=f"{connector.code} unavailable: {exc}")
+        raise ServiceUnavailable(
+            f"The payment's gateway {connector.code} is unavailable; nothing was done. Try again later.",
+            code="GATEWAY_UNAVAILABLE",
+        ) from exc
+    except GatewayTimeout as exc:
+        logger.warning("%s of %s timed out at %s: %s", operation.value, payment.id, connector.code, exc)
+        return payment_note(
+            payment_id=payment.id,
+            source=Source.GATEWAY,
+            reason=f"{operation.value} timed out at {connector.code}; recovery will re-send it",
+        )
+    return payment_apply_gateway_result(
+        payment_id=payment.id, operation=operation, result=result, source=Source.GATEWAY, reason=reason
+    )
+
+
+def _check_not_expired(payment: Payment) -> None:
+    if payment.status == PaymentStatus.AUTHORIZED and payment.authorization_expires_at:
+        if payment.authorization_expires_at <= timezone.now():
+            raise OperationRefused(
+                "The authorization has expired and can no longer be captured.", code="AUTHORIZATION_EXPIRED"
+            )
+
+
+def payment_capture(*, payment: Payment, amount: Decimal | None) -> Payment:
+    """Capture an Authorized payment in full (amount None) or in part.
+
+    Raises ValidationFailed (more decimals than the currency has), BusinessRuleViolation (more than
+    authorized), OperationRefused (409: not Authorized, expired, or an operation in flight) and
+    ServiceUnavailable (503: the gateway cannot be reached; nothing changed).
+    """
+    if amount is None:
+        amount = payment.amount
+    if not fits_currency(amount, payment.currency):
+        exponent = currency_exponent(payment.currency)
+        raise ValidationFailed(
+            "The amount has more decimals than the currency allows.",
+            details=[ErrorDetail("amount", f"{payment.currency} allows at most {exponent} decimal places.")],
+        )
+    if amount > payment.amount:
+        raise BusinessRuleViolation(
+            "The capture is larger than the authorized amount.",
+            code="CAPTURE_EXCEEDS_AUTHORIZATION",
+            details=[ErrorDetail("amount", f"At most {quantize(payment.amount, payment.currency)} {payment.currency}.")],
+        )
+    _check_not_expired(payment)
+    return _send(
+        payment=payment, operation=Operation.CAPTURE, amount=quantize(amount, payment.currency), source=Source.API
+    )
+
+
+def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
+    """Release an Authorized payment's hold. Raises OperationRefused (409) and ServiceUnavailable (503)."""
+    return _send(payment=payment, operation=Operation.VOID, amount=payment.amount, source=source)
+
+
+def authorizations_expire(*, limit: int = 100) -> int:
+    """Cancel Authorized payments whose authorization has run out; returns how many were sent.
+
+    Each is voided at its gateway through the same path as a cancel, so the gateway releases the
+    hold now instead of whenever the issuer lets it lapse. A gateway that cannot be reached is
+    tried again on the next run.
+    """
+    due = Payment.objects.filter(
+        Q(status=PaymentStatus.AUTHORIZED, pending_operation="", authorization_expires_at__lte=timezone.now())
+    ).order_by("authorization_expires_at")[:limit]
+    sent = 0
+    for payment in due.select_related("merchant"):
+        try:
+            payment = _send(
+                payment=payment,
+                operation=Operation.VOID,
+                amount=payment.amount,
+                source=Source.SYSTEM,
+                reason="authorization expired; released at the gateway",
+            )
+        except (OperationRefused, ServiceUnavailable) as exc:
+            logger.info("authorization of %s not expired this run: %s", payment.id, exc)
+            continue
+        sent += 1
+        if payment.status == PaymentStatus.AUTHORIZED and not payment.pending_operation:
+            # The gateway refused the void (already lapsed or unknown there): nothing can be
+            # captured any more, so the payment ends Cancelled either way.
+            payment_transition(
+                payment_id=payment.id,
+                to_status=PaymentStatus.CANCELLED,
+                source=Source.SYSTEM,
+                reason="authorization expired; the gateway no longer holds it",
+                only_from=frozenset({PaymentStatus.AUTHORIZED}),
+                failure_code="AUTHORIZATION_EXPIRED",
+                failure_message="The authorization expired before it was captured.",
+            )
+    return sent

@@ -1,0 +1,199 @@
+"""Recovery: settle payments whose outcome PGI does not know, by asking their gateway.
+
+A payment is due for recovery while it is Processing (the gateway timed out, PGI crashed between the
+gateway call and its commit, or the gateway answered "pending" and its webhook has not come), or
+while a capture or cancel is in flight. The beat job claims a bounded batch of due payments
+(`select_for_update(skip_locked=True)`, and pushes each one's next look forward before any gateway
+call, so overlapping runs and several workers never work on the same payment), then for each:
+
+- Processing: ask the gateway for the payment's status. A final answer is applied. No record there
+  (or no way to look it up) means the request may never have arrived: it is sent again with the same
+  idempotency key, which the gateway answers with its first outcome if it had one, and never charges
+  twice.
+- a capture or cancel in flight: send it again with the same idempotency key.
+
+Each look that does not settle the payment waits longer than the last (exponential backoff, capped).
+After settings.PGI_RECOVERY["max_attempts"] looks the payment is flagged `needs_attention` for staff,
+who see it in the admin and can start recovery again.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from gateways.base import CaptureRequest, GatewayError, Operation, VoidRequest
+from gateways.breaker import breaker_for
+from gateways.registry import UnknownGateway, get_connector
+
+from ..models import Payment, PaymentStatus, PaymentStatusChange
+from .core import payment_note
+from .gateway import gateway_call, payment_apply_gateway_result, payment_request_for
+
+logger = logging.getLogger(__name__)
+
+Source = PaymentStatusChange.Source
+
+
+def _policy() -> dict:
+    return settings.PGI_RECOVERY
+
+
+def backoff_seconds(attempts: int) -> int:
+    """Seconds before the next look after `attempts` looks that did not settle the payment."""
+    policy = _policy()
+    return min(policy["base_seconds"] * 2 ** max(attempts - 1, 0), policy["max_backoff_seconds"])
+
+
+def recovery_due() -> "models.QuerySet[Payment]":  # noqa: F821
+    return Payment.objects.filter(
+        Q(status=PaymentStatus.PROCESSING) | ~Q(pending_operation=""),
+        needs_attention=False,
+        next_recovery_at__lte=timezone.now(),
+    )
+
+
+def payments_recover(*, limit: int | None = None) -> dict[str, int]:
+    """One recovery run over the payments that are due. Returns counts by what happened."""
+    limit = limit or _policy()["batch_size"]
+    lease = timedelta(seconds=_policy()["lease_seconds"])
+    with transaction.atomic():
+        ids = list(
+            recovery_due()
+            .order_by("next_recovery_at")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        # The lease: another run skips these until it passes, even after this transaction ends.
+        Payment.objects.filter(pk__in=ids).update(next_recovery_at=timezone.now() + lease)
+    counts = {"settled": 0, "waiting": 0, "flagged": 0}
+    for payment_id in ids:
+        try:
+            outcome = payment_recover(payment_id=payment_id)
+        except Exception:  # one payment's trouble must not stop the others; it is retried later
+            logger.exception("recovery of %s failed", payment_id)
+            outcome = _schedule_next(payment_id, "recovery raised an unexpected error")
+        counts[outcome] += 1
+    return counts
+
+
+def payment_recover(*, payment_id: str) -> str:
+    """Look at one payment once. Returns "settled", "waiting" or "flagged"."""
+    payment = Payment.objects.select_related("merchant").get(pk=payment_id)
+    try:
+        connector = get_connector(payment.gateway)
+    except UnknownGateway:
+        return _flag(payment_id, f"gateway {payment.gateway!r} is no longer configured")
+    if not breaker_for(connector.code).allow():
+        return _schedule_next(payment_id, f"{connector.code} kept out by its circuit breaker")
+
+    try:
+        if payment.status == PaymentStatus.PROCESSING:
+            payment = _recover_processing(payment, connector)
+        elif payment.pending_operation in (Operation.CAPTURE.value, Operation.VOID.value):
+            payment = _resend_pending(payment, connector)
+        else:
+            return "settled"  # settled by a webhook since it was picked
+    except GatewayError as exc:
+        return _schedule_next(payment_id, f"{connector.code}: {type(exc).__name__}: {exc}")
+
+    if payment.status != PaymentStatus.PROCESSING and not payment.pending_operation:
+        return "settled"
+    return _schedule_next(payment_id, f"{connector.code} has no final answer yet")
+
+
+def _recover_processing(payment: Payment, connector) -> Payment:
+    result = gateway_call(
+        payment_id=payment.id,
+        connector=connector,
+        operation=Operation.STATUS,
+        call=lambda: connector.status(payment_id=payment.id, gateway_reference=payment.gateway_reference),
+    )
+    if result is None:
+        # Unknown there, or no lookup: send it again; the idempotency key makes this safe.
+        request = payment_request_for(payment)
+        result = gateway_call(
+            payment_id=payment.id,
+            connector=connector,
+            operation=Operation.AUTHORIZE,
+            call=lambda: connector.authorize(request),
+        )
+    return payment_apply_gateway_result(
+        payment_id=payment.id,
+        operation=Operation.AUTHORIZE,
+        result=result,
+        source=Source.SYSTEM,
+        reason=f"recovered: {connector.code} reports {result.status.value}",
+    )
+
+
+def _resend_pending(payment: Payment, connector) -> Payment:
+    operation = Operation(payment.pending_operation)
+    if operation is Operation.CAPTURE:
+        request = CaptureRequest(
+            payment_id=payment.id,
+            gateway_reference=payment.gateway_reference,
+            amount=payment.pending_amount,
+            currency=payment.currency,
+            merchant_code=payment.merchant.code,
+        )
+        call = lambda: connector.capture(request)  # noqa: E731
+    else:
+        request = VoidRequest(
+            payment_id=payment.id,
+            gateway_reference=payment.gateway_reference,
+            amount=payment.amount,
+            currency=payment.currency,
+            merchant_code=payment.merchant.code,
+        )
+        call = lambda: connector.void(request)  # noqa: E731
+    result = gateway_call(payment_id=payment.id, connector=connector, operation=operation, call=call)
+    return payment_apply_gateway_result(
+        payment_id=payment.id,
+        operation=operation,
+        result=result,
+        source=Source.SYSTEM,
+        reason=f"recovered: {operation.value} re-sent, {connector.code} reports {result.status.value}",
+    )
+
+
+def _schedule_next(payment_id: str, why: str) -> str:
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != PaymentStatus.PROCESSING and not payment.pending_operation:
+            return "settled"
+        attempts = payment.recovery_attempts + 1
+        if attempts >= _policy()["max_attempts"]:
+            return _flag(payment_id, f"no final answer after {attempts} looks; last: {why}", attempts=attempts)
+        delay = backoff_seconds(attempts)
+        payment.recovery_attempts = attempts
+        payment.next_recovery_at = timezone.now() + timedelta(seconds=delay)
+        payment.save(update_fields=["recovery_attempts", "next_recovery_at", "updated_at"])
+    logger.info("recovery of %s: %s; next look in %ss", payment_id, why, delay)
+    return "waiting"
+
+
+def _flag(payment_id: str, why: str, attempts: int | None = None) -> str:
+    changes = {"needs_attention": True, "attention_reason": why[:255], "next_recovery_at": None}
+    if attempts is not None:
+        changes["recovery_attempts"] = attempts
+    payment_note(payment_id=payment_id, source=Source.SYSTEM, reason=f"flagged for staff: {why}", **changes)
+    logger.warning("payment %s flagged for staff: %s", payment_id, why)
+    return "flagged"
+
+
+def payment_recovery_restart(*, payment_id: str, staff_user: str) -> Payment | None:
+    """Staff: clear the flag and look again on the next run. None if the payment is not flagged."""
+    return payment_note(
+        payment_id=payment_id,
+        source=Source.STAFF,
+        reason=f"recovery restarted by {staff_user}",
+        only_if={"needs_attention": True},
+        needs_attention=False,
+        attention_reason="",
+        recovery_attempts=0,
+        next_recovery_at=timezone.now(),
+    )
