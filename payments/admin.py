@@ -9,7 +9,7 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -19,7 +19,8 @@ from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.merchants.models import MerchantCurrency
 from pgi.money import format_money
 
-from .models import Payment, PaymentStatusChange
+from .models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
+from .services import payment_recovery_restart
 
 
 def instant(value: datetime | None) -> str:
@@ -71,10 +72,49 @@ class PaymentStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
         return instant(obj.created_at)
 
 
+class GatewayAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Every call made to a gateway for the payment: which gateway, with which idempotency key, how
+    it went and how long it took."""
+
+    model = GatewayAttempt
+    fields = ["at", "operation", "gateway", "idempotency_key", "outcome", "error_code", "message", "latency"]
+    ordering = ["created_at", "id"]
+    extra = 0
+    can_delete = False
+    verbose_name = "gateway attempt"
+    verbose_name_plural = "gateway attempts"
+
+    @admin.display(description="at (UTC)")
+    def at(self, obj: GatewayAttempt) -> str:
+        return instant(obj.created_at)
+
+    @admin.display(description="latency")
+    def latency(self, obj: GatewayAttempt) -> str:
+        return f"{obj.latency_ms} ms"
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Flagged by recovery"), ("recovering", "Outcome unknown, recovery running")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(needs_attention=True)
+        if self.value() == "recovering":
+            return queryset.filter(needs_attention=False).filter(
+                Q(status=PaymentStatus.PROCESSING) | ~Q(pending_operation="")
+            )
+        return queryset
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "merchant_code", "amount_display", "status", "gateway", "created_list"]
-    list_filter = ["status", CurrencyFilter, GatewayFilter, "merchant"]
+    list_display = ["id", "merchant_code", "amount_display", "status", "gateway", "attention", "created_list"]
+    list_filter = [AttentionFilter, "status", CurrencyFilter, GatewayFilter, "merchant"]
+    actions = ["restart_recovery"]
     list_select_related = ["merchant"]
     date_hierarchy = "created_at"
     # The exact count of a large table is a full scan; the admin shows "Show all" instead.
@@ -82,7 +122,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     search_fields = ["id", "reference", "from_account", "gateway_reference", "merchant__code"]
     search_help_text = "Exact payment id, reference, fromAccount, gateway reference or merchant code."
-    inlines = [PaymentStatusChangeInline]
+    inlines = [PaymentStatusChangeInline, GatewayAttemptInline]
     fieldsets = [
         (
             "Payment",
@@ -99,7 +139,23 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Gateway", {"fields": ["gateway", "gateway_reference"]}),
+        (
+            "Gateway",
+            {
+                "fields": [
+                    "gateway",
+                    "gateway_reference",
+                    "capture",
+                    "captured_amount_display",
+                    "authorization_expiry",
+                    "pending_operation",
+                ]
+            },
+        ),
+        (
+            "Recovery",
+            {"fields": ["needs_attention", "attention_reason", "recovery_attempts", "next_recovery"]},
+        ),
         ("Request", {"fields": ["from_account", "reference", "description", "metadata", "api_key_link"]}),
         ("Record", {"fields": ["created", "updated"]}),
     ]
@@ -122,6 +178,38 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 | Q(merchant__code=term.lower())
             ),
             False,
+        )
+
+    @admin.display(description="attention", boolean=True, ordering="needs_attention")
+    def attention(self, obj: Payment) -> bool:
+        return obj.needs_attention
+
+    @admin.display(description="captured amount")
+    def captured_amount_display(self, obj: Payment) -> str:
+        return "-" if obj.captured_amount is None else format_money(obj.captured_amount, obj.currency)
+
+    @admin.display(description="authorization expires (UTC)")
+    def authorization_expiry(self, obj: Payment) -> str:
+        return instant(obj.authorization_expires_at)
+
+    @admin.display(description="next recovery look (UTC)")
+    def next_recovery(self, obj: Payment) -> str:
+        due = obj.status == PaymentStatus.PROCESSING or obj.pending_operation
+        return instant(obj.next_recovery_at) if due and not obj.needs_attention else "-"
+
+    @admin.action(description="Restart recovery of the selected flagged payments", permissions=["view"])
+    def restart_recovery(self, request, queryset):
+        restarted = [
+            payment_id
+            for payment_id in queryset.filter(needs_attention=True).values_list("id", flat=True)
+            if payment_recovery_restart(payment_id=payment_id, staff_user=request.user.get_username())
+        ]
+        self.message_user(
+            request,
+            f"Recovery restarted for {len(restarted)} payment(s); the next run looks at them again."
+            if restarted
+            else "None of the selected payments was flagged.",
+            messages.SUCCESS if restarted else messages.WARNING,
         )
 
     @admin.display(description="merchant", ordering="merchant__code")

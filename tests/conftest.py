@@ -92,3 +92,42 @@ def platform_api(platform_key):
 def principal(merchant):
     api_key, _ = api_key_create(name="svc", merchant=merchant)
     return ApiPrincipal(api_key=api_key)
+
+
+GATEWAY_CODES_IN_TESTS = ("simulator", "simulator_b", "stripe", "adyen")
+
+
+@pytest.fixture(autouse=True)
+def gateway_state_reset():
+    """Breakers and simulator outages live in Redis and would leak from one test into the next."""
+    from gateways.breaker import breaker_for
+
+    def reset():
+        for code in GATEWAY_CODES_IN_TESTS:
+            breaker_for(code).reset()
+            simulator_outage_set(code, False)
+
+    reset()
+    yield
+    reset()
+
+
+def simulator_outage_set(code: str, down: bool) -> None:
+    from gateways.simulator import simulator_outage_set as switch
+
+    switch(code, down)
+
+
+def simulator_options(**overrides) -> dict:
+    return {**settings.PGI_GATEWAYS["simulator"], **overrides}
+
+
+@pytest.fixture
+def two_simulators(settings, merchant):
+    """Two simulator gateways, `simulator` first and `simulator_b` second, for merchant456 in USD."""
+    from gateways.models import GatewayRoute
+
+    settings.PGI_GATEWAYS = {"simulator": simulator_options(), "simulator_b": simulator_options()}
+    GatewayRoute.objects.create(merchant=merchant, currency="USD", gateway="simulator", priority=1)
+    GatewayRoute.objects.create(merchant=merchant, currency="USD", gateway="simulator_b", priority=2)
+    return ("simulator", "simulator_b")

@@ -2,10 +2,11 @@
 
 import json
 import time
+from decimal import Decimal
 
 import pytest
 
-from gateways.models import SimulatorCharge
+from gateways.models import GatewayNotification, SimulatorCharge
 from gateways.registry import get_connector
 from gateways.simulator import SIGNATURE_HEADER, sign
 from payments.models import Payment, PaymentStatus, PaymentStatusChange
@@ -51,9 +52,11 @@ def test_signed_success_notification_completes_the_payment(api, client):
     response = deliver(client, settle(charge, SimulatorCharge.Status.SUCCEEDED))
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"received": True, "matched": True}
+    assert response.json() == {"received": True, "matched": True, "duplicate": False}
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.COMPLETED
+    notification = GatewayNotification.objects.get(gateway="simulator", payment_id=payment.id)
+    assert (notification.outcome, notification.status) == ("applied", "succeeded")
     last = PaymentStatusChange.objects.filter(payment=payment).last()
     assert (last.from_status, last.to_status, last.source) == ("Processing", "Completed", "webhook")
 
@@ -92,6 +95,7 @@ def test_bad_signature_is_refused_and_changes_nothing(api, client, signature):
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.PROCESSING
     assert history_count(payment) == before
+    assert not GatewayNotification.objects.exists()
 
 
 def test_signature_with_another_secret_is_refused(api, client):
@@ -136,7 +140,7 @@ def test_signed_body_that_is_not_a_notification_is_refused(client):
         assert_error(deliver(client, body), 400, "INVALID_SIGNATURE")
 
 
-def test_duplicate_notification_for_a_completed_payment_changes_nothing(api, client):
+def test_replayed_notification_is_dropped_by_its_event_id(api, client):
     payment, charge = pending_payment(api)
     body = settle(charge, SimulatorCharge.Status.SUCCEEDED)
     deliver(client, body)
@@ -146,7 +150,8 @@ def test_duplicate_notification_for_a_completed_payment_changes_nothing(api, cli
     again = deliver(client, body)
 
     assert again.status_code == 200
-    assert again.json() == {"received": True, "matched": True}
+    assert again.json() == {"received": True, "matched": True, "duplicate": True}
+    assert GatewayNotification.objects.filter(payment_id=payment.id).count() == 1
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.COMPLETED
     assert payment.status_changed_at == completed_at
@@ -162,6 +167,8 @@ def test_late_decline_cannot_fail_a_completed_payment(api, client):
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.COMPLETED
     assert payment.failure_code == ""
+    late = GatewayNotification.objects.filter(payment_id=payment.id, status="declined").get()
+    assert late.outcome == "ignored"
 
 
 def test_unknown_gateway_code_is_404(client):
@@ -187,7 +194,10 @@ def test_notification_for_an_unknown_payment_is_acknowledged_unmatched(client):
     response = deliver(client, body, signature=connector.signature(body))
 
     assert response.status_code == 200
-    assert response.json() == {"received": True, "matched": False}
+    assert response.json() == {"received": True, "matched": False, "duplicate": False}
+    kept = GatewayNotification.objects.get(event_id="evt_x")
+    assert (kept.outcome, kept.payment_id, kept.gateway_reference) == ("unmatched", "pay_unknown", "sim_x")
+    assert kept.amount == Decimal("50.00")
 
 
 def test_notification_for_a_payment_of_another_gateway_is_unmatched(client, merchant):
@@ -199,8 +209,9 @@ def test_notification_for_a_payment_of_another_gateway_is_unmatched(client, merc
 
     response = deliver(client, get_connector("simulator").webhook_body(charge))
 
-    assert response.json() == {"received": True, "matched": False}
+    assert response.json() == {"received": True, "matched": False, "duplicate": False}
     assert Payment.objects.get(pk=payment.pk).status == PaymentStatus.PROCESSING
+    assert "routed to stripe" in GatewayNotification.objects.get(payment_id=payment.id).detail
 
 
 def test_webhook_endpoint_only_accepts_post(client):
