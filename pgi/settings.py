@@ -109,6 +109,8 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             # Parallel test workers share one Redis: each keeps to its own keys.
             "KEY_PREFIX": os.environ.get("PGI_CACHE_PREFIX", "pgi") + os.environ.get("PYTEST_XDIST_WORKER", ""),
+            # A Redis that hangs must not hang payments: the breaker and throttle fail open instead.
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
         }
     }
 else:
