@@ -196,6 +196,16 @@ PGI_GATEWAYS = {
     },
 }
 # Stripe and Adyen join when their credentials are in the environment (docs/05, docs/06).
+if os.environ.get("PGI_STRIPE_API_KEY"):
+    PGI_GATEWAYS["stripe"] = {
+        "class": "gateways.stripe_connector.StripeConnector",
+        "api_key": os.environ["PGI_STRIPE_API_KEY"],
+        "webhook_secret": os.environ.get("PGI_STRIPE_WEBHOOK_SECRET", ""),
+        "api_base": os.environ.get("PGI_STRIPE_API_BASE") or None,
+        "timeout": float(os.environ.get("PGI_STRIPE_TIMEOUT", "30")),
+        "connect_timeout": float(os.environ.get("PGI_STRIPE_CONNECT_TIMEOUT", "5")),
+        "proxy": os.environ.get("PGI_STRIPE_PROXY") or None,
+    }
 # How long an authorization (capture: false) may wait for its capture before the expiry job
 # cancels it. Card authorizations usually hold for 7 days.
 PGI_AUTHORIZATION_TTL_HOURS = int(os.environ.get("PGI_AUTHORIZATION_TTL_HOURS", "168"))
@@ -264,5 +274,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PGI_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # The gateway SDKs log every request at INFO; PGI records its own gateway attempts.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "stripe": {"level": "WARNING"}, "Adyen": {"level": "WARNING"}},
 }
