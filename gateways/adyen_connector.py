@@ -13,9 +13,12 @@ What PGI sends (docs/06-gateway-adyen.md has the long form):
   ADYEN_EXPONENTS (Adyen's currency table marks them "differs from standard").
 
 Failures follow gateways/base.py: nothing sent or refused unprocessed (connection refused, connect
-timeout, 401/403, 429, 5xx) is GatewayUnavailable; an answer that may have followed processing and
-never arrived whole (read timeout, connection dropped after sending, 504, Adyen's "704 request already
-processed or in progress") is GatewayTimeout.
+timeout, 401/403, 429, 503 "our servers are unavailable") is GatewayUnavailable; an answer that may
+have followed processing and never arrived whole (read timeout, connection dropped after sending,
+500/502 "an unrecoverable error occurred while trying to perform the request", 504, Adyen's "704
+request already processed or in progress") is GatewayTimeout. Adyen's own advice for those is to
+retry with the same idempotency key, which is what recovery does; failing over to another gateway
+could charge twice.
 """
 
 import base64
@@ -413,9 +416,14 @@ class AdyenConnector(Connector):
             raise _Refused(REQUEST_ERRORS.get(code, ErrorCode.INVALID_REQUEST), f"{code} {message}".strip()) from exc
         except AdyenAPIResponseError as exc:
             code, message = _error_details(exc)
-            if exc.status_code == 504:
-                # A proxy in front of Adyen gave up waiting after forwarding the request.
-                raise GatewayTimeout(f"Adyen {what}: HTTP 504 ({message}); the outcome is unknown.") from exc
+            if exc.status_code >= 500 and exc.status_code != 503:
+                # 500/502: Adyen failed while performing the request; 504: a proxy gave up waiting
+                # after forwarding it. Either way it may have been processed.
+                raise GatewayTimeout(
+                    f"Adyen {what}: HTTP {exc.status_code} ({code} {message}); the outcome is unknown.".replace(
+                        " ( ", " ("
+                    )
+                ) from exc
             raise GatewayUnavailable(f"Adyen {what}: HTTP {exc.status_code} ({code} {message})".strip() + ".") from exc
         except AdyenError as exc:
             # Raised by the SDK before sending (missing credentials, live URL prefix).

@@ -206,6 +206,23 @@ if os.environ.get("PGI_STRIPE_API_KEY"):
         "connect_timeout": float(os.environ.get("PGI_STRIPE_CONNECT_TIMEOUT", "5")),
         "proxy": os.environ.get("PGI_STRIPE_PROXY") or None,
     }
+if os.environ.get("PGI_ADYEN_API_KEY"):
+    PGI_GATEWAYS["adyen"] = {
+        "class": "gateways.adyen_connector.AdyenConnector",
+        "api_key": os.environ["PGI_ADYEN_API_KEY"],
+        "merchant_account": os.environ["PGI_ADYEN_MERCHANT_ACCOUNT"],
+        "hmac_key": os.environ.get("PGI_ADYEN_HMAC_KEY", ""),
+        "environment": os.environ.get("PGI_ADYEN_ENVIRONMENT", "test"),
+        "live_endpoint_prefix": os.environ.get("PGI_ADYEN_LIVE_ENDPOINT_PREFIX", ""),
+        "checkout_url": os.environ.get("PGI_ADYEN_CHECKOUT_URL") or None,
+        "webhook_username": os.environ.get("PGI_ADYEN_WEBHOOK_USERNAME", ""),
+        "webhook_password": os.environ.get("PGI_ADYEN_WEBHOOK_PASSWORD", ""),
+        "report_url": os.environ.get("PGI_ADYEN_REPORT_URL") or None,
+        "report_username": os.environ.get("PGI_ADYEN_REPORT_USERNAME", ""),
+        "report_password": os.environ.get("PGI_ADYEN_REPORT_PASSWORD", ""),
+        "timeout": float(os.environ.get("PGI_ADYEN_TIMEOUT", "30")),
+        "connect_timeout": float(os.environ.get("PGI_ADYEN_CONNECT_TIMEOUT", "5")),
+    }
 # How long an authorization (capture: false) may wait for its capture before the expiry job
 # cancels it. Card authorizations usually hold for 7 days.
 PGI_AUTHORIZATION_TTL_HOURS = int(os.environ.get("PGI_AUTHORIZATION_TTL_HOURS", "168"))
