@@ -181,7 +181,7 @@ def test_expiry_job_cancels_uncaptured_authorizations_at_the_gateway(api):
     assert charge(expired["id"]).status == "cancelled"
     assert Payment.objects.get(pk=fresh["id"]).status == "Authorized"
     last = PaymentStatusChange.objects.filter(payment_id=expired["id"]).last()
-    assert (last.to_status, last.source) == ("Cancelled", "system")
+    assert (last.to_status, last.source) == ("Cancelled", "gateway")
     assert "expired" in last.reason
     assert authorizations_expire() == 0
 
