@@ -87,17 +87,20 @@ class CurrencyField(serializers.CharField):
 
 
 IBAN_SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")
-ACCOUNT_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,33}$")
+# Other account ids: a gateway's token for the payer (a Stripe PaymentMethod id, an Adyen
+# `<shopperReference>:<storedPaymentMethodId>`), a bank's internal account number.
+ACCOUNT_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")
 
 
 class AccountField(serializers.CharField):
     """A bank account identifier: an IBAN (checksum checked, stored compact) or another account id."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 42)
+        kwargs.setdefault("max_length", 64)
         kwargs.setdefault(
             "help_text",
-            "IBAN (checked) or account id: 3 to 34 letters, digits, '.', '_' or '-'.",
+            "IBAN (checked) or account id: 3 to 64 letters, digits, '.', '_', ':' or '-' "
+            "(for Stripe a PaymentMethod id, for Adyen `<shopperReference>:<storedPaymentMethodId>`).",
         )
         super().__init__(**kwargs)
 
@@ -111,7 +114,7 @@ class AccountField(serializers.CharField):
                 raise serializers.ValidationError(f"Not a valid IBAN: {exc}") from exc
         if not ACCOUNT_SHAPE.match(value):
             raise serializers.ValidationError(
-                "Must be an IBAN or 3 to 34 letters, digits, '.', '_' or '-', starting with a letter or digit."
+                "Must be an IBAN or 3 to 64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit."
             )
         return value
 
