@@ -112,3 +112,96 @@ class SimulatorRefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         extra_context = {"title": "Simulator refunds: the pretend gateway's own refunds", **(extra_context or {})}
         return super().changelist_view(request, extra_context)
+
+
+# --- Notifications and gateway status -------------------------------------------------------------
+
+from datetime import datetime, timezone as dt_timezone  # noqa: E402
+
+from django.contrib import messages  # noqa: E402
+from django.core.exceptions import PermissionDenied  # noqa: E402
+from django.shortcuts import redirect  # noqa: E402
+from django.template.response import TemplateResponse  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from .breaker import breaker_for  # noqa: E402
+from .models import GatewayNotification  # noqa: E402
+from .registry import configured_codes, get_connector  # noqa: E402
+from .simulator import SimulatorConnector, simulator_outage  # noqa: E402
+
+
+@admin.register(GatewayNotification)
+class GatewayNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every verified webhook notification, once per gateway event id. `unmatched` ones name no
+    payment of their gateway: they are kept for reconciliation."""
+
+    list_display = ["received_at", "gateway", "event_type", "payment_id", "status", "amount_display", "outcome"]
+    list_filter = ["outcome", "gateway", "operation"]
+    search_fields = ["=payment_id", "=event_id", "=gateway_reference", "=refund_id"]
+    search_help_text = "Exact PGI payment id, gateway event id, gateway reference or refund id."
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    fields = [
+        "received_at",
+        "gateway",
+        "event_id",
+        "event_type",
+        "operation",
+        "payment_id",
+        "refund_id",
+        "gateway_reference",
+        "status",
+        "amount_display",
+        "error_code",
+        "outcome",
+        "detail",
+    ]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: GatewayNotification) -> str:
+        return "-" if obj.amount is None else format_money(obj.amount, obj.currency)
+
+    def get_urls(self):
+        # The gateways' live state sits with their notifications: /admin/gateways/gatewaynotification/status/
+        view = self.admin_site.admin_view(self.status_view)
+        return [path("status/", view, name="gateways_status"), *super().get_urls()]
+
+    def status_view(self, request):
+        """Each configured gateway with its circuit breaker (state shared by every process) and,
+        for simulators, the outage switch. Staff who may change gateway routes may reset a breaker."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        may_reset = request.user.has_perm("gateways.change_gatewayroute")
+        if request.method == "POST":
+            code = request.POST.get("reset", "")
+            if not may_reset or code not in configured_codes():
+                raise PermissionDenied
+            breaker_for(code).reset()
+            messages.success(request, f"The circuit breaker of {code} is closed again.")
+            return redirect("admin:gateways_status")
+        rows = []
+        for code in configured_codes():
+            snapshot = breaker_for(code).snapshot()
+            connector = get_connector(code)
+            rows.append(
+                {
+                    "code": code,
+                    "name": connector.display_name or type(connector).__name__,
+                    "state": snapshot.state.value,
+                    "failures": snapshot.failures,
+                    "open_until": (
+                        datetime.fromtimestamp(snapshot.open_until, dt_timezone.utc).isoformat(timespec="seconds")
+                        if snapshot.open_until
+                        else ""
+                    ),
+                    "simulator_down": simulator_outage(code) if isinstance(connector, SimulatorConnector) else None,
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Gateways: circuit breakers",
+            "rows": rows,
+            "may_reset": may_reset,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/gateways/status.html", context)

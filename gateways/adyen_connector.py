@@ -319,6 +319,9 @@ class AdyenConnector(Connector):
       connect_timeout    seconds to wait for the connection
     """
 
+    # Adyen keeps idempotency keys for at least 31 days.
+    replay_window = datetime.timedelta(days=31)
+
     display_name = "Adyen"
     webhook_reply = WebhookReply(b"[accepted]", "text/plain")
 

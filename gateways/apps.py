@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class GatewaysConfig(AppConfig):
     name = "gateways"
+
+    def ready(self):
+        from . import checks  # noqa: F401 - registers the settings checks

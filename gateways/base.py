@@ -213,6 +213,10 @@ class Connector(ABC):
     code: str
     display_name: str = ""
     webhook_reply: WebhookReply | None = None  # None: PGI answers with its JSON receipt
+    # How long the gateway remembers an idempotency key. Recovery re-sends a payment with the same
+    # key only within this window after the payment was created; later, a re-send could be taken
+    # as a new payment, so the payment is flagged for staff instead. None: for ever.
+    replay_window: datetime.timedelta | None = None
 
     def __init__(self, code: str, **options):
         self.code = code

@@ -12,16 +12,24 @@ from .registry import configured_codes
 
 
 def gateways_for(*, merchant_id: int, currency: str) -> list[str]:
-    """The gateway codes to try for this merchant and currency, best first; never empty.
+    """The gateway codes to try for this merchant and currency, best first.
 
-    Routes for the currency itself win over routes with a blank currency (any currency); with
-    neither, the merchant uses settings.PGI_DEFAULT_GATEWAY. Routes naming a gateway that is not
-    configured in this deployment are left out.
+    Routes for the currency itself win over routes with a blank currency (any currency); a
+    merchant with no routes for either uses settings.PGI_DEFAULT_GATEWAY. Inactive routes, and
+    routes naming a gateway that is not configured in this deployment, are left out, and they still
+    count as routes: a merchant whose routes are all switched off gets an empty list (its payments
+    fail as GATEWAY_UNAVAILABLE) rather than being sent silently to the default gateway.
     """
     configured = set(configured_codes())
-    routes = GatewayRoute.objects.filter(merchant_id=merchant_id, is_active=True, currency__in=[currency, ""])
+    routes = GatewayRoute.objects.filter(merchant_id=merchant_id, currency__in=[currency, ""])
     by_currency: dict[str, list[str]] = {currency: [], "": []}
+    has_routes = {currency: False, "": False}
     for route in routes.order_by("priority", "id"):
-        if route.gateway in configured:
+        has_routes[route.currency] = True
+        if route.is_active and route.gateway in configured:
             by_currency[route.currency].append(route.gateway)
-    return by_currency[currency] or by_currency[""] or [settings.PGI_DEFAULT_GATEWAY]
+    if has_routes[currency]:
+        return by_currency[currency]
+    if has_routes[""]:
+        return by_currency[""]
+    return [settings.PGI_DEFAULT_GATEWAY]

@@ -36,28 +36,31 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
     refunds service.
     """
     result = event.result or event.refund_result
-    try:
-        with transaction.atomic():
-            notification = GatewayNotification.objects.create(
-                gateway=gateway,
-                event_id=event.event_id[:255],
-                event_type=event.raw_type[:64],
-                operation=event.operation.value,
-                payment_id=event.payment_id[:64],
-                refund_id=event.refund_id[:64],
-                gateway_reference=(event.gateway_reference or getattr(result, "reference", ""))[:128],
-                status=result.status.value if result else "",
-                amount=getattr(result, "amount", None),
-                currency=getattr(result, "currency", ""),
-                error_code=getattr(result, "error_code", ""),
-                outcome=Outcome.RECORDED,
-            )
-            notification.outcome, notification.detail = _apply(gateway, event)
-            notification.save(update_fields=["outcome", "detail"])
-    except IntegrityError:
-        existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id[:255])
-        logger.info("notification %s from %s already received; dropped", event.event_id, gateway)
-        return Receipt(notification=existing, duplicate=True)
+    with transaction.atomic():
+        try:
+            # Only this insert may hit the unique constraint; a concurrent copy waits here until
+            # the first commits, then finds it. Errors applying the notice are not duplicates.
+            with transaction.atomic():
+                notification = GatewayNotification.objects.create(
+                    gateway=gateway,
+                    event_id=event.event_id[:255],
+                    event_type=event.raw_type[:64],
+                    operation=event.operation.value,
+                    payment_id=event.payment_id[:64],
+                    refund_id=event.refund_id[:64],
+                    gateway_reference=(event.gateway_reference or getattr(result, "reference", ""))[:128],
+                    status=result.status.value if result else "",
+                    amount=getattr(result, "amount", None),
+                    currency=getattr(result, "currency", ""),
+                    error_code=getattr(result, "error_code", ""),
+                    outcome=Outcome.RECORDED,
+                )
+        except IntegrityError:
+            existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id[:255])
+            logger.info("notification %s from %s already received; dropped", event.event_id, gateway)
+            return Receipt(notification=existing, duplicate=True)
+        notification.outcome, notification.detail = _apply(gateway, event)
+        notification.save(update_fields=["outcome", "detail"])
     return Receipt(notification=notification, duplicate=False)
 
 

@@ -260,6 +260,8 @@ def _source_id(source: Any) -> str:
 
 class StripeConnector(Connector):
     display_name = "Stripe"
+    # Stripe keeps an idempotency key's first answer for 24 hours.
+    replay_window = datetime.timedelta(hours=24)
 
     def __init__(
         self,

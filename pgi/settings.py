@@ -193,6 +193,11 @@ PGI_GATEWAYS = {
         "webhook_delay": float(os.environ.get("PGI_SIMULATOR_WEBHOOK_DELAY", "2")),
         # Seconds the simulator waits before every answer, to rehearse slow gateways.
         "latency": float(os.environ.get("PGI_SIMULATOR_LATENCY", "0")),
+        # Start with the simulator down (every call unavailable); `manage.py simulator outage` flips it.
+        "outage": env_bool("PGI_SIMULATOR_OUTAGE", False),
+        # The simulator's fee per settled line in its daily report: percent of the amount + fixed.
+        "fee_percent": os.environ.get("PGI_SIMULATOR_FEE_PERCENT", "1.4"),
+        "fee_fixed": os.environ.get("PGI_SIMULATOR_FEE_FIXED", "0.25"),
     },
 }
 # Stripe and Adyen join when their credentials are in the environment (docs/05, docs/06).

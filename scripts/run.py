@@ -212,7 +212,10 @@ def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafk
             curl,
             "",
             "Simulator test accounts (fromAccount ending): 0002 declined, 0051 insufficient funds,",
-            "0408 gateway timeout, 0202 completed ~2 s later by a signed webhook; others complete.",
+            "0054 card expired, 0059 fraud, 0065 limit, 0503 gateway unavailable, 0408 timeout after",
+            "charging (recovery completes it), 0202 completed ~2 s later by a signed webhook; others complete.",
+            'Authorize only: add "capture": false, then POST /v1/payments/{id}/capture or /cancel.',
+            f"Gateway state: {local_url}/admin/gateways/gatewaynotification/status/",
             "Press Ctrl-C to stop.",
             rule,
         ]

@@ -6,13 +6,14 @@
 - recovery: settling payments whose outcome is unknown by asking their gateway
 """
 
-from .capture import OperationRefused, authorizations_expire, payment_cancel, payment_capture
+from .capture import OperationDeclined, OperationRefused, authorizations_expire, payment_cancel, payment_capture
 from .core import InvalidTransition, PaymentDraft, payment_create, payment_note, payment_transition, payment_validate
 from .gateway import gateway_call, payment_apply_gateway_result, payment_process
 from .recovery import payment_recover, payment_recovery_restart, payments_recover
 
 __all__ = [
     "InvalidTransition",
+    "OperationDeclined",
     "OperationRefused",
     "PaymentDraft",
     "authorizations_expire",

@@ -14,15 +14,23 @@ from decimal import Decimal
 from django.db.models import Q
 from django.utils import timezone
 
-from gateways.base import CaptureRequest, GatewayTimeout, GatewayUnavailable, Operation, VoidRequest
+from gateways.base import (
+    CaptureRequest,
+    GatewayStatus,
+    GatewayTimeout,
+    GatewayUnavailable,
+    Operation,
+    VoidRequest,
+    idempotency_key,
+)
 from gateways.breaker import breaker_for
-from gateways.registry import get_connector
+from gateways.registry import UnknownGateway, get_connector
 from pgi.api.errors import BusinessRuleViolation, Conflict, ErrorDetail, ServiceUnavailable, ValidationFailed
-from pgi.money import currency_exponent, fits_currency, quantize
+from pgi.money import currency_exponent, fits_currency, format_money, quantize
 
-from ..models import Payment, PaymentStatus, PaymentStatusChange
+from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from .core import payment_note, payment_transition
-from .gateway import gateway_call, payment_apply_gateway_result, recovery_due_from
+from .gateway import attempt_record, gateway_call, payment_apply_gateway_result, recovery_due_from
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +41,29 @@ class OperationRefused(Conflict):
     """409: the payment's status (or an operation in flight) does not allow this."""
 
 
+class OperationDeclined(BusinessRuleViolation):
+    """422: the gateway refused the capture or cancel; the payment is as it was."""
+
+
+def _refusal(payment: Payment, operation: Operation) -> OperationRefused:
+    if payment.pending_operation:
+        return OperationRefused(
+            f"A {payment.pending_operation} of this payment is already in progress.", code="OPERATION_IN_PROGRESS"
+        )
+    return OperationRefused(
+        f"A {payment.status} payment cannot be {'captured' if operation is Operation.CAPTURE else 'cancelled'}; "
+        "only an Authorized one can.",
+        code="PAYMENT_NOT_CAPTURABLE" if operation is Operation.CAPTURE else "PAYMENT_NOT_CANCELLABLE",
+    )
+
+
 def _claim(*, payment: Payment, operation: Operation, amount: Decimal, source: str) -> Payment:
-    """Take the payment for one capture or void, or raise 409 saying why not."""
+    """Take the payment for one capture or void under its row lock, or raise 409 saying why not."""
     now = timezone.now()
     claimed = payment_note(
         payment_id=payment.id,
         source=source,
-        reason=f"{operation.value} of {amount} {payment.currency} sent to {payment.gateway}",
+        reason=f"{operation.value} of {format_money(amount, payment.currency)} sent to {payment.gateway}",
         only_if={"status": PaymentStatus.AUTHORIZED, "pending_operation": ""},
         pending_operation=operation.value,
         pending_amount=amount,
@@ -47,18 +71,10 @@ def _claim(*, payment: Payment, operation: Operation, amount: Decimal, source: s
         next_recovery_at=recovery_due_from(now),
         recovery_attempts=0,
     )
-    if claimed is not None:
-        return claimed
-    payment.refresh_from_db()
-    if payment.pending_operation:
-        raise OperationRefused(
-            f"A {payment.pending_operation} of this payment is already in progress.", code="OPERATION_IN_PROGRESS"
-        )
-    raise OperationRefused(
-        f"A {payment.status} payment cannot be {'captured' if operation is Operation.CAPTURE else 'cancelled'}; "
-        "only an Authorized one can.",
-        code="PAYMENT_NOT_CAPTURABLE" if operation is Operation.CAPTURE else "PAYMENT_NOT_CANCELLABLE",
-    )
+    if claimed is None:
+        payment.refresh_from_db()
+        raise _refusal(payment, operation)
+    return claimed
 
 
 def _release(*, payment: Payment, operation: Operation, reason: str) -> None:
@@ -73,17 +89,40 @@ def _release(*, payment: Payment, operation: Operation, reason: str) -> None:
     )
 
 
-def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: str, reason: str = "") -> Payment:
-    """Claim, call the payment's gateway, apply. Raises ServiceUnavailable (503) when the gateway
-    cannot be reached: the payment is then as it was."""
-    connector = get_connector(payment.gateway)
-    payment = _claim(payment=payment, operation=operation, amount=amount, source=source)
+def _unavailable(code: str) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"The payment's gateway {code} is unavailable; nothing was done. Try again later.",
+        code="GATEWAY_UNAVAILABLE",
+    )
+
+
+def _send(
+    *, payment: Payment, operation: Operation, amount: Decimal, source: str, reason: str = "", changes=None
+) -> Payment:
+    """Check, claim, call the payment's gateway, apply.
+
+    Raises OperationRefused (409) when the payment's status or an operation in flight forbids it,
+    ServiceUnavailable (503) when the gateway cannot be reached or is kept out by its breaker (the
+    payment is then as it was), and OperationDeclined (422) when the gateway refused it.
+    """
+    if payment.status != PaymentStatus.AUTHORIZED or payment.pending_operation:
+        raise _refusal(payment, operation)
+    try:
+        connector = get_connector(payment.gateway)
+    except UnknownGateway:
+        logger.error("payment %s is at gateway %r, which is not configured", payment.id, payment.gateway)
+        raise _unavailable(payment.gateway) from None
     if not breaker_for(connector.code).allow():
-        _release(payment=payment, operation=operation, reason=f"{connector.code} kept out by its circuit breaker")
-        raise ServiceUnavailable(
-            f"The payment's gateway {connector.code} is unavailable; nothing was done. Try again later.",
-            code="GATEWAY_UNAVAILABLE",
+        attempt_record(
+            payment_id=payment.id,
+            operation=operation,
+            gateway=connector.code,
+            key=idempotency_key(operation, payment.id),
+            outcome=GatewayAttempt.Outcome.CIRCUIT_OPEN,
+            message="not called: its circuit breaker is open",
         )
+        raise _unavailable(connector.code)
+    payment = _claim(payment=payment, operation=operation, amount=amount, source=source)
     if operation is Operation.CAPTURE:
         request = CaptureRequest(
             payment_id=payment.id,
@@ -106,10 +145,7 @@ def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: st
         result = gateway_call(payment_id=payment.id, connector=connector, operation=operation, call=call)
     except GatewayUnavailable as exc:
         _release(payment=payment, operation=operation, reason=f"{connector.code} unavailable: {exc}")
-        raise ServiceUnavailable(
-            f"The payment's gateway {connector.code} is unavailable; nothing was done. Try again later.",
-            code="GATEWAY_UNAVAILABLE",
-        ) from exc
+        raise _unavailable(connector.code) from exc
     except GatewayTimeout as exc:
         logger.warning("%s of %s timed out at %s: %s", operation.value, payment.id, connector.code, exc)
         return payment_note(
@@ -117,9 +153,18 @@ def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: st
             source=Source.GATEWAY,
             reason=f"{operation.value} timed out at {connector.code}; recovery will re-send it",
         )
-    return payment_apply_gateway_result(
-        payment_id=payment.id, operation=operation, result=result, source=Source.GATEWAY, reason=reason
+    payment = payment_apply_gateway_result(
+        payment_id=payment.id, operation=operation, result=result, source=Source.GATEWAY, reason=reason, changes=changes
     )
+    if result.status is GatewayStatus.DECLINED:
+        verb = "capture" if operation is Operation.CAPTURE else "cancel"
+        raise OperationDeclined(
+            f"The gateway refused the {verb}: {result.error_message or result.error_code or 'declined'}. "
+            "The payment is still Authorized.",
+            code=f"{verb.upper()}_DECLINED",
+            details=[ErrorDetail("gateway", result.error_code or "DECLINED")],
+        )
+    return payment
 
 
 def _check_not_expired(payment: Payment) -> None:
@@ -162,6 +207,12 @@ def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
     return _send(payment=payment, operation=Operation.VOID, amount=payment.amount, source=source)
 
 
+EXPIRED = {
+    "failure_code": "AUTHORIZATION_EXPIRED",
+    "failure_message": "The authorization expired before it was captured.",
+}
+
+
 def authorizations_expire(*, limit: int = 100) -> int:
     """Cancel Authorized payments whose authorization has run out; returns how many were sent.
 
@@ -181,10 +232,13 @@ def authorizations_expire(*, limit: int = 100) -> int:
                 amount=payment.amount,
                 source=Source.SYSTEM,
                 reason="authorization expired; released at the gateway",
+                changes=EXPIRED,
             )
         except (OperationRefused, ServiceUnavailable) as exc:
             logger.info("authorization of %s not expired this run: %s", payment.id, exc)
             continue
+        except OperationDeclined:
+            payment.refresh_from_db()
         sent += 1
         if payment.status == PaymentStatus.AUTHORIZED and not payment.pending_operation:
             # The gateway refused the void (already lapsed or unknown there): nothing can be
@@ -195,7 +249,6 @@ def authorizations_expire(*, limit: int = 100) -> int:
                 source=Source.SYSTEM,
                 reason="authorization expired; the gateway no longer holds it",
                 only_from=frozenset({PaymentStatus.AUTHORIZED}),
-                failure_code="AUTHORIZATION_EXPIRED",
-                failure_message="The authorization expired before it was captured.",
+                **EXPIRED,
             )
     return sent

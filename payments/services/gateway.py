@@ -30,6 +30,7 @@ from gateways.breaker import breaker_for
 from gateways.registry import get_connector
 from gateways.routing import gateways_for
 from pgi.merchants.authentication import ApiPrincipal
+from pgi.money import format_money
 
 from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from .core import PaymentDraft, payment_create, payment_note, payment_transition
@@ -80,14 +81,18 @@ def attempt_record(
     )
 
 
-def gateway_call(*, payment_id: str, connector: Connector, operation: Operation, call: Callable[[], R]) -> R:
+def gateway_call(
+    *, payment_id: str, connector: Connector, operation: Operation, call: Callable[[], R], key: str | None = None
+) -> R:
     """Run one call to a gateway, record it as a GatewayAttempt and tell the gateway's breaker.
 
-    Returns what the connector returned; re-raises GatewayUnavailable and GatewayTimeout (both
-    count as failures for the breaker) and any unexpected error (a connector bug, recorded as
-    `error` and not counted: the gateway may be fine).
+    `key` is the idempotency key the call sends; by default the one derived from the payment id
+    (a refund passes its own). Returns what the connector returned; re-raises GatewayUnavailable
+    and GatewayTimeout (both count as failures for the breaker) and any unexpected error (a
+    connector bug, recorded as `error` and not counted: the gateway may be fine).
     """
-    key = idempotency_key(operation if operation is not Operation.STATUS else Operation.AUTHORIZE, payment_id)
+    if key is None:
+        key = idempotency_key(operation if operation is not Operation.STATUS else Operation.AUTHORIZE, payment_id)
     breaker = breaker_for(connector.code)
     started = time.monotonic()
 
@@ -154,11 +159,19 @@ def payment_process(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
             payment_id=payment.id,
             to_status=PaymentStatus.PROCESSING,
             source=Source.SYSTEM,
-            reason=f"routed to {' then '.join(codes)}" if len(codes) > 1 else f"sent to {codes[0]}",
-            gateway=codes[0],
+            reason=_routing_reason(codes),
+            gateway=codes[0] if codes else "",
             next_recovery_at=recovery_due_from(),
         )
     return _authorize_with_failover(payment, codes)
+
+
+def _routing_reason(codes: list[str]) -> str:
+    if not codes:
+        return "no active gateway route"
+    if len(codes) == 1:
+        return f"sent to {codes[0]}"
+    return f"sent to {codes[0]} (then {', '.join(codes[1:])} if unavailable)"
 
 
 def _authorize_with_failover(payment: Payment, codes: list[str]) -> Payment:
@@ -209,8 +222,8 @@ def _authorize_with_failover(payment: Payment, codes: list[str]) -> Payment:
     return payment_transition(
         payment_id=payment.id,
         to_status=PaymentStatus.FAILED,
-        source=Source.GATEWAY,
-        reason="no gateway available: " + "; ".join(passed),
+        source=Source.GATEWAY if codes else Source.SYSTEM,
+        reason=("no gateway available: " + "; ".join(passed)) if codes else "no active gateway route",
         only_from=frozenset({PaymentStatus.PROCESSING}),
         failure_code="GATEWAY_UNAVAILABLE",
         failure_message=UNAVAILABLE_MESSAGE,
@@ -226,28 +239,39 @@ def _clear_pending() -> dict:
 
 
 def payment_apply_gateway_result(
-    *, payment_id: str, operation: Operation, result: GatewayResult, source: str, reason: str = ""
+    *,
+    payment_id: str,
+    operation: Operation,
+    result: GatewayResult,
+    source: str,
+    reason: str = "",
+    changes: dict | None = None,
 ) -> Payment:
     """Apply what a gateway said about a payment: its answer, a webhook, a status query.
 
     Each answer may move the payment only forward from the statuses it can follow; from any other
     status it is returned unchanged, so duplicates and late or out-of-order notifications change
     nothing (an `authorized` notification arriving after the capture's does not undo the capture).
+    A move also clears the recovery flag: the gateway has answered. `changes` are applied with a
+    move (the expiry job marks its cancels).
     """
     reference = {"gateway_reference": result.reference} if result.reference else {}
     processing = frozenset({PaymentStatus.PROCESSING})
     authorized = frozenset({PaymentStatus.AUTHORIZED})
     status = result.status
 
-    def move(to_status: str, only_from: frozenset, why: str, **changes) -> Payment:
+    def move(to_status: str, only_from: frozenset, why: str, **fields) -> Payment:
         return payment_transition(
             payment_id=payment_id,
             to_status=to_status,
             source=source,
             reason=reason or why,
             only_from=only_from,
+            needs_attention=False,
+            attention_reason="",
             **reference,
-            **changes,
+            **fields,
+            **(changes or {}),
         )
 
     if operation in (Operation.AUTHORIZE, Operation.STATUS):
@@ -279,13 +303,13 @@ def payment_apply_gateway_result(
 
     if operation is Operation.CAPTURE:
         if status is GatewayStatus.SUCCEEDED:
-            payment = Payment.objects.only("amount", "pending_amount").get(pk=payment_id)
+            payment = Payment.objects.only("amount", "pending_amount", "currency").get(pk=payment_id)
             captured = result.amount or payment.pending_amount or payment.amount
             # A capture confirmed before the authorization's own notice still ends Completed.
             return move(
                 PaymentStatus.COMPLETED,
                 processing | authorized,
-                f"captured {captured}",
+                f"captured {format_money(captured, payment.currency)}",
                 captured_amount=captured,
                 **_clear_pending(),
             )

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 Source = PaymentStatusChange.Source
 
 
+class ReplayWindowPassed(Exception):
+    """Re-sending the payment is no longer safe: the gateway has forgotten its idempotency key."""
+
+
 def _policy() -> dict:
     return settings.PGI_RECOVERY
 
@@ -88,7 +92,8 @@ def payment_recover(*, payment_id: str) -> str:
     except UnknownGateway:
         return _flag(payment_id, f"gateway {payment.gateway!r} is no longer configured")
     if not breaker_for(connector.code).allow():
-        return _schedule_next(payment_id, f"{connector.code} kept out by its circuit breaker")
+        # Not a look at the payment: an outage does not use up its attempts.
+        return _schedule_next(payment_id, f"{connector.code} kept out by its circuit breaker", count=False)
 
     try:
         if payment.status == PaymentStatus.PROCESSING:
@@ -97,6 +102,8 @@ def payment_recover(*, payment_id: str) -> str:
             payment = _resend_pending(payment, connector)
         else:
             return "settled"  # settled by a webhook since it was picked
+    except ReplayWindowPassed as exc:
+        return _flag(payment_id, str(exc))
     except GatewayError as exc:
         return _schedule_next(payment_id, f"{connector.code}: {type(exc).__name__}: {exc}")
 
@@ -113,7 +120,14 @@ def _recover_processing(payment: Payment, connector) -> Payment:
         call=lambda: connector.status(payment_id=payment.id, gateway_reference=payment.gateway_reference),
     )
     if result is None:
-        # Unknown there, or no lookup: send it again; the idempotency key makes this safe.
+        # Unknown there, or no lookup: send it again; the idempotency key makes this safe, as long
+        # as the gateway still remembers the key.
+        window = connector.replay_window
+        if window is not None and payment.created_at + window < timezone.now():
+            raise ReplayWindowPassed(
+                f"{connector.code} has no record of it and remembers idempotency keys for {window} only: "
+                "sending it again now could charge as a new payment"
+            )
         request = payment_request_for(payment)
         result = gateway_call(
             payment_id=payment.id,
@@ -160,15 +174,15 @@ def _resend_pending(payment: Payment, connector) -> Payment:
     )
 
 
-def _schedule_next(payment_id: str, why: str) -> str:
+def _schedule_next(payment_id: str, why: str, count: bool = True) -> str:
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status != PaymentStatus.PROCESSING and not payment.pending_operation:
             return "settled"
-        attempts = payment.recovery_attempts + 1
+        attempts = payment.recovery_attempts + (1 if count else 0)
         if attempts >= _policy()["max_attempts"]:
             return _flag(payment_id, f"no final answer after {attempts} looks; last: {why}", attempts=attempts)
-        delay = backoff_seconds(attempts)
+        delay = backoff_seconds(max(attempts, 1))
         payment.recovery_attempts = attempts
         payment.next_recovery_at = timezone.now() + timedelta(seconds=delay)
         payment.save(update_fields=["recovery_attempts", "next_recovery_at", "updated_at"])

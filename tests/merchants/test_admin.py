@@ -69,6 +69,8 @@ def test_merchant_is_added_with_currency_limits_and_its_code_cannot_change(admin
             "currencies-1-max_amount": "",
             "api_keys-TOTAL_FORMS": "0",
             "api_keys-INITIAL_FORMS": "0",
+            "gateway_routes-TOTAL_FORMS": "0",
+            "gateway_routes-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302, response.context and response.context["errors"]
@@ -93,6 +95,8 @@ def test_merchant_currency_must_be_iso_4217_with_a_limit_in_its_digits(admin_cli
             "currencies-1-max_amount": "100.5",
             "api_keys-TOTAL_FORMS": "0",
             "api_keys-INITIAL_FORMS": "0",
+            "gateway_routes-TOTAL_FORMS": "0",
+            "gateway_routes-INITIAL_FORMS": "0",
         },
     )
 
@@ -270,3 +274,50 @@ def test_revoking_twice_keeps_the_first_revocation_time(admin_client, merchant):
     api_key.refresh_from_db()
     assert api_key.revoked_at == first
     assert "1 already revoked" in response.content.decode()
+
+
+def route_form(**route) -> dict:
+    form = {
+        "code": "shop-3",
+        "name": "Shop Three",
+        "is_active": "on",
+        "currencies-TOTAL_FORMS": "0",
+        "currencies-INITIAL_FORMS": "0",
+        "api_keys-TOTAL_FORMS": "0",
+        "api_keys-INITIAL_FORMS": "0",
+        "gateway_routes-TOTAL_FORMS": "1",
+        "gateway_routes-INITIAL_FORMS": "0",
+    }
+    form.update({f"gateway_routes-0-{name}": value for name, value in route.items()})
+    return form
+
+
+def test_gateway_routes_are_edited_inline_on_the_merchant(admin_client, settings):
+    from gateways.models import GatewayRoute
+
+    settings.PGI_GATEWAYS = {**settings.PGI_GATEWAYS, "simulator_b": settings.PGI_GATEWAYS["simulator"]}
+    response = admin_client.post(
+        reverse("admin:merchants_merchant_add"),
+        route_form(currency="eur", priority="2", gateway="simulator_b", is_active="on"),
+    )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    route = GatewayRoute.objects.get(merchant__code="shop-3")
+    assert (route.currency, route.priority, route.gateway, route.is_active) == ("EUR", 2, "simulator_b", True)
+
+
+@pytest.mark.parametrize(
+    "route, message",
+    [
+        ({"currency": "", "priority": "1", "gateway": "nosuchgateway"}, "Select a valid choice"),
+        ({"currency": "XYZ", "priority": "1", "gateway": "simulator"}, "Not an ISO 4217 currency"),
+    ],
+)
+def test_gateway_route_must_name_a_configured_gateway_and_a_real_currency(admin_client, route, message):
+    from gateways.models import GatewayRoute
+
+    response = admin_client.post(reverse("admin:merchants_merchant_add"), route_form(**route))
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not GatewayRoute.objects.exists()

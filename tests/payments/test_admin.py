@@ -106,9 +106,9 @@ def test_payment_page_shows_its_status_history_in_order(admin_client, principal)
     response = admin_client.get(reverse("admin:payments_payment_change", args=[payment.pk]))
 
     assert response.status_code == 200
-    formsets = response.context["inline_admin_formsets"]
-    assert len(formsets) == 1
-    history = [form.form.instance for form in formsets[0]]
+    formsets = {formset.opts.verbose_name_plural: formset for formset in response.context["inline_admin_formsets"]}
+    assert list(formsets) == ["status history", "gateway attempts"]
+    history = [form.form.instance for form in formsets["status history"]]
     assert [(h.from_status, h.to_status) for h in history] == [
         ("", "Pending"),
         ("Pending", "Processing"),
@@ -119,6 +119,41 @@ def test_payment_page_shows_its_status_history_in_order(admin_client, principal)
     assert "INSUFFICIENT_FUNDS" in html and "declined" in html
     assert "The account has insufficient funds." in html
     assert html.index("sent to simulator") < html.index("declined")
+    [attempt] = [form.form.instance for form in formsets["gateway attempts"]]
+    assert (attempt.operation, attempt.gateway, attempt.idempotency_key, attempt.outcome) == (
+        "authorize",
+        "simulator",
+        payment.pk,
+        "declined",
+    )
+    assert "Gateway attempts" in html and f"{attempt.latency_ms} ms" in html
+
+
+def test_recovery_flag_shows_in_the_list_and_staff_restart_it(admin_client, principal):
+    from payments.services.core import payment_note
+
+    flagged = pay(principal, from_account="acct-0408")
+    payment_note(
+        payment_id=flagged.pk,
+        source="system",
+        reason="flagged for staff: test",
+        needs_attention=True,
+        attention_reason="no final answer after 12 looks",
+    )
+    url = reverse("admin:payments_payment_changelist")
+
+    listed = admin_client.get(url, {"attention": "yes"})
+    assert list(listed.context["cl"].result_list) == [flagged]
+    page = admin_client.get(reverse("admin:payments_payment_change", args=[flagged.pk])).content.decode()
+    assert "no final answer after 12 looks" in page
+
+    response = admin_client.post(
+        url, {"action": "restart_recovery", "_selected_action": [flagged.pk]}, follow=True
+    )
+
+    assert "Recovery restarted for 1 payment" in response.content.decode()
+    flagged.refresh_from_db()
+    assert (flagged.needs_attention, flagged.recovery_attempts) == (False, 0)
 
 
 def test_a_timed_out_payment_shows_why_it_is_still_processing(admin_client, principal):

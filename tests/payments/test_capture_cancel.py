@@ -177,7 +177,8 @@ def test_expiry_job_cancels_uncaptured_authorizations_at_the_gateway(api):
 
     assert authorizations_expire() == 1
 
-    assert Payment.objects.get(pk=expired["id"]).status == "Cancelled"
+    cancelled = Payment.objects.get(pk=expired["id"])
+    assert (cancelled.status, cancelled.failure_code) == ("Cancelled", "AUTHORIZATION_EXPIRED")
     assert charge(expired["id"]).status == "cancelled"
     assert Payment.objects.get(pk=fresh["id"]).status == "Authorized"
     last = PaymentStatusChange.objects.filter(payment_id=expired["id"]).last()
@@ -222,3 +223,33 @@ def test_concurrent_captures_capture_once(merchant_key):
     assert sorted(statuses) == [200, 409, 409, 409]
     assert GatewayAttempt.objects.filter(payment_id=payment["id"], operation="capture").count() == 1
     assert Payment.objects.get(pk=payment["id"]).captured_amount == Decimal("50.00")
+
+
+def test_a_capture_the_gateway_refuses_is_422_and_the_payment_stays_authorized(api):
+    payment = authorized(api)
+    # The gateway released the hold on its own (say, the issuer's), so it refuses the capture.
+    SimulatorCharge.objects.filter(idempotency_key=payment["id"]).update(status="cancelled")
+
+    error = assert_error(capture(api, payment["id"]), 422, "CAPTURE_DECLINED", "gateway")
+
+    assert "ALREADY_PROCESSED" in str(error["details"])
+    stored = Payment.objects.get(pk=payment["id"])
+    assert (stored.status, stored.pending_operation, stored.captured_amount) == ("Authorized", "", None)
+    assert PaymentStatusChange.objects.filter(payment=stored, reason__startswith="capture refused").exists()
+
+
+def test_capture_while_the_breaker_is_open_is_503_without_calling_the_gateway(api, settings):
+    from gateways.breaker import breaker_for
+
+    settings.PGI_CIRCUIT_BREAKER = {"failure_threshold": 1, "window_seconds": 60, "open_seconds": 60}
+    payment = authorized(api)
+    breaker_for("simulator").record_failure()
+
+    assert_error(capture(api, payment["id"]), 503, "GATEWAY_UNAVAILABLE")
+
+    assert list(GatewayAttempt.objects.filter(payment_id=payment["id"], operation="capture").values_list("outcome", flat=True)) == [
+        "circuit_open"
+    ]
+    stored = Payment.objects.get(pk=payment["id"])
+    assert (stored.status, stored.pending_operation) == ("Authorized", "")
+    assert not PaymentStatusChange.objects.filter(payment=stored, reason__startswith="capture of").exists()

@@ -243,3 +243,52 @@ def test_request_for_recovery_carries_the_original_payment(merchant, principal):
         description="",
         capture=False,
     )
+
+
+def test_a_gateway_that_forgot_the_idempotency_key_is_not_sent_the_payment_again(merchant, principal, monkeypatch):
+    payment = processing_without_gateway_call(merchant, principal)
+    Payment.objects.filter(pk=payment.id).update(created_at=timezone.now() - timedelta(days=2))
+    monkeypatch.setattr(get_connector("simulator"), "replay_window", timedelta(hours=24))
+    make_due(payment.id)
+
+    assert payments_recover() == {"settled": 0, "waiting": 0, "flagged": 1}
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention) == (PaymentStatus.PROCESSING, True)
+    assert "remembers idempotency keys" in payment.attention_reason
+    assert attempts(payment.id) == [("status", "not_found")]
+    assert not SimulatorCharge.objects.filter(idempotency_key=payment.id).exists()
+
+
+def test_an_open_circuit_does_not_use_up_recovery_attempts(merchant, principal, settings):
+    from gateways.breaker import breaker_for
+
+    settings.PGI_CIRCUIT_BREAKER = {"failure_threshold": 1, "window_seconds": 60, "open_seconds": 600}
+    payment = processing_without_gateway_call(merchant, principal)
+    breaker_for("simulator").record_failure()
+    make_due(payment.id)
+
+    assert payments_recover() == {"settled": 0, "waiting": 1, "flagged": 0}
+
+    payment.refresh_from_db()
+    assert payment.recovery_attempts == 0
+    assert attempts(payment.id) == []
+
+
+def test_a_late_answer_clears_the_staff_flag(merchant, principal):
+    payment = processing_without_gateway_call(merchant, principal)
+    payment_note(payment_id=payment.id, source="system", reason="flagged", needs_attention=True, attention_reason="x")
+    get_connector("simulator").authorize(payment_request_for(payment))
+    payment_recovery_restart(payment_id=payment.id, staff_user="alice")
+    payment_note(payment_id=payment.id, source="system", reason="flagged again", needs_attention=True)
+    from payments.services import payment_apply_gateway_result
+
+    payment_apply_gateway_result(
+        payment_id=payment.id,
+        operation=Operation.AUTHORIZE,
+        result=get_connector("simulator").status(payment_id=payment.id),
+        source="webhook",
+    )
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.attention_reason) == ("Completed", False, "")

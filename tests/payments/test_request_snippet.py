@@ -22,6 +22,10 @@ DESIGN_EXTRAS = {
     "failureCode",
     "failureMessage",
     "refundedAmount",
+    "capture",
+    "capturedAmount",
+    "authorizationExpiresAt",
+    "pendingOperation",
     "createdAt",
     "updatedAt",
 }

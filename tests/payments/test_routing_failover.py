@@ -165,3 +165,15 @@ def test_the_payment_id_is_the_idempotency_key_so_a_second_send_charges_once(api
 
     assert again.reference == body["gatewayReference"]
     assert charges_at("simulator", body["id"]) == 1
+
+
+def test_a_merchant_whose_routes_are_all_off_is_not_sent_to_the_default_gateway(api, merchant, settings):
+    GatewayRoute.objects.create(merchant=merchant, currency="USD", gateway="simulator", priority=1, is_active=False)
+    assert gateways_for(merchant_id=merchant.pk, currency="USD") == []
+
+    body = pay(api)
+
+    assert (body["status"], body["failureCode"], body["gateway"]) == ("Failed", "GATEWAY_UNAVAILABLE", None)
+    assert not GatewayAttempt.objects.filter(payment_id=body["id"]).exists()
+    assert SimulatorCharge.objects.filter(idempotency_key=body["id"]).count() == 0
+    assert PaymentStatusChange.objects.filter(payment_id=body["id"], reason="no active gateway route").exists()
