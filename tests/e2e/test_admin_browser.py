@@ -88,11 +88,15 @@ def test_staff_finds_a_payment_and_reads_why_it_failed(live_server, plain_static
     result_link.click()
 
     sync_api.expect(page.locator("h2", has_text="Status history")).to_be_visible()
-    history = page.locator(".inline-group tbody tr.has_original")
+    history = page.locator("#status_changes-group tbody tr.has_original")
     sync_api.expect(history).to_have_count(3)
     sync_api.expect(history.nth(0)).to_contain_text("Pending")
     sync_api.expect(history.nth(1)).to_contain_text("sent to simulator")
     sync_api.expect(history.nth(2)).to_contain_text("INSUFFICIENT_FUNDS")
+    attempts = page.locator("#gateway_attempts-group tbody tr.has_original")
+    sync_api.expect(attempts).to_have_count(1)
+    sync_api.expect(attempts.nth(0)).to_contain_text("declined")
+    sync_api.expect(attempts.nth(0)).to_contain_text("INSUFFICIENT_FUNDS")
     sync_api.expect(page.locator(".field-amount_display")).to_contain_text("50.00 USD")
     sync_api.expect(page.locator(".field-failure_message")).to_contain_text("insufficient funds")
     assert page.locator("input[name=amount], select[name=status]").count() == 0
