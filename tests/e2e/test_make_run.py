@@ -19,10 +19,11 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180  # migrate + collectstatic + four processes, on a busy 2-core CI machine
 WEBHOOK_TIMEOUT = 30
+RECOVERY_TIMEOUT = 150  # beat runs recovery every 60 s; its first run comes one interval after start
 STOP_TIMEOUT = 40
 HTTP_TIMEOUT = 15
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 
 
 def free_port() -> int:
@@ -99,7 +100,8 @@ def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path)
         for key, value in os.environ.items()
         if key not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "PGI_PUBLIC_URL", "PYTEST_XDIST_WORKER"}
     }
-    env.update(PGI_VAR_DIR=str(tmp_path / "var"), PORT=str(port), PYTHONUNBUFFERED="1")
+    # Recovery may look at a timed-out payment at once, so beat's first run settles it.
+    env.update(PGI_VAR_DIR=str(tmp_path / "var"), PORT=str(port), PYTHONUNBUFFERED="1", PGI_RECOVERY_GRACE_SECONDS="0")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "run.py")],
         cwd=ROOT,
@@ -158,6 +160,32 @@ def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path)
                 break
             time.sleep(0.5)
         assert status == "Completed", f"0202 payment still {status} after {WEBHOOK_TIMEOUT}s"
+
+        # Authorize now, capture part of it later.
+        held = dict(new_payment, capture=False)
+        response = requests.post(f"{base_url}/payments", json=held, headers=headers, timeout=HTTP_TIMEOUT)
+        assert (response.status_code, response.json()["status"]) == (201, "Authorized"), response.text
+        response = requests.post(
+            f"{base_url}/payments/{response.json()['id']}/capture", json={"amount": 20.00}, headers=headers, timeout=HTTP_TIMEOUT
+        )
+        assert (response.status_code, response.json()["status"]) == (200, "Completed"), response.text
+        assert '"capturedAmount":20.00' in response.text.replace(" ", "")
+
+        # 0408: the simulator charges, then its answer times out. The payment stays Processing until
+        # the recovery job, run by beat on the worker, asks the simulator and completes it.
+        lost = dict(new_payment, fromAccount="account0408")
+        response = requests.post(f"{base_url}/payments", json=lost, headers=headers, timeout=HTTP_TIMEOUT)
+        assert (response.status_code, response.json()["status"]) == (201, "Processing"), response.text
+        lost_id = response.json()["id"]
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            status = requests.get(f"{base_url}/payments/{lost_id}/status", headers=headers, timeout=HTTP_TIMEOUT).json()[
+                "status"
+            ]
+            if status == "Completed":
+                break
+            time.sleep(1)
+        assert status == "Completed", f"0408 payment still {status} after {RECOVERY_TIMEOUT}s"
 
         # The admin answers, and the printed password logs in.
         admin_url = base_url.removesuffix("/v1") + "/admin/"
