@@ -541,6 +541,7 @@ class AdyenConnector(Connector):
             request.amount,
             request.currency,
             Operation.CAPTURE,
+            request.key,
         )
 
     def void(self, request: VoidRequest) -> GatewayResult:
@@ -553,6 +554,7 @@ class AdyenConnector(Connector):
             None,
             request.currency,
             Operation.VOID,
+            request.key,
         )
 
     def _modify(
@@ -564,13 +566,14 @@ class AdyenConnector(Connector):
         amount: Decimal | None,
         currency: str,
         operation: Operation,
+        key: str,
     ) -> GatewayResult:
         body: dict[str, Any] = {"merchantAccount": self.merchant_account, "reference": payment_id}
         try:
             if amount is not None:
                 body["amount"] = {"value": to_minor_units(amount, currency), "currency": currency}
             answer = self._call(
-                f"{what} of {payment_id}", method, body, gateway_reference, key=idempotency_key(operation, payment_id)
+                f"{what} of {payment_id}", method, body, gateway_reference, key=key
             )
         except (_Refused, _NotPayable) as exc:
             return GatewayResult(

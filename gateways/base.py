@@ -101,6 +101,14 @@ class CaptureRequest:
     amount: Decimal  # may be less than authorized (partial capture)
     currency: str
     merchant_code: str
+    # The key of this capture. Each new capture of a payment gets its own (a second try after the
+    # gateway refused the first must not be answered with the first refusal); a re-send of the same
+    # capture reuses it. Empty: idempotency_key(Operation.CAPTURE, payment_id).
+    idempotency_key: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.idempotency_key or idempotency_key(Operation.CAPTURE, self.payment_id)
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,11 @@ class VoidRequest:
     amount: Decimal
     currency: str
     merchant_code: str
+    idempotency_key: str = ""  # as for CaptureRequest
+
+    @property
+    def key(self) -> str:
+        return self.idempotency_key or idempotency_key(Operation.VOID, self.payment_id)
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,15 @@ class Connector(ABC):
     # key only within this window after the payment was created; later, a re-send could be taken
     # as a new payment, so the payment is flagged for staff instead. None: for ever.
     replay_window: datetime.timedelta | None = None
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one call may take before it gives up (connect plus read timeout). While a
+        request may still be waiting on the gateway, recovery must leave the payment alone."""
+        timeout = getattr(self, "timeout", None)
+        if timeout is None:
+            return 60.0
+        return float(timeout) + float(getattr(self, "connect_timeout", 0) or 0)
 
     def __init__(self, code: str, **options):
         self.code = code

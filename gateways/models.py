@@ -120,6 +120,7 @@ class GatewayNotification(models.Model):
         IGNORED = "ignored", "ignored: the payment was already past it"
         UNMATCHED = "unmatched", "unmatched: no such payment at PGI"
         RECORDED = "recorded", "recorded: nothing to apply yet"
+        FLAGGED = "flagged", "flagged: it contradicts PGI's record; staff must look"
 
     gateway = models.CharField(max_length=32)
     event_id = models.CharField(max_length=255)

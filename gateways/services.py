@@ -8,6 +8,8 @@ from django.db import IntegrityError, transaction
 from payments.models import Payment, PaymentStatusChange
 from payments.services import payment_apply_gateway_result
 
+from pgi.money import is_storable_amount
+
 from .base import Operation, WebhookEvent
 from .models import GatewayNotification
 
@@ -50,9 +52,9 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
                     refund_id=event.refund_id[:64],
                     gateway_reference=(event.gateway_reference or getattr(result, "reference", ""))[:128],
                     status=result.status.value if result else "",
-                    amount=getattr(result, "amount", None),
-                    currency=getattr(result, "currency", ""),
-                    error_code=getattr(result, "error_code", ""),
+                    amount=_storable(getattr(result, "amount", None)),
+                    currency=(getattr(result, "currency", "") or "")[:3],
+                    error_code=(getattr(result, "error_code", "") or "")[:64],
                     outcome=Outcome.RECORDED,
                 )
         except IntegrityError:
@@ -62,6 +64,14 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
         notification.outcome, notification.detail = _apply(gateway, event)
         notification.save(update_fields=["outcome", "detail"])
     return Receipt(notification=notification, duplicate=False)
+
+
+def _storable(amount):
+    """The notice's amount as the column can hold it; an absurd one is not kept (the payment
+    check flags it) rather than failing the whole delivery."""
+    if amount is None or not is_storable_amount(amount):
+        return None
+    return amount
 
 
 def _payment_for(gateway: str, event: WebhookEvent) -> Payment | None:
@@ -84,7 +94,7 @@ def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
         return Outcome.UNMATCHED, "no payment of this gateway has this reference"
     if event.operation is Operation.REFUND or event.result is None:
         return Outcome.RECORDED, f"{event.operation.value} notice kept for payment {payment.id}"
-    before = payment.status, payment.pending_operation
+    before = payment.status, payment.pending_operation, payment.needs_attention
     after = payment_apply_gateway_result(
         payment_id=payment.id,
         operation=event.operation,
@@ -92,6 +102,8 @@ def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
         source=PaymentStatusChange.Source.WEBHOOK,
         reason=f"{gateway} notice {event.raw_type or event.operation.value}",
     )
-    if (after.status, after.pending_operation) != before:
+    if after.needs_attention and not before[2]:
+        return Outcome.FLAGGED, after.attention_reason[:255]
+    if (after.status, after.pending_operation) != before[:2]:
         return Outcome.APPLIED, f"{before[0]} → {after.status}"
     return Outcome.IGNORED, f"payment is {after.status}; nothing to change"

@@ -366,6 +366,10 @@ class SimulatorConnector(Connector):
 
     display_name = "Simulator"
 
+    @property
+    def max_call_seconds(self) -> float:
+        return self.latency + 5.0
+
     def __init__(
         self,
         code: str,

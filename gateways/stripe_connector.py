@@ -496,7 +496,7 @@ class StripeConnector(Connector):
             lambda amount: self._client.v1.payment_intents.capture(
                 request.gateway_reference,
                 {"amount_to_capture": amount},
-                {"idempotency_key": idempotency_key(Operation.CAPTURE, request.payment_id)},
+                {"idempotency_key": request.key},
             ),
         )
 
@@ -507,7 +507,7 @@ class StripeConnector(Connector):
             lambda amount: self._client.v1.payment_intents.cancel(
                 request.gateway_reference,
                 None,
-                {"idempotency_key": idempotency_key(Operation.VOID, request.payment_id)},
+                {"idempotency_key": request.key},
             ),
         )
 

@@ -55,6 +55,11 @@ class Payment(models.Model):
     pending_operation = models.CharField(max_length=16, blank=True, default="")
     pending_amount = money_field(null=True, blank=True)
     pending_since = models.DateTimeField(null=True, blank=True)
+    # The idempotency key of the operation in flight: each capture or void gets its own (a new try
+    # after a refusal must not be answered with the refusal); a re-send reuses it.
+    pending_key = models.CharField(max_length=80, blank=True, default="")
+    pending_expiry = models.BooleanField(default=False, help_text="The void in flight is the expiry job's.")
+    operations_sent = models.PositiveSmallIntegerField(default=0)
     # Recovery of payments whose outcome is unknown (Processing, or a pending operation).
     recovery_attempts = models.PositiveSmallIntegerField(default=0)
     next_recovery_at = models.DateTimeField(null=True, blank=True)

@@ -11,6 +11,7 @@ settles it.
 import logging
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -30,7 +31,14 @@ from pgi.money import currency_exponent, fits_currency, format_money, quantize
 
 from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from .core import payment_note, payment_transition
-from .gateway import attempt_record, gateway_call, payment_apply_gateway_result, recovery_due_from
+from .gateway import (
+    CLEAR_PENDING,
+    EXPIRED,
+    attempt_record,
+    gateway_call,
+    payment_apply_gateway_result,
+    recovery_due_from,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,24 +65,57 @@ def _refusal(payment: Payment, operation: Operation) -> OperationRefused:
     )
 
 
-def _claim(*, payment: Payment, operation: Operation, amount: Decimal, source: str) -> Payment:
-    """Take the payment for one capture or void under its row lock, or raise 409 saying why not."""
+def operation_key(payment_id: str, operation: Operation, number: int) -> str:
+    """The idempotency key of the `number`th capture or void sent for a payment: the first keeps
+    the plain derived key, later ones (after a refusal) get their own."""
+    key = idempotency_key(operation, payment_id)
+    return key if number <= 1 else f"{key}-{number}"
+
+
+@transaction.atomic
+def _claim(*, payment: Payment, operation: Operation, amount: Decimal, source: str, connector, expiry: bool) -> Payment:
+    """Take the payment for one capture or void under its row lock, or raise 409 saying why not.
+
+    The claim gives the operation its own idempotency key (re-sends reuse it) and a lease that
+    keeps recovery away until the call has certainly given up."""
+    locked = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment.id)
+    if locked.status != PaymentStatus.AUTHORIZED or locked.pending_operation:
+        raise _refusal(locked, operation)
     now = timezone.now()
-    claimed = payment_note(
-        payment_id=payment.id,
+    locked.operations_sent += 1
+    locked.pending_operation = operation.value
+    locked.pending_amount = amount
+    locked.pending_since = now
+    locked.pending_key = operation_key(locked.id, operation, locked.operations_sent)
+    locked.pending_expiry = expiry
+    locked.next_recovery_at = recovery_due_from(now, connector)
+    locked.recovery_attempts = 0
+    locked.needs_attention = False
+    locked.attention_reason = ""
+    locked.save(update_fields=[*CLAIM_FIELDS, "updated_at"])
+    PaymentStatusChange.objects.create(
+        payment=locked,
+        from_status=locked.status,
+        to_status=locked.status,
         source=source,
-        reason=f"{operation.value} of {format_money(amount, payment.currency)} sent to {payment.gateway}",
-        only_if={"status": PaymentStatus.AUTHORIZED, "pending_operation": ""},
-        pending_operation=operation.value,
-        pending_amount=amount,
-        pending_since=now,
-        next_recovery_at=recovery_due_from(now),
-        recovery_attempts=0,
+        reason=f"{operation.value} of {format_money(amount, locked.currency)} sent to {locked.gateway}"
+        + (" (authorization expired)" if expiry else ""),
     )
-    if claimed is None:
-        payment.refresh_from_db()
-        raise _refusal(payment, operation)
-    return claimed
+    return locked
+
+
+CLAIM_FIELDS = [
+    "operations_sent",
+    "pending_operation",
+    "pending_amount",
+    "pending_since",
+    "pending_key",
+    "pending_expiry",
+    "next_recovery_at",
+    "recovery_attempts",
+    "needs_attention",
+    "attention_reason",
+]
 
 
 def _release(*, payment: Payment, operation: Operation, reason: str) -> None:
@@ -83,10 +124,35 @@ def _release(*, payment: Payment, operation: Operation, reason: str) -> None:
         source=Source.GATEWAY,
         reason=reason,
         only_if={"pending_operation": operation.value},
-        pending_operation="",
-        pending_amount=None,
-        pending_since=None,
+        **CLEAR_PENDING,
     )
+
+
+def operation_request(payment: Payment) -> CaptureRequest | VoidRequest:
+    """The request of the capture or void in flight, with its own key: for the call and re-sends."""
+    if payment.pending_operation == Operation.CAPTURE.value:
+        return CaptureRequest(
+            payment_id=payment.id,
+            gateway_reference=payment.gateway_reference,
+            amount=payment.pending_amount,
+            currency=payment.currency,
+            merchant_code=payment.merchant.code,
+            idempotency_key=payment.pending_key,
+        )
+    return VoidRequest(
+        payment_id=payment.id,
+        gateway_reference=payment.gateway_reference,
+        amount=payment.amount,
+        currency=payment.currency,
+        merchant_code=payment.merchant.code,
+        idempotency_key=payment.pending_key,
+    )
+
+
+def operation_call(connector, request: CaptureRequest | VoidRequest):
+    if isinstance(request, CaptureRequest):
+        return lambda: connector.capture(request)
+    return lambda: connector.void(request)
 
 
 def _unavailable(code: str) -> ServiceUnavailable:
@@ -96,9 +162,7 @@ def _unavailable(code: str) -> ServiceUnavailable:
     )
 
 
-def _send(
-    *, payment: Payment, operation: Operation, amount: Decimal, source: str, reason: str = "", changes=None
-) -> Payment:
+def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: str, expiry: bool = False) -> Payment:
     """Check, claim, call the payment's gateway, apply.
 
     Raises OperationRefused (409) when the payment's status or an operation in flight forbids it,
@@ -117,32 +181,23 @@ def _send(
             payment_id=payment.id,
             operation=operation,
             gateway=connector.code,
-            key=idempotency_key(operation, payment.id),
+            key=operation_key(payment.id, operation, payment.operations_sent + 1),
             outcome=GatewayAttempt.Outcome.CIRCUIT_OPEN,
             message="not called: its circuit breaker is open",
         )
         raise _unavailable(connector.code)
-    payment = _claim(payment=payment, operation=operation, amount=amount, source=source)
-    if operation is Operation.CAPTURE:
-        request = CaptureRequest(
-            payment_id=payment.id,
-            gateway_reference=payment.gateway_reference,
-            amount=amount,
-            currency=payment.currency,
-            merchant_code=payment.merchant.code,
-        )
-        call = lambda: connector.capture(request)  # noqa: E731
-    else:
-        request = VoidRequest(
-            payment_id=payment.id,
-            gateway_reference=payment.gateway_reference,
-            amount=payment.amount,
-            currency=payment.currency,
-            merchant_code=payment.merchant.code,
-        )
-        call = lambda: connector.void(request)  # noqa: E731
+    payment = _claim(
+        payment=payment, operation=operation, amount=amount, source=source, connector=connector, expiry=expiry
+    )
+    request = operation_request(payment)
     try:
-        result = gateway_call(payment_id=payment.id, connector=connector, operation=operation, call=call)
+        result = gateway_call(
+            payment_id=payment.id,
+            connector=connector,
+            operation=operation,
+            call=operation_call(connector, request),
+            key=request.key,
+        )
     except GatewayUnavailable as exc:
         _release(payment=payment, operation=operation, reason=f"{connector.code} unavailable: {exc}")
         raise _unavailable(connector.code) from exc
@@ -154,7 +209,7 @@ def _send(
             reason=f"{operation.value} timed out at {connector.code}; recovery will re-send it",
         )
     payment = payment_apply_gateway_result(
-        payment_id=payment.id, operation=operation, result=result, source=Source.GATEWAY, reason=reason, changes=changes
+        payment_id=payment.id, operation=operation, result=result, source=Source.GATEWAY
     )
     if result.status is GatewayStatus.DECLINED:
         verb = "capture" if operation is Operation.CAPTURE else "cancel"
@@ -207,12 +262,6 @@ def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
     return _send(payment=payment, operation=Operation.VOID, amount=payment.amount, source=source)
 
 
-EXPIRED = {
-    "failure_code": "AUTHORIZATION_EXPIRED",
-    "failure_message": "The authorization expired before it was captured.",
-}
-
-
 def authorizations_expire(*, limit: int = 100) -> int:
     """Cancel Authorized payments whose authorization has run out; returns how many were sent.
 
@@ -227,12 +276,7 @@ def authorizations_expire(*, limit: int = 100) -> int:
     for payment in due.select_related("merchant"):
         try:
             payment = _send(
-                payment=payment,
-                operation=Operation.VOID,
-                amount=payment.amount,
-                source=Source.SYSTEM,
-                reason="authorization expired; released at the gateway",
-                changes=EXPIRED,
+                payment=payment, operation=Operation.VOID, amount=payment.amount, source=Source.SYSTEM, expiry=True
             )
         except (OperationRefused, ServiceUnavailable) as exc:
             logger.info("authorization of %s not expired this run: %s", payment.id, exc)

@@ -44,9 +44,17 @@ R = TypeVar("R", GatewayResult, RefundResult, GatewayResult | None)
 UNAVAILABLE_MESSAGE = "The payment gateway is unavailable; nothing was charged. Try again later."
 
 
-def recovery_due_from(moment=None):
-    """When recovery first looks at a payment whose outcome is not known yet."""
-    return (moment or timezone.now()) + timedelta(seconds=settings.PGI_RECOVERY["grace_seconds"])
+def recovery_due_from(moment=None, connector: Connector | None = None):
+    """When recovery may first look at a payment whose outcome is not known yet.
+
+    Never before a call to `connector` that starts at `moment` has certainly given up: while the
+    request may still be waiting on the gateway it owns the payment, and a recovery re-send then
+    could race it (and, after an unavailable answer, the request's failover) into a second charge.
+    """
+    wait = settings.PGI_RECOVERY["grace_seconds"]
+    if connector is not None:
+        wait = max(wait, connector.max_call_seconds + 30)
+    return (moment or timezone.now()) + timedelta(seconds=wait)
 
 
 def _attempt_outcome(result: GatewayResult | RefundResult | None) -> str:
@@ -161,7 +169,7 @@ def payment_process(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
             source=Source.SYSTEM,
             reason=_routing_reason(codes),
             gateway=codes[0] if codes else "",
-            next_recovery_at=recovery_due_from(),
+            next_recovery_at=recovery_due_from(connector=get_connector(codes[0]) if codes else None),
         )
     return _authorize_with_failover(payment, codes)
 
@@ -191,12 +199,20 @@ def _authorize_with_failover(payment: Payment, codes: list[str]) -> Payment:
             passed.append(f"{code}: circuit open")
             continue
         if code != payment.gateway:
-            payment = payment_note(
+            # Take the next hop only if the payment is still ours to send: Processing and at the
+            # gateway we just tried. Each hop renews the lease that keeps recovery away.
+            moved = payment_note(
                 payment_id=payment.id,
                 source=Source.SYSTEM,
                 reason=f"failover to {code} ({'; '.join(passed)})",
+                only_if={"status": PaymentStatus.PROCESSING, "gateway": payment.gateway},
                 gateway=code,
+                next_recovery_at=recovery_due_from(connector=connector),
             )
+            if moved is None:
+                logger.warning("payment %s settled elsewhere during failover; %s not tried", payment.id, code)
+                return Payment.objects.select_related("merchant").get(pk=payment.id)
+            payment = moved
         try:
             result = gateway_call(
                 payment_id=payment.id,
@@ -234,8 +250,47 @@ def _authorization_expiry():
     return timezone.now() + timedelta(hours=settings.PGI_AUTHORIZATION_TTL_HOURS)
 
 
-def _clear_pending() -> dict:
-    return {"pending_operation": "", "pending_amount": None, "pending_since": None}
+CLEAR_PENDING = {
+    "pending_operation": "",
+    "pending_amount": None,
+    "pending_since": None,
+    "pending_key": "",
+    "pending_expiry": False,
+}
+EXPIRED = {
+    "failure_code": "AUTHORIZATION_EXPIRED",
+    "failure_message": "The authorization expired before it was captured.",
+}
+
+PROCESSING = frozenset({PaymentStatus.PROCESSING})
+AUTHORIZED = frozenset({PaymentStatus.AUTHORIZED})
+
+
+def payment_flag(*, payment_id: str, source: str, why: str, **changes) -> Payment:
+    """Stop and ask staff: PGI's record and the gateway's disagree in a way no rule may settle."""
+    logger.warning("payment %s flagged for staff: %s", payment_id, why)
+    return payment_note(
+        payment_id=payment_id,
+        source=source,
+        reason=f"flagged for staff: {why}",
+        needs_attention=True,
+        attention_reason=why[:255],
+        next_recovery_at=None,
+        **changes,
+    )
+
+
+def _contradiction(payment: Payment, operation: Operation, result: GatewayResult) -> str:
+    """Why the gateway's answer cannot be applied to this payment as it stands, or ''."""
+    if result.currency and result.currency.upper() != payment.currency:
+        return f"{operation.value} answer in {result.currency[:3]} for a {payment.currency} payment"
+    if result.amount is not None and result.status in (GatewayStatus.SUCCEEDED, GatewayStatus.AUTHORIZED):
+        if not 0 < result.amount <= payment.amount:
+            return (
+                f"{operation.value} answer of {result.amount} {payment.currency} "
+                f"for a payment of {format_money(payment.amount, payment.currency)}"
+            )
+    return ""
 
 
 def payment_apply_gateway_result(
@@ -245,20 +300,23 @@ def payment_apply_gateway_result(
     result: GatewayResult,
     source: str,
     reason: str = "",
-    changes: dict | None = None,
 ) -> Payment:
     """Apply what a gateway said about a payment: its answer, a webhook, a status query.
 
-    Each answer may move the payment only forward from the statuses it can follow; from any other
-    status it is returned unchanged, so duplicates and late or out-of-order notifications change
-    nothing (an `authorized` notification arriving after the capture's does not undo the capture).
-    A move also clears the recovery flag: the gateway has answered. `changes` are applied with a
-    move (the expiry job marks its cancels).
+    Each answer moves the payment only forward from the statuses it may follow; from any other
+    status it changes nothing, so duplicates and late or out-of-order notices never move a payment
+    backwards (an `authorized` notice after the capture's does not undo the capture). An answer
+    that contradicts PGI's record (another currency, an amount outside the payment, a capture
+    refused after it was confirmed, an authorization for a payment that asked for immediate
+    capture) moves nothing and flags the payment for staff. A move clears the staff flag: the
+    gateway has answered.
     """
-    reference = {"gateway_reference": result.reference} if result.reference else {}
-    processing = frozenset({PaymentStatus.PROCESSING})
-    authorized = frozenset({PaymentStatus.AUTHORIZED})
+    payment = Payment.objects.select_related("merchant").get(pk=payment_id)
     status = result.status
+    reference = {"gateway_reference": result.reference} if result.reference and operation in (
+        Operation.AUTHORIZE,
+        Operation.STATUS,
+    ) else {}
 
     def move(to_status: str, only_from: frozenset, why: str, **fields) -> Payment:
         return payment_transition(
@@ -271,74 +329,115 @@ def payment_apply_gateway_result(
             attention_reason="",
             **reference,
             **fields,
-            **(changes or {}),
         )
+
+    def settle_pending(why: str) -> Payment:
+        """The operation in flight ended without moving the payment (the gateway refused it)."""
+        if not payment.pending_operation:
+            return payment
+        settled = payment_note(
+            payment_id=payment_id,
+            source=source,
+            reason=why,
+            only_if={"pending_operation": payment.pending_operation},
+            needs_attention=False,
+            attention_reason="",
+            **CLEAR_PENDING,
+        )
+        return settled or payment
+
+    problem = _contradiction(payment, operation, result)
+    if problem:
+        if payment.status in (PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED) or payment.pending_operation:
+            return payment_flag(payment_id=payment_id, source=source, why=problem)
+        return payment  # a final payment: the notice is kept, reconciliation compares amounts
+
+    amount = payment.amount if result.amount is None else result.amount
 
     if operation in (Operation.AUTHORIZE, Operation.STATUS):
         if status is GatewayStatus.SUCCEEDED:
-            payment = Payment.objects.only("amount").get(pk=payment_id)
-            return move(PaymentStatus.COMPLETED, processing, "charged", captured_amount=result.amount or payment.amount)
+            return move(PaymentStatus.COMPLETED, PROCESSING, "charged", captured_amount=amount)
         if status is GatewayStatus.AUTHORIZED:
-            return move(PaymentStatus.AUTHORIZED, processing, "authorized", authorization_expires_at=_authorization_expiry())
+            if payment.capture and payment.status == PaymentStatus.PROCESSING:
+                return payment_flag(
+                    payment_id=payment_id,
+                    source=source,
+                    why="the gateway reports an authorization only, for a payment sent for immediate capture",
+                    **reference,
+                )
+            return move(PaymentStatus.AUTHORIZED, PROCESSING, "authorized", authorization_expires_at=_authorization_expiry())
         if status is GatewayStatus.DECLINED:
             return move(
                 PaymentStatus.FAILED,
-                processing,
+                PROCESSING,
                 "declined",
                 failure_code=result.error_code or "DECLINED",
                 failure_message=(result.error_message or "The payment was declined.")[:255],
             )
         if status is GatewayStatus.CANCELLED:
-            current = Payment.objects.only("status").get(pk=payment_id).status
-            if current == PaymentStatus.AUTHORIZED:
-                return move(PaymentStatus.CANCELLED, authorized, "authorization cancelled at the gateway", **_clear_pending())
-            return move(
-                PaymentStatus.FAILED,
-                processing,
-                "cancelled at the gateway",
-                failure_code="CANCELLED_AT_GATEWAY",
-                failure_message="The gateway cancelled the payment; nothing was charged.",
-            )
+            return _cancelled_at_gateway(payment, move)
         return _remember_reference(payment_id, result.reference)
 
     if operation is Operation.CAPTURE:
         if status is GatewayStatus.SUCCEEDED:
-            payment = Payment.objects.only("amount", "pending_amount", "currency").get(pk=payment_id)
-            captured = result.amount or payment.pending_amount or payment.amount
             # A capture confirmed before the authorization's own notice still ends Completed.
             return move(
                 PaymentStatus.COMPLETED,
-                processing | authorized,
-                f"captured {format_money(captured, payment.currency)}",
-                captured_amount=captured,
-                **_clear_pending(),
+                PROCESSING | AUTHORIZED,
+                f"captured {format_money(amount, payment.currency)}",
+                captured_amount=amount,
+                **CLEAR_PENDING,
             )
         if status is GatewayStatus.DECLINED:
-            payment = payment_note(
-                payment_id=payment_id,
-                source=source,
-                reason=f"capture refused: {result.error_code or 'DECLINED'} {result.error_message}".strip(),
-                only_if={"pending_operation": Operation.CAPTURE.value},
-                **_clear_pending(),
-            )
-            return payment or Payment.objects.select_related("merchant").get(pk=payment_id)
-        return Payment.objects.select_related("merchant").get(pk=payment_id)  # pending: the webhook follows
+            if payment.status == PaymentStatus.COMPLETED:
+                # The scheme rejected a capture the gateway had confirmed: the money did not move.
+                return payment_flag(
+                    payment_id=payment_id,
+                    source=source,
+                    why=f"the gateway reports the capture failed after confirming it: {result.error_code} "
+                    f"{result.error_message}".strip(),
+                )
+            return settle_pending(f"capture refused: {result.error_code or 'DECLINED'} {result.error_message}".strip())
+        if status is GatewayStatus.CANCELLED:
+            return _cancelled_at_gateway(payment, move)  # the hold was gone before the capture
+        if status is GatewayStatus.AUTHORIZED:
+            return settle_pending("capture not taken: the gateway still reports the payment authorized")
+        return payment  # pending: the gateway's notice follows
 
     if operation is Operation.VOID:
         if status is GatewayStatus.CANCELLED:
-            return move(PaymentStatus.CANCELLED, authorized, "authorization released", **_clear_pending())
-        if status is GatewayStatus.DECLINED:
-            payment = payment_note(
-                payment_id=payment_id,
-                source=source,
-                reason=f"cancel refused: {result.error_code or 'DECLINED'} {result.error_message}".strip(),
-                only_if={"pending_operation": Operation.VOID.value},
-                **_clear_pending(),
+            return _cancelled_at_gateway(payment, move)
+        if status is GatewayStatus.SUCCEEDED:
+            # Captured before the cancel arrived: the money moved, whatever was asked.
+            return move(
+                PaymentStatus.COMPLETED,
+                PROCESSING | AUTHORIZED,
+                f"the gateway reports it captured ({format_money(amount, payment.currency)}); the cancel came too late",
+                captured_amount=amount,
+                **CLEAR_PENDING,
             )
-            return payment or Payment.objects.select_related("merchant").get(pk=payment_id)
-        return Payment.objects.select_related("merchant").get(pk=payment_id)
+        if status is GatewayStatus.DECLINED:
+            return settle_pending(f"cancel refused: {result.error_code or 'DECLINED'} {result.error_message}".strip())
+        if status is GatewayStatus.AUTHORIZED:
+            return settle_pending("cancel not taken: the gateway still reports the payment authorized")
+        return payment
 
     raise ValueError(f"{operation} results are not applied to payments")
+
+
+def _cancelled_at_gateway(payment: Payment, move) -> Payment:
+    """The gateway says the payment's hold is released (a void, an expiry, its own cancel)."""
+    if payment.status == PaymentStatus.AUTHORIZED:
+        if payment.pending_expiry:
+            return move(PaymentStatus.CANCELLED, AUTHORIZED, "authorization expired; released at the gateway", **EXPIRED, **CLEAR_PENDING)
+        return move(PaymentStatus.CANCELLED, AUTHORIZED, "authorization released", **CLEAR_PENDING)
+    return move(
+        PaymentStatus.FAILED,
+        PROCESSING,
+        "cancelled at the gateway",
+        failure_code="CANCELLED_AT_GATEWAY",
+        failure_message="The gateway cancelled the payment; nothing was charged.",
+    )
 
 
 def _remember_reference(payment_id: str, reference: str) -> Payment:

@@ -25,11 +25,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gateways.base import CaptureRequest, GatewayError, Operation, VoidRequest
+from gateways.base import GatewayError, Operation
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
 
 from ..models import Payment, PaymentStatus, PaymentStatusChange
+from .capture import operation_call, operation_request
 from .core import payment_note
 from .gateway import gateway_call, payment_apply_gateway_result, payment_request_for
 
@@ -91,6 +92,12 @@ def payment_recover(*, payment_id: str) -> str:
         connector = get_connector(payment.gateway)
     except UnknownGateway:
         return _flag(payment_id, f"gateway {payment.gateway!r} is no longer configured")
+    if payment.status != PaymentStatus.PROCESSING and payment.pending_operation not in (
+        Operation.CAPTURE.value,
+        Operation.VOID.value,
+    ):
+        return "settled"  # settled by a webhook since it was picked
+    # Asked only now that a call follows: in a half-open circuit this may be the one probe.
     if not breaker_for(connector.code).allow():
         # Not a look at the payment: an outage does not use up its attempts.
         return _schedule_next(payment_id, f"{connector.code} kept out by its circuit breaker", count=False)
@@ -98,10 +105,8 @@ def payment_recover(*, payment_id: str) -> str:
     try:
         if payment.status == PaymentStatus.PROCESSING:
             payment = _recover_processing(payment, connector)
-        elif payment.pending_operation in (Operation.CAPTURE.value, Operation.VOID.value):
-            payment = _resend_pending(payment, connector)
         else:
-            return "settled"  # settled by a webhook since it was picked
+            payment = _resend_pending(payment, connector)
     except ReplayWindowPassed as exc:
         return _flag(payment_id, str(exc))
     except GatewayError as exc:
@@ -145,26 +150,17 @@ def _recover_processing(payment: Payment, connector) -> Payment:
 
 
 def _resend_pending(payment: Payment, connector) -> Payment:
+    """Send the capture or void in flight again, with its own idempotency key: a gateway that took
+    it answers with its first outcome and never does it twice."""
     operation = Operation(payment.pending_operation)
-    if operation is Operation.CAPTURE:
-        request = CaptureRequest(
-            payment_id=payment.id,
-            gateway_reference=payment.gateway_reference,
-            amount=payment.pending_amount,
-            currency=payment.currency,
-            merchant_code=payment.merchant.code,
-        )
-        call = lambda: connector.capture(request)  # noqa: E731
-    else:
-        request = VoidRequest(
-            payment_id=payment.id,
-            gateway_reference=payment.gateway_reference,
-            amount=payment.amount,
-            currency=payment.currency,
-            merchant_code=payment.merchant.code,
-        )
-        call = lambda: connector.void(request)  # noqa: E731
-    result = gateway_call(payment_id=payment.id, connector=connector, operation=operation, call=call)
+    request = operation_request(payment)
+    result = gateway_call(
+        payment_id=payment.id,
+        connector=connector,
+        operation=operation,
+        call=operation_call(connector, request),
+        key=request.key,
+    )
     return payment_apply_gateway_result(
         payment_id=payment.id,
         operation=operation,

@@ -1,0 +1,342 @@
+"""Gateway answers that race PGI's own work or contradict its record: a failover racing recovery or a
+webhook, captures retried after a refusal, captures refused after they were confirmed, amounts and
+currencies that do not fit the payment, and statuses a capture or cancel did not ask for. Each once
+was a way to charge twice, lose track of money or leave a payment stuck."""
+
+import json
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from gateways.base import GatewayResult, GatewayStatus, GatewayTimeout, GatewayUnavailable, Operation
+from gateways.models import GatewayNotification, GatewayRoute, SimulatorCharge
+from gateways.registry import get_connector
+from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
+from payments.models import GatewayAttempt, Payment
+from payments.services import payment_apply_gateway_result, payments_recover
+from payments.services.recovery import recovery_due
+
+from ..api.helpers import PAYMENTS_URL, payment_body, post_json
+from ..conftest import simulator_options
+from ..gateways.fakes.adyen_server import notification_body, notification_item, running_fake_adyen
+from ..gateways.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, running_fake_stripe
+
+pytestmark = pytest.mark.django_db
+
+
+def due(payment_id: str) -> None:
+    Payment.objects.filter(pk=payment_id).update(next_recovery_at=timezone.now() - timedelta(seconds=1))
+
+
+@pytest.fixture
+def adyen(settings, merchant):
+    with running_fake_adyen() as fake:
+        settings.PGI_GATEWAYS = {
+            "simulator": simulator_options(),
+            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **fake.connector_options()},
+        }
+        GatewayRoute.objects.create(merchant=merchant, currency="EUR", gateway="adyen", priority=1)
+        yield fake
+
+
+@pytest.fixture
+def stripe(settings, merchant):
+    with running_fake_stripe() as fake:
+        settings.PGI_GATEWAYS = {
+            "simulator": simulator_options(),
+            "stripe": {
+                "class": "gateways.stripe_connector.StripeConnector",
+                "api_key": API_KEY,
+                "webhook_secret": WEBHOOK_SECRET,
+                "api_base": fake.url,
+                "timeout": 5.0,
+                "connect_timeout": 1.0,
+            },
+        }
+        GatewayRoute.objects.create(merchant=merchant, currency="USD", gateway="stripe", priority=1)
+        yield fake
+
+
+def adyen_notice(client, **item):
+    return client.post(
+        "/v1/gateways/adyen/webhooks", data=notification_body([notification_item(**item)]), content_type="application/json"
+    )
+
+
+def simulator_notice(client, payment: Payment, *, amount: str, currency: str, event_id: str):
+    charge = SimulatorCharge.objects.get(idempotency_key=payment.id)
+    body = json.dumps(
+        {
+            "id": event_id,
+            "type": "charge.succeeded",
+            "created": int(time.time()),
+            "data": {
+                "reference": charge.reference,
+                "merchantReference": payment.id,
+                "status": "succeeded",
+                "amount": amount,
+                "currency": currency,
+                "declineCode": "",
+            },
+        }
+    ).encode()
+    signature = get_connector("simulator").signature(body)
+    return client.post(
+        "/v1/gateways/simulator/webhooks", data=body, content_type="application/json", headers={SIGNATURE_HEADER: signature}
+    )
+
+
+def pending_simulator_payment(api) -> Payment:
+    body = post_json(api, PAYMENTS_URL, payment_body(fromAccount="account0202")).json()
+    assert body["status"] == "Processing"
+    return Payment.objects.get(pk=body["id"])
+
+
+# --- failover against recovery and webhooks --------------------------------------------------------
+
+
+def test_recovery_leaves_a_payment_alone_while_its_request_may_still_be_waiting_on_a_gateway(
+    api, settings, two_simulators, monkeypatch
+):
+    settings.PGI_RECOVERY = {**settings.PGI_RECOVERY, "grace_seconds": 0}
+    original = SimulatorConnector.authorize
+    seen = {}
+
+    def slow_then_unavailable(self, request):
+        if self.code == "simulator":
+            seen["recovery"] = payments_recover()  # beat's run, while this call still waits
+            raise GatewayUnavailable("503 after a long wait")
+        return original(self, request)
+
+    monkeypatch.setattr(SimulatorConnector, "authorize", slow_then_unavailable)
+
+    body = post_json(api, PAYMENTS_URL, payment_body()).json()
+
+    assert seen["recovery"] == {"settled": 0, "waiting": 0, "flagged": 0}
+    assert list(SimulatorCharge.objects.filter(idempotency_key=body["id"]).values_list("gateway", flat=True)) == [
+        "simulator_b"
+    ]
+    payment = Payment.objects.get(pk=body["id"])
+    assert (payment.status, payment.gateway) == ("Completed", "simulator_b")
+    assert payment.gateway_reference == SimulatorCharge.objects.get(idempotency_key=body["id"]).reference
+
+
+def test_failover_stops_when_the_payment_was_settled_meanwhile(api, two_simulators, monkeypatch):
+    def settled_by_a_webhook_then_unavailable(self, request):
+        payment_apply_gateway_result(
+            payment_id=request.payment_id,
+            operation=Operation.AUTHORIZE,
+            result=GatewayResult(GatewayStatus.SUCCEEDED, reference="sim_elsewhere"),
+            source="webhook",
+        )
+        raise GatewayUnavailable("the answer to this call was lost")
+
+    monkeypatch.setattr(SimulatorConnector, "authorize", settled_by_a_webhook_then_unavailable)
+
+    body = post_json(api, PAYMENTS_URL, payment_body()).json()
+
+    assert (body["status"], body["gateway"]) == ("Completed", "simulator")
+    assert [a.gateway for a in GatewayAttempt.objects.filter(payment_id=body["id"])] == ["simulator"]
+
+
+# --- captures and voids: keys, refusals, unexpected answers ---------------------------------------
+
+
+def test_a_capture_retried_after_the_gateway_refused_it_gets_its_own_key_and_happens(api, client, adyen):
+    created = post_json(
+        api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:8415718415718415", capture=False)
+    ).json()
+    assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {"amount": Decimal("40.00")}).status_code == 202
+    adyen_notice(
+        client,
+        event_code="CAPTURE_FAILED",
+        psp_reference="CAPFAIL000000001",
+        original_reference=created["gatewayReference"],
+        merchant_reference=created["id"],
+        value=4000,
+        currency="EUR",
+    )
+    assert Payment.objects.get(pk=created["id"]).pending_operation == ""
+
+    assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {"amount": Decimal("50.00")}).status_code == 202
+
+    keys = [request.headers["idempotency-key"] for request in adyen.requests_to("/captures")]
+    assert keys == [f"{created['id']}-capture", f"{created['id']}-capture-2"]
+    assert [c["amount"]["value"] for c in adyen.payments[created["gatewayReference"]].captures] == [4000, 5000]
+    due(created["id"])
+    payments_recover()
+    assert adyen.requests_to("/captures")[-1].headers["idempotency-key"] == f"{created['id']}-capture-2"
+
+
+def test_a_capture_failure_after_the_capture_was_confirmed_flags_the_payment(api, client, adyen):
+    created = post_json(
+        api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:8415718415718415", capture=False)
+    ).json()
+    post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {})
+    item = dict(
+        psp_reference="CAPPSP0000000009",
+        original_reference=created["gatewayReference"],
+        merchant_reference=created["id"],
+        value=5000,
+        currency="EUR",
+    )
+
+    adyen_notice(client, event_code="CAPTURE", **item)
+    adyen_notice(client, event_code="CAPTURE_FAILED", **item)
+
+    payment = Payment.objects.get(pk=created["id"])
+    assert (payment.status, payment.needs_attention) == ("Completed", True)
+    assert "capture failed after confirming it" in payment.attention_reason
+    assert GatewayNotification.objects.get(event_type="CAPTURE_FAILED").outcome == "flagged"
+
+
+def test_capture_of_an_authorization_the_gateway_already_cancelled_ends_cancelled(api, stripe):
+    created = post_json(api, PAYMENTS_URL, payment_body(fromAccount="pm_card_visa", capture=False)).json()
+    stripe.payment_intents[created["gatewayReference"]].update(status="canceled", amount_capturable=0)
+
+    response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {})
+
+    assert (response.status_code, response.json()["status"], response.json()["pendingOperation"]) == (
+        200,
+        "Cancelled",
+        None,
+    )
+
+
+def test_cancel_of_a_payment_the_gateway_already_captured_ends_completed(api, stripe):
+    created = post_json(api, PAYMENTS_URL, payment_body(fromAccount="pm_card_visa", capture=False)).json()
+    stripe.payment_intents[created["gatewayReference"]].update(
+        status="succeeded", amount_received=5000, amount_capturable=0
+    )
+
+    response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/cancel", {})
+
+    assert (response.status_code, response.json()["status"], response.json()["capturedAmount"]) == (
+        200,
+        "Completed",
+        50.0,
+    )
+
+
+def test_a_refused_capture_clears_a_stale_flag_and_the_next_capture_is_recovered(api, monkeypatch):
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    Payment.objects.filter(pk=created["id"]).update(
+        pending_operation="capture",
+        pending_amount=Decimal("50"),
+        pending_key=f"{created['id']}-capture",
+        operations_sent=1,
+        needs_attention=True,
+        attention_reason="no final answer after 12 looks",
+        next_recovery_at=None,
+    )
+    payment_apply_gateway_result(
+        payment_id=created["id"],
+        operation=Operation.CAPTURE,
+        result=GatewayResult(GatewayStatus.DECLINED, error_code="GATEWAY_ERROR"),
+        source="webhook",
+    )
+    payment = Payment.objects.get(pk=created["id"])
+    assert (payment.pending_operation, payment.needs_attention) == ("", False)
+
+    def timeout(self, request):
+        raise GatewayTimeout("read timeout")
+
+    monkeypatch.setattr(SimulatorConnector, "capture", timeout)
+    assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {}).status_code == 202
+    due(created["id"])
+
+    assert recovery_due().filter(pk=created["id"]).exists()
+
+
+def test_an_expiry_confirmed_later_by_the_gateway_still_says_expired(api, client, adyen):
+    from payments.services import authorizations_expire
+
+    created = post_json(
+        api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:8415718415718415", capture=False)
+    ).json()
+    Payment.objects.filter(pk=created["id"]).update(authorization_expires_at=timezone.now() - timedelta(minutes=1))
+    assert authorizations_expire() == 1
+    assert Payment.objects.get(pk=created["id"]).pending_operation == "void"  # Adyen: "received"
+
+    adyen_notice(
+        client,
+        event_code="CANCELLATION",
+        psp_reference="CANCELPSP0000001",
+        original_reference=created["gatewayReference"],
+        merchant_reference=created["id"],
+        value=5000,
+        currency="EUR",
+    )
+
+    payment = Payment.objects.get(pk=created["id"])
+    assert (payment.status, payment.failure_code, payment.pending_operation) == (
+        "Cancelled",
+        "AUTHORIZATION_EXPIRED",
+        "",
+    )
+
+
+# --- answers that contradict PGI's record ---------------------------------------------------------
+
+
+def test_a_notice_for_more_than_the_payment_flags_it_and_is_kept(api, client):
+    payment = pending_simulator_payment(api)
+
+    response = simulator_notice(client, payment, amount="999.00", currency="USD", event_id="evt_big")
+
+    assert response.status_code == 200
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention) == ("Processing", True)
+    assert "999.00" in payment.attention_reason
+    assert GatewayNotification.objects.get(event_id="evt_big").outcome == "flagged"
+
+
+def test_a_notice_in_another_currency_flags_the_payment_instead_of_completing_it(api, client):
+    payment = pending_simulator_payment(api)
+
+    simulator_notice(client, payment, amount="10.00", currency="EUR", event_id="evt_eur")
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.captured_amount, payment.needs_attention) == ("Processing", None, True)
+    assert "EUR" in payment.attention_reason
+
+
+def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(api, client, adyen):
+    created = post_json(api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:RECEIVED1")).json()
+    assert (created["status"], created["capture"]) == ("Processing", True)
+
+    adyen_notice(
+        client,
+        event_code="AUTHORISATION",
+        psp_reference=created["gatewayReference"] or "PSPREF0000000001",
+        merchant_reference=created["id"],
+        value=5000,
+        currency="EUR",
+    )
+
+    payment = Payment.objects.get(pk=created["id"])
+    assert (payment.status, payment.needs_attention, payment.authorization_expires_at) == ("Processing", True, None)
+    assert "immediate capture" in payment.attention_reason
+
+
+def test_a_stripe_cancel_notice_fails_a_processing_payment(api, client, stripe):
+    from ..gateways.fakes.stripe_server import sign_webhook, stripe_event
+
+    stripe.fail_next(500, after_processing=True)
+    body = post_json(api, PAYMENTS_URL, payment_body(fromAccount="pm_card_visa")).json()
+    assert body["status"] == "Processing"
+    [intent] = stripe.payment_intents.values()
+    event = stripe_event("payment_intent.canceled", {**intent, "status": "canceled"})
+
+    client.post(
+        "/v1/gateways/stripe/webhooks",
+        data=event,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_webhook(event)},
+    )
+
+    payment = Payment.objects.get(pk=body["id"])
+    assert (payment.status, payment.failure_code) == ("Failed", "CANCELLED_AT_GATEWAY")
