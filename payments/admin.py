@@ -98,7 +98,7 @@ class AttentionFilter(admin.SimpleListFilter):
     parameter_name = "attention"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Flagged by recovery"), ("recovering", "Outcome unknown, recovery running")]
+        return [("yes", "Flagged for staff"), ("recovering", "Outcome unknown, recovery running")]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":

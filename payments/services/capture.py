@@ -52,6 +52,8 @@ class OperationRefused(Conflict):
 class OperationDeclined(BusinessRuleViolation):
     """422: the gateway refused the capture or cancel; the payment is as it was."""
 
+    gateway_status: GatewayStatus = GatewayStatus.DECLINED
+
 
 def _refusal(payment: Payment, operation: Operation) -> OperationRefused:
     if payment.pending_operation:
@@ -211,14 +213,18 @@ def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: st
     payment = payment_apply_gateway_result(
         payment_id=payment.id, operation=operation, result=result, source=Source.GATEWAY
     )
-    if result.status is GatewayStatus.DECLINED:
+    not_taken = result.status is GatewayStatus.AUTHORIZED and not payment.pending_operation
+    if result.status is GatewayStatus.DECLINED or not_taken:
         verb = "capture" if operation is Operation.CAPTURE else "cancel"
-        raise OperationDeclined(
-            f"The gateway refused the {verb}: {result.error_message or result.error_code or 'declined'}. "
+        declined = OperationDeclined(
+            f"The gateway refused the {verb}: "
+            f"{result.error_message or result.error_code or ('it still holds the authorization' if not_taken else 'declined')}. "
             "The payment is still Authorized.",
             code=f"{verb.upper()}_DECLINED",
-            details=[ErrorDetail("gateway", result.error_code or "DECLINED")],
+            details=[ErrorDetail("gateway", result.error_code or ("NOT_TAKEN" if not_taken else "DECLINED"))],
         )
+        declined.gateway_status = result.status
+        raise declined
     return payment
 
 
@@ -281,7 +287,11 @@ def authorizations_expire(*, limit: int = 100) -> int:
         except (OperationRefused, ServiceUnavailable) as exc:
             logger.info("authorization of %s not expired this run: %s", payment.id, exc)
             continue
-        except OperationDeclined:
+        except OperationDeclined as exc:
+            if exc.gateway_status is not GatewayStatus.DECLINED:
+                # The gateway says it still holds the authorization: try again on the next run.
+                logger.warning("expiry of %s: the gateway still holds the authorization", payment.id)
+                continue
             payment.refresh_from_db()
         sent += 1
         if payment.status == PaymentStatus.AUTHORIZED and not payment.pending_operation:

@@ -282,9 +282,11 @@ def payment_flag(*, payment_id: str, source: str, why: str, **changes) -> Paymen
 
 def _contradiction(payment: Payment, operation: Operation, result: GatewayResult) -> str:
     """Why the gateway's answer cannot be applied to this payment as it stands, or ''."""
+    if result.status not in (GatewayStatus.SUCCEEDED, GatewayStatus.AUTHORIZED):
+        return ""  # a refusal or a pending answer moves no money; its amount is not PGI's to check
     if result.currency and result.currency.upper() != payment.currency:
         return f"{operation.value} answer in {result.currency[:3]} for a {payment.currency} payment"
-    if result.amount is not None and result.status in (GatewayStatus.SUCCEEDED, GatewayStatus.AUTHORIZED):
+    if result.amount is not None:
         if not 0 < result.amount <= payment.amount:
             return (
                 f"{operation.value} answer of {result.amount} {payment.currency} "
@@ -332,14 +334,15 @@ def payment_apply_gateway_result(
         )
 
     def settle_pending(why: str) -> Payment:
-        """The operation in flight ended without moving the payment (the gateway refused it)."""
-        if not payment.pending_operation:
+        """The operation in flight ended without moving the payment (the gateway refused it). Only
+        an answer about that operation ends it: a late capture refusal leaves a void in flight."""
+        if payment.pending_operation != operation.value:
             return payment
         settled = payment_note(
             payment_id=payment_id,
             source=source,
             reason=why,
-            only_if={"pending_operation": payment.pending_operation},
+            only_if={"pending_operation": operation.value},
             needs_attention=False,
             attention_reason="",
             **CLEAR_PENDING,

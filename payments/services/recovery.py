@@ -112,6 +112,8 @@ def payment_recover(*, payment_id: str) -> str:
     except GatewayError as exc:
         return _schedule_next(payment_id, f"{connector.code}: {type(exc).__name__}: {exc}")
 
+    if payment.needs_attention:
+        return "flagged"  # the answer contradicted PGI's record: staff decide, no more looks
     if payment.status != PaymentStatus.PROCESSING and not payment.pending_operation:
         return "settled"
     return _schedule_next(payment_id, f"{connector.code} has no final answer yet")

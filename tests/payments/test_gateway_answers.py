@@ -340,3 +340,69 @@ def test_a_stripe_cancel_notice_fails_a_processing_payment(api, client, stripe):
 
     payment = Payment.objects.get(pk=body["id"])
     assert (payment.status, payment.failure_code) == ("Failed", "CANCELLED_AT_GATEWAY")
+
+
+def test_a_late_capture_refusal_does_not_end_a_void_in_flight(api):
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    Payment.objects.filter(pk=created["id"]).update(
+        pending_operation="void", pending_key=f"{created['id']}-void", operations_sent=1
+    )
+
+    payment_apply_gateway_result(
+        payment_id=created["id"],
+        operation=Operation.CAPTURE,
+        result=GatewayResult(GatewayStatus.DECLINED, error_code="GATEWAY_ERROR"),
+        source="webhook",
+    )
+
+    assert Payment.objects.get(pk=created["id"]).pending_operation == "void"
+
+
+def still_authorized(self, request):
+    return GatewayResult(GatewayStatus.AUTHORIZED, reference=request.gateway_reference)
+
+
+def test_a_capture_the_gateway_did_not_take_is_422_and_can_be_sent_again(api, monkeypatch):
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    monkeypatch.setattr(SimulatorConnector, "capture", still_authorized)
+
+    response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {})
+
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "CAPTURE_DECLINED")
+    assert response.json()["error"]["details"] == [{"field": "gateway", "message": "NOT_TAKEN"}]
+    payment = Payment.objects.get(pk=created["id"])
+    assert (payment.status, payment.pending_operation) == ("Authorized", "")
+    monkeypatch.undo()
+    assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {}).status_code == 200
+
+
+def test_expiry_leaves_an_authorization_the_gateway_still_holds_for_the_next_run(api, monkeypatch):
+    from payments.services import authorizations_expire
+
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    Payment.objects.filter(pk=created["id"]).update(authorization_expires_at=timezone.now() - timedelta(minutes=1))
+    monkeypatch.setattr(SimulatorConnector, "void", still_authorized)
+
+    assert authorizations_expire() == 0
+
+    assert Payment.objects.get(pk=created["id"]).status == "Authorized"
+
+
+def test_recovery_that_finds_a_contradiction_flags_and_stops_looking(merchant, principal, monkeypatch):
+    from .test_recovery import processing_without_gateway_call
+
+    payment = processing_without_gateway_call(merchant, principal)
+    monkeypatch.setattr(
+        SimulatorConnector,
+        "status",
+        lambda self, *, payment_id, gateway_reference="": GatewayResult(
+            GatewayStatus.SUCCEEDED, reference="sim_x", amount=Decimal("50.00"), currency="EUR"
+        ),
+    )
+    due(payment.id)
+
+    assert payments_recover() == {"settled": 0, "waiting": 0, "flagged": 1}
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.next_recovery_at) == ("Processing", True, None)
+    assert "EUR" in payment.attention_reason
