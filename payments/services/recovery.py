@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from gateways.base import GatewayError, Operation
@@ -53,7 +53,7 @@ def backoff_seconds(attempts: int) -> int:
     return min(policy["base_seconds"] * 2 ** max(attempts - 1, 0), policy["max_backoff_seconds"])
 
 
-def recovery_due() -> "models.QuerySet[Payment]":  # noqa: F821
+def recovery_due() -> QuerySet[Payment]:
     return Payment.objects.filter(
         Q(status=PaymentStatus.PROCESSING) | ~Q(pending_operation=""),
         needs_attention=False,

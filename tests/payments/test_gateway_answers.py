@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from gateways.base import GatewayResult, GatewayStatus, GatewayTimeout, GatewayUnavailable, Operation
-from gateways.models import GatewayNotification, GatewayRoute, SimulatorCharge
+from gateways.models import GatewayNotification, SimulatorCharge
 from gateways.registry import get_connector
 from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
 from payments.models import GatewayAttempt, Payment
@@ -20,44 +20,13 @@ from payments.services import payment_apply_gateway_result, payments_recover
 from payments.services.recovery import recovery_due
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
-from ..conftest import simulator_options
-from ..gateways.fakes.adyen_server import notification_body, notification_item, running_fake_adyen
-from ..gateways.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, running_fake_stripe
+from ..gateways.fakes.adyen_server import notification_body, notification_item
 
 pytestmark = pytest.mark.django_db
 
 
 def due(payment_id: str) -> None:
     Payment.objects.filter(pk=payment_id).update(next_recovery_at=timezone.now() - timedelta(seconds=1))
-
-
-@pytest.fixture
-def adyen(settings, merchant):
-    with running_fake_adyen() as fake:
-        settings.PGI_GATEWAYS = {
-            "simulator": simulator_options(),
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **fake.connector_options()},
-        }
-        GatewayRoute.objects.create(merchant=merchant, currency="EUR", gateway="adyen", priority=1)
-        yield fake
-
-
-@pytest.fixture
-def stripe(settings, merchant):
-    with running_fake_stripe() as fake:
-        settings.PGI_GATEWAYS = {
-            "simulator": simulator_options(),
-            "stripe": {
-                "class": "gateways.stripe_connector.StripeConnector",
-                "api_key": API_KEY,
-                "webhook_secret": WEBHOOK_SECRET,
-                "api_base": fake.url,
-                "timeout": 5.0,
-                "connect_timeout": 1.0,
-            },
-        }
-        GatewayRoute.objects.create(merchant=merchant, currency="USD", gateway="stripe", priority=1)
-        yield fake
 
 
 def adyen_notice(client, **item):
@@ -145,7 +114,7 @@ def test_failover_stops_when_the_payment_was_settled_meanwhile(api, two_simulato
 # --- captures and voids: keys, refusals, unexpected answers ---------------------------------------
 
 
-def test_a_capture_retried_after_the_gateway_refused_it_gets_its_own_key_and_happens(api, client, adyen):
+def test_a_capture_retried_after_the_gateway_refused_it_gets_its_own_key_and_happens(api, client, adyen_gateway):
     created = post_json(
         api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:8415718415718415", capture=False)
     ).json()
@@ -163,15 +132,15 @@ def test_a_capture_retried_after_the_gateway_refused_it_gets_its_own_key_and_hap
 
     assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {"amount": Decimal("50.00")}).status_code == 202
 
-    keys = [request.headers["idempotency-key"] for request in adyen.requests_to("/captures")]
+    keys = [request.headers["idempotency-key"] for request in adyen_gateway.requests_to("/captures")]
     assert keys == [f"{created['id']}-capture", f"{created['id']}-capture-2"]
-    assert [c["amount"]["value"] for c in adyen.payments[created["gatewayReference"]].captures] == [4000, 5000]
+    assert [c["amount"]["value"] for c in adyen_gateway.payments[created["gatewayReference"]].captures] == [4000, 5000]
     due(created["id"])
     payments_recover()
-    assert adyen.requests_to("/captures")[-1].headers["idempotency-key"] == f"{created['id']}-capture-2"
+    assert adyen_gateway.requests_to("/captures")[-1].headers["idempotency-key"] == f"{created['id']}-capture-2"
 
 
-def test_a_capture_failure_after_the_capture_was_confirmed_flags_the_payment(api, client, adyen):
+def test_a_capture_failure_after_the_capture_was_confirmed_flags_the_payment(api, client, adyen_gateway):
     created = post_json(
         api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:8415718415718415", capture=False)
     ).json()
@@ -193,9 +162,9 @@ def test_a_capture_failure_after_the_capture_was_confirmed_flags_the_payment(api
     assert GatewayNotification.objects.get(event_type="CAPTURE_FAILED").outcome == "flagged"
 
 
-def test_capture_of_an_authorization_the_gateway_already_cancelled_ends_cancelled(api, stripe):
+def test_capture_of_an_authorization_the_gateway_already_cancelled_ends_cancelled(api, stripe_gateway):
     created = post_json(api, PAYMENTS_URL, payment_body(fromAccount="pm_card_visa", capture=False)).json()
-    stripe.payment_intents[created["gatewayReference"]].update(status="canceled", amount_capturable=0)
+    stripe_gateway.payment_intents[created["gatewayReference"]].update(status="canceled", amount_capturable=0)
 
     response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {})
 
@@ -206,9 +175,9 @@ def test_capture_of_an_authorization_the_gateway_already_cancelled_ends_cancelle
     )
 
 
-def test_cancel_of_a_payment_the_gateway_already_captured_ends_completed(api, stripe):
+def test_cancel_of_a_payment_the_gateway_already_captured_ends_completed(api, stripe_gateway):
     created = post_json(api, PAYMENTS_URL, payment_body(fromAccount="pm_card_visa", capture=False)).json()
-    stripe.payment_intents[created["gatewayReference"]].update(
+    stripe_gateway.payment_intents[created["gatewayReference"]].update(
         status="succeeded", amount_received=5000, amount_capturable=0
     )
 
@@ -251,7 +220,7 @@ def test_a_refused_capture_clears_a_stale_flag_and_the_next_capture_is_recovered
     assert recovery_due().filter(pk=created["id"]).exists()
 
 
-def test_an_expiry_confirmed_later_by_the_gateway_still_says_expired(api, client, adyen):
+def test_an_expiry_confirmed_later_by_the_gateway_still_says_expired(api, client, adyen_gateway):
     from payments.services import authorizations_expire
 
     created = post_json(
@@ -304,7 +273,7 @@ def test_a_notice_in_another_currency_flags_the_payment_instead_of_completing_it
     assert "EUR" in payment.attention_reason
 
 
-def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(api, client, adyen):
+def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(api, client, adyen_gateway):
     created = post_json(api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:RECEIVED1")).json()
     assert (created["status"], created["capture"]) == ("Processing", True)
 
@@ -322,13 +291,13 @@ def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(ap
     assert "immediate capture" in payment.attention_reason
 
 
-def test_a_stripe_cancel_notice_fails_a_processing_payment(api, client, stripe):
+def test_a_stripe_cancel_notice_fails_a_processing_payment(api, client, stripe_gateway):
     from ..gateways.fakes.stripe_server import sign_webhook, stripe_event
 
-    stripe.fail_next(500, after_processing=True)
+    stripe_gateway.fail_next(500, after_processing=True)
     body = post_json(api, PAYMENTS_URL, payment_body(fromAccount="pm_card_visa")).json()
     assert body["status"] == "Processing"
-    [intent] = stripe.payment_intents.values()
+    [intent] = stripe_gateway.payment_intents.values()
     event = stripe_event("payment_intent.canceled", {**intent, "status": "canceled"})
 
     client.post(

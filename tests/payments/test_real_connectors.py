@@ -11,47 +11,11 @@ from payments.models import GatewayAttempt, Payment
 
 from ..api.helpers import PAYMENTS_URL, loads, payment_body, post_json
 from ..conftest import simulator_options
-from ..gateways.fakes.adyen_server import notification_body, notification_item, running_fake_adyen
-from ..gateways.fakes.stripe_server import API_KEY as STRIPE_API_KEY
-from ..gateways.fakes.stripe_server import (
-    WEBHOOK_SECRET,
-    closed_port,
-    running_fake_stripe,
-    sign_webhook,
-    stripe_event,
-)
+from ..gateways.fakes.adyen_server import notification_body, notification_item
+from ..gateways.fakes.stripe_server import closed_port, sign_webhook, stripe_event
+from .conftest import stripe_options
 
 pytestmark = pytest.mark.django_db
-
-
-def stripe_options(url: str) -> dict:
-    return {
-        "class": "gateways.stripe_connector.StripeConnector",
-        "api_key": STRIPE_API_KEY,
-        "webhook_secret": WEBHOOK_SECRET,
-        "api_base": url,
-        "timeout": 5.0,
-        "connect_timeout": 1.0,
-    }
-
-
-@pytest.fixture
-def stripe_gateway(settings, merchant):
-    with running_fake_stripe() as fake:
-        settings.PGI_GATEWAYS = {"simulator": simulator_options(), "stripe": stripe_options(fake.url)}
-        GatewayRoute.objects.create(merchant=merchant, currency="USD", gateway="stripe", priority=1)
-        yield fake
-
-
-@pytest.fixture
-def adyen_gateway(settings, merchant):
-    with running_fake_adyen() as fake:
-        settings.PGI_GATEWAYS = {
-            "simulator": simulator_options(),
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **fake.connector_options()},
-        }
-        GatewayRoute.objects.create(merchant=merchant, currency="EUR", gateway="adyen", priority=1)
-        yield fake
 
 
 def stripe_webhook(client, body: bytes, signature: str | None = None):
