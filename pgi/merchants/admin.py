@@ -23,9 +23,6 @@ from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantiz
 from .models import ApiKey, Merchant, MerchantCurrency
 from .services import api_key_create, api_key_revoke
 
-admin.site.site_header = "PGI administration"
-admin.site.site_title = "PGI admin"
-admin.site.index_title = "Payment Gateway Integration"
 
 
 class MerchantCurrencyForm(forms.ModelForm):
