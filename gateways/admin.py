@@ -6,7 +6,9 @@ of a payment is the Payment; these tables are only for seeing what the sandbox g
 """
 
 from django.contrib import admin
+from django.utils.html import format_html
 
+from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.money import format_money
 
@@ -27,18 +29,8 @@ class SimulatorRefundInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(SimulatorCharge)
 class SimulatorChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "reference",
-        "gateway",
-        "payment_id",
-        "amount_display",
-        "status",
-        "captured_display",
-        "decline_code",
-        "account",
-        "merchant_code",
-        "created_at",
-    ]
+    # The rest (gateway, captured amount, account, merchant) is on each charge's page: the list fits a laptop.
+    list_display = ["reference", "payment_id", "amount_display", "status", "decline_code", "created"]
     list_filter = ["gateway", "status", "capture", "decline_code"]
     search_fields = ["=reference", "=idempotency_key", "=account", "=merchant_code"]
     search_help_text = "Exact simulator reference, PGI payment id, account or merchant code."
@@ -60,6 +52,10 @@ class SimulatorChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, obj: SimulatorCharge) -> str:
+        return instant(obj.created_at)
 
     @admin.display(description="PGI payment id", ordering="idempotency_key")
     def payment_id(self, obj: SimulatorCharge) -> str:
@@ -125,7 +121,6 @@ from django.template.response import TemplateResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.generic import RedirectView  # noqa: E402
 
-from pgi.admin_format import instant  # noqa: E402
 from pgi.admin_site import Page  # noqa: E402
 
 from .breaker import breaker_for  # noqa: E402
@@ -139,7 +134,8 @@ class GatewayNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every verified webhook notification, once per gateway event id. `unmatched` ones name no
     payment of their gateway: they are kept for reconciliation."""
 
-    list_display = ["received", "gateway", "event_type", "payment_id", "status", "amount_display", "outcome"]
+    # The gateway's own status word is on each notification's page; the outcome says what PGI did.
+    list_display = ["received", "gateway", "event_type", "payment_id", "amount_display", "outcome_code"]
     list_filter = ["outcome", "gateway", "operation"]
     search_fields = ["=payment_id", "=event_id", "=gateway_reference", "=refund_id"]
     search_help_text = "Exact PGI payment id, gateway event id, gateway reference or refund id."
@@ -164,6 +160,11 @@ class GatewayNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: GatewayNotification) -> str:
         return "-" if obj.amount is None else format_money(obj.amount, obj.currency)
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_code(self, obj: GatewayNotification) -> str:
+        # The word alone in the list, its explanation on hover and on the notification's page.
+        return format_html('<span title="{}">{}</span>', obj.get_outcome_display(), obj.outcome)
 
     @admin.display(description="received (UTC)", ordering="received_at")
     def received(self, obj: GatewayNotification) -> str:

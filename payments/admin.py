@@ -210,7 +210,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             False,
         )
 
-    @admin.display(description="attention", ordering="-needs_attention")
+    @admin.display(description="attention", ordering="-needs_attention", empty_value="")
     def attention(self, obj: Payment) -> str:
         # Blank on a healthy row: a mark on every row (a boolean column's icon) hides the few that matter.
         if not obj.needs_attention:
