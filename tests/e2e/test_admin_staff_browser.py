@@ -207,7 +207,9 @@ def test_every_list_fits_a_laptop_screen(live_server, plain_static, busy_day, br
     assert widths["page"] <= LAPTOP["width"]
 
 
-def test_payments_list_shows_totals_and_marks_only_flagged_rows(live_server, plain_static, busy_day, browser, artifacts):
+def test_payments_list_shows_totals_and_marks_only_flagged_rows(
+    live_server, plain_static, busy_day, browser, artifacts
+):
     page = logged_in_page(browser, live_server)
 
     page.goto(f"{live_server.url}/admin/payments/payment/")
