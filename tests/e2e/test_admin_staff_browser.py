@@ -126,7 +126,7 @@ def busy_day(principal, merchant, django_user_model):
         api_key, _ = api_key_create(name=f"checkout backend, region {n}", merchant=big_shop)
     ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now(), last_used_at=timezone.now())
     api_key_create(name="transaction processing system", merchant=None)
-    payment = Payment.objects.filter(merchant=merchant).first()
+    payment = Payment.objects.filter(merchant=merchant, reference="order-2026-12-0001").last()
     GatewayNotification.objects.create(
         gateway="simulator",
         event_id="evt_3f9a1c0b2d4e5f60718293a4b5c6d7e8",
