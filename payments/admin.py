@@ -219,11 +219,11 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="staff attention")
     def attention_state(self, obj: Payment) -> str:
+        # Said only of a flagged payment. Recovery giving up is one reason, a gateway answer that
+        # contradicts the payment another: the reason says which.
         if not obj.needs_attention:
             return "-"
-        return format_html(
-            '<span class="pgi-flag">Flagged</span> Recovery gave up: staff must look. {}', obj.attention_reason
-        )
+        return format_html('<span class="pgi-flag">Flagged</span> Staff must look: {}', obj.attention_reason)
 
     @admin.display(description="captured amount")
     def captured_amount_display(self, obj: Payment) -> str:
