@@ -6,7 +6,9 @@ of a payment is the Payment; these tables are only for seeing what the sandbox g
 """
 
 from django.contrib import admin
+from django.utils.html import format_html
 
+from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.money import format_money
 
@@ -27,18 +29,8 @@ class SimulatorRefundInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(SimulatorCharge)
 class SimulatorChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "reference",
-        "gateway",
-        "payment_id",
-        "amount_display",
-        "status",
-        "captured_display",
-        "decline_code",
-        "account",
-        "merchant_code",
-        "created_at",
-    ]
+    # The rest (gateway, captured amount, account, merchant) is on each charge's page: the list fits a laptop.
+    list_display = ["reference", "payment_id", "amount_display", "status", "decline_code", "created"]
     list_filter = ["gateway", "status", "capture", "decline_code"]
     search_fields = ["=reference", "=idempotency_key", "=account", "=merchant_code"]
     search_help_text = "Exact simulator reference, PGI payment id, account or merchant code."
@@ -60,6 +52,10 @@ class SimulatorChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, obj: SimulatorCharge) -> str:
+        return instant(obj.created_at)
 
     @admin.display(description="PGI payment id", ordering="idempotency_key")
     def payment_id(self, obj: SimulatorCharge) -> str:
@@ -123,6 +119,9 @@ from django.core.exceptions import PermissionDenied  # noqa: E402
 from django.shortcuts import redirect  # noqa: E402
 from django.template.response import TemplateResponse  # noqa: E402
 from django.urls import path  # noqa: E402
+from django.views.generic import RedirectView  # noqa: E402
+
+from pgi.admin_site import Page  # noqa: E402
 
 from .breaker import breaker_for  # noqa: E402
 from .models import GatewayNotification  # noqa: E402
@@ -135,7 +134,8 @@ class GatewayNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every verified webhook notification, once per gateway event id. `unmatched` ones name no
     payment of their gateway: they are kept for reconciliation."""
 
-    list_display = ["received_at", "gateway", "event_type", "payment_id", "status", "amount_display", "outcome"]
+    # The gateway's own status word is on each notification's page; the outcome says what PGI did.
+    list_display = ["received", "gateway", "event_type", "payment_id", "amount_display", "outcome_code"]
     list_filter = ["outcome", "gateway", "operation"]
     search_fields = ["=payment_id", "=event_id", "=gateway_reference", "=refund_id"]
     search_help_text = "Exact PGI payment id, gateway event id, gateway reference or refund id."
@@ -161,47 +161,72 @@ class GatewayNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def amount_display(self, obj: GatewayNotification) -> str:
         return "-" if obj.amount is None else format_money(obj.amount, obj.currency)
 
-    def get_urls(self):
-        # The gateways' live state sits with their notifications: /admin/gateways/gatewaynotification/status/
-        view = self.admin_site.admin_view(self.status_view)
-        return [path("status/", view, name="gateways_status"), *super().get_urls()]
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_code(self, obj: GatewayNotification) -> str:
+        # The word alone in the list, its explanation on hover and on the notification's page.
+        return format_html('<span title="{}">{}</span>', obj.get_outcome_display(), obj.outcome)
 
-    def status_view(self, request):
-        """Each configured gateway with its circuit breaker (state shared by every process) and,
-        for simulators, the outage switch. Staff who may change gateway routes may reset a breaker."""
-        if not self.has_view_permission(request):
+    @admin.display(description="received (UTC)", ordering="received_at")
+    def received(self, obj: GatewayNotification) -> str:
+        return instant(obj.received_at)
+
+    def get_urls(self):
+        # The status page once lived here; bookmarks of it still work.
+        old_status = RedirectView.as_view(pattern_name="admin:gateways_status", permanent=True)
+        return [path("status/", old_status), *super().get_urls()]
+
+
+def may_view_gateways(request) -> bool:
+    return request.user.has_perm("gateways.view_gatewaynotification")
+
+
+def gateway_status_view(request):
+    """Each configured gateway with its circuit breaker (state shared by every process) and, for
+    simulators, the outage switch. Staff who may change gateway routes may reset a breaker."""
+    if not may_view_gateways(request):
+        raise PermissionDenied
+    may_reset = request.user.has_perm("gateways.change_gatewayroute")
+    if request.method == "POST":
+        code = request.POST.get("reset", "")
+        if not may_reset or code not in configured_codes():
             raise PermissionDenied
-        may_reset = request.user.has_perm("gateways.change_gatewayroute")
-        if request.method == "POST":
-            code = request.POST.get("reset", "")
-            if not may_reset or code not in configured_codes():
-                raise PermissionDenied
-            breaker_for(code).reset()
-            messages.success(request, f"The circuit breaker of {code} is closed again.")
-            return redirect("admin:gateways_status")
-        rows = []
-        for code in configured_codes():
-            snapshot = breaker_for(code).snapshot()
-            connector = get_connector(code)
-            rows.append(
-                {
-                    "code": code,
-                    "name": connector.display_name or type(connector).__name__,
-                    "state": snapshot.state.value,
-                    "failures": snapshot.failures,
-                    "open_until": (
-                        datetime.fromtimestamp(snapshot.open_until, dt_timezone.utc).isoformat(timespec="seconds")
-                        if snapshot.open_until
-                        else ""
-                    ),
-                    "simulator_down": simulator_outage(code) if isinstance(connector, SimulatorConnector) else None,
-                }
-            )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Gateways: circuit breakers",
-            "rows": rows,
-            "may_reset": may_reset,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/gateways/status.html", context)
+        breaker_for(code).reset()
+        messages.success(request, f"The circuit breaker of {code} is closed again.")
+        return redirect("admin:gateways_status")
+    rows = []
+    for code in configured_codes():
+        snapshot = breaker_for(code).snapshot()
+        connector = get_connector(code)
+        rows.append(
+            {
+                "code": code,
+                "name": connector.display_name or type(connector).__name__,
+                "state": snapshot.state.value,
+                "failures": snapshot.failures,
+                "open_until": instant(datetime.fromtimestamp(snapshot.open_until, dt_timezone.utc))
+                if snapshot.open_until
+                else "",
+                "simulator_down": simulator_outage(code) if isinstance(connector, SimulatorConnector) else None,
+            }
+        )
+    context = {
+        **admin.site.each_context(request),
+        "title": "Gateway status",
+        "subtitle": "Circuit breakers and simulator switches",
+        "rows": rows,
+        "may_reset": may_reset,
+        "opts": GatewayNotification._meta,
+    }
+    return TemplateResponse(request, "admin/gateways/status.html", context)
+
+
+admin.site.register_page(
+    Page(
+        route="gateways/status/",
+        view=gateway_status_view,
+        name="gateways_status",
+        title="Gateway status",
+        section="gateways",
+        visible=may_view_gateways,
+    )
+)

@@ -2,33 +2,63 @@
 
 Read-only on purpose. Amounts are what the merchant asked for and the gateway charged; a status
 changes only through payments.services.payment_transition (row lock, state machine, history). So
-staff cannot add, edit or delete a payment here.
+staff cannot add, edit or delete a payment here. The list shows totals per currency of the rows it
+filters and exports them as CSV; the admin's index page shows the day's figures.
 """
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+import csv
+from collections.abc import Iterator
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Q
-from django.urls import reverse
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, Sum
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from pgi.admin_format import instant, spreadsheet_safe
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.admin_site import Panel
 from pgi.merchants.models import MerchantCurrency
-from pgi.money import format_money
+from pgi.money import format_money, quantize
 
 from .models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
+from .selectors import payment_day_figures, payments_needing_attention
 from .services import payment_recovery_restart
+from .states import TRANSITIONS
+
+# Reached only through a refund, which PGI takes once the refunds app is installed.
+REFUND_STATES = frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED})
 
 
-def instant(value: datetime | None) -> str:
-    """UTC to the millisecond: the admin's default format stops at minutes, and a payment's
-    history often happens within one second."""
-    if value is None:
-        return "-"
-    return timezone.localtime(value, dt_timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def reachable_statuses() -> list[str]:
+    """The statuses a payment can be in: the state machine walked from Pending, in its order."""
+    seen, frontier = {PaymentStatus.PENDING.value}, [PaymentStatus.PENDING.value]
+    while frontier:
+        for following in TRANSITIONS[frontier.pop()]:
+            if following not in seen:
+                seen.add(following)
+                frontier.append(following)
+    if not apps.is_installed("refunds"):
+        seen -= REFUND_STATES
+    return [status for status in PaymentStatus.values if status in seen]
+
+
+class StatusFilter(admin.SimpleListFilter):
+    # Only statuses a payment can reach: no "Refunded" to pick while PGI takes no refunds.
+    title = "status"
+    parameter_name = "status__exact"
+
+    def lookups(self, request, model_admin):
+        return [(status, PaymentStatus(status).label) for status in reachable_statuses()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status=self.value()) if self.value() else queryset
 
 
 class CurrencyFilter(admin.SimpleListFilter):
@@ -112,8 +142,8 @@ class AttentionFilter(admin.SimpleListFilter):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "merchant_code", "amount_display", "status", "gateway", "attention", "created_list"]
-    list_filter = [AttentionFilter, "status", CurrencyFilter, GatewayFilter, "merchant"]
+    list_display = ["id", "merchant_code", "amount_display", "status", "gateway", "attention", "created"]
+    list_filter = [AttentionFilter, StatusFilter, CurrencyFilter, GatewayFilter, "merchant"]
     actions = ["restart_recovery"]
     list_select_related = ["merchant"]
     date_hierarchy = "created_at"
@@ -154,7 +184,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         (
             "Recovery",
-            {"fields": ["needs_attention", "attention_reason", "recovery_attempts", "next_recovery"]},
+            {"fields": ["attention_state", "recovery_attempts", "next_recovery"]},
         ),
         ("Request", {"fields": ["from_account", "reference", "description", "metadata", "api_key_link"]}),
         ("Record", {"fields": ["created", "updated"]}),
@@ -180,9 +210,20 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             False,
         )
 
-    @admin.display(description="attention", boolean=True, ordering="needs_attention")
-    def attention(self, obj: Payment) -> bool:
-        return obj.needs_attention
+    @admin.display(description="attention", ordering="-needs_attention", empty_value="")
+    def attention(self, obj: Payment) -> str:
+        # Blank on a healthy row: a mark on every row (a boolean column's icon) hides the few that matter.
+        if not obj.needs_attention:
+            return ""
+        return format_html('<span class="pgi-flag" title="{}">Flagged</span>', obj.attention_reason)
+
+    @admin.display(description="staff attention")
+    def attention_state(self, obj: Payment) -> str:
+        # Said only of a flagged payment. Recovery giving up is one reason, a gateway answer that
+        # contradicts the payment another: the reason says which.
+        if not obj.needs_attention:
+            return "-"
+        return format_html('<span class="pgi-flag">Flagged</span> Staff must look: {}', obj.attention_reason)
 
     @admin.display(description="captured amount")
     def captured_amount_display(self, obj: Payment) -> str:
@@ -243,6 +284,154 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         url = reverse("admin:merchants_apikey_change", args=[obj.api_key_id])
         return format_html('<a href="{}">{}</a>', url, obj.api_key)
 
-    @admin.display(description="created (UTC)", ordering="created_at")
-    def created_list(self, obj: Payment) -> str:
-        return timezone.localtime(obj.created_at, dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    # --- Totals and CSV export of the filtered rows ---------------------------------------------
+
+    def get_urls(self):
+        export = path("export.csv", self.admin_site.admin_view(self.export_view), name="payments_payment_export")
+        return [export, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        cl = getattr(response, "context_data", None) and response.context_data.get("cl")
+        if cl is not None:  # not on the redirect that answers an action
+            response.context_data["currency_totals"] = currency_totals(cl.queryset)
+            response.context_data["export_url"] = export_url(request)
+        return response
+
+    def get_changelist(self, request, **kwargs):
+        return ExportChangeList if getattr(request, "_pgi_export", False) else super().get_changelist(request, **kwargs)
+
+    def export_view(self, request):
+        """The rows the list shows with the same filters, search and order, every page of them."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        request._pgi_export = True
+        try:
+            cl = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseRedirect(reverse("admin:payments_payment_changelist") + "?e=1")
+        rows = cl.queryset.values_list(*EXPORT_FIELDS).iterator(chunk_size=2000)
+        response = StreamingHttpResponse(export_lines(rows), content_type="text/csv; charset=utf-8")
+        stamp = instant(timezone.now()).replace(":", "").replace("-", "")
+        response["Content-Disposition"] = f'attachment; filename="pgi-payments-{stamp}.csv"'
+        return response
+
+
+class ExportChangeList(ChangeList):
+    def get_results(self, request):
+        # The export streams every filtered row itself: no page to fetch and no count to make.
+        pass
+
+
+def export_url(request) -> str:
+    query = request.GET.copy()
+    query.pop("p", None)  # every page, not the one on screen
+    url = reverse("admin:payments_payment_export")
+    return f"{url}?{query.urlencode()}" if query else url
+
+
+def currency_totals(queryset) -> list[dict]:
+    """Count and sum of the amounts per currency of the filtered payments, in SQL."""
+    rows = queryset.order_by().values("currency").annotate(count=Count("pk"), total=Sum("amount")).order_by("currency")
+    return [{**row, "total": format_money(row["total"], row["currency"])} for row in rows]
+
+
+# Column name in the file, field read from the database.
+EXPORT_COLUMNS = [
+    ("id", "id"),
+    ("created_at", "created_at"),
+    ("timestamp", "status_changed_at"),
+    ("merchant", "merchant__code"),
+    ("amount", "amount"),
+    ("currency", "currency"),
+    ("status", "status"),
+    ("gateway", "gateway"),
+    ("gateway_reference", "gateway_reference"),
+    ("reference", "reference"),
+    ("from_account", "from_account"),
+    ("failure_code", "failure_code"),
+    ("refunded_amount", "refunded_amount"),
+    ("needs_attention", "needs_attention"),
+    ("attention_reason", "attention_reason"),
+]
+EXPORT_FIELDS = [field for _, field in EXPORT_COLUMNS]
+
+
+class _Echo:
+    """csv.writer wants a file; each row is handed on as the text it writes."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def export_lines(rows) -> Iterator[str]:
+    """CSV text: amounts exact with the currency's digits, instants ISO 8601 UTC, no cell a formula."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow([name for name, _ in EXPORT_COLUMNS])
+    for row in rows:
+        record = dict(zip(EXPORT_FIELDS, row, strict=True))
+        code = record["currency"]
+        record.update(
+            created_at=instant(record["created_at"]),
+            status_changed_at=instant(record["status_changed_at"]),
+            amount=f"{quantize(record['amount'], code):f}",
+            refunded_amount=f"{quantize(record['refunded_amount'], code):f}",
+            needs_attention="yes" if record["needs_attention"] else "no",
+        )
+        yield writer.writerow([spreadsheet_safe(str(record[field])) for field in EXPORT_FIELDS])
+
+
+# --- The index page: the day's figures and the payments staff must look at ----------------------
+
+ATTENTION_LIMIT = 25
+
+
+def dashboard_context(request) -> dict:
+    today = timezone.now().date()
+    changelist = reverse("admin:payments_payment_changelist")
+    on_day = f"created_at__year={today.year}&created_at__month={today.month}&created_at__day={today.day}"
+    needing = payments_needing_attention()
+    listed = list(needing[:ATTENTION_LIMIT])
+    return {
+        "day": today.isoformat(),
+        "day_url": f"{changelist}?{on_day}",
+        "figures": [
+            {
+                "gateway": f.gateway,
+                "currency": f.currency,
+                "payments": f.payments,
+                "accepted": f.accepted,
+                "failed": f.failed,
+                "open": f.open,
+                "success_rate": f.success_rate,
+                "charged": format_money(f.charged, f.currency),
+                "url": f"{changelist}?{on_day}&currency={f.currency}" + (f"&gateway={f.gateway}" if f.gateway else ""),
+            }
+            for f in payment_day_figures(day=today)
+        ],
+        "attention": [
+            {
+                "payment": p,
+                "url": reverse("admin:payments_payment_change", args=[p.pk]),
+                "amount": format_money(p.amount, p.currency),
+                "created": instant(p.created_at),
+                "why": p.attention_reason
+                if p.needs_attention
+                else f"No final answer from {p.gateway} after {p.recovery_attempts} recovery look(s).",
+            }
+            for p in listed
+        ],
+        "attention_total": needing.count() if len(listed) == ATTENTION_LIMIT else len(listed),
+        "flagged_url": f"{changelist}?attention=yes",
+        "recovering_url": f"{changelist}?attention=recovering",
+    }
+
+
+admin.site.register_panel(
+    Panel(
+        template="admin/payments/dashboard.html",
+        context=dashboard_context,
+        visible=lambda request: request.user.has_perm("payments.view_payment"),
+    )
+)

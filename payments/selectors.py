@@ -1,9 +1,17 @@
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from pgi.api.errors import NotFound
 from pgi.merchants.authentication import ApiPrincipal
+from pgi.money import quantize
 
-from .models import Payment
+from .models import Payment, PaymentStatus
 
 
 def payment_list(*, principal: ApiPrincipal) -> QuerySet[Payment]:
@@ -21,3 +29,66 @@ def payment_get(*, principal: ApiPrincipal, payment_id: str) -> Payment:
     if payment is None:
         raise NotFound(f"No payment {payment_id}.", code="PAYMENT_NOT_FOUND")
     return payment
+
+
+# Staff figures (the admin's index page). Counted and summed in SQL, one row per gateway and currency.
+
+# The gateway said yes: the payment was authorized, whatever happened to it afterwards.
+ACCEPTED = (
+    PaymentStatus.AUTHORIZED,
+    PaymentStatus.COMPLETED,
+    PaymentStatus.CANCELLED,
+    PaymentStatus.PARTIALLY_REFUNDED,
+    PaymentStatus.REFUNDED,
+)
+# Money taken: the captured amount (all of it unless a capture took part).
+CHARGED = (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+
+
+@dataclass(frozen=True)
+class GatewayDayFigures:
+    gateway: str
+    currency: str
+    payments: int
+    accepted: int
+    failed: int
+    open: int  # Pending or Processing: no answer yet
+    charged: Decimal  # with the currency's minor-unit digits
+
+    @property
+    def success_rate(self) -> Decimal | None:
+        """Accepted out of the payments that have an answer, in per cent to one decimal; None before any."""
+        decided = self.accepted + self.failed
+        return None if not decided else (Decimal(100 * self.accepted) / decided).quantize(Decimal("0.1"))
+
+
+def payment_day_figures(*, day: date) -> list[GatewayDayFigures]:
+    """Payments created on `day` (a UTC day) per gateway and currency, ordered by both."""
+    start = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    rows = (
+        Payment.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1))
+        .order_by()
+        .values("gateway", "currency")
+        .annotate(
+            payments=Count("pk"),
+            accepted=Count("pk", filter=Q(status__in=ACCEPTED)),
+            failed=Count("pk", filter=Q(status=PaymentStatus.FAILED)),
+            open=Count("pk", filter=Q(status__in=(PaymentStatus.PENDING, PaymentStatus.PROCESSING))),
+            charged=Sum(Coalesce("captured_amount", "amount"), filter=Q(status__in=CHARGED), default=Decimal(0)),
+        )
+        .order_by("gateway", "currency")
+    )
+    return [GatewayDayFigures(**{**row, "charged": quantize(row["charged"], row["currency"])}) for row in rows]
+
+
+def payments_needing_attention() -> QuerySet[Payment]:
+    """Flagged for staff, or still Processing after recovery's first look was due: oldest first."""
+    return (
+        Payment.objects.filter(
+            Q(needs_attention=True)
+            | Q(status=PaymentStatus.PROCESSING)
+            & (Q(recovery_attempts__gte=1) | Q(next_recovery_at__lte=timezone.now()))
+        )
+        .select_related("merchant")
+        .order_by("created_at", "id")
+    )

@@ -17,15 +17,13 @@ from django.utils.html import format_html
 
 from gateways.models import GatewayRoute
 from gateways.registry import configured_codes
+from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
 
 from .models import ApiKey, Merchant, MerchantCurrency
 from .services import api_key_create, api_key_revoke
 
-admin.site.site_header = "PGI administration"
-admin.site.site_title = "PGI admin"
-admin.site.index_title = "Payment Gateway Integration"
 
 
 class MerchantCurrencyForm(forms.ModelForm):
@@ -115,7 +113,7 @@ class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "is_active", "currency_list", "active_keys", "created_at"]
+    list_display = ["code", "name", "is_active", "currency_list", "active_keys", "created"]
     list_filter = ["is_active"]
     search_fields = ["code", "name"]
     search_help_text = "Merchant code or name."
@@ -150,6 +148,10 @@ class MerchantAdmin(admin.ModelAdmin):
     @admin.display(description="active keys", ordering="_active_keys")
     def active_keys(self, obj: Merchant) -> int:
         return obj._active_keys
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, obj: Merchant) -> str:
+        return instant(obj.created_at)
 
     @admin.display(description="API keys")
     def issue_key(self, obj: Merchant) -> str:
@@ -227,7 +229,7 @@ class ApiKeyIssueForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "owner", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["prefix", "name", "owner", "created", "last_used", "revoked"]
     list_filter = [ActiveKeyFilter, KeyKindFilter, ("merchant", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["merchant"]
     search_fields = ["prefix", "name", "merchant__code"]
@@ -255,6 +257,18 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="merchant / platform", ordering="merchant__code")
     def owner(self, obj: ApiKey) -> str:
         return "platform (any merchant)" if obj.is_platform else obj.merchant.code
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, obj: ApiKey) -> str:
+        return instant(obj.created_at)
+
+    @admin.display(description="last used (UTC)", ordering="last_used_at")
+    def last_used(self, obj: ApiKey) -> str:
+        return instant(obj.last_used_at)
+
+    @admin.display(description="revoked (UTC)", ordering="revoked_at", empty_value="")
+    def revoked(self, obj: ApiKey) -> str:
+        return "" if obj.revoked_at is None else instant(obj.revoked_at)
 
     def save_model(self, request, obj, form, change):
         if change:

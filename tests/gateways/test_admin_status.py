@@ -68,3 +68,16 @@ def test_settings_checks_refuse_an_unconfigured_default_gateway_and_a_bad_breake
     settings.PGI_CIRCUIT_BREAKER = {"failure_threshold": 0}
 
     assert sorted(error.id for error in gateway_settings_check()) == ["pgi.E001", "pgi.E002"]
+
+
+def test_status_page_has_an_admin_url_in_the_navigation_and_the_old_one_redirects(admin_client):
+    url = reverse("admin:gateways_status")
+
+    page = admin_client.get(url)
+    old = admin_client.get("/admin/gateways/gatewaynotification/status/")
+
+    assert url == "/admin/gateways/status/"
+    assert page.status_code == 200
+    navigation = [entry["admin_url"] for section in page.context["available_apps"] for entry in section["models"]]
+    assert url in navigation
+    assert (old.status_code, old["Location"]) == (301, url)

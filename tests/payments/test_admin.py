@@ -1,5 +1,8 @@
 """The staff admin for payments, the simulator's ledger and idempotency records, on real PostgreSQL."""
 
+import csv
+import io
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -272,3 +275,196 @@ def test_admin_index_lists_every_pgi_model(admin_client):
         "admin:api_idempotencyrecord_changelist",
     ):
         assert reverse(name) in html
+
+
+# --- The admin as bank staff use it ---------------------------------------------------------------
+
+
+def sections(response) -> list[str]:
+    return [section["name"] for section in response.context["app_list"]]
+
+
+def listed_urls(response) -> set[str]:
+    return {entry["admin_url"] for section in response.context["app_list"] for entry in section["models"]}
+
+
+def test_index_puts_payments_merchants_and_gateways_first_and_engineering_last(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+
+    assert sections(response) == ["Payments and refunds", "Merchants", "Gateways", "Engineering"]
+    gateways = response.context["app_list"][2]["models"]
+    assert [entry["admin_url"] for entry in gateways] == [
+        reverse("admin:gateways_status"),
+        reverse("admin:gateways_gatewaynotification_changelist"),
+    ]
+    engineering = {entry["admin_url"] for entry in response.context["app_list"][3]["models"]}
+    assert reverse("admin:api_idempotencyrecord_changelist") in engineering
+    assert reverse("admin:django_celery_beat_solarschedule_changelist") in engineering
+    assert reverse("admin:auth_group_changelist") in engineering
+
+
+def test_staff_who_are_not_superusers_do_not_see_engineering_models(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    staff = django_user_model.objects.create_user("teller", password="pw", is_staff=True)
+    staff.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["view_payment", "view_merchant", "view_idempotencyrecord", "view_periodictask"]
+        )
+    )
+    client.force_login(staff)
+
+    response = client.get(reverse("admin:index"))
+    sidebar = client.get(reverse("admin:payments_payment_changelist")).context["available_apps"]
+
+    assert sections(response) == ["Payments and refunds", "Merchants"]
+    assert reverse("admin:api_idempotencyrecord_changelist") not in listed_urls(response)
+    assert reverse("admin:django_celery_beat_periodictask_changelist") not in listed_urls(response)
+    assert [section["name"] for section in sidebar] == ["Payments and refunds", "Merchants"]
+
+
+def test_index_shows_todays_figures_per_gateway_and_currency(admin_client, merchant):
+    now = timezone.now()
+    for gateway, currency, amount, status in [
+        ("simulator", "USD", "50.00", PaymentStatus.COMPLETED),
+        ("simulator", "USD", "0.10", PaymentStatus.COMPLETED),
+        ("simulator", "USD", "75.00", PaymentStatus.FAILED),
+        ("simulator", "USD", "20.00", PaymentStatus.PROCESSING),
+        ("stripe", "JPY", "500", PaymentStatus.COMPLETED),
+        ("stripe", "JPY", "1200", PaymentStatus.AUTHORIZED),
+    ]:
+        PaymentFactory(merchant=merchant, gateway=gateway, currency=currency, amount=Decimal(amount), status=status)
+    yesterday = PaymentFactory(merchant=merchant, gateway="stripe", currency="JPY", amount=Decimal("999"))
+    Payment.objects.filter(pk=yesterday.pk).update(created_at=now - timedelta(days=1))
+
+    [panel] = admin_client.get(reverse("admin:index")).context["panels"]
+
+    figures = {(row["gateway"], row["currency"]): row for row in panel["figures"]}
+    assert list(figures) == [("simulator", "USD"), ("stripe", "JPY")]
+    usd, jpy = figures["simulator", "USD"], figures["stripe", "JPY"]
+    assert (usd["payments"], usd["accepted"], usd["failed"], usd["open"]) == (4, 2, 1, 1)
+    assert usd["success_rate"] == Decimal("66.7")
+    assert usd["charged"] == "50.10 USD"
+    assert (jpy["payments"], jpy["accepted"], jpy["failed"], jpy["success_rate"]) == (2, 2, 0, Decimal("100.0"))
+    assert jpy["charged"] == "500 JPY"  # the authorization holds money but has not charged it
+    assert panel["day"] == now.date().isoformat()
+
+
+def test_index_lists_flagged_payments_and_those_processing_past_their_first_recovery_look(admin_client, merchant):
+    now = timezone.now()
+    flagged = PaymentFactory(merchant=merchant, needs_attention=True, attention_reason="no final answer after 12 looks")
+    processing = {"merchant": merchant, "status": PaymentStatus.PROCESSING}
+    looked = PaymentFactory(**processing, recovery_attempts=1, next_recovery_at=now + timedelta(minutes=5))
+    overdue = PaymentFactory(**processing, next_recovery_at=now - timedelta(seconds=5))
+    PaymentFactory(**processing, next_recovery_at=now + timedelta(minutes=1))  # its first look is still ahead
+    PaymentFactory(merchant=merchant)
+
+    response = admin_client.get(reverse("admin:index"))
+
+    [panel] = response.context["panels"]
+    assert [row["payment"] for row in panel["attention"]] == [flagged, looked, overdue]
+    assert panel["attention_total"] == 3
+    html = response.content.decode()
+    assert reverse("admin:payments_payment_change", args=[flagged.pk]) in html
+    assert "no final answer after 12 looks" in html
+
+
+def test_payments_list_totals_each_currency_over_the_filtered_rows(admin_client, merchant):
+    for currency, amount, status in [
+        ("USD", "50.00", PaymentStatus.COMPLETED),
+        ("USD", "0.05", PaymentStatus.COMPLETED),
+        ("USD", "75.00", PaymentStatus.FAILED),
+        ("JPY", "500", PaymentStatus.COMPLETED),
+        ("KWD", "1.5", PaymentStatus.FAILED),
+    ]:
+        PaymentFactory(merchant=merchant, currency=currency, amount=Decimal(amount), status=status)
+
+    everything = changelist(admin_client).context["currency_totals"]
+    completed = changelist(admin_client, status__exact="Completed").context["currency_totals"]
+
+    assert [(row["currency"], row["count"], row["total"]) for row in everything] == [
+        ("JPY", 1, "500 JPY"),
+        ("KWD", 1, "1.500 KWD"),
+        ("USD", 3, "125.05 USD"),
+    ]
+    assert [(row["currency"], row["count"], row["total"]) for row in completed] == [
+        ("JPY", 1, "500 JPY"),
+        ("USD", 2, "50.05 USD"),
+    ]
+    assert 'id="currency-totals"' in changelist(admin_client).content.decode()
+
+
+def test_csv_export_holds_exactly_the_filtered_rows_as_exact_text(admin_client, merchant):
+    yen = PaymentFactory(merchant=merchant, currency="JPY", amount=Decimal("500"), reference="=HYPERLINK(\"x\")")
+    dollars = PaymentFactory(
+        merchant=merchant, currency="USD", amount=Decimal("50"), reference="+1-555", status=PaymentStatus.FAILED
+    )
+    PaymentFactory(merchant=merchant, currency="EUR", amount=Decimal("9.99"), status=PaymentStatus.FAILED)
+    PaymentFactory(merchant=merchant, currency="JPY", amount=Decimal("7"), status=PaymentStatus.FAILED)
+
+    listed = changelist(admin_client, currency="JPY", status__exact="Completed")
+    response = admin_client.get(listed.context["export_url"])
+    usd = admin_client.get(reverse("admin:payments_payment_export"), {"q": dollars.id})
+
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row["id"] for row in rows] == [p.id for p in listed.context["cl"].result_list] == [yen.id]
+    assert (rows[0]["amount"], rows[0]["currency"], rows[0]["refunded_amount"]) == ("500", "JPY", "0")
+    assert rows[0]["reference"] == "'=HYPERLINK(\"x\")"
+    assert rows[0]["created_at"] == yen.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    [usd_row] = list(csv.DictReader(io.StringIO(b"".join(usd.streaming_content).decode())))
+    assert (usd_row["id"], usd_row["amount"], usd_row["reference"]) == (dollars.id, "50.00", "'+1-555")
+
+
+def test_csv_export_needs_staff(client):
+    response = client.get(reverse("admin:payments_payment_export"))
+
+    assert response.status_code == 302 and reverse("admin:login") in response["Location"]
+
+
+def test_attention_column_is_blank_on_healthy_rows_and_marked_on_flagged_ones(admin_client, merchant):
+    PaymentFactory(merchant=merchant)
+    PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED)
+    PaymentFactory(merchant=merchant, needs_attention=True, attention_reason="contradicting answers")
+
+    html = changelist(admin_client).content.decode()
+
+    cells = re.findall(r'<td class="field-attention">(.*?)</td>', html, re.S)
+    assert len(cells) == 3
+    flag = '<span class="pgi-flag" title="contradicting answers">Flagged</span>'
+    assert sorted(cell.strip() for cell in cells) == ["", "", flag]
+    assert "icon-no.svg" not in html and "icon-yes.svg" not in html
+
+
+def test_payment_page_says_staff_must_look_only_on_a_flagged_payment(admin_client, merchant):
+    healthy = PaymentFactory(merchant=merchant)
+    flagged = PaymentFactory(merchant=merchant, needs_attention=True, attention_reason="no final answer after 12 looks")
+
+    healthy_page = admin_client.get(reverse("admin:payments_payment_change", args=[healthy.pk])).content.decode()
+    flagged_page = admin_client.get(reverse("admin:payments_payment_change", args=[flagged.pk])).content.decode()
+
+    assert "staff must look" not in healthy_page.lower()
+    assert "pgi-flag" not in healthy_page
+    assert "Staff must look: no final answer after 12 looks" in flagged_page
+
+
+def test_status_filter_offers_only_statuses_a_payment_can_reach(admin_client):
+    response = changelist(admin_client)
+
+    [status_filter] = [spec for spec in response.context["cl"].filter_specs if spec.title == "status"]
+    offered = [value for value, _ in status_filter.lookup_choices]
+    assert offered == ["Pending", "Processing", "Authorized", "Completed", "Failed", "Cancelled"]
+
+
+def test_lists_and_pages_write_instants_as_iso_8601_utc(admin_client, merchant):
+    payment = PaymentFactory(merchant=merchant)
+    Payment.objects.filter(pk=payment.pk).update(created_at="2026-12-01T22:14:54.123456Z")
+
+    payments = changelist(admin_client).content.decode()
+    merchants = admin_client.get(reverse("admin:merchants_merchant_changelist")).content.decode()
+    page = admin_client.get(reverse("admin:payments_payment_change", args=[payment.pk])).content.decode()
+
+    assert "2026-12-01T22:14:54Z" in payments
+    assert "2026-12-01T22:14:54Z" in page
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", merchants)
+    assert not re.search(r"(a|p)\.m\.", payments + merchants + page)
