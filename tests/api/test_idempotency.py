@@ -226,7 +226,13 @@ def test_purge_deletes_only_expired_records(merchant):
     now = timezone.now()
     for key, expires_at in [("old", now - timedelta(seconds=1)), ("older", now - timedelta(days=2)), ("live", now + timedelta(hours=1))]:
         IdempotencyRecord.objects.create(
-            scope=f"m:{merchant.pk}", key=key, request_hash="x", method="POST", path=PAYMENTS_URL, expires_at=expires_at
+            scope=f"m:{merchant.pk}",
+            key=key,
+            request_hash="x",
+            method="POST",
+            path=PAYMENTS_URL,
+            lease_expires_at=expires_at,
+            expires_at=expires_at,
         )
 
     deleted = idempotency_keys_purge.apply().get()
