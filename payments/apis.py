@@ -38,8 +38,9 @@ def errors(*codes: int | str) -> dict:
         401: "Missing, invalid or revoked API key (UNAUTHENTICATED)",
         403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
         404: "No such payment for this key (PAYMENT_NOT_FOUND)",
-        409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS)",
-        "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS), "
+        409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see Retry-After)",
+        "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see "
+        "Retry-After), "
         "or the payment's status does not allow it (PAYMENT_NOT_CAPTURABLE, PAYMENT_NOT_CANCELLABLE, "
         "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
         413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
@@ -61,7 +62,8 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     type=str,
     location=OpenApiParameter.HEADER,
     required=False,
-    description="Optional. Replays the first response for 24 hours; with another body it is refused.",
+    description="Optional. Replays the first response for 24 hours; with a body that means something else it "
+    "is refused. After a crash, a retry gets what the first request created.",
 )
 
 
