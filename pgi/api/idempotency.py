@@ -141,6 +141,7 @@ class _Heartbeat:
         self._lock = threading.Lock()
         self._due: dict[Claim, float] = {}
         self._pid: int | None = None
+        self._thread: threading.Thread | None = None
 
     @staticmethod
     def _interval() -> float:
@@ -149,9 +150,10 @@ class _Heartbeat:
     def hold(self, claim: Claim) -> None:
         with self._lock:
             if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._due = {}
-                threading.Thread(target=self._run, name="idempotency-leases", daemon=True).start()
+                self._pid, self._due, self._thread = os.getpid(), {}, None
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="idempotency-leases", daemon=True)
+                self._thread.start()
             self._due[claim] = time.monotonic() + self._interval()
 
     def release(self, claim: Claim) -> None:

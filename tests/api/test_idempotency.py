@@ -284,8 +284,9 @@ def test_a_retry_that_spells_out_the_documented_defaults_is_the_same_request(api
 @pytest.mark.django_db
 def test_a_retry_with_the_iban_spaced_and_the_own_merchant_named_is_the_same_request(api):
     first = post_with_key(api, "order-1", payment_body(toMerchant=..., fromAccount="DE89370400440532013000"))
+    spaced = "de89 3704 0044 0532 0130 00"
 
-    retry = post_with_key(api, "order-1", payment_body(toMerchant="merchant456", fromAccount="de89 3704 0044 0532 0130 00"))
+    retry = post_with_key(api, "order-1", payment_body(toMerchant="merchant456", fromAccount=spaced))
 
     assert retry.headers.get("Idempotent-Replayed") == "true", retry.content
     assert retry.content == first.content
@@ -688,7 +689,9 @@ class LinkProbeConnector(SimulatorConnector):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_claim_is_linked_in_the_commit_that_creates_the_payment_before_the_gateway_call(api, settings):
-    settings.PGI_GATEWAYS = {"simulator": simulator_options(**{"class": "tests.api.test_idempotency.LinkProbeConnector"})}
+    settings.PGI_GATEWAYS = {
+        "simulator": simulator_options(**{"class": "tests.api.test_idempotency.LinkProbeConnector"})
+    }
     LinkProbeConnector.seen = []
 
     created = post_with_key(api, "order-1")
