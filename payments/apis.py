@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pgi.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from pgi.api.idempotency import idempotent
+from pgi.api.idempotency import idempotency_link, idempotent
 from pgi.api.pagination import CreatedCursorPagination
 from pgi.api.serializers import (
     AccountField,
@@ -26,7 +26,7 @@ from pgi.api.serializers import (
 
 from .filters import PaymentFilter
 from .models import Payment, PaymentStatus
-from .selectors import payment_get, payment_list
+from .selectors import payment_get, payment_id_check, payment_list
 from .services import payment_cancel, payment_capture, payment_process, payment_validate
 
 TAG = "Payments"
@@ -38,8 +38,9 @@ def errors(*codes: int | str) -> dict:
         401: "Missing, invalid or revoked API key (UNAUTHENTICATED)",
         403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
         404: "No such payment for this key (PAYMENT_NOT_FOUND)",
-        409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS)",
-        "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS), "
+        409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see Retry-After)",
+        "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see "
+        "Retry-After), "
         "or the payment's status does not allow it (PAYMENT_NOT_CAPTURABLE, PAYMENT_NOT_CANCELLABLE, "
         "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
         413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
@@ -61,7 +62,8 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     type=str,
     location=OpenApiParameter.HEADER,
     required=False,
-    description="Optional. Replays the first response for 24 hours; with another body it is refused.",
+    description="Optional. Replays the first response for 24 hours; with a body that means something else it "
+    "is refused. After a crash, a retry gets what the first request created.",
 )
 
 
@@ -163,6 +165,23 @@ class PaymentPageSerializer(serializers.Serializer):
     results = PaymentOutputSerializer(many=True)
 
 
+def _payment_meaning(request) -> dict | None:
+    """What a payment body means, for Idempotency-Key: defaults applied, the account normalized, a
+    merchant key's own merchant implied. None when it fails validation: it is compared as sent."""
+    serializer = PaymentInputSerializer(data=request.data)
+    if not serializer.is_valid():
+        return None
+    meaning = dict(serializer.validated_data)
+    if not request.user.is_platform and meaning.get("to_merchant") == request.user.merchant.code:
+        del meaning["to_merchant"]
+    return meaning
+
+
+def _created_answer(payment: Payment) -> tuple[Response, bool]:
+    """POST's answer built from the payment as it is now; final once its outcome is known."""
+    return Response(PaymentOutputSerializer(payment).data, status=status.HTTP_201_CREATED), not payment.outcome_unknown
+
+
 def _validated_draft(request):
     serializer = PaymentInputSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
@@ -209,10 +228,10 @@ class PaymentCollectionApi(APIView):
         examples=[REQUEST_EXAMPLE],
         responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
     )
-    @idempotent
+    @idempotent(meaning=_payment_meaning, answer_linked=_created_answer)
     def post(self, request):
         draft = _validated_draft(request)
-        payment = payment_process(draft=draft, principal=request.user)
+        payment = payment_process(draft=draft, principal=request.user, link=idempotency_link(request))
         return Response(PaymentOutputSerializer(payment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -296,7 +315,7 @@ class PaymentValidateApi(APIView):
         examples=[REQUEST_EXAMPLE],
         responses={200: OutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
     )
-    @idempotent
+    @idempotent(meaning=_payment_meaning)
     def post(self, request):
         draft = _validated_draft(request)
         draft_view = {
@@ -316,7 +335,24 @@ OPERATION_DESCRIPTION = (
 )
 
 
-class PaymentCaptureApi(APIView):
+def _operation_answer(payment: Payment) -> tuple[Response, bool]:
+    """Capture's or cancel's answer built from the payment as it is now; final once the operation
+    has ended (nothing is pending at the gateway)."""
+    return _operation_response(payment), not payment.outcome_unknown
+
+
+class PaymentOperationApi(APIView):
+    """Capture and cancel: an id no payment can have is 404 before anything runs or is stored (the
+    Idempotency-Key's claim included). Their claim links to the payment in the commit that marks the
+    operation as sent; a retry after a crash gets the payment as it is then (`_operation_answer`)."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if hasattr(self, request.method.lower()):  # another method is 405 first, whatever the id
+            payment_id_check(payment_id=kwargs["payment_id"])
+
+
+class PaymentCaptureApi(PaymentOperationApi):
     @extend_schema_serializer(component_name="PaymentCaptureRequest")
     class InputSerializer(StrictInputSerializer):
         amount = AmountField(
@@ -338,16 +374,18 @@ class PaymentCaptureApi(APIView):
             **errors(400, 401, 404, "409-operation", 413, 415, "422-capture", 429, 503),
         },
     )
-    @idempotent
+    @idempotent(answer_linked=_operation_answer)
     def post(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
         serializer = self.InputSerializer(data=request.data or {})
         serializer.is_valid(raise_exception=True)
-        payment = payment_capture(payment=payment, amount=serializer.validated_data.get("amount"))
+        payment = payment_capture(
+            payment=payment, amount=serializer.validated_data.get("amount"), link=idempotency_link(request)
+        )
         return _operation_response(payment)
 
 
-class PaymentCancelApi(APIView):
+class PaymentCancelApi(PaymentOperationApi):
     @extend_schema_serializer(component_name="PaymentCancelRequest")
     class InputSerializer(StrictInputSerializer):
         pass
@@ -366,11 +404,11 @@ class PaymentCancelApi(APIView):
             **errors(400, 401, 404, "409-operation", 413, 415, 429, 503),
         },
     )
-    @idempotent
+    @idempotent(answer_linked=_operation_answer)
     def post(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
         self.InputSerializer(data=request.data or {}).is_valid(raise_exception=True)
-        return _operation_response(payment_cancel(payment=payment))
+        return _operation_response(payment_cancel(payment=payment, link=idempotency_link(request)))
 
 
 def _operation_response(payment: Payment) -> Response:

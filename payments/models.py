@@ -19,8 +19,11 @@ class PaymentStatus(models.TextChoices):
     REFUNDED = "Refunded"
 
 
+PAYMENT_ID_PREFIX = "pay"
+
+
 def new_payment_id() -> str:
-    return new_id("pay")
+    return new_id(PAYMENT_ID_PREFIX)
 
 
 def money_field(**kwargs) -> models.DecimalField:
@@ -102,6 +105,11 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Sent and not answered yet: Processing, or a capture or void in flight at the gateway."""
+        return self.status == PaymentStatus.PROCESSING or bool(self.pending_operation)
 
 
 class PaymentStatusChange(models.Model):

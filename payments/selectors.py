@@ -8,10 +8,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from pgi.api.errors import NotFound
+from pgi.ids import is_id
 from pgi.merchants.authentication import ApiPrincipal
 from pgi.money import quantize
 
-from .models import Payment, PaymentStatus
+from .models import PAYMENT_ID_PREFIX, Payment, PaymentStatus
 
 
 def payment_list(*, principal: ApiPrincipal) -> QuerySet[Payment]:
@@ -22,10 +23,17 @@ def payment_list(*, principal: ApiPrincipal) -> QuerySet[Payment]:
     return qs
 
 
+def payment_id_check(*, payment_id: str) -> None:
+    """Raises NotFound, without a query, for an id no payment can have (see pgi.ids): an unbounded
+    path segment is refused before anything (an Idempotency-Key claim, a query) stores or sends it."""
+    if not is_id(payment_id, PAYMENT_ID_PREFIX):
+        raise NotFound("No payment with this id.", code="PAYMENT_NOT_FOUND")
+
+
 def payment_get(*, principal: ApiPrincipal, payment_id: str) -> Payment:
     """Raises NotFound for a payment that does not exist or that the caller may not see."""
-    # PostgreSQL text cannot hold NUL, so no payment has one in its id; asking would be a 500.
-    payment = None if "\x00" in payment_id else payment_list(principal=principal).filter(pk=payment_id).first()
+    payment_id_check(payment_id=payment_id)
+    payment = payment_list(principal=principal).filter(pk=payment_id).first()
     if payment is None:
         raise NotFound(f"No payment {payment_id}.", code="PAYMENT_NOT_FOUND")
     return payment

@@ -186,6 +186,9 @@ PGI_PUBLIC_URL = os.environ.get("PGI_PUBLIC_URL", "http://127.0.0.1:8000")
 # Sustained request rate per API key; bursts beyond it get 429 RATE_LIMITED.
 PGI_API_RATE = os.environ.get("PGI_API_RATE", "6000/min")
 PGI_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("PGI_IDEMPOTENCY_TTL_HOURS", "24"))
+# A request holding an Idempotency-Key renews its claim every third of this while it runs; after a
+# crash the key is free to answer from what the request created (or to run again) this much later.
+PGI_IDEMPOTENCY_LEASE_SECONDS = int(os.environ.get("PGI_IDEMPOTENCY_LEASE_SECONDS", "15"))
 PGI_DEFAULT_GATEWAY = os.environ.get("PGI_DEFAULT_GATEWAY", "simulator")
 PGI_GATEWAYS = {
     "simulator": {

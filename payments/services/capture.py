@@ -10,6 +10,7 @@ settles it.
 
 import logging
 from decimal import Decimal
+from typing import Callable
 
 from django.db import transaction
 from django.db.models import Q
@@ -43,6 +44,8 @@ from .gateway import (
 logger = logging.getLogger(__name__)
 
 Source = PaymentStatusChange.Source
+# A caller's hook, run with the payment inside the commit that marks its capture or void as sent.
+Link = Callable[[Payment], None] | None
 
 
 class OperationRefused(Conflict):
@@ -75,11 +78,13 @@ def operation_key(payment_id: str, operation: Operation, number: int) -> str:
 
 
 @transaction.atomic
-def _claim(*, payment: Payment, operation: Operation, amount: Decimal, source: str, connector, expiry: bool) -> Payment:
+def _claim(
+    *, payment: Payment, operation: Operation, amount: Decimal, source: str, connector, expiry: bool, link: Link = None
+) -> Payment:
     """Take the payment for one capture or void under its row lock, or raise 409 saying why not.
 
     The claim gives the operation its own idempotency key (re-sends reuse it) and a lease that
-    keeps recovery away until the call has certainly given up."""
+    keeps recovery away until the call has certainly given up. `link(payment)` commits with it."""
     locked = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment.id)
     if locked.status != PaymentStatus.AUTHORIZED or locked.pending_operation:
         raise _refusal(locked, operation)
@@ -103,6 +108,8 @@ def _claim(*, payment: Payment, operation: Operation, amount: Decimal, source: s
         reason=f"{operation.value} of {format_money(amount, locked.currency)} sent to {locked.gateway}"
         + (" (authorization expired)" if expiry else ""),
     )
+    if link is not None:
+        link(locked)
     return locked
 
 
@@ -164,7 +171,9 @@ def _unavailable(code: str) -> ServiceUnavailable:
     )
 
 
-def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: str, expiry: bool = False) -> Payment:
+def _send(
+    *, payment: Payment, operation: Operation, amount: Decimal, source: str, expiry: bool = False, link: Link = None
+) -> Payment:
     """Check, claim, call the payment's gateway, apply.
 
     Raises OperationRefused (409) when the payment's status or an operation in flight forbids it,
@@ -189,7 +198,13 @@ def _send(*, payment: Payment, operation: Operation, amount: Decimal, source: st
         )
         raise _unavailable(connector.code)
     payment = _claim(
-        payment=payment, operation=operation, amount=amount, source=source, connector=connector, expiry=expiry
+        payment=payment,
+        operation=operation,
+        amount=amount,
+        source=source,
+        connector=connector,
+        expiry=expiry,
+        link=link,
     )
     request = operation_request(payment)
     try:
@@ -236,12 +251,13 @@ def _check_not_expired(payment: Payment) -> None:
             )
 
 
-def payment_capture(*, payment: Payment, amount: Decimal | None) -> Payment:
+def payment_capture(*, payment: Payment, amount: Decimal | None, link: Link = None) -> Payment:
     """Capture an Authorized payment in full (amount None) or in part.
 
     Raises ValidationFailed (more decimals than the currency has), BusinessRuleViolation (more than
     authorized), OperationRefused (409: not Authorized, expired, or an operation in flight) and
-    ServiceUnavailable (503: the gateway cannot be reached; nothing changed).
+    ServiceUnavailable (503: the gateway cannot be reached; nothing changed). `link(payment)` runs
+    inside the commit that marks the capture as sent, before the gateway call.
     """
     if amount is None:
         amount = payment.amount
@@ -259,13 +275,18 @@ def payment_capture(*, payment: Payment, amount: Decimal | None) -> Payment:
         )
     _check_not_expired(payment)
     return _send(
-        payment=payment, operation=Operation.CAPTURE, amount=quantize(amount, payment.currency), source=Source.API
+        payment=payment,
+        operation=Operation.CAPTURE,
+        amount=quantize(amount, payment.currency),
+        source=Source.API,
+        link=link,
     )
 
 
-def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
-    """Release an Authorized payment's hold. Raises OperationRefused (409) and ServiceUnavailable (503)."""
-    return _send(payment=payment, operation=Operation.VOID, amount=payment.amount, source=source)
+def payment_cancel(*, payment: Payment, source: str = Source.API, link: Link = None) -> Payment:
+    """Release an Authorized payment's hold. Raises OperationRefused (409) and ServiceUnavailable (503).
+    `link(payment)` runs inside the commit that marks the void as sent, before the gateway call."""
+    return _send(payment=payment, operation=Operation.VOID, amount=payment.amount, source=source, link=link)
 
 
 def authorizations_expire(*, limit: int = 100) -> int:

@@ -151,7 +151,9 @@ def payment_request_for(payment: Payment) -> PaymentRequest:
     )
 
 
-def payment_process(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
+def payment_process(
+    *, draft: PaymentDraft, principal: ApiPrincipal, link: Callable[[Payment], None] | None = None
+) -> Payment:
     """Create the payment and take it through the first gateway that can take it.
 
     The gateways come from the merchant's routes for the currency. A gateway whose circuit is open
@@ -159,6 +161,8 @@ def payment_process(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
     is final. A timeout stops the failover and leaves the payment Processing: the gateway may have
     charged, and charging at a second gateway could take the money twice. Recovery then asks the
     gateway that timed out. With no gateway left, the payment fails with GATEWAY_UNAVAILABLE.
+    `link(payment)` runs inside the commit that creates the payment, before any gateway call: what
+    the caller records there (an Idempotency-Key's claim) commits with the payment or not at all.
     """
     codes = gateways_for(merchant_id=draft.merchant.pk, currency=draft.currency)
     with transaction.atomic():  # one commit for both steps; each keeps its history line
@@ -171,6 +175,8 @@ def payment_process(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
             gateway=codes[0] if codes else "",
             next_recovery_at=recovery_due_from(connector=get_connector(codes[0]) if codes else None),
         )
+        if link is not None:
+            link(payment)
     return _authorize_with_failover(payment, codes)
 
 

@@ -198,12 +198,14 @@ def test_request_while_the_same_idempotency_key_is_in_flight_is_409(api, merchan
         request_hash=request_fingerprint("POST", PAYMENTS_URL, loads(dumps(body))),
         method="POST",
         path=PAYMENTS_URL,
+        lease_expires_at=timezone.now() + timedelta(seconds=15),
         expires_at=timezone.now() + timedelta(hours=1),
     )
 
     response = post_json(api, PAYMENTS_URL, body, **{"Idempotency-Key": "order-1"})
 
     assert_error(response, 409, "IDEMPOTENCY_IN_PROGRESS")
+    assert 1 <= int(response.headers["Retry-After"]) <= 15
     assert not Payment.objects.exists()
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils import timezone
 
@@ -241,6 +242,7 @@ def test_idempotency_records_are_searchable_by_key_and_read_only(admin_client, m
         path="/v1/payments",
         response_status=201,
         response_body='{"id": "pay_x"}',
+        lease_expires_at=timezone.now(),
         expires_at=timezone.now() + timedelta(hours=24),
     )
     IdempotencyRecord.objects.create(
@@ -249,6 +251,7 @@ def test_idempotency_records_are_searchable_by_key_and_read_only(admin_client, m
         request_hash="1" * 64,
         method="POST",
         path="/v1/payments",
+        lease_expires_at=timezone.now() + timedelta(seconds=15),
         expires_at=timezone.now() + timedelta(hours=24),
     )
 
@@ -468,3 +471,36 @@ def test_lists_and_pages_write_instants_as_iso_8601_utc(admin_client, merchant):
     assert "2026-12-01T22:14:54Z" in page
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", merchants)
     assert not re.search(r"(a|p)\.m\.", payments + merchants + page)
+
+
+def test_an_idempotency_record_shows_its_lease_and_links_the_payment_it_created(admin_client, principal):
+    payment = pay(principal)
+    lapsed = IdempotencyRecord.objects.create(
+        scope=f"m:{principal.merchant.pk}",
+        key="order-2001",
+        request_hash="2" * 64,
+        method="POST",
+        path="/v1/payments",
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+        linked_type=ContentType.objects.get_for_model(Payment),
+        linked_id=payment.id,
+        expires_at=timezone.now() + timedelta(hours=24),
+    )
+    running = IdempotencyRecord.objects.create(
+        scope=f"m:{principal.merchant.pk}",
+        key="order-2002",
+        request_hash="3" * 64,
+        method="POST",
+        path="/v1/payments",
+        lease_expires_at=timezone.now() + timedelta(seconds=15),
+        expires_at=timezone.now() + timedelta(hours=24),
+    )
+    url = reverse("admin:api_idempotencyrecord_changelist")
+
+    page = admin_client.get(reverse("admin:api_idempotencyrecord_change", args=[lapsed.pk])).content.decode()
+
+    assert reverse("admin:payments_payment_change", args=[payment.id]) in page
+    assert "lapsed: answers from the linked object" in page
+    assert 'name="lease_expires_at"' not in page and 'name="linked_id"' not in page
+    assert list(admin_client.get(url, {"state": "lapsed"}).context["cl"].result_list) == [lapsed]
+    assert list(admin_client.get(url, {"state": "running"}).context["cl"].result_list) == [running]
