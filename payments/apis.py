@@ -21,6 +21,8 @@ from pgi.api.serializers import (
     CurrencyField,
     ErrorSerializer,
     MetadataField,
+    StrictBooleanField,
+    StrictCharField,
     StrictInputSerializer,
 )
 
@@ -82,16 +84,16 @@ class PaymentInputSerializer(StrictInputSerializer):
     amount = AmountField()
     currency = CurrencyField()
     fromAccount = AccountField(source="from_account")
-    toMerchant = serializers.CharField(
+    toMerchant = StrictCharField(
         source="to_merchant",
         max_length=64,
         required=False,
         help_text="Merchant code. Optional for a merchant key (its own); required for a platform key.",
     )
-    reference = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    reference = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    description = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
     metadata = MetadataField(required=False, default=dict)
-    capture = serializers.BooleanField(
+    capture = StrictBooleanField(
         required=False,
         default=True,
         help_text="false: authorize only; the payment stops at `Authorized` until "
@@ -341,7 +343,7 @@ class PaymentCaptureApi(APIView):
     @idempotent
     def post(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
-        serializer = self.InputSerializer(data=request.data or {})
+        serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         payment = payment_capture(payment=payment, amount=serializer.validated_data.get("amount"))
         return _operation_response(payment)
@@ -369,7 +371,7 @@ class PaymentCancelApi(APIView):
     @idempotent
     def post(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
-        self.InputSerializer(data=request.data or {}).is_valid(raise_exception=True)
+        self.InputSerializer(data=request.data).is_valid(raise_exception=True)
         return _operation_response(payment_cancel(payment=payment))
 
 
