@@ -4,9 +4,9 @@ DRF's exception handler covers errors raised inside API views. Errors raised bef
 (an unknown URL, a disallowed host, an oversized body) or an exception that escapes a view are
 rendered by Django as HTML; this middleware replaces those with the JSON error format.
 
-It also refuses, before any view, what a view could not tell from an empty body: a body without a
-Content-Type or one sent in chunks (Django reads both as no body at all), and a URL longer than
-MAX_URL_LENGTH. gunicorn.conf.py answers what never reaches Django in the same format.
+It also refuses, before any view, a body sent in chunks (Django reads it as no body at all, which a
+capture would take as "the whole amount") and a URL longer than MAX_URL_LENGTH. gunicorn.conf.py
+answers what never reaches Django in the same format.
 """
 
 import json
@@ -56,8 +56,6 @@ def refusal_before_view(request) -> int | None:
         return 414
     if "HTTP_TRANSFER_ENCODING" in request.META:
         return 411
-    if request.META.get("CONTENT_LENGTH", "") not in ("", "0") and not request.META.get("CONTENT_TYPE"):
-        return 415
     return None
 
 
