@@ -5,13 +5,15 @@ DRF's exception handler covers errors raised inside API views. Errors raised bef
 rendered by Django as HTML; this middleware replaces those with the JSON error format.
 
 It also refuses, before any view, a body sent in chunks (Django reads it as no body at all, which a
-capture would take as "the whole amount") and a URL longer than MAX_URL_LENGTH. gunicorn.conf.py
+capture would take as "the whole amount"), a declared length over DATA_UPLOAD_MAX_MEMORY_SIZE
+and a URL longer than MAX_URL_LENGTH. gunicorn.conf.py
 answers what never reaches Django in the same format.
 """
 
 import json
 import logging
 
+from django.conf import settings
 from django.http import JsonResponse
 
 from .exception_handler import error_body
@@ -56,6 +58,11 @@ def refusal_before_view(request) -> int | None:
         return 414
     if "HTTP_TRANSFER_ENCODING" in request.META:
         return 411
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    # Answered from the declared length, before reading a body that will be refused anyway.
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if limit is not None and declared.isdigit() and int(declared) > limit:
+        return 413
     return None
 
 
