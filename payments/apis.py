@@ -44,6 +44,7 @@ def errors(*codes: int | str) -> dict:
         "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS), "
         "or the payment's status does not allow it (PAYMENT_NOT_CAPTURABLE, PAYMENT_NOT_CANCELLABLE, "
         "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
+        411: "The body was sent in chunks, without a Content-Length (LENGTH_REQUIRED)",
         413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
         415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
         422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
@@ -209,7 +210,7 @@ class PaymentCollectionApi(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
+        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 411, 413, 415, 422, 429)},
     )
     @idempotent
     def post(self, request):
@@ -296,7 +297,7 @@ class PaymentValidateApi(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
+        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 411, 413, 415, 422, 429)},
     )
     @idempotent
     def post(self, request):
@@ -337,7 +338,7 @@ class PaymentCaptureApi(APIView):
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,
-            **errors(400, 401, 404, "409-operation", 413, 415, "422-capture", 429, 503),
+            **errors(400, 401, 404, "409-operation", 411, 413, 415, "422-capture", 429, 503),
         },
     )
     @idempotent
@@ -365,7 +366,7 @@ class PaymentCancelApi(APIView):
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,
-            **errors(400, 401, 404, "409-operation", 413, 415, 429, 503),
+            **errors(400, 401, 404, "409-operation", 411, 413, 415, 429, 503),
         },
     )
     @idempotent
