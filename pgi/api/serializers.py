@@ -14,13 +14,17 @@ MAX_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
 
 
 class StrictCharField(serializers.CharField):
-    """A JSON string only, with a required max_length. DRF's CharField would turn 123 into "123"; it
-    already refuses NUL characters, which PostgreSQL cannot store."""
+    """A JSON string only, kept exactly as sent, with a required max_length.
+
+    DRF's CharField would turn 123 into "123" and strip surrounding spaces; it already refuses NUL
+    characters, which PostgreSQL cannot store.
+    """
 
     default_error_messages = {"invalid": "Must be a JSON string."}
 
     def __init__(self, **kwargs):
         assert kwargs.get("max_length") is not None, "every string input is bounded"
+        kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):

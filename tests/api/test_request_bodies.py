@@ -145,3 +145,21 @@ def test_nul_in_currency_or_account_is_refused(api, field):
 
     assert_error(response, 400, "VALIDATION_ERROR", field=field)
     assert not Payment.objects.exists()
+
+
+def test_text_is_kept_exactly_as_sent(api):
+    sent = {"reference": " order 1 ", "description": "  two spaces  ", "metadata": {"note": " x "}}
+
+    response = post_json(api, PAYMENTS_URL, payment_body(**sent))
+
+    assert response.status_code == 201, response.content
+    payment = Payment.objects.get()
+    assert (payment.reference, payment.description, payment.metadata) == (" order 1 ", "  two spaces  ", {"note": " x "})
+
+
+@pytest.mark.parametrize(("field", "value"), [("currency", " USD"), ("currency", "USD "), ("fromAccount", " account123")])
+def test_codes_with_surrounding_spaces_are_refused_not_trimmed(api, field, value):
+    response = post_json(api, PAYMENTS_URL, payment_body(**{field: value}))
+
+    assert_error(response, 400, "VALIDATION_ERROR", field=field)
+    assert not Payment.objects.exists()
