@@ -6,8 +6,8 @@ rendered by Django as HTML; this middleware replaces those with the JSON error f
 
 It also refuses, before any view, a body sent in chunks (Django reads it as no body at all, which a
 capture would take as "the whole amount"), a declared length over DATA_UPLOAD_MAX_MEMORY_SIZE
-and a URL longer than MAX_URL_LENGTH. gunicorn.conf.py
-answers what never reaches Django in the same format.
+and a URL longer than MAX_URL_LENGTH. gunicorn.conf.py answers what never reaches Django in the
+same format.
 """
 
 import json
