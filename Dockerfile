@@ -24,5 +24,5 @@ RUN python manage.py collectstatic --noinput -v0 \
 USER pgi
 EXPOSE 8000
 
-CMD ["gunicorn", "pgi.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", \
-     "--timeout", "60", "--access-logfile", "-"]
+# Workers, threads, timeouts and request limits: gunicorn.conf.py (docs/04-operations.md).
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "pgi.wsgi"]

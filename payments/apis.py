@@ -21,6 +21,8 @@ from pgi.api.serializers import (
     CurrencyField,
     ErrorSerializer,
     MetadataField,
+    StrictBooleanField,
+    StrictCharField,
     StrictInputSerializer,
 )
 
@@ -43,6 +45,7 @@ def errors(*codes: int | str) -> dict:
         "Retry-After), "
         "or the payment's status does not allow it (PAYMENT_NOT_CAPTURABLE, PAYMENT_NOT_CANCELLABLE, "
         "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
+        411: "The body was sent in chunks, without a Content-Length (LENGTH_REQUIRED)",
         413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
         415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
         422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
@@ -84,16 +87,16 @@ class PaymentInputSerializer(StrictInputSerializer):
     amount = AmountField()
     currency = CurrencyField()
     fromAccount = AccountField(source="from_account")
-    toMerchant = serializers.CharField(
+    toMerchant = StrictCharField(
         source="to_merchant",
         max_length=64,
         required=False,
         help_text="Merchant code. Optional for a merchant key (its own); required for a platform key.",
     )
-    reference = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    reference = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    description = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
     metadata = MetadataField(required=False, default=dict)
-    capture = serializers.BooleanField(
+    capture = StrictBooleanField(
         required=False,
         default=True,
         help_text="false: authorize only; the payment stops at `Authorized` until "
@@ -226,7 +229,7 @@ class PaymentCollectionApi(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
+        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 411, 413, 415, 422, 429)},
     )
     @idempotent(meaning=_payment_meaning, answer_linked=_created_answer)
     def post(self, request):
@@ -313,7 +316,7 @@ class PaymentValidateApi(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 413, 415, 422, 429)},
+        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 411, 413, 415, 422, 429)},
     )
     @idempotent(meaning=_payment_meaning)
     def post(self, request):
@@ -371,13 +374,13 @@ class PaymentCaptureApi(PaymentOperationApi):
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,
-            **errors(400, 401, 404, "409-operation", 413, 415, "422-capture", 429, 503),
+            **errors(400, 401, 404, "409-operation", 411, 413, 415, "422-capture", 429, 503),
         },
     )
     @idempotent(answer_linked=_operation_answer)
     def post(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
-        serializer = self.InputSerializer(data=request.data or {})
+        serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         payment = payment_capture(
             payment=payment, amount=serializer.validated_data.get("amount"), link=idempotency_link(request)
@@ -401,13 +404,13 @@ class PaymentCancelApi(PaymentOperationApi):
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,
-            **errors(400, 401, 404, "409-operation", 413, 415, 429, 503),
+            **errors(400, 401, 404, "409-operation", 411, 413, 415, 429, 503),
         },
     )
     @idempotent(answer_linked=_operation_answer)
     def post(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
-        self.InputSerializer(data=request.data or {}).is_valid(raise_exception=True)
+        self.InputSerializer(data=request.data).is_valid(raise_exception=True)
         return _operation_response(payment_cancel(payment=payment, link=idempotency_link(request)))
 
 

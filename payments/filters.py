@@ -4,6 +4,7 @@ import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
 
+from pgi.api.filters import StrictFilterSet
 from pgi.money import is_payable_currency
 
 from .models import Payment, PaymentStatus
@@ -35,7 +36,9 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
 
 
-class PaymentFilter(django_filters.FilterSet):
+class PaymentFilter(StrictFilterSet):
+    other_params = ("cursor", "limit")  # read by CreatedCursorPagination
+
     status = django_filters.MultipleChoiceFilter(
         choices=PaymentStatus.choices, help_text="One or more statuses: `?status=Completed&status=Failed`."
     )
@@ -45,9 +48,11 @@ class PaymentFilter(django_filters.FilterSet):
     createdTo = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before (ISO 8601)."
     )
-    reference = django_filters.CharFilter(field_name="reference", help_text="Exact merchant reference.")
+    reference = django_filters.CharFilter(
+        field_name="reference", max_length=64, help_text="Exact merchant reference."
+    )
     currency = django_filters.CharFilter(
-        field_name="currency", validators=[validate_currency], help_text="ISO 4217 code."
+        field_name="currency", max_length=3, validators=[validate_currency], help_text="ISO 4217 code."
     )
 
     class Meta:

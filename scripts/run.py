@@ -278,13 +278,12 @@ def main() -> int:
         supervisor.spawn(
             "web",
             [
-                sys.executable, "-m", "gunicorn", "pgi.wsgi",
+                # gunicorn.conf.py holds the worker class, limits and error answers; this
+                # machine gets fewer workers and a local address.
+                sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "pgi.wsgi",
                 "--bind", f"127.0.0.1:{port}",
                 "--workers", "2",
-                "--threads", "4",
-                "--timeout", "60",
                 "--graceful-timeout", "10",
-                "--access-logfile", "-",
             ],
             env,
         )

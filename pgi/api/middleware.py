@@ -3,11 +3,17 @@
 DRF's exception handler covers errors raised inside API views. Errors raised before a view runs
 (an unknown URL, a disallowed host, an oversized body) or an exception that escapes a view are
 rendered by Django as HTML; this middleware replaces those with the JSON error format.
+
+It also refuses, before any view, a body sent in chunks (Django reads it as no body at all, which a
+capture would take as "the whole amount"), a declared length over DATA_UPLOAD_MAX_MEMORY_SIZE
+and a URL longer than MAX_URL_LENGTH. gunicorn.conf.py answers what never reaches Django in the
+same format.
 """
 
 import json
 import logging
 
+from django.conf import settings
 from django.http import JsonResponse
 
 from .exception_handler import error_body
@@ -15,6 +21,9 @@ from .exception_handler import error_body
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
+# Path plus query string, in characters. Below gunicorn's request-line limit (8190 bytes), so that
+# PGI, not gunicorn, answers a long URL; far above what any /v1 URL needs.
+MAX_URL_LENGTH = 4096
 
 CODES_BY_STATUS = {
     400: ("BAD_REQUEST", "The request could not be understood."),
@@ -22,7 +31,9 @@ CODES_BY_STATUS = {
     403: ("FORBIDDEN", "You do not have permission to perform this action."),
     404: ("NOT_FOUND", "No resource exists at this URL."),
     405: ("METHOD_NOT_ALLOWED", "This method is not allowed on this URL."),
+    411: ("LENGTH_REQUIRED", "A request body must be sent with a Content-Length, not in chunks."),
     413: ("PAYLOAD_TOO_LARGE", "The request body is too large."),
+    414: ("URI_TOO_LONG", f"The URL is longer than {MAX_URL_LENGTH} characters."),
     415: ("UNSUPPORTED_MEDIA_TYPE", "The request body must be application/json."),
     429: ("RATE_LIMITED", "Too many requests."),
     500: ("INTERNAL_ERROR", "An unexpected error occurred; it has been logged."),
@@ -35,7 +46,24 @@ def json_error_response(status: int) -> JsonResponse:
 
 
 def is_api_path(path: str) -> bool:
-    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
+    """Whether `path` is under /v1, also when spelled otherwise (`//v1/…`, `/./v1`, `/V1`): such a
+    spelling routes nowhere, and its 404 is an API answer too."""
+    segments = [segment for segment in path.split("/") if segment not in ("", ".")]
+    return bool(segments) and segments[0].lower() == API_PREFIX.strip("/")
+
+
+def refusal_before_view(request) -> int | None:
+    """The status for a request to /v1 that no view should see, or None."""
+    if len(request.get_full_path()) > MAX_URL_LENGTH:
+        return 414
+    if "HTTP_TRANSFER_ENCODING" in request.META:
+        return 411
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    # Answered from the declared length, before reading a body that will be refused anyway.
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if limit is not None and declared.isdigit() and int(declared) > limit:
+        return 413
+    return None
 
 
 class ApiErrorMiddleware:
@@ -43,6 +71,10 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if is_api_path(request.path):
+            status = refusal_before_view(request)
+            if status is not None:
+                return json_error_response(status)
         response = self.get_response(request)
         if not is_api_path(request.path) or response.status_code < 400:
             return response

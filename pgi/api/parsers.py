@@ -1,4 +1,8 @@
-"""JSON in: numbers become Decimal, never float; NaN and Infinity are refused."""
+"""JSON in: numbers become Decimal, never float; NaN, Infinity and duplicate keys are refused.
+
+A request body is either absent (read as `{}`) or a JSON object: any other JSON value is refused
+here, once, so that no view can mistake `[]`, `null` or `0` for "no body".
+"""
 
 import json
 from decimal import Decimal
@@ -7,7 +11,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
-from .errors import PayloadTooLarge
+from .errors import ErrorDetail, PayloadTooLarge, ValidationFailed
 
 
 def read_body(stream) -> bytes:
@@ -26,25 +30,59 @@ def read_body(stream) -> bytes:
     return raw
 
 
+class DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(f'the key "{key}" appears more than once in one object')
+        self.key = key
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a valid JSON number")
 
 
+def _unique_object(pairs: list[tuple[str, object]]) -> dict:
+    # Last-one-wins would let a proxy or a signature check read another value than PGI does.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def loads_strict(text: str | bytes):
+    """JSON with numbers as Decimal. Raises ValueError (DuplicateKey for a key repeated in one
+    object, at any depth) for NaN/Infinity, bad syntax or nesting too deep to read."""
+    try:
+        return json.loads(
+            text,
+            parse_float=Decimal,
+            parse_int=Decimal,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_object,
+        )
+    except RecursionError as exc:  # json recurses once per nesting level
+        raise ValueError("nested too deeply") from exc
+
+
 class DecimalJSONParser(BaseParser):
+    """The parser of every JSON endpoint. An empty body never reaches it: DRF reads that as `{}`."""
+
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         try:
-            text = read_body(stream).decode(encoding)
-            return json.loads(
-                text,
-                parse_float=Decimal,
-                parse_int=Decimal,
-                parse_constant=_refuse_constant,
-            )
+            data = loads_strict(read_body(stream).decode(encoding))
+        except DuplicateKey as exc:
+            raise ParseError(f'The body is not valid JSON: the key "{exc.key}" appears more than once.') from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from exc
-        except RecursionError as exc:  # json recurses once per nesting level
-            raise ParseError("The body is not valid JSON: nested too deeply.") from exc
+        if not isinstance(data, dict):
+            raise ValidationFailed(
+                "The body must be a JSON object.", details=[ErrorDetail(field="", message="Must be a JSON object.")]
+            )
+        return data

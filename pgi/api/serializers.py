@@ -13,10 +13,53 @@ from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, is_payable_curre
 MAX_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string only, kept exactly as sent, with a required max_length.
+
+    DRF's CharField would turn 123 into "123" and strip surrounding spaces; it already refuses NUL
+    characters, which PostgreSQL cannot store.
+    """
+
+    default_error_messages = {"invalid": "Must be a JSON string."}
+
+    def __init__(self, **kwargs):
+        assert kwargs.get("max_length") is not None, "every string input is bounded"
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: DRF's BooleanField reads "no", "0", 1 and others as booleans."""
+
+    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 class StrictInputSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so that a typo is an error rather than silently dropped."""
+    """Refuses fields it does not know, so that a typo is an error rather than silently dropped.
+
+    Its fields must be strict building blocks (StrictCharField, StrictBooleanField, AmountField,
+    MetadataField, nested StrictInputSerializers): a lenient DRF field is a programming error.
+    """
 
     read_only_names: tuple[str, ...] = ()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name, field in fields.items():
+            assert isinstance(field, STRICT_INPUT_FIELDS), (
+                f"{type(self).__name__}.{name}: {type(field).__name__} is not a strict input field"
+            )
+        return fields
 
     def to_internal_value(self, data):
         errors = {}
@@ -72,7 +115,7 @@ class CurrencyAmountField(AmountField):
         return None if value is None else quantize(value, instance.currency)
 
 
-class CurrencyField(serializers.CharField):
+class CurrencyField(StrictCharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("min_length", 3)
         kwargs.setdefault("max_length", 3)
@@ -92,7 +135,7 @@ IBAN_SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")
 ACCOUNT_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")
 
 
-class AccountField(serializers.CharField):
+class AccountField(StrictCharField):
     """A bank account identifier: an IBAN (checksum checked, stored compact) or another account id."""
 
     def __init__(self, **kwargs):
@@ -125,7 +168,7 @@ class MetadataField(serializers.DictField):
     MAX_KEYS = 20
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("child", serializers.CharField(max_length=500, allow_blank=True))
+        kwargs.setdefault("child", StrictCharField(max_length=500, allow_blank=True))
         kwargs.setdefault("help_text", f"Up to {self.MAX_KEYS} string keys (40 characters) with string values (500).")
         super().__init__(**kwargs)
 
@@ -137,6 +180,10 @@ class MetadataField(serializers.DictField):
             if not key or len(key) > 40 or "\x00" in key:
                 raise serializers.ValidationError("Keys must be 1 to 40 characters with no NUL.")
         return value
+
+
+# The input fields that read only their own JSON type; StrictInputSerializer accepts no others.
+STRICT_INPUT_FIELDS = (StrictCharField, StrictBooleanField, AmountField, MetadataField, StrictInputSerializer)
 
 
 class BlankAsNullCharField(serializers.CharField):

@@ -145,6 +145,37 @@ def test_unknown_url_under_v1_is_404_even_without_a_key(db):
     assert_error(Client().post("/v1/nothing", data="{}", content_type="application/json"), 404, "NOT_FOUND")
 
 
+MAX_URL_LENGTH = 4096  # path and query string, as docs/04 states
+
+
+@pytest.mark.parametrize("path", ["//v1/payments", "///v1/payments/validate", "/./v1/payments", "/V1/payments", "//v1"])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_other_spellings_of_api_paths_are_a_json_404(api, method, path):
+    # With its host spelled out, so that the test client does not read `//v1` as a host name.
+    response = getattr(api, method)("http://testserver" + path)
+
+    assert_error(response, 404, "NOT_FOUND")
+    assert not Payment.objects.exists()
+
+
+def test_url_up_to_the_documented_length_is_served(api):
+    path = PAYMENTS_URL + "?reference="
+    response = api.get(path + "r" * (MAX_URL_LENGTH - len(path)))
+
+    # Read as a reference longer than any stored one: a validation error, not a 414.
+    assert_error(response, 400, "VALIDATION_ERROR", field="reference")
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+@pytest.mark.parametrize("tail", ["?reference=", "/", "/pay_"])
+def test_url_longer_than_the_documented_length_is_414_in_the_error_format(api, method, tail):
+    path = PAYMENTS_URL + tail
+    response = getattr(api, method)(path + "x" * (MAX_URL_LENGTH + 1 - len(path)))
+
+    assert_error(response, 414, "URI_TOO_LONG")
+    assert not Payment.objects.exists()
+
+
 def test_another_merchants_payment_is_404_exactly_like_an_unknown_one(api, other_merchant):
     theirs = PaymentFactory(merchant=other_merchant)
 

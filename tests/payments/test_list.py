@@ -147,6 +147,37 @@ def test_invalid_filter_value_is_a_validation_error(api, merchant, params, field
     assert_error(response, 400, "VALIDATION_ERROR", field=field)
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("createdTo=", "createdTo"),
+        ("createdFrom=", "createdFrom"),
+        ("createdFrom=garbage", "createdFrom"),
+        ("status=", "status"),
+        ("status=Bogus", "status"),
+        ("status=Completed&status=", "status"),
+        ("currency=", "currency"),
+        ("currency=USDX", "currency"),
+        ("reference=", "reference"),
+        ("reference=" + "r" * 65, "reference"),
+        ("createdTo=a&createdTo=b", "createdTo"),
+        ("createdTo=2030-01-01T00:00:00Z&createdTo=2000-01-01T00:00:00Z", "createdTo"),
+        ("createdFrom=2000-01-01T00:00:00Z&createdFrom=2030-01-01T00:00:00Z", "createdFrom"),
+        ("currency=USD&currency=EUR", "currency"),
+        ("reference=a&reference=b", "reference"),
+        ("limit=5&limit=10", "limit"),
+        ("cursor=", "cursor"),
+        ("stauts=Completed", "stauts"),
+    ],
+)
+def test_empty_repeated_or_unknown_query_parameters_are_a_validation_error_naming_them(api, merchant, query, field):
+    PaymentFactory(merchant=merchant)
+
+    response = api.get(f"{PAYMENTS_URL}?{query}")
+
+    assert_error(response, 400, "VALIDATION_ERROR", field=field)
+
+
 @pytest.mark.parametrize("limit", ["0", "201", "-1", "abc", "1.5", "", "²", " 5"])
 def test_limit_out_of_range_is_a_validation_error(api, limit):
     assert_error(api.get(PAYMENTS_URL, {"limit": limit}), 400, "VALIDATION_ERROR", field="limit")

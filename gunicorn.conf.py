@@ -1,0 +1,73 @@
+"""gunicorn settings of the web process: `gunicorn -c gunicorn.conf.py pgi.wsgi`.
+
+Command-line options override these (scripts/run.py binds to 127.0.0.1 with fewer workers).
+The request limits and the error answers are explained in docs/04-operations.md.
+"""
+
+import json
+import os
+
+import gunicorn.util
+
+bind = os.environ.get("PGI_WEB_BIND", "0.0.0.0:8000")
+# A gateway answers in 200 ms to seconds: threads keep many calls in flight per process.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+threads = int(os.environ.get("PGI_WEB_THREADS", "4"))
+timeout = int(os.environ.get("PGI_WEB_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("PGI_WEB_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+accesslog = "-"
+
+# Request head limits. The request line may be as long as gunicorn allows (8190 bytes, its maximum)
+# so that PGI itself answers a URL longer than its own bound (4096 characters, URI_TOO_LONG) in
+# the error format. Anything beyond these limits is refused by gunicorn, before Django.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# gunicorn's own refusals (a request line over 8190 bytes, a NUL or another invalid character in
+# a header, a malformed request line) never reach Django and gunicorn has no setting for their body,
+# so its writer is replaced: the same status, in PGI's error format, still closing the connection.
+GUNICORN_ERRORS = {
+    400: ("BAD_REQUEST", "The request could not be understood."),
+    403: ("FORBIDDEN", "The request is forbidden."),
+    414: ("URI_TOO_LONG", "The request line is longer than the server accepts."),
+    417: ("EXPECTATION_FAILED", "The Expect header cannot be met."),
+    431: ("REQUEST_HEADERS_TOO_LARGE", "The request headers are larger than the server accepts."),
+    501: ("NOT_IMPLEMENTED", "The transfer coding is not supported."),
+}
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    code, message = GUNICORN_ERRORS.get(status_int, ("INTERNAL_ERROR", "The server could not answer."))
+    body = json.dumps({"error": {"code": code, "message": message, "details": []}}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn.util.write_error = write_json_error
+
+
+def pre_request(worker, req):
+    """Close the connection after answering a body that PGI will not read to its end.
+
+    A body over DATA_UPLOAD_MAX_MEMORY_SIZE is answered 413 and a chunked one 411 without reading
+    it; what is left of it cannot be told from the next request. The app cannot say so itself:
+    gunicorn drops a Connection header set by the app, but announces `Connection: close` when
+    the request is marked to close.
+    """
+    from django.conf import settings  # the worker has loaded pgi.wsgi by now
+
+    worker.log.debug("%s %s", req.method, req.path)
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    for name, value in req.headers:
+        if name == "TRANSFER-ENCODING":
+            req.must_close = True
+        elif name == "CONTENT-LENGTH" and limit is not None and int(value) > limit:
+            req.must_close = True

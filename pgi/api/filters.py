@@ -1,0 +1,39 @@
+"""Query parameters read as strictly as bodies: no empty values, no repeats, no unknown names."""
+
+import django_filters
+from django.http import QueryDict
+
+
+class StrictFilterSet(django_filters.FilterSet):
+    """A FilterSet whose `errors` also name query parameters that django-filter would ignore.
+
+    django-filter skips an empty value and keeps the last of repeated ones, so `?createdTo=` or
+    `?currency=EUR&currency=USD` would list more, or other, payments than asked for.
+    `other_params` are the ones another component reads (the paginator's cursor and page size).
+    """
+
+    other_params: tuple[str, ...] = ()
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        self.param_errors = self._check_params(data if data is not None else QueryDict())
+
+    def _check_params(self, data) -> dict[str, list[str]]:
+        errors = {}
+        for name in data:
+            values = data.getlist(name)
+            known = self.filters.get(name)
+            if known is None and name not in self.other_params:
+                errors[name] = ["Unknown query parameter."]
+            elif len(values) > 1 and not isinstance(known, django_filters.MultipleChoiceFilter):
+                errors[name] = ["Give this parameter at most once."]
+            elif any(value == "" for value in values):
+                errors[name] = ["Must not be empty."]
+        return errors
+
+    def is_valid(self) -> bool:
+        return super().is_valid() and not self.param_errors
+
+    @property
+    def errors(self) -> dict:
+        return {**self.form.errors, **self.param_errors}

@@ -1,0 +1,165 @@
+"""What a request body may be, on every JSON POST: absent, or one JSON object read strictly."""
+
+from decimal import Decimal
+
+import pytest
+
+from gateways.models import SimulatorCharge
+from payments.models import Payment, PaymentStatus
+
+from .helpers import PAYMENTS_URL, VALIDATE_URL, assert_error, dumps, payment_body, post_json
+
+pytestmark = pytest.mark.django_db
+
+NOT_AN_OBJECT = ["[]", "null", "false", "true", "0", "1", '""', '"x"', "[{}]"]
+
+
+@pytest.fixture
+def authorized_id(api) -> str:
+    response = post_json(api, PAYMENTS_URL, payment_body(capture=False))
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def assert_still_authorized(payment_id: str) -> None:
+    payment = Payment.objects.get(pk=payment_id)
+    assert payment.status == PaymentStatus.AUTHORIZED
+    assert payment.captured_amount is None
+    assert SimulatorCharge.objects.get(idempotency_key=payment_id).status == "authorized"
+
+
+@pytest.mark.parametrize("body", NOT_AN_OBJECT)
+@pytest.mark.parametrize("operation", ["capture", "cancel"])
+def test_capture_or_cancel_with_a_body_that_is_not_an_object_changes_nothing(api, authorized_id, operation, body):
+    response = post_json(api, f"{PAYMENTS_URL}/{authorized_id}/{operation}", body)
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="")
+    assert_still_authorized(authorized_id)
+
+
+@pytest.mark.parametrize("body", NOT_AN_OBJECT)
+@pytest.mark.parametrize("url", [PAYMENTS_URL, VALIDATE_URL])
+def test_create_or_validate_with_a_body_that_is_not_an_object_is_refused(api, url, body):
+    response = post_json(api, url, body)
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="")
+    assert not Payment.objects.exists()
+
+
+def test_capture_without_a_body_takes_the_whole_amount(api, authorized_id):
+    response = api.post(f"{PAYMENTS_URL}/{authorized_id}/capture")
+
+    assert response.status_code == 200, response.content
+    assert Payment.objects.get(pk=authorized_id).captured_amount == Decimal("50.00")
+
+
+def test_capture_with_an_empty_json_body_takes_the_whole_amount(api, authorized_id):
+    response = api.post(f"{PAYMENTS_URL}/{authorized_id}/capture", data="", content_type="application/json")
+
+    assert response.status_code == 200, response.content
+    assert Payment.objects.get(pk=authorized_id).status == PaymentStatus.COMPLETED
+
+
+def test_capture_body_without_a_content_type_is_refused_not_ignored(api, authorized_id):
+    response = api.generic("POST", f"{PAYMENTS_URL}/{authorized_id}/capture", data=b'{"amount": 1.00}', content_type="")
+
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_still_authorized(authorized_id)
+
+
+def test_chunked_body_is_refused_with_411(api, authorized_id):
+    # Django reads a chunked body (no Content-Length) as empty: that would capture everything.
+    response = api.post(
+        f"{PAYMENTS_URL}/{authorized_id}/capture",
+        data=dumps({"amount": Decimal("1.00")}),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+    )
+
+    assert_error(response, 411, "LENGTH_REQUIRED")
+    assert_still_authorized(authorized_id)
+
+
+DUPLICATES = [
+    '{"amount": 1.00, "currency": "USD", "fromAccount": "account123", "amount": 1000000.00}',
+    '{"amount": 1.00, "currency": "USD", "fromAccount": "account123", "metadata": {"order": "1", "order": "2"}}',
+]
+
+
+@pytest.mark.parametrize("body", DUPLICATES)
+@pytest.mark.parametrize("url", [PAYMENTS_URL, VALIDATE_URL])
+def test_duplicate_keys_at_any_depth_are_malformed_json_naming_the_key(api, url, body):
+    response = post_json(api, url, body)
+
+    error = assert_error(response, 400, "MALFORMED_JSON")
+    assert '"amount"' in error["message"] or '"order"' in error["message"], error
+    assert not Payment.objects.exists()
+
+
+def test_duplicate_amount_in_a_capture_body_is_malformed_json(api, authorized_id):
+    response = post_json(api, f"{PAYMENTS_URL}/{authorized_id}/capture", '{"amount": 1.00, "amount": 50.00}')
+
+    error = assert_error(response, 400, "MALFORMED_JSON")
+    assert '"amount"' in error["message"]
+    assert_still_authorized(authorized_id)
+
+
+@pytest.mark.parametrize("value", ["no", "false", "true", "0", "1", 0, 1, None, "", [], {}])
+def test_capture_flag_must_be_a_json_boolean(api, value):
+    response = post_json(api, PAYMENTS_URL, payment_body(capture=value))
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="capture")
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["currency", "fromAccount", "toMerchant", "reference", "description"])
+@pytest.mark.parametrize("value", [123, Decimal("1.5"), True, ["x"], {"x": "y"}])
+def test_string_fields_refuse_other_json_types(api, field, value):
+    response = post_json(api, PAYMENTS_URL, payment_body(**{field: value}))
+
+    assert_error(response, 400, "VALIDATION_ERROR", field=field)
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.parametrize("value", [Decimal("123"), True])
+def test_metadata_values_refuse_other_json_types(api, value):
+    response = post_json(api, PAYMENTS_URL, payment_body(metadata={"order": value}))
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="metadata.order")
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("toMerchant", 64), ("fromAccount", 64), ("currency", 3), ("reference", 64), ("description", 255)],
+)
+def test_every_string_field_has_a_length_bound(api, field, limit):
+    response = post_json(api, PAYMENTS_URL, payment_body(**{field: "A" * (limit + 1)}))
+
+    assert_error(response, 400, "VALIDATION_ERROR", field=field)
+
+
+@pytest.mark.parametrize("field", ["currency", "fromAccount"])
+def test_nul_in_currency_or_account_is_refused(api, field):
+    response = post_json(api, PAYMENTS_URL, payment_body(**{field: "US\x00"}))
+
+    assert_error(response, 400, "VALIDATION_ERROR", field=field)
+    assert not Payment.objects.exists()
+
+
+def test_text_is_kept_exactly_as_sent(api):
+    sent = {"reference": " order 1 ", "description": "  two spaces  ", "metadata": {"note": " x "}}
+
+    response = post_json(api, PAYMENTS_URL, payment_body(**sent))
+
+    assert response.status_code == 201, response.content
+    payment = Payment.objects.get()
+    assert (payment.reference, payment.description, payment.metadata) == (" order 1 ", "  two spaces  ", {"note": " x "})
+
+
+@pytest.mark.parametrize(("field", "value"), [("currency", " USD"), ("currency", "USD "), ("fromAccount", " account123")])
+def test_codes_with_surrounding_spaces_are_refused_not_trimmed(api, field, value):
+    response = post_json(api, PAYMENTS_URL, payment_body(**{field: value}))
+
+    assert_error(response, 400, "VALIDATION_ERROR", field=field)
+    assert not Payment.objects.exists()
