@@ -35,7 +35,21 @@ class StrictInputSerializer(serializers.Serializer):
         return value
 
 
-@extend_schema_field({"type": "number", "example": 50.00, "description": "Exact decimal amount, greater than zero."})
+# JSON numbers read as Decimal: `format: decimal`. The bounds are the storage's; each currency's own
+# digits (2 for USD, 0 for JPY, 3 for KWD) are checked beyond them.
+@extend_schema_field(
+    {
+        "type": "number",
+        "format": "decimal",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 10**MAX_INTEGER_DIGITS,
+        "exclusiveMaximum": True,
+        "example": 50.00,
+        "description": f"Exact decimal amount, greater than zero, with at most {MAX_INTEGER_DIGITS} digits "
+        f"before the point and the currency's digits after it (at most {AMOUNT_DECIMAL_PLACES}).",
+    }
+)
 class AmountField(serializers.Field):
     """A JSON number read as Decimal (the parser never makes floats), written back exactly."""
 
@@ -64,6 +78,15 @@ class AmountField(serializers.Field):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "number",
+        "format": "decimal",
+        "minimum": 0,
+        "example": 50.00,
+        "description": "Exact decimal amount with the currency's digits.",
+    }
+)
 class CurrencyAmountField(AmountField):
     """An amount written with its payment's currency digits: 50.00 USD, 500 JPY, 1.500 KWD."""
 
@@ -72,6 +95,7 @@ class CurrencyAmountField(AmountField):
         return None if value is None else quantize(value, instance.currency)
 
 
+@extend_schema_field({"type": "string", "pattern": "^[A-Z]{3}$", "example": "USD"})
 class CurrencyField(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("min_length", 3)
@@ -119,10 +143,16 @@ class AccountField(serializers.CharField):
         return value
 
 
+METADATA_MAX_KEYS = 20
+
+
+@extend_schema_field(
+    {"type": "object", "maxProperties": METADATA_MAX_KEYS, "additionalProperties": {"type": "string", "maxLength": 500}}
+)
 class MetadataField(serializers.DictField):
     """Free-form string pairs for the merchant's own use."""
 
-    MAX_KEYS = 20
+    MAX_KEYS = METADATA_MAX_KEYS
 
     def __init__(self, **kwargs):
         kwargs.setdefault("child", serializers.CharField(max_length=500, allow_blank=True))
