@@ -1,13 +1,18 @@
-"""Schemathesis against a live server: every /v1 operation of the schema that server serves at
-/v1/schema, with valid and invalid requests (the examples, coverage and fuzzing phases) and in
-workflows that follow the schema's links from a new payment to its id (get, status, capture, cancel).
-Every answer must be documented and match its schema, invalid input must be refused, and none may be
-a 5xx. Generation is derandomized and bounded so that a run is repeatable and takes about a minute."""
+"""Schemathesis against a live server (pytest-django's `live_server`: real HTTP into the whole WSGI
+application, middleware included, on a committed database) and the document that server serves at
+/v1/schema. Every /v1 operation gets valid and invalid requests (the examples, coverage and fuzzing
+phases); workflows follow the schema's links from a new payment to its id (get, status, capture,
+cancel). Every answer must be documented and match its schema, invalid input must be refused, and
+none may be a 5xx. Generation is derandomized and bounded: a run is repeatable and takes about a
+minute. Inputs that generation cannot make (raw JSON, unknown parameters) are listed at the end."""
 
 import json
+import re
+import time
 from decimal import Decimal
 
 import pytest
+import requests
 import schemathesis
 from django.test import Client
 from hypothesis import HealthCheck, settings
@@ -19,38 +24,43 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
+from gateways.simulator import SIGNATURE_HEADER, sign
 from payments.models import PaymentStatus
 from pgi.merchants.services import api_key_create
 
+from ..conftest import client_for
 from ..factories import MerchantFactory, PaymentFactory
+from .helpers import PAYMENTS_URL, payment_body, post_json
 
-CHECKS = [
+CONFORMANCE = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
-    negative_data_rejection,
 ]
-# The demo merchant as `make run` sets it up (demo_setup): its own payments succeed in these.
+CHECKS = [*CONFORMANCE, negative_data_rejection]
+# The demo merchant as `make run` sets it up (demo_setup).
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "KWD")
 # derandomize: the same cases on every run; no example database, so no run depends on an earlier one.
 FUZZ_SETTINGS = dict(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+# Operations on one payment, which read their body only once the payment is found.
+ON_A_PAYMENT = ["payments_capture", "payments_cancel"]
 
 
-def load_schema():
-    """The document exactly as the server serves it at /v1/schema (fetched in-process at collection)."""
+def load_schema(**config):
+    """The document exactly as the server serves it at /v1/schema (fetched in-process at collection).
+
+    schemathesis.pytest.from_fixture would load it from the live server itself, but schemathesis 4.32
+    reads a node attribute that pytest 9 no longer has."""
     response = Client().get("/v1/schema", {"format": "json"})
     assert response.status_code == 200, response.content
-    return schemathesis.openapi.from_dict(json.loads(response.content))
+    return schemathesis.openapi.from_dict(json.loads(response.content), config=SchemathesisConfig.from_dict(config))
 
 
-schema = load_schema()
-
-
-@schema.auth(refresh_interval=None).skip_for(path_regex=r"^/v1/gateways/")  # gateways sign, they hold no key
 class MerchantKey:
     """The key of the merchant that the running test seeded (see `merchant_key`)."""
 
@@ -63,9 +73,22 @@ class MerchantKey:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
+def with_merchant_key(schema):
+    # Gateways sign their notifications: they hold no API key.
+    schema.auth(refresh_interval=None).skip_for(path_regex=r"^/v1/gateways/")(MerchantKey)
+    return schema
+
+
+schema = with_merchant_key(load_schema())
+# Each case of these gets an Authorized payment of its own in place of the generated id.
+on_a_payment = with_merchant_key(
+    load_schema(parameters={"path.payment_id": "a new Authorized payment"}).include(operation_id=ON_A_PAYMENT)
+)
+
+
 @pytest.fixture
 def merchant_key(transactional_db):
-    """merchant456 as `make run` sets it up, with a payment to list; its key goes with every request."""
+    """merchant456 as `make run` sets it up, with payments to list; its key goes with every request."""
     merchant = MerchantFactory(code="merchant456", name="Demo Merchant", currencies=CURRENCIES)
     PaymentFactory(merchant=merchant)
     PaymentFactory(merchant=merchant, status=PaymentStatus.AUTHORIZED, capture=False)
@@ -74,24 +97,45 @@ def merchant_key(transactional_db):
     MerchantKey.value = None
 
 
+@pytest.fixture
+def authorized_payment_id(merchant_key):
+    """Makes a payment that stops at Authorized, through the API; returns its id."""
+    api = client_for(merchant_key)
+
+    def create() -> str:
+        response = post_json(api, PAYMENTS_URL, payment_body(capture=False))
+        assert response.status_code == 201, response.content
+        assert response.json()["status"] == "Authorized", response.content
+        return response.json()["id"]
+
+    return create
+
+
 @schema.parametrize()
 @settings(max_examples=30, **FUZZ_SETTINGS)
 def test_every_operation_answers_as_documented(case, live_server, merchant_key):
     case.call_and_validate(base_url=live_server.url, checks=CHECKS)
 
 
+@on_a_payment.parametrize()
+@settings(max_examples=30, **FUZZ_SETTINGS)
+def test_capture_and_cancel_of_an_authorized_payment_answer_as_documented(case, live_server, authorized_payment_id):
+    # A fresh payment per case: a malformed body must be refused before it can take or release one.
+    case.path_parameters = {"payment_id": authorized_payment_id()}
+    case.call_and_validate(base_url=live_server.url, checks=CHECKS)
+
+
 def test_payment_workflows_answer_as_documented(live_server, merchant_key):
     class PaymentWorkflows(schema.as_state_machine()):
         def before_call(self, case):
-            # A new payment starts every workflow: a valid one is made payable by the demo merchant
-            # (its currency and precision), so that the links lead to a payment that exists.
-            body = case.body
+            # A valid new payment gets the demo merchant's own currency and precision, so that the
+            # links lead to a payment that exists; its other fields stay generated.
             if (
                 case.operation.label == "POST /v1/payments"
                 and case.meta.generation.mode is GenerationMode.POSITIVE
-                and isinstance(body, dict)
+                and isinstance(case.body, dict)
             ):
-                body.update(amount=Decimal("50.00"), currency="USD", toMerchant="merchant456")
+                case.body.update(amount=Decimal("50.00"), currency="USD", toMerchant="merchant456")
 
         def get_call_kwargs(self, case):
             return {"base_url": live_server.url}
@@ -100,3 +144,62 @@ def test_payment_workflows_answer_as_documented(live_server, merchant_key):
             case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs or None)
 
     PaymentWorkflows.run(settings=settings(max_examples=40, stateful_step_count=6, **FUZZ_SETTINGS))
+
+
+# Invalid input that generation does not make: schemathesis writes bodies from Python values (no
+# duplicate keys), treats unknown parameters as harmless, and rarely draws long ids or well-formed
+# but hostile signatures. Each must be refused with a documented error and be no 5xx.
+LONG_ID = "pay_" + "x" * 240
+
+
+def simulator_signature(body: bytes, timestamp: int | None = None) -> str:
+    from django.conf import settings as django_settings
+
+    secret = django_settings.PGI_GATEWAYS["simulator"]["webhook_secret"]
+    return sign(secret=secret, timestamp=int(time.time()) if timestamp is None else timestamp, body=body)
+
+
+HOSTILE_REQUESTS = {
+    "duplicate JSON keys": ("POST", "/v1/payments", {}, '{"amount": 50.00, "amount": 5000.00, '
+                            '"currency": "USD", "fromAccount": "account123"}'),
+    "a string for capture": ("POST", "/v1/payments", {}, '{"amount": 50.00, "currency": "USD", '
+                             '"fromAccount": "account123", "capture": "no"}'),
+    "capture body []": ("POST", "/v1/payments/{authorized}/capture", {}, "[]"),
+    "capture body null": ("POST", "/v1/payments/{authorized}/capture", {}, "null"),
+    "capture body 0": ("POST", "/v1/payments/{authorized}/capture", {}, "0"),
+    "cancel body []": ("POST", "/v1/payments/{authorized}/cancel", {}, "[]"),
+    "an empty date filter": ("GET", "/v1/payments?createdTo=", {}, None),
+    "an unknown list parameter": ("GET", "/v1/payments?colour=blue", {}, None),
+    "an unknown parameter of a payment": ("GET", "/v1/payments/{authorized}?colour=blue", {}, None),
+    "a long id with an Idempotency-Key": ("POST", f"/v1/payments/{LONG_ID}/capture", {"Idempotency-Key": "k1"}, "{}"),
+    "an unsigned notification": ("POST", "/v1/gateways/simulator/webhooks", {}, '{"type": "charge.succeeded"}'),
+    "a signature timestamp beyond any clock": (
+        "POST", "/v1/gateways/simulator/webhooks", {SIGNATURE_HEADER: f"t={'9' * 400},v1=00"}, "{}"),
+    "a signature that is not hex": (
+        "POST", "/v1/gateways/simulator/webhooks", {SIGNATURE_HEADER: "t={now},v1=\u00e9\u00e9"}, "{}"),
+    "a signed body that is not an event": ("POST", "/v1/gateways/simulator/webhooks", {"signed": ""}, "[1, 2]"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_REQUESTS))
+def test_hostile_requests_are_refused_as_documented(name, live_server, merchant_key, authorized_payment_id):
+    method, path, headers, body = HOSTILE_REQUESTS[name]
+    if "{authorized}" in path:
+        path = path.replace("{authorized}", authorized_payment_id())
+    headers = {key: value.replace("{now}", str(int(time.time()))) for key, value in headers.items()}
+    if headers.pop("signed", None) is not None:
+        headers[SIGNATURE_HEADER] = simulator_signature(body.encode())
+    if not path.startswith("/v1/gateways/"):
+        headers["Authorization"] = f"Bearer {merchant_key}"
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+
+    response = requests.request(
+        method, live_server.url + path, headers=headers, data=None if body is None else body.encode(), timeout=30
+    )
+
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    path = path.partition("?")[0]
+    operation = schema.find_operation_by_path(method, path)
+    path_parameters = re.fullmatch(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", operation.path), path).groupdict()
+    operation.Case(path_parameters=path_parameters).validate_response(response, checks=CONFORMANCE)
