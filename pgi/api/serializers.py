@@ -116,6 +116,8 @@ IBAN_SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")
 ACCOUNT_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")
 
 
+# Either shape; IBANs may be written in groups. Their checksum is checked beyond the pattern.
+@extend_schema_field({"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9 ._:-]{2,63}$", "example": "account123"})
 class AccountField(serializers.CharField):
     """A bank account identifier: an IBAN (checksum checked, stored compact) or another account id."""
 
