@@ -35,6 +35,8 @@ from ..conftest import client_for
 from ..factories import MerchantFactory, PaymentFactory
 from .helpers import PAYMENTS_URL, payment_body, post_json
 
+pytestmark = pytest.mark.fuzz
+
 CONFORMANCE = [
     not_a_server_error,
     status_code_conformance,
