@@ -268,7 +268,8 @@ class PaymentCollectionApi(APIView):
             ),
             OpenApiParameter("createdFrom", OpenApiTypes.DATETIME, description=_help("createdFrom")),
             OpenApiParameter("createdTo", OpenApiTypes.DATETIME, description=_help("createdTo")),
-            OpenApiParameter("reference", str, description=_help("reference")),
+            # An empty filter is refused, not taken as no filter.
+            OpenApiParameter("reference", {"type": "string", "minLength": 1}, description=_help("reference")),
             OpenApiParameter("currency", str, pattern="^[A-Z]{3}$", description=_help("currency")),
             OpenApiParameter("cursor", str, description="Opaque position from `next` or `previous`."),
             OpenApiParameter(
