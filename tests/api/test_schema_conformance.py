@@ -15,7 +15,7 @@ import pytest
 import requests
 import schemathesis
 from django.test import Client
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -81,7 +81,9 @@ def with_merchant_key(schema):
     return schema
 
 
-schema = with_merchant_key(load_schema())
+# Workflows follow the links the schema declares; links inferred from the list's contents would make
+# them depend on what earlier cases left in the database, which Hypothesis reports as flaky.
+schema = with_merchant_key(load_schema(phases={"stateful": {"inference": {"algorithms": []}}}))
 # Each case of these gets an Authorized payment of its own in place of the generated id.
 on_a_payment = with_merchant_key(
     load_schema(parameters={"path.payment_id": "a new Authorized payment"}).include(operation_id=ON_A_PAYMENT)
@@ -147,7 +149,11 @@ def test_payment_workflows_answer_as_documented(live_server, merchant_key):
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs or None)
 
-    PaymentWorkflows.run(settings=settings(max_examples=20, stateful_step_count=5, **FUZZ_SETTINGS))
+    # Generation only, as schemathesis runs its own workflows: shrinking replays a workflow against a
+    # database that has moved on since.
+    PaymentWorkflows.run(
+        settings=settings(max_examples=20, stateful_step_count=5, phases=[Phase.generate], **FUZZ_SETTINGS)
+    )
 
 
 # Invalid input that generation does not make: schemathesis writes bodies from Python values (no
