@@ -116,7 +116,7 @@ def authorized_payment_id(merchant_key):
 
 
 @schema.parametrize()
-@settings(max_examples=30, **FUZZ_SETTINGS)
+@settings(max_examples=60, **FUZZ_SETTINGS)
 def test_every_operation_answers_as_documented(case, live_server, merchant_key):
     case.call_and_validate(base_url=live_server.url, checks=CHECKS)
 
