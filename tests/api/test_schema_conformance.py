@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 import requests
 import schemathesis
+from django.conf import settings as django_settings
 from django.test import Client
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import (
@@ -162,11 +163,9 @@ def test_payment_workflows_answer_as_documented(live_server, merchant_key):
 LONG_ID = "pay_" + "x" * 240
 
 
-def simulator_signature(body: bytes, timestamp: int | None = None) -> str:
-    from django.conf import settings as django_settings
-
+def simulator_signature(body: bytes) -> str:
     secret = django_settings.PGI_GATEWAYS["simulator"]["webhook_secret"]
-    return sign(secret=secret, timestamp=int(time.time()) if timestamp is None else timestamp, body=body)
+    return sign(secret=secret, timestamp=int(time.time()), body=body)
 
 
 HOSTILE_REQUESTS = {
