@@ -1,7 +1,9 @@
 import logging
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
@@ -46,18 +48,39 @@ class GatewayWebhookApi(APIView):
         tags=["Gateways"],
         operation_id="gateway_webhook",
         summary="Receive a gateway notification",
-        description="Called by gateways, not merchants. The body is verified against the gateway's own "
-        "signature scheme (simulator: `Simulator-Signature`; Stripe: `Stripe-Signature`; Adyen: HMAC of "
-        "each item, and Basic auth when configured). A bad or stale signature is 400 INVALID_SIGNATURE "
-        "and changes nothing. A notification already received (same gateway event id) changes nothing. "
+        description="Called by gateways, not merchants: no API key, the gateway's own signature instead. "
+        "The body is verified against the gateway's signature scheme (simulator: `Simulator-Signature`; "
+        "Stripe: `Stripe-Signature`; Adyen: HMAC of each item, and Basic auth when configured). A missing, "
+        "bad or stale signature, or a body that is not a notification, is 400 INVALID_SIGNATURE and "
+        "changes nothing. A notification already received (same gateway event id) changes nothing. "
         "Adyen is answered with the text `[accepted]`, as it expects.",
+        parameters=[
+            OpenApiParameter(
+                "code",
+                str,
+                location=OpenApiParameter.PATH,
+                # The gateways this instance is configured with; any other code is 404 UNKNOWN_GATEWAY.
+                enum=list(settings.PGI_GATEWAYS),
+                description="The gateway's code, as in its webhook URL.",
+            ),
+            # Each connector reads its own; named here so that their checks are exercised too.
+            OpenApiParameter("Simulator-Signature", str, location=OpenApiParameter.HEADER,
+                             description="The simulator's signature of the body."),
+            OpenApiParameter("Stripe-Signature", str, location=OpenApiParameter.HEADER,
+                             description="Stripe's signature of the body."),
+        ],
         request={"application/json": {"type": "object"}},
         auth=[],
         responses={
-            200: OutputSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="INVALID_SIGNATURE"),
-            404: OpenApiResponse(ErrorSerializer, description="UNKNOWN_GATEWAY"),
-            413: OpenApiResponse(ErrorSerializer, description="PAYLOAD_TOO_LARGE"),
+            (200, "application/json"): OutputSerializer,
+            (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="Adyen's `[accepted]`."),
+            400: OpenApiResponse(ErrorSerializer, description="Missing or invalid signature, or not a "
+                                 "notification of this gateway (INVALID_SIGNATURE)"),
+            404: OpenApiResponse(ErrorSerializer, description="No such gateway here (UNKNOWN_GATEWAY)"),
+            406: OpenApiResponse(ErrorSerializer, description="The Accept header allows no JSON (NOT_ACCEPTABLE)"),
+            413: OpenApiResponse(ErrorSerializer, description="The body is larger than the server accepts "
+                                 "(PAYLOAD_TOO_LARGE)"),
+            500: OpenApiResponse(ErrorSerializer, description="An unexpected error, logged by PGI (INTERNAL_ERROR)"),
         },
     )
     def post(self, request, code: str):

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pgi.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from pgi.api.idempotency import idempotency_link, idempotent
+from pgi.api.idempotency import REPLAY_HEADER, idempotency_link, idempotent
 from pgi.api.pagination import CreatedCursorPagination
 from pgi.api.serializers import (
     AccountField,
@@ -35,11 +35,16 @@ TAG = "Payments"
 
 
 def errors(*codes: int | str) -> dict:
+    """The error responses of an operation, each with the Error schema; `409-operation` and the like
+    pick another description of the same status."""
     descriptions = {
-        400: "Malformed JSON or an invalid field (VALIDATION_ERROR, MALFORMED_JSON)",
+        400: "Malformed JSON, an invalid field or Idempotency-Key, or an unknown query parameter "
+        "(VALIDATION_ERROR, MALFORMED_JSON)",
+        "400-query": "An invalid filter, cursor or limit, or an unknown query parameter (VALIDATION_ERROR)",
         401: "Missing, invalid or revoked API key (UNAUTHENTICATED)",
         403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
         404: "No such payment for this key (PAYMENT_NOT_FOUND)",
+        406: "The Accept header allows no JSON (NOT_ACCEPTABLE)",
         409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see Retry-After)",
         "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see "
         "Retry-After), "
@@ -50,8 +55,13 @@ def errors(*codes: int | str) -> dict:
         415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
         422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
         "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
-        "422-capture": "More than the authorized amount (CAPTURE_EXCEEDS_AUTHORIZATION)",
-        429: "Too many requests for this key (RATE_LIMITED)",
+        "422-capture": "More than the authorized amount (CAPTURE_EXCEEDS_AUTHORIZATION), the gateway refused "
+        "the capture (CAPTURE_DECLINED; the payment is still Authorized), or the Idempotency-Key was used "
+        "with another request (IDEMPOTENCY_KEY_REUSED)",
+        "422-cancel": "The gateway refused the cancel (CANCEL_DECLINED; the payment is still Authorized), or "
+        "the Idempotency-Key was used with another request (IDEMPOTENCY_KEY_REUSED)",
+        429: "Too many requests for this key (RATE_LIMITED); Retry-After says when to try again",
+        500: "An unexpected error, logged by PGI (INTERNAL_ERROR)",
         503: "The payment's gateway cannot be reached; nothing changed (GATEWAY_UNAVAILABLE)",
     }
     return {
@@ -60,14 +70,45 @@ def errors(*codes: int | str) -> dict:
     }
 
 
+# Every operation under an API key can answer these.
+KEYED = (401, 406, 429, 500)
+# And every POST with a JSON body and an Idempotency-Key these.
+POSTED = (400, 409, 411, 413, 415)
+
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
-    type=str,
+    type={"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
     location=OpenApiParameter.HEADER,
     required=False,
-    description="Optional. Replays the first response for 24 hours; with a body that means something else it "
-    "is refused. After a crash, a retry gets what the first request created.",
+    description="Optional: 1 to 255 printable ASCII characters without spaces. Replays the first "
+    "response for 24 hours; with a body that means something else it is refused. After a crash, a "
+    "retry gets what the first request created.",
 )
+# A replay is the first response as it was, whatever its status, with this header.
+REPLAYED_HEADER = OpenApiParameter(
+    REPLAY_HEADER,
+    type={"type": "string", "enum": ["true"]},
+    location=OpenApiParameter.HEADER,
+    response=True,
+    description="`true` when this is the stored response of an earlier request with the same Idempotency-Key.",
+)
+RETRY_AFTER_HEADER = OpenApiParameter(
+    "Retry-After",
+    type={"type": "string", "pattern": "^[0-9]+$"},
+    location=OpenApiParameter.HEADER,
+    response=[409, 429],
+    description="Seconds to wait before sending again: the rate limit (429) or the lease of a request with "
+    "the same Idempotency-Key still running (409).",
+)
+AUTHENTICATE_HEADER = OpenApiParameter(
+    "WWW-Authenticate",
+    type=str,
+    location=OpenApiParameter.HEADER,
+    response=[401],
+    description='`Bearer realm="pgi"`: the scheme the API key goes in.',
+)
+RESPONSE_HEADERS = [RETRY_AFTER_HEADER, AUTHENTICATE_HEADER]
+POSTED_PARAMETERS = [IDEMPOTENCY_PARAMETER, REPLAYED_HEADER, *RESPONSE_HEADERS]
 
 
 @extend_schema_serializer(component_name="Payment")  # PaymentRequest in the schema: the body of a new payment
@@ -226,10 +267,10 @@ class PaymentCollectionApi(APIView):
         summary="Process a payment",
         description="Validates, records and sends the payment to a gateway. A declined payment is still "
         "created: 201 with status `Failed` and a `failureCode`.",
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=POSTED_PARAMETERS,
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={201: PaymentOutputSerializer, **errors(400, 401, 403, 409, 411, 413, 415, 422, 429)},
+        responses={201: PaymentOutputSerializer, **errors(*POSTED, *KEYED, 403, 422)},
     )
     @idempotent(meaning=_payment_meaning, answer_linked=_created_answer)
     def post(self, request):
@@ -249,12 +290,18 @@ class PaymentCollectionApi(APIView):
             ),
             OpenApiParameter("createdFrom", OpenApiTypes.DATETIME, description=_help("createdFrom")),
             OpenApiParameter("createdTo", OpenApiTypes.DATETIME, description=_help("createdTo")),
-            OpenApiParameter("reference", str, description=_help("reference")),
-            OpenApiParameter("currency", str, description=_help("currency")),
+            # An empty filter is refused, not taken as no filter.
+            OpenApiParameter("reference", {"type": "string", "minLength": 1}, description=_help("reference")),
+            OpenApiParameter("currency", str, pattern="^[A-Z]{3}$", description=_help("currency")),
             OpenApiParameter("cursor", str, description="Opaque position from `next` or `previous`."),
-            OpenApiParameter("limit", int, description="Page size, 1 to 200 (default 50)."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": CreatedCursorPagination.max_page_size},
+                description="Page size, 1 to 200 (default 50).",
+            ),
+            *RESPONSE_HEADERS,
         ],
-        responses={200: PaymentPageSerializer, **errors(400, 401, 429)},
+        responses={200: PaymentPageSerializer, **errors("400-query", *KEYED)},
     )
     def get(self, request):
         queryset = PaymentFilter(request.query_params, queryset=payment_list(principal=request.user), request=request)
@@ -270,7 +317,8 @@ class PaymentDetailApi(APIView):
         tags=[TAG],
         operation_id="payments_retrieve",
         summary="Get a payment by ID",
-        responses={200: PaymentOutputSerializer, **errors(401, 404, 429)},
+        parameters=RESPONSE_HEADERS,
+        responses={200: PaymentOutputSerializer, **errors("400-query", *KEYED, 404)},
     )
     def get(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
@@ -291,7 +339,8 @@ class PaymentStatusApi(APIView):
         operation_id="payments_status",
         summary="Get a payment's status",
         description="The status alone: cheap enough to poll.",
-        responses={200: OutputSerializer, **errors(401, 404, 429)},
+        parameters=RESPONSE_HEADERS,
+        responses={200: OutputSerializer, **errors("400-query", *KEYED, 404)},
     )
     def get(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
@@ -313,10 +362,10 @@ class PaymentValidateApi(APIView):
         summary="Validate payment details",
         description="Runs every check that `POST /v1/payments` runs and creates nothing. 200 when the "
         "payment would be accepted; otherwise the same error that POST would return.",
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=POSTED_PARAMETERS,
         request=PaymentInputSerializer,
         examples=[REQUEST_EXAMPLE],
-        responses={200: OutputSerializer, **errors(400, 401, 403, 409, 411, 413, 415, 422, 429)},
+        responses={200: OutputSerializer, **errors(*POSTED, *KEYED, 403, 422)},
     )
     @idempotent(meaning=_payment_meaning)
     def post(self, request):
@@ -369,12 +418,12 @@ class PaymentCaptureApi(PaymentOperationApi):
         summary="Capture an authorized payment",
         description="For a payment created with `capture: false`, now `Authorized`: takes the whole "
         "amount or part of it. " + OPERATION_DESCRIPTION,
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=POSTED_PARAMETERS,
         request=InputSerializer,
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,
-            **errors(400, 401, 404, "409-operation", 411, 413, 415, "422-capture", 429, 503),
+            **errors(*POSTED, *KEYED, 404, "409-operation", "422-capture", 503),
         },
     )
     @idempotent(answer_linked=_operation_answer)
@@ -399,12 +448,13 @@ class PaymentCancelApi(PaymentOperationApi):
         summary="Cancel an authorized payment",
         description="Releases the hold of an `Authorized` payment; it ends `Cancelled` and nothing is "
         "charged. " + OPERATION_DESCRIPTION,
-        parameters=[IDEMPOTENCY_PARAMETER],
-        request=InputSerializer,
+        parameters=POSTED_PARAMETERS,
+        # An empty serializer would leave the body undocumented: it is optional, and takes no field.
+        request={"application/json": {"type": "object", "additionalProperties": False, "properties": {}}},
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,
-            **errors(400, 401, 404, "409-operation", 411, 413, 415, 429, 503),
+            **errors(*POSTED, *KEYED, 404, "409-operation", "422-cancel", 503),
         },
     )
     @idempotent(answer_linked=_operation_answer)

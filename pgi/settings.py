@@ -178,7 +178,16 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"PaymentStatus": "payments.models.PaymentStatus"},
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "pgi.api.schema.add_payment_links",
+        "pgi.api.schema.close_request_bodies",
+        "pgi.api.schema.mark_unauthenticated_operations",
+    ],
+    "TAGS": [
+        {"name": "Payments", "description": "For merchants and the bank's systems, with an API key."},
+        {"name": "Gateways", "description": "For payment gateways only: their notifications, signed by them."},
+    ],
 }
 
 # --- PGI ----------------------------------------------------------------------------------

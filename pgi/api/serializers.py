@@ -78,7 +78,21 @@ class StrictInputSerializer(serializers.Serializer):
         return value
 
 
-@extend_schema_field({"type": "number", "example": 50.00, "description": "Exact decimal amount, greater than zero."})
+# JSON numbers read as Decimal: `format: decimal`. The bounds are the storage's; each currency's own
+# digits (2 for USD, 0 for JPY, 3 for KWD) are checked beyond them.
+@extend_schema_field(
+    {
+        "type": "number",
+        "format": "decimal",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 10**MAX_INTEGER_DIGITS,
+        "exclusiveMaximum": True,
+        "example": 50.00,
+        "description": f"Exact decimal amount, greater than zero, with at most {MAX_INTEGER_DIGITS} digits "
+        f"before the point and the currency's digits after it (at most {AMOUNT_DECIMAL_PLACES}).",
+    }
+)
 class AmountField(serializers.Field):
     """A JSON number read as Decimal (the parser never makes floats), written back exactly."""
 
@@ -107,6 +121,15 @@ class AmountField(serializers.Field):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "number",
+        "format": "decimal",
+        "minimum": 0,
+        "example": 50.00,
+        "description": "Exact decimal amount with the currency's digits.",
+    }
+)
 class CurrencyAmountField(AmountField):
     """An amount written with its payment's currency digits: 50.00 USD, 500 JPY, 1.500 KWD."""
 
@@ -115,6 +138,7 @@ class CurrencyAmountField(AmountField):
         return None if value is None else quantize(value, instance.currency)
 
 
+@extend_schema_field({"type": "string", "pattern": "^[A-Z]{3}$", "example": "USD"})
 class CurrencyField(StrictCharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("min_length", 3)
@@ -135,6 +159,8 @@ IBAN_SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")
 ACCOUNT_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")
 
 
+# Either shape; IBANs may be written in groups. Their checksum is checked beyond the pattern.
+@extend_schema_field({"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9 ._:-]{2,63}$", "example": "account123"})
 class AccountField(StrictCharField):
     """A bank account identifier: an IBAN (checksum checked, stored compact) or another account id."""
 
@@ -162,10 +188,16 @@ class AccountField(StrictCharField):
         return value
 
 
+METADATA_MAX_KEYS = 20
+
+
+@extend_schema_field(
+    {"type": "object", "maxProperties": METADATA_MAX_KEYS, "additionalProperties": {"type": "string", "maxLength": 500}}
+)
 class MetadataField(serializers.DictField):
     """Free-form string pairs for the merchant's own use."""
 
-    MAX_KEYS = 20
+    MAX_KEYS = METADATA_MAX_KEYS
 
     def __init__(self, **kwargs):
         kwargs.setdefault("child", StrictCharField(max_length=500, allow_blank=True))

@@ -164,3 +164,73 @@ def test_swagger_ui_and_redoc_are_served_without_a_cdn():
         assert "drf-spectacular-sidecar" in html or "drf_spectacular_sidecar" in html, path
         for cdn in ("cdn.jsdelivr", "unpkg.com", "cdnjs", "googleapis"):
             assert cdn not in html, (path, cdn)
+
+
+def operations(schema):
+    for path, path_item in schema["paths"].items():
+        for method, operation in path_item.items():
+            yield path, method, operation
+
+
+def test_every_operation_documents_each_status_it_can_answer(schema):
+    for path, method, operation in operations(schema):
+        statuses = set(operation["responses"])
+        assert {"406", "500"} <= statuses, (path, method)
+        if operation["tags"] == ["Payments"]:
+            assert {"400", "401", "429"} <= statuses, (path, method)
+        if method == "post" and operation["tags"] == ["Payments"]:
+            assert {"409", "413", "415", "422"} <= statuses, (path, method)
+    capture = schema["paths"][payment_path(schema) + "/capture"]["post"]["responses"]
+    cancel = schema["paths"][payment_path(schema) + "/cancel"]["post"]["responses"]
+    assert "CAPTURE_DECLINED" in capture["422"]["description"]
+    assert "CANCEL_DECLINED" in cancel["422"]["description"]
+    assert {"404", "503"} <= set(capture) & set(cancel)
+
+
+def test_replay_and_rate_limit_headers_are_declared(schema):
+    for path, method, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            headers = response.get("headers", {})
+            if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", [])):
+                assert "Idempotent-Replayed" in headers, (path, method, status)
+            if status == "429":
+                assert "Retry-After" in headers, (path, method)
+
+
+def test_a_new_payment_links_to_what_can_be_done_with_it(schema):
+    links = schema["paths"]["/v1/payments"]["post"]["responses"]["201"]["links"]
+    operation_ids = {operation["operationId"] for _, _, operation in operations(schema)}
+
+    assert {link["operationId"] for link in links.values()} == {
+        "payments_retrieve", "payments_status", "payments_capture", "payments_cancel"
+    }
+    for link in links.values():
+        assert link["operationId"] in operation_ids
+        assert link["parameters"] == {"payment_id": "$response.body#/id"}
+
+
+def test_the_webhook_is_for_gateways_without_an_api_key(schema):
+    webhook = schema["paths"]["/v1/gateways/{code}/webhooks"]["post"]
+
+    assert webhook["security"] == []
+    assert webhook["tags"] == ["Gateways"]
+    assert "INVALID_SIGNATURE" in webhook["responses"]["400"]["description"]
+    assert "Gateways" in {tag["name"] for tag in schema["tags"]}
+
+
+def test_rules_stated_in_prose_are_schema_keywords(schema):
+    create = schema["paths"]["/v1/payments"]["post"]
+    body = resolve(schema, create["requestBody"]["content"]["application/json"]["schema"])
+    assert body["additionalProperties"] is False
+    assert body["properties"]["currency"]["pattern"] == "^[A-Z]{3}$"
+    amount = body["properties"]["amount"]
+    assert (amount["format"], amount["minimum"], amount["exclusiveMinimum"]) == ("decimal", 0, True)
+    capture = schema["paths"][payment_path(schema) + "/capture"]["post"]
+    capture_body = resolve(schema, capture["requestBody"]["content"]["application/json"]["schema"])
+    assert capture_body["additionalProperties"] is False
+    cancel = schema["paths"][payment_path(schema) + "/cancel"]["post"]
+    assert cancel["requestBody"]["content"]["application/json"]["schema"]["additionalProperties"] is False
+
+    parameters = {p["name"]: p for p in schema["paths"]["/v1/payments"]["get"]["parameters"]}
+    assert (parameters["limit"]["schema"]["minimum"], parameters["limit"]["schema"]["maximum"]) == (1, 200)
+    assert parameters["currency"]["schema"]["pattern"] == "^[A-Z]{3}$"
