@@ -8,7 +8,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from pgi.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from pgi.api.idempotency import REPLAY_HEADER, idempotency_link, idempotent
@@ -25,6 +24,7 @@ from pgi.api.serializers import (
     StrictCharField,
     StrictInputSerializer,
 )
+from pgi.api.views import ApiView
 
 from .filters import PaymentFilter
 from .models import Payment, PaymentStatus
@@ -254,12 +254,15 @@ def _help(filter_name: str) -> str:
     return PaymentFilter.base_filters[filter_name].extra["help_text"]
 
 
-class PaymentCollectionApi(APIView):
+class PaymentCollectionApi(ApiView):
     """`/v1/payments`: POST processes a payment, GET lists them. The path is shared, so one view
     holds both operations; each has its own serializers and schema."""
 
     pagination_class = CreatedCursorPagination
     filterset_class = PaymentFilter
+
+    def known_query_params(self, request):
+        return None if request.method == "GET" else frozenset()  # the list's PaymentFilter checks its own
 
     @extend_schema(
         tags=[TAG],
@@ -312,7 +315,7 @@ class PaymentCollectionApi(APIView):
         return paginator.get_paginated_response(PaymentOutputSerializer(page, many=True).data)
 
 
-class PaymentDetailApi(APIView):
+class PaymentDetailApi(ApiView):
     @extend_schema(
         tags=[TAG],
         operation_id="payments_retrieve",
@@ -325,7 +328,7 @@ class PaymentDetailApi(APIView):
         return Response(PaymentOutputSerializer(payment).data)
 
 
-class PaymentStatusApi(APIView):
+class PaymentStatusApi(ApiView):
     # Nested serializers all named OutputSerializer would share one schema component: name each.
     @extend_schema_serializer(component_name="PaymentStatusResult")
     class OutputSerializer(serializers.Serializer):
@@ -347,7 +350,7 @@ class PaymentStatusApi(APIView):
         return Response(self.OutputSerializer(payment).data)
 
 
-class PaymentValidateApi(APIView):
+class PaymentValidateApi(ApiView):
     @extend_schema_serializer(component_name="PaymentValidation")
     class OutputSerializer(serializers.Serializer):
         valid = serializers.BooleanField()
@@ -393,7 +396,7 @@ def _operation_answer(payment: Payment) -> tuple[Response, bool]:
     return _operation_response(payment), not payment.outcome_unknown
 
 
-class PaymentOperationApi(APIView):
+class PaymentOperationApi(ApiView):
     """Capture and cancel: an id no payment can have is 404 before anything runs or is stored (the
     Idempotency-Key's claim included). Their claim links to the payment in the commit that marks the
     operation as sent; a retry after a crash gets the payment as it is then (`_operation_answer`)."""

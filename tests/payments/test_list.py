@@ -10,7 +10,7 @@ from django.utils import timezone
 from payments.models import Payment, PaymentStatus
 from pgi.merchants.services import api_key_create
 
-from ..api.helpers import PAYMENTS_URL, assert_error
+from ..api.helpers import PAYMENTS_URL, REQUEST_PAYMENT, assert_error, post_json
 from ..conftest import client_for
 from ..factories import PaymentFactory
 
@@ -305,3 +305,25 @@ def test_created_range_accepts_any_iso_8601_offset(api, merchant):
 @pytest.mark.parametrize("value", ["0001-01-01T00:00:00+23:00", "9999-12-31T23:00:00-23:00"])
 def test_created_bound_outside_the_representable_range_in_utc_is_a_validation_error(api, value):
     assert_error(api.get(PAYMENTS_URL, {"createdFrom": value}), 400, "VALIDATION_ERROR", field="createdFrom")
+
+
+@pytest.mark.parametrize("suffix", ["", "/status"])
+def test_reading_one_payment_refuses_query_parameters_it_does_not_read(api, merchant, suffix):
+    payment = PaymentFactory(merchant=merchant)
+
+    response = api.get(f"{PAYMENTS_URL}/{payment.id}{suffix}?expand=refunds")
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="expand")
+
+
+def test_creating_a_payment_refuses_query_parameters(api, merchant):
+    response = post_json(api, f"{PAYMENTS_URL}?capture=false", REQUEST_PAYMENT)
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="capture")
+    assert not Payment.objects.exists()
+
+
+def test_an_unknown_query_parameter_without_a_key_is_still_401(client):
+    response = client.get(f"{PAYMENTS_URL}/pay_{'0' * 26}?expand=refunds")
+
+    assert_error(response, 401, "UNAUTHENTICATED")
