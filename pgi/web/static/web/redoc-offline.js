@@ -3,11 +3,19 @@
 // report) that request. Point it at an empty image instead: it fails to decode and Redoc hides it.
 "use strict";
 (function () {
+  const VENDOR_CDN = "https://cdn.redoc.ly/";
+  const EMPTY = "data:,";
+  const offline = (value) => (String(value).startsWith(VENDOR_CDN) ? EMPTY : value);
+
   const setAttribute = Element.prototype.setAttribute;
   Element.prototype.setAttribute = function (name, value) {
-    if (this.tagName === "IMG" && name === "src" && String(value).startsWith("https://cdn.redoc.ly/")) {
-      value = "data:,";
-    }
-    return setAttribute.call(this, name, value);
+    return setAttribute.call(this, name, this instanceof HTMLImageElement && name === "src" ? offline(value) : value);
   };
+  const src = Object.getOwnPropertyDescriptor(HTMLImageElement.prototype, "src");
+  Object.defineProperty(HTMLImageElement.prototype, "src", {
+    ...src,
+    set(value) {
+      src.set.call(this, offline(value));
+    },
+  });
 })();
