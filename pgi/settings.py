@@ -152,8 +152,7 @@ INSTALLED_APPS += ["axes"]
 MIDDLEWARE.insert(1, "csp.middleware.CSPMiddleware")  # first after SecurityMiddleware: every page gets it
 # Outside the API error middleware, so that the errors it writes are not cached either.
 MIDDLEWARE.insert(MIDDLEWARE.index("pgi.api.middleware.ApiErrorMiddleware"), "pgi.web.middleware.ApiNoStoreMiddleware")
-# Inside it (a refusal under /v1 comes out in the JSON error format) and before sessions, whose
-# lookup in PostgreSQL fails on a NUL in the cookie.
+# Before sessions, whose lookup in PostgreSQL fails on a NUL in the cookie.
 MIDDLEWARE.insert(MIDDLEWARE.index("pgi.api.middleware.ApiErrorMiddleware") + 1, "pgi.web.middleware.RefuseNulMiddleware")
 MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # turns a lockout into the lockout page
 
