@@ -114,12 +114,13 @@ def test_redoc_alone_may_use_inline_styles_and_blob_workers(client):
 
 
 @pytest.mark.parametrize("path", ["/docs/", "/admin/login/", "/health", "/v1/payments", "/v1/schema"])
-def test_every_answer_says_nosniff_same_origin_referrer_and_no_framing(client, path):
+def test_every_answer_says_nosniff_same_origin_referrer_and_opener_and_no_framing(client, path):
     response = client.get(path)
 
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
     assert response["X-Frame-Options"] == "DENY"
+    assert response["Cross-Origin-Opener-Policy"] == "same-origin"
 
 
 def test_api_answers_are_never_stored(api, merchant):
