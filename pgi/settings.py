@@ -7,9 +7,11 @@ KAFKA_BOOTSTRAP_SERVERS to real services.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PGI_VAR_DIR", BASE_DIR / "var"))
@@ -145,6 +147,76 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "admin:login"
+
+# --- Web security: HTTPS, headers, login lockout (docs/04-operations.md#security) -----------
+# One block, so that it merges apart from other sections: it adds its own apps and middleware.
+INSTALLED_APPS += ["axes"]
+# Right after SecurityMiddleware: every answer gets the policy, and every view sees the nonce.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+# Outside the API error middleware, so that the errors it writes are not cached either.
+MIDDLEWARE.insert(MIDDLEWARE.index("pgi.api.middleware.ApiErrorMiddleware"), "pgi.web.middleware.ApiNoStoreMiddleware")
+# Before sessions, whose lookup in PostgreSQL fails on a NUL in the cookie.
+MIDDLEWARE.insert(MIDDLEWARE.index("pgi.api.middleware.ApiErrorMiddleware") + 1, "pgi.web.middleware.RefuseNulMiddleware")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # turns a lockout into the lockout page
+
+# PGI_HTTPS=true is the production switch: HTTPS only, behind a TLS-terminating proxy.
+PGI_HTTPS = env_bool("PGI_HTTPS", False)
+# How many reverse proxies in front of PGI append to X-Forwarded-For (0: clients connect directly,
+# and neither X-Forwarded-For nor X-Forwarded-Proto is believed).
+PGI_PROXY_COUNT = int(os.environ.get("PGI_PROXY_COUNT", "1" if PGI_HTTPS else "0"))
+if PGI_PROXY_COUNT:
+    # Only behind a proxy that sets this header on every request (and drops the client's own):
+    # otherwise a client could claim HTTPS over plain HTTP.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if PGI_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # The platform's probe calls /health over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("PGI_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PGI_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("PGI_HSTS_PRELOAD", True)
+# Django's defaults, stated because PGI relies on them.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Everything PGI serves comes from PGI: no other hosts, and inline scripts and styles only with
+# the request's nonce. Redoc gets its own relaxation (pgi/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],  # the pages' inline SVG icon; Swagger UI's stylesheet icons
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# Bearer token that shows /health's details to monitoring (staff sessions see them too).
+PGI_HEALTH_TOKEN = os.environ.get("PGI_HEALTH_TOKEN", "")
+
+# Admin login lockout (django-axes): failures are counted per username and client address together,
+# and per address across usernames (password spraying); both end after the cool-off.
+AUTHENTICATION_BACKENDS = [
+    "pgi.web.login_lockout.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "pgi.web.login_lockout.LoginAttemptHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = int(os.environ.get("PGI_LOGIN_FAILURE_LIMIT", "5"))
+PGI_LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("PGI_LOGIN_ADDRESS_FAILURE_LIMIT", "20"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("PGI_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "pgi.web.login_lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "pgi.web.views.login_locked_out"
+AXES_VERBOSE = False
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

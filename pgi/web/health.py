@@ -1,4 +1,10 @@
-"""Readiness of PGI's backing services, for operators, `make run` and load balancers."""
+"""Readiness of PGI's backing services, for operators, `make run` and load balancers.
+
+Anyone may ask whether PGI is up; which backend failed and why (names, addresses, error text)
+is for staff and for monitoring that holds PGI_HEALTH_TOKEN.
+"""
+
+import hmac
 
 from django.conf import settings
 from django.core.cache import cache
@@ -50,3 +56,15 @@ def run_checks() -> dict[str, dict]:
         except Exception as exc:  # a health check reports failures, it does not raise them
             results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     return results
+
+
+def may_see_health_details(request) -> bool:
+    """A staff session, or `Authorization: Bearer <PGI_HEALTH_TOKEN>` (compared in constant time)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_active and user.is_staff:
+        return True
+    token = settings.PGI_HEALTH_TOKEN
+    scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), token.encode())

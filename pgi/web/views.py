@@ -1,15 +1,24 @@
+import math
+
+from axes.helpers import get_client_username
+from django.conf import settings
+from django.contrib import admin
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
 from .docs import doc_page, doc_pages
-from .health import run_checks
+from .health import may_see_health_details, run_checks
 
 
 def health(request):
-    """200 when every backing service answers, 503 otherwise; the body says which failed."""
+    """200 `{"status": "ok"}` when every backing service answers, 503 `{"status": "unavailable"}`
+    otherwise. Staff sessions and holders of PGI_HEALTH_TOKEN also get each check's detail."""
     checks = run_checks()
     ok = all(check["ok"] for check in checks.values())
-    return JsonResponse({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)
+    body = {"status": "ok" if ok else "unavailable"}
+    if may_see_health_details(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if ok else 503)
 
 
 def docs_index(request):
@@ -21,3 +30,14 @@ def docs_page(request, slug: str):
     if page is None:
         raise Http404(slug)
     return render(request, "docs/page.html", {"page": page, "pages": doc_pages()})
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """The page of a login that Axes refused (AXES_LOCKOUT_CALLABLE): 429, in the admin's layout."""
+    context = {
+        **admin.site.each_context(request),
+        "title": "Sign-in locked",
+        "username": get_client_username(request, credentials) or "",
+        "cooloff_minutes": math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60),
+    }
+    return render(request, "admin/login_locked_out.html", context, status=429)

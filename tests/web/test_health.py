@@ -1,26 +1,93 @@
+"""/health: status for anyone; which backing service failed and why only for staff and token holders."""
+
 import pytest
 
 pytestmark = pytest.mark.django_db
 
+TOKEN = "health-token-for-monitoring-0123456789"
+BACKENDS = {"database", "cache", "celeryBroker", "kafka"}
 
-def test_health_reports_every_backing_service_up(client):
+
+@pytest.fixture
+def health_token(settings):
+    settings.PGI_HEALTH_TOKEN = TOKEN
+    return TOKEN
+
+
+@pytest.fixture
+def kafka_down(settings):
+    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"
+
+
+def test_public_answer_is_status_only(client):
     response = client.get("/health")
 
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_public_answer_when_a_backend_fails_is_503_with_no_detail(client, kafka_down):
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable"}
+    assert b"127.0.0.1:1" not in response.content
+    assert b"Kafka" not in response.content
+
+
+def test_token_holder_sees_every_backing_service(client, health_token):
+    response = client.get("/health", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
     assert response.status_code == 200, response.json()
-    checks = response.json()["checks"]
-    assert set(checks) == {"database", "cache", "celeryBroker", "kafka"}
+    body = response.json()
+    assert body["status"] == "ok"
+    checks = body["checks"]
+    assert set(checks) == BACKENDS
     assert checks["database"]["detail"] == "postgresql"
     assert checks["cache"]["detail"] == "RedisCache"
     assert "broker(s)" in checks["kafka"]["detail"]
 
 
-def test_health_is_503_and_names_the_failing_service(client, settings):
-    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"
-
-    response = client.get("/health")
+def test_token_holder_is_told_which_backend_failed(client, health_token, kafka_down):
+    response = client.get("/health", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
 
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "degraded"
+    assert body["status"] == "unavailable"
     assert body["checks"]["kafka"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True
+
+
+def test_staff_session_sees_the_details(admin_client):
+    response = admin_client.get("/health")
+
+    assert response.status_code == 200
+    assert set(response.json()["checks"]) == BACKENDS
+
+
+def test_non_staff_session_gets_status_only(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("clerk", password="not-staff-pass-1"))
+
+    response = client.get("/health")
+
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer ", f"Basic {TOKEN}", TOKEN, ""],
+    ids=["longer", "shorter", "empty", "other-scheme", "no-scheme", "absent"],
+)
+def test_wrong_or_missing_token_gets_status_only(client, health_token, authorization):
+    response = client.get("/health", HTTP_AUTHORIZATION=authorization)
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_without_a_configured_token_no_bearer_value_opens_the_details(client, settings):
+    settings.PGI_HEALTH_TOKEN = ""
+
+    response = client.get("/health", HTTP_AUTHORIZATION="Bearer ")
+
+    assert response.json() == {"status": "ok"}

@@ -1,11 +1,12 @@
 """The demo data behind `make run`: merchant456, fresh API keys and an admin with a fresh password.
 
 Idempotent: the merchant is created once; every run revokes the previous demo keys and issues new
-ones (keys are stored hashed, so an old key cannot be shown again), and resets the admin password.
+ones (keys are stored hashed, so an old key cannot be shown again), and resets the admin password and any lockout of its login.
 """
 
 import secrets
 
+from axes.utils import reset as login_lockout_reset
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -58,4 +59,6 @@ class Command(BaseCommand):
         user.is_active = True
         user.set_password(password)
         user.save()
+        # The new password must work at once, even if earlier runs left the login locked.
+        login_lockout_reset(username=ADMIN_USERNAME)
         return password
