@@ -146,6 +146,7 @@ def busy_day(principal, merchant, django_user_model):
         path="/v1/payments",
         response_status=201,
         response_body="{}",
+        lease_expires_at=timezone.now(),
         expires_at=timezone.now() + timedelta(hours=24),
     )
     return payment
