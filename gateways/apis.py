@@ -8,13 +8,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pgi.api.errors import NotFound, ValidationFailed
+from pgi.api.errors import NotFound, ServiceUnavailable, ValidationFailed
 from pgi.api.parsers import read_body
 from pgi.api.serializers import ErrorSerializer
 
-from .base import InvalidWebhook
+from .base import InvalidNotification, InvalidSignature, WebhookNotConfigured
 from .registry import UnknownGateway, get_connector
-from .services import notification_receive
+from .services import notification_problem, notification_receive
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +49,19 @@ class GatewayWebhookApi(APIView):
         description="Called by gateways, not merchants. The body is verified against the gateway's own "
         "signature scheme (simulator: `Simulator-Signature`; Stripe: `Stripe-Signature`; Adyen: HMAC of "
         "each item, and Basic auth when configured). A bad or stale signature is 400 INVALID_SIGNATURE "
-        "and changes nothing. A notification already received (same gateway event id) changes nothing. "
+        "and changes nothing; a delivery that verifies but is not a notification PGI can read or store "
+        "is 400 INVALID_NOTIFICATION and changes nothing. A gateway whose webhook secret is not set (or "
+        "is a public one) is 503 WEBHOOK_NOT_CONFIGURED. A notification already received (same gateway "
+        "event id) changes nothing. "
         "Adyen is answered with the text `[accepted]`, as it expects.",
         request={"application/json": {"type": "object"}},
         auth=[],
         responses={
             200: OutputSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="INVALID_SIGNATURE"),
+            400: OpenApiResponse(ErrorSerializer, description="INVALID_SIGNATURE, INVALID_NOTIFICATION"),
             404: OpenApiResponse(ErrorSerializer, description="UNKNOWN_GATEWAY"),
             413: OpenApiResponse(ErrorSerializer, description="PAYLOAD_TOO_LARGE"),
+            503: OpenApiResponse(ErrorSerializer, description="WEBHOOK_NOT_CONFIGURED"),
         },
     )
     def post(self, request, code: str):
@@ -67,9 +71,23 @@ class GatewayWebhookApi(APIView):
             raise NotFound(f"No gateway {code}.", code="UNKNOWN_GATEWAY") from exc
         try:
             events = connector.parse_webhook(headers=request.headers, body=request.data)
-        except InvalidWebhook as exc:
+            # Checked for every item before any is stored: a batch is taken whole or not at all.
+            for event in events:
+                problem = notification_problem(event)
+                if problem:
+                    raise InvalidNotification(problem)
+        except WebhookNotConfigured as exc:
+            logger.error("webhook to %s refused: %s", code, exc)
+            raise ServiceUnavailable(
+                f"Webhooks of gateway {code} are not configured in this deployment: {exc}.",
+                code="WEBHOOK_NOT_CONFIGURED",
+            ) from exc
+        except InvalidSignature as exc:
             logger.warning("webhook to %s refused: %s", code, exc)
             raise ValidationFailed(str(exc), code="INVALID_SIGNATURE") from exc
+        except InvalidNotification as exc:
+            logger.warning("webhook to %s verified but refused: %s", code, exc)
+            raise ValidationFailed(str(exc), code="INVALID_NOTIFICATION") from exc
         receipts = [notification_receive(gateway=code, event=event) for event in events]
         for receipt in receipts:
             if not receipt.matched:

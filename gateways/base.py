@@ -219,6 +219,23 @@ class InvalidWebhook(GatewayError):
     """The notification's signature, timestamp or body is not acceptable."""
 
 
+class InvalidSignature(InvalidWebhook):
+    """The delivery is not proven to come from the gateway: signature, credentials or timestamp."""
+
+
+class InvalidNotification(InvalidWebhook):
+    """The delivery verifies but its body is not a notification PGI can read or store."""
+
+
+class WebhookNotConfigured(GatewayError):
+    """This gateway's webhooks cannot be verified here (no secret, or one that is public)."""
+
+
+class UnreadableAnswer(GatewayTimeout):
+    """The gateway answered, but not in a shape the connector knows. What it did is unknown, as
+    after a timeout: recovery asks it later."""
+
+
 class Connector(ABC):
     """One gateway. Built once per process by the registry from settings.PGI_GATEWAYS; must be
     safe to share between threads. Methods never run inside a database transaction."""
@@ -268,10 +285,16 @@ class Connector(ABC):
         way to look it up (recovery then re-sends the payment with the same idempotency key, which
         the gateway answers with its first outcome and never charges twice)."""
 
+    def webhook_problem(self) -> str:
+        """Why this gateway's webhooks cannot be verified in this deployment ('' when they can):
+        PGI then refuses every delivery (503 WEBHOOK_NOT_CONFIGURED) and `check --deploy` fails."""
+        return ""
+
     @abstractmethod
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:
         """Verify and decode one delivery (some gateways batch several notifications in one).
-        Raises InvalidWebhook when the signature, timestamp or body is not acceptable."""
+        Raises InvalidSignature when the signature, credentials or timestamp are not acceptable,
+        InvalidNotification when a verified body cannot be read."""
 
     @abstractmethod
     def fetch_report(self, day: datetime.date) -> Sequence[ReportLine]:

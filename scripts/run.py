@@ -228,6 +228,9 @@ def main() -> int:
     env["PYTHONUNBUFFERED"] = "1"
     var_dir = Path(env.get("PGI_VAR_DIR") or ROOT / "var").resolve()
     env["PGI_VAR_DIR"] = str(var_dir)
+    # The sandbox: the simulator runs and, unless PGI_SIMULATOR_WEBHOOK_SECRET is set, signs its
+    # webhooks with a random secret that settings keep in PGI_VAR_DIR (owner-only), shared by all.
+    env.setdefault("PGI_SANDBOX", "true")
     log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
 

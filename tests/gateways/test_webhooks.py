@@ -135,9 +135,9 @@ def test_signature_outside_the_time_tolerance_is_refused(api, client, settings, 
     assert Payment.objects.get(pk=payment.pk).status == PaymentStatus.PROCESSING
 
 
-def test_signed_body_that_is_not_a_notification_is_refused(client):
+def test_signed_body_that_is_not_a_notification_is_refused_as_invalid_notification(client):
     for body in (b"not json", b"{}", b'{"id": "evt_1", "data": {"status": "exploded"}}'):
-        assert_error(deliver(client, body), 400, "INVALID_SIGNATURE")
+        assert_error(deliver(client, body), 400, "INVALID_NOTIFICATION")
 
 
 def test_replayed_notification_is_dropped_by_its_event_id(api, client):
