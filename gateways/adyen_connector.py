@@ -220,6 +220,10 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     return int(scaled)
 
 
+# Adyen's `value` is a 64-bit integer of minor units; anything longer is not an Adyen amount.
+MAX_MINOR_UNITS = 10**18
+
+
 def from_minor_units(value: Any, currency: str) -> Decimal | None:
     """Adyen's integer `value` as a Decimal amount, written with the ISO 4217 digits when that
     loses nothing. None when the value or the currency is not usable."""
@@ -713,6 +717,9 @@ class AdyenConnector(Connector):
         reason = item.get("reason", "") or ""
         amount_field = item.get("amount") or {}
         currency = amount_field.get("currency", "")
+        value = amount_field.get("value")
+        if value is not None and not (isinstance(value, int) and abs(value) < MAX_MINOR_UNITS):
+            raise ValueError(f"amount value {str(value)[:30]!r}")
         amount = from_minor_units(amount_field.get("value"), currency) if currency else None
         event_id = f"{psp_reference}:{event_code}:{'true' if success else 'false'}"
         common = {"event_id": event_id, "raw_type": event_code}

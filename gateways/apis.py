@@ -70,7 +70,9 @@ class GatewayWebhookApi(APIView):
         except UnknownGateway as exc:
             raise NotFound(f"No gateway {code}.", code="UNKNOWN_GATEWAY") from exc
         try:
-            events = connector.parse_webhook(headers=request.headers, body=request.data)
+            # An empty body reaches the view as DRF's empty data, not as bytes.
+            body = request.data if isinstance(request.data, bytes) else b""
+            events = connector.parse_webhook(headers=request.headers, body=body)
             # Checked for every item before any is stored: a batch is taken whole or not at all.
             for event in events:
                 problem = notification_problem(event)

@@ -62,9 +62,12 @@ def gateway_webhook_secrets_check(app_configs=None, **kwargs) -> list[checks.Che
                 checks.Error(
                     f"Gateway {code!r} cannot verify its webhooks: {problem}. Its webhook endpoint "
                     "answers 503 WEBHOOK_NOT_CONFIGURED.",
-                    hint="Set the gateway's webhook secret (docs/05-gateway-stripe.md, docs/06-gateway-adyen.md); "
-                    "for the simulator, PGI_SIMULATOR_WEBHOOK_SECRET=$(openssl rand -hex 32), or leave "
-                    "PGI_SIMULATOR_ENABLED unset (docs/03-simulator.md).",
+                    hint=(
+                        "Set PGI_SIMULATOR_WEBHOOK_SECRET=$(openssl rand -hex 32), or leave PGI_SIMULATOR_ENABLED "
+                        "unset (docs/03-simulator.md)."
+                        if isinstance(connector, SimulatorConnector)
+                        else "Set the gateway's webhook secret (docs/05-gateway-stripe.md, docs/06-gateway-adyen.md)."
+                    ),
                     id="pgi.E010",
                 )
             )

@@ -2,6 +2,7 @@
 
 import logging
 from dataclasses import dataclass, fields
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
@@ -77,11 +78,15 @@ def notification_problem(event: WebhookEvent) -> str:
     for holder in (event, *results):
         for field in fields(holder):
             value = getattr(holder, field.name)
+            if field.type is str and not isinstance(value, str):
+                return f"The notification's {field.name} is not text."
             if isinstance(value, str) and ("\x00" in value or not _is_utf8(value)):
                 return f"The notification's {field.name} holds characters that cannot be stored."
     for result in results:
         amount = result.amount
-        if amount is not None and (not amount.is_finite() or abs(amount.adjusted()) > _AMOUNT_MAX_EXPONENT):
+        if amount is None:
+            continue
+        if not isinstance(amount, Decimal) or not amount.is_finite() or abs(amount.adjusted()) > _AMOUNT_MAX_EXPONENT:
             return "The notification's amount is not a payment amount."
     return ""
 
