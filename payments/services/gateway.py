@@ -280,8 +280,19 @@ def payment_flag(*, payment_id: str, source: str, why: str, **changes) -> Paymen
     )
 
 
+def reference_mismatch(payment: Payment, reference: str) -> str:
+    """Why an answer carrying `reference` is not about this payment ('' when it may be): once the
+    payment has a gateway reference, an answer naming another one belongs to another payment."""
+    if reference and payment.gateway_reference and reference != payment.gateway_reference:
+        return f"an answer for gateway reference {reference[:40]}, but the payment's is {payment.gateway_reference}"
+    return ""
+
+
 def _contradiction(payment: Payment, operation: Operation, result: GatewayResult) -> str:
     """Why the gateway's answer cannot be applied to this payment as it stands, or ''."""
+    mismatch = reference_mismatch(payment, result.reference)
+    if mismatch:
+        return f"{operation.value}: {mismatch}"
     if result.status not in (GatewayStatus.SUCCEEDED, GatewayStatus.AUTHORIZED):
         return ""  # a refusal or a pending answer moves no money; its amount is not PGI's to check
     if result.currency and result.currency.upper() != payment.currency:
@@ -310,15 +321,14 @@ def payment_apply_gateway_result(
     backwards (an `authorized` notice after the capture's does not undo the capture). An answer
     that contradicts PGI's record (another currency, an amount outside the payment, a capture
     refused after it was confirmed, an authorization for a payment that asked for immediate
-    capture) moves nothing and flags the payment for staff. A move clears the staff flag: the
-    gateway has answered.
+    capture, another gateway reference than the payment's) moves nothing and flags the payment for
+    staff. A move clears the staff flag: the gateway has answered. The first answer that carries a
+    gateway reference fills it in; no later one overwrites it.
     """
     payment = Payment.objects.select_related("merchant").get(pk=payment_id)
     status = result.status
-    reference = {"gateway_reference": result.reference} if result.reference and operation in (
-        Operation.AUTHORIZE,
-        Operation.STATUS,
-    ) else {}
+    if result.reference and not payment.gateway_reference:
+        payment = _remember_reference(payment_id, result.reference)
 
     def move(to_status: str, only_from: frozenset, why: str, **fields) -> Payment:
         return payment_transition(
@@ -329,7 +339,6 @@ def payment_apply_gateway_result(
             only_from=only_from,
             needs_attention=False,
             attention_reason="",
-            **reference,
             **fields,
         )
 
@@ -366,7 +375,6 @@ def payment_apply_gateway_result(
                     payment_id=payment_id,
                     source=source,
                     why="the gateway reports an authorization only, for a payment sent for immediate capture",
-                    **reference,
                 )
             return move(PaymentStatus.AUTHORIZED, PROCESSING, "authorized", authorization_expires_at=_authorization_expiry())
         if status is GatewayStatus.DECLINED:
@@ -379,7 +387,7 @@ def payment_apply_gateway_result(
             )
         if status is GatewayStatus.CANCELLED:
             return _cancelled_at_gateway(payment, move)
-        return _remember_reference(payment_id, result.reference)
+        return payment  # pending: the outcome comes later; its reference is kept above
 
     if operation is Operation.CAPTURE:
         if status is GatewayStatus.SUCCEEDED:
@@ -444,9 +452,9 @@ def _cancelled_at_gateway(payment: Payment, move) -> Payment:
 
 
 def _remember_reference(payment_id: str, reference: str) -> Payment:
-    """Pending at the gateway: keep its reference (status queries need it); the outcome comes later."""
-    if reference:
-        Payment.objects.filter(pk=payment_id, status=PaymentStatus.PROCESSING, gateway_reference="").update(
-            gateway_reference=reference, updated_at=timezone.now()
-        )
+    """Keep the gateway's reference of a payment that has none yet (status queries, captures and
+    webhooks need it); a conditional update, so of two racing answers only the first is kept."""
+    Payment.objects.filter(pk=payment_id, gateway_reference="").update(
+        gateway_reference=reference[:128], updated_at=timezone.now()
+    )
     return Payment.objects.select_related("merchant").get(pk=payment_id)
