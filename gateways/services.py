@@ -1,8 +1,7 @@
 """Gateway notifications: recorded once, applied to their payment, never lost."""
 
 import logging
-from dataclasses import dataclass, fields, replace
-from decimal import Decimal
+from dataclasses import dataclass, replace
 
 from django.db import IntegrityError, transaction
 
@@ -11,7 +10,7 @@ from payments.services import payment_apply_gateway_result, reference_mismatch
 
 from pgi.money import is_storable_amount
 
-from .base import Operation, WebhookEvent
+from .base import Operation, WebhookEvent, shape_problem
 from .models import GatewayNotification
 
 logger = logging.getLogger(__name__)
@@ -67,36 +66,10 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
     return Receipt(notification=notification, duplicate=False)
 
 
-# Gateways' amounts and ids are far inside these bounds; values outside them are not notifications.
-_AMOUNT_MAX_EXPONENT = 30
-
-
 def notification_problem(event: WebhookEvent) -> str:
-    """Why a verified notification cannot be stored or applied ('' when it can): text PostgreSQL
-    cannot hold (NUL, lone surrogates) in any field, or an amount no payment can have."""
-    results = [result for result in (event.result, event.refund_result) if result is not None]
-    for holder in (event, *results):
-        for field in fields(holder):
-            value = getattr(holder, field.name)
-            if field.type is str and not isinstance(value, str):
-                return f"The notification's {field.name} is not text."
-            if isinstance(value, str) and ("\x00" in value or not _is_utf8(value)):
-                return f"The notification's {field.name} holds characters that cannot be stored."
-    for result in results:
-        amount = result.amount
-        if amount is None:
-            continue
-        if not isinstance(amount, Decimal) or not amount.is_finite() or abs(amount.adjusted()) > _AMOUNT_MAX_EXPONENT:
-            return "The notification's amount is not a payment amount."
-    return ""
-
-
-def _is_utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    """Why a verified notification cannot be stored or applied ('' when it can)."""
+    problem = shape_problem(event)
+    return f"The notification's {problem}." if problem else ""
 
 
 def _storable(amount):

@@ -21,10 +21,13 @@ from gateways.base import (
     GatewayStatus,
     GatewayTimeout,
     GatewayUnavailable,
+    SHAPE_ERRORS,
     Operation,
     PaymentRequest,
     RefundResult,
+    UnreadableAnswer,
     idempotency_key,
+    shape_problem,
 )
 from gateways.breaker import breaker_for
 from gateways.registry import get_connector
@@ -83,10 +86,16 @@ def attempt_record(
         idempotency_key=key,
         outcome=outcome,
         latency_ms=latency_ms,
-        gateway_reference=gateway_reference[:128],
-        error_code=error_code[:64],
-        message=message[:255],
+        gateway_reference=_text(gateway_reference, 128),
+        error_code=_text(error_code, 64),
+        message=_text(message, 255),
     )
+
+
+def _text(value, limit: int) -> str:
+    """Text as a column holds it: a gateway's words may carry NUL or lone surrogates."""
+    text = value if isinstance(value, str) else str(value or "")
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
 def gateway_call(
@@ -96,8 +105,11 @@ def gateway_call(
 
     `key` is the idempotency key the call sends; by default the one derived from the payment id
     (a refund passes its own). Returns what the connector returned; re-raises GatewayUnavailable
-    and GatewayTimeout (both count as failures for the breaker) and any unexpected error (a
-    connector bug, recorded as `error` and not counted: the gateway may be fine).
+    and GatewayTimeout (both count as failures for the breaker). An answer the connector cannot
+    read (it raised KeyError, TypeError, … reading it, or returned a result whose fields do not fit)
+    leaves the outcome unknown: recorded as a timeout and raised as UnreadableAnswer (a
+    GatewayTimeout, so recovery asks later; not counted: the gateway answered). Any other error (a
+    connector bug) is recorded as `error` and re-raised.
     """
     if key is None:
         key = idempotency_key(operation if operation is not Operation.STATUS else Operation.AUTHORIZE, payment_id)
@@ -122,13 +134,26 @@ def gateway_call(
         breaker.record_failure()
         record(Outcome.UNAVAILABLE, message=str(exc))
         raise
+    except UnreadableAnswer as exc:
+        record(Outcome.TIMEOUT, message=str(exc))
+        raise
     except GatewayTimeout as exc:
         breaker.record_failure()
         record(Outcome.TIMEOUT, message=str(exc))
         raise
+    except SHAPE_ERRORS as exc:
+        logger.warning("%s %s of %s: unreadable answer", connector.code, operation.value, payment_id, exc_info=True)
+        unreadable = UnreadableAnswer(f"{connector.code} answered in a shape PGI cannot read ({type(exc).__name__}: {exc})")
+        record(Outcome.TIMEOUT, message=str(unreadable))
+        raise unreadable from exc
     except Exception as exc:
         record(Outcome.ERROR, message=f"{type(exc).__name__}: {exc}")
         raise
+    problem = shape_problem(result) if result is not None else ""
+    if problem:
+        unreadable = UnreadableAnswer(f"{connector.code} answered in a shape PGI cannot read: {problem}")
+        record(Outcome.TIMEOUT, message=str(unreadable))
+        raise unreadable
     breaker.record_success()
     record(
         _attempt_outcome(result),
