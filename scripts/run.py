@@ -206,6 +206,9 @@ def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafk
             f"  Kafka bootstrap   {kafka}",
             f"  Health checks     {checks}",
             f"  Logs              {log_dir}/{{{','.join(names)}}}.log",
+            "  Simulator secret  "
+            + ("PGI_SIMULATOR_WEBHOOK_SECRET" if os.environ.get("PGI_SIMULATOR_WEBHOOK_SECRET")
+               else f"{log_dir.parent / 'simulator-webhook-secret'} (owner-only; signs the simulator's webhooks)"),
             "",
             "Take the request's example payment:",
             "",
