@@ -33,7 +33,7 @@ from gateways.breaker import breaker_for
 from gateways.registry import get_connector
 from gateways.routing import gateways_for
 from pgi.merchants.authentication import ApiPrincipal
-from pgi.money import format_money
+from pgi.money import format_money, is_storable_amount
 
 from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from .core import PaymentDraft, payment_create, payment_note, payment_transition
@@ -323,7 +323,8 @@ def _contradiction(payment: Payment, operation: Operation, result: GatewayResult
     if result.currency and result.currency.upper() != payment.currency:
         return f"{operation.value} answer in {result.currency[:3]} for a {payment.currency} payment"
     if result.amount is not None:
-        if not 0 < result.amount <= payment.amount:
+        # is_storable_amount also refuses more decimals than the column keeps: never round money.
+        if not (0 < result.amount <= payment.amount and is_storable_amount(result.amount)):
             return (
                 f"{operation.value} answer of {result.amount} {payment.currency} "
                 f"for a payment of {format_money(payment.amount, payment.currency)}"

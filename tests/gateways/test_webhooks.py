@@ -275,3 +275,14 @@ def test_first_notice_with_a_reference_fills_it_and_a_later_one_cannot_replace_i
 
     payment.refresh_from_db()
     assert (payment.status, payment.gateway_reference) == (PaymentStatus.COMPLETED, "sim_A")
+
+
+def test_notice_with_more_decimals_than_an_amount_can_keep_flags_instead_of_rounding(client):
+    payment = PaymentFactory(status=PaymentStatus.PROCESSING, gateway_reference="sim_X", amount=Decimal("10.00"))
+    body = json.loads(signed_event(payment, "charge.succeeded", "succeeded", "sim_X"))
+    body["data"]["amount"] = "9.999999"
+
+    assert deliver(client, json.dumps(body).encode()).status_code == 200
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.captured_amount) == (PaymentStatus.PROCESSING, True, None)
