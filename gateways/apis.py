@@ -47,7 +47,7 @@ class GatewayWebhookApi(APIView):
     @extend_schema(
         tags=["Gateways"],
         operation_id="gateway_webhook",
-        summary="Receive a gateway notification",
+        summary="Receive a gateway notification (for gateways only)",
         description="Called by gateways, not merchants: no API key, the gateway's own signature instead. "
         "The body is verified against the gateway's signature scheme (simulator: `Simulator-Signature`; "
         "Stripe: `Stripe-Signature`; Adyen: HMAC of each item, and Basic auth when configured). A missing, "
