@@ -239,7 +239,8 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
     authorizationExpiresAt = serializers.DateTimeField(
         source="authorization_expires_at",
         allow_null=True,
-        help_text="For an Authorized payment: when the authorization lapses if not captured.",
+        help_text="For a payment sent with `capture: false`: when its authorization lapses if not captured; "
+        "kept after a capture or cancel. Null for a payment charged at once.",
     )
     pendingOperation = BlankAsNullCharField(
         source="pending_operation",

@@ -10,7 +10,7 @@ from django.utils import timezone
 from payments.models import Payment, PaymentStatus
 from pgi.merchants.services import api_key_create
 
-from ..api.helpers import PAYMENTS_URL, REQUEST_PAYMENT, assert_error, post_json
+from ..api.helpers import PAYMENTS_URL, SPECIFICATION_PAYMENT, assert_error, post_json
 from ..conftest import client_for
 from ..factories import PaymentFactory
 
@@ -132,7 +132,7 @@ def test_filter_by_account_matches_an_iban_however_it_is_spaced_or_cased(api, me
 
 
 def test_filter_by_account_finds_a_payment_created_with_a_spaced_iban(api, merchant):
-    response = post_json(api, PAYMENTS_URL, {**REQUEST_PAYMENT, "fromAccount": "de89 3704 0044 0532 0130 00"})
+    response = post_json(api, PAYMENTS_URL, {**SPECIFICATION_PAYMENT, "fromAccount": "de89 3704 0044 0532 0130 00"})
     assert response.status_code == 201, response.content
 
     assert ids(api.get(PAYMENTS_URL, {"fromAccount": "DE89 3704 0044 0532 0130 00"})) == [response.json()["id"]]
@@ -395,7 +395,7 @@ def test_reading_one_payment_refuses_query_parameters_it_does_not_read(api, merc
 
 
 def test_creating_a_payment_refuses_query_parameters(api, merchant):
-    response = post_json(api, f"{PAYMENTS_URL}?capture=false", REQUEST_PAYMENT)
+    response = post_json(api, f"{PAYMENTS_URL}?capture=false", SPECIFICATION_PAYMENT)
 
     assert_error(response, 400, "VALIDATION_ERROR", field="capture")
     assert not Payment.objects.exists()
