@@ -78,8 +78,14 @@ class GatewayWebhookApi(APIView):
                                  "notification of this gateway (INVALID_SIGNATURE)"),
             404: OpenApiResponse(ErrorSerializer, description="No such gateway here (UNKNOWN_GATEWAY)"),
             406: OpenApiResponse(ErrorSerializer, description="The Accept header allows no JSON (NOT_ACCEPTABLE)"),
+            411: OpenApiResponse(ErrorSerializer, description="The body was sent in chunks, without a "
+                                 "Content-Length (LENGTH_REQUIRED)"),
             413: OpenApiResponse(ErrorSerializer, description="The body is larger than the server accepts "
                                  "(PAYLOAD_TOO_LARGE)"),
+            414: OpenApiResponse(ErrorSerializer, description="The path and query string are longer than 4096 "
+                                 "characters (URI_TOO_LONG)"),
+            431: OpenApiResponse(ErrorSerializer, description="A header is longer than the server accepts, or "
+                                 "there are too many (REQUEST_HEADERS_TOO_LARGE)"),
             500: OpenApiResponse(ErrorSerializer, description="An unexpected error, logged by PGI (INTERNAL_ERROR)"),
         },
     )

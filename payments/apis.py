@@ -55,6 +55,7 @@ def errors(*codes: int | str) -> dict:
         "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
         411: "The body was sent in chunks, without a Content-Length (LENGTH_REQUIRED)",
         413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
+        414: "The path and query string are longer than 4096 characters (URI_TOO_LONG)",
         415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
         422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
         "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
@@ -64,6 +65,7 @@ def errors(*codes: int | str) -> dict:
         "422-cancel": "The gateway refused the cancel (CANCEL_DECLINED; the payment is still Authorized), or "
         "the Idempotency-Key was used with another request (IDEMPOTENCY_KEY_REUSED)",
         429: "Too many requests for this key (RATE_LIMITED); Retry-After says when to try again",
+        431: "A header is longer than the server accepts, or there are too many (REQUEST_HEADERS_TOO_LARGE)",
         500: "An unexpected error, logged by PGI (INTERNAL_ERROR)",
         503: "The payment's gateway cannot be reached; nothing changed (GATEWAY_UNAVAILABLE)",
     }
@@ -73,8 +75,8 @@ def errors(*codes: int | str) -> dict:
     }
 
 
-# Every operation under an API key can answer these.
-KEYED = (401, 406, 429, 500)
+# Every operation under an API key can answer these (414 and 431 before PGI reads the key).
+KEYED = (401, 406, 414, 429, 431, 500)
 # And every POST with a JSON body and an Idempotency-Key these.
 POSTED = (400, 409, 411, 413, 415)
 
