@@ -1,5 +1,6 @@
 import json
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -8,7 +9,6 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_serializer,
 )
-from django.urls import reverse
 from rest_framework import serializers, status
 from rest_framework.response import Response
 

@@ -10,6 +10,7 @@ def payments_first(endpoint):
     path = endpoint[0]
     return (path.startswith(GATEWAY_PATH_PREFIX), alpha_operation_sorter(endpoint))
 
+
 # From a new payment to what can be done with it, for clients and for workflow tests.
 PAYMENT_LINKS = {
     "GetPayment": ("payments_retrieve", "The payment just created."),

@@ -254,7 +254,9 @@ def test_the_specifications_example_is_named_for_it(schema):
 
     (example,) = examples.values()
     assert example["summary"] == "Example payment from the API specification"
-    assert example["value"] == {"amount": 50.0, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}
+    assert example["value"] == {
+        "amount": 50.0, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"
+    }
 
 
 def conforms(schema, value, to: dict) -> bool:
@@ -315,7 +317,8 @@ def test_amounts_are_exact_decimals_everywhere(schema):
     payment = resolve(schema, {"$ref": "#/components/schemas/Payment"})
     capture = resolve(schema, {"$ref": "#/components/schemas/PaymentCaptureRequest"})
 
-    for amount in (payment["properties"]["amount"], payment["properties"]["refundedAmount"], capture["properties"]["amount"]):
+    amounts = (payment["properties"]["amount"], payment["properties"]["refundedAmount"], capture["properties"]["amount"])
+    for amount in amounts:
         assert (amount["type"], amount["format"]) == ("number", "decimal")
 
 

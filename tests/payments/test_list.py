@@ -123,7 +123,9 @@ def test_filter_by_account_is_exact(api, merchant):
     assert ids(api.get(PAYMENTS_URL, {"fromAccount": "acct-17"})) == [wanted.id]
 
 
-@pytest.mark.parametrize("given", ["DE89370400440532013000", "DE89 3704 0044 0532 0130 00", "de89 3704 0044 0532 0130 00"])
+@pytest.mark.parametrize(
+    "given", ["DE89370400440532013000", "DE89 3704 0044 0532 0130 00", "de89 3704 0044 0532 0130 00"]
+)
 def test_filter_by_account_matches_an_iban_however_it_is_spaced_or_cased(api, merchant, given):
     wanted = PaymentFactory(merchant=merchant, from_account="DE89370400440532013000")
     PaymentFactory(merchant=merchant, from_account="GB29NWBK60161331926819")
