@@ -7,7 +7,7 @@ One run does, in this order (see bench/README.md):
   2. counts the SQL statements of one POST and one GET in-process (Django's CaptureQueriesContext);
   3. starts gunicorn `pgi.wsgi` on a free 127.0.0.1 port and waits until it answers;
   4. warms up, then runs for --duration seconds each, at --concurrency client threads:
-     api POST /v1/payments (the request's example body), api GET /v1/payments/{id} (ids created by
+     api POST /v1/payments (the API specification's example body), api GET /v1/payments/{id} (ids created by
      the POST phase), api GET /v1/payments (first page, 50 rows);
   5. runs the baseline in the same process, same database, same concurrency: raw psycopg 3
      single-row INSERT + COMMIT into a payment-shaped table, then SELECT by primary key;
@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 HOST = "127.0.0.1"
 MERCHANT = "merchant456"
-# The request's own example body, byte for byte: fromAccount account123 completes at the simulator.
+# The API specification's example body, byte for byte: fromAccount account123 completes at the simulator.
 POST_BODY = b'{"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}'
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 REQUEST_TIMEOUT = 30.0

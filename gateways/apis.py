@@ -47,7 +47,7 @@ class GatewayWebhookApi(APIView):
     @extend_schema(
         tags=["Gateways"],
         operation_id="gateway_webhook",
-        summary="Receive a gateway notification",
+        summary="Receive a gateway notification (for gateways only)",
         description="Called by gateways, not merchants: no API key, the gateway's own signature instead. "
         "The body is verified against the gateway's signature scheme (simulator: `Simulator-Signature`; "
         "Stripe: `Stripe-Signature`; Adyen: HMAC of each item, and Basic auth when configured). A missing, "
@@ -80,8 +80,14 @@ class GatewayWebhookApi(APIView):
                                  "or a verified delivery PGI cannot read or store (INVALID_NOTIFICATION)"),
             404: OpenApiResponse(ErrorSerializer, description="No such gateway here (UNKNOWN_GATEWAY)"),
             406: OpenApiResponse(ErrorSerializer, description="The Accept header allows no JSON (NOT_ACCEPTABLE)"),
+            411: OpenApiResponse(ErrorSerializer, description="The body was sent in chunks, without a "
+                                 "Content-Length (LENGTH_REQUIRED)"),
             413: OpenApiResponse(ErrorSerializer, description="The body is larger than the server accepts "
                                  "(PAYLOAD_TOO_LARGE)"),
+            414: OpenApiResponse(ErrorSerializer, description="The path and query string are longer than 4096 "
+                                 "characters (URI_TOO_LONG)"),
+            431: OpenApiResponse(ErrorSerializer, description="A header is longer than the server accepts, or "
+                                 "there are too many (REQUEST_HEADERS_TOO_LARGE)"),
             500: OpenApiResponse(ErrorSerializer, description="An unexpected error, logged by PGI (INTERNAL_ERROR)"),
             503: OpenApiResponse(ErrorSerializer, description="The gateway's webhook secret is not set here "
                                  "(WEBHOOK_NOT_CONFIGURED)"),

@@ -1,3 +1,6 @@
+import json
+
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -52,6 +55,7 @@ def errors(*codes: int | str) -> dict:
         "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
         411: "The body was sent in chunks, without a Content-Length (LENGTH_REQUIRED)",
         413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
+        414: "The path and query string are longer than 4096 characters (URI_TOO_LONG)",
         415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
         422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
         "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
@@ -61,6 +65,7 @@ def errors(*codes: int | str) -> dict:
         "422-cancel": "The gateway refused the cancel (CANCEL_DECLINED; the payment is still Authorized), or "
         "the Idempotency-Key was used with another request (IDEMPOTENCY_KEY_REUSED)",
         429: "Too many requests for this key (RATE_LIMITED); Retry-After says when to try again",
+        431: "A header is longer than the server accepts, or there are too many (REQUEST_HEADERS_TOO_LARGE)",
         500: "An unexpected error, logged by PGI (INTERNAL_ERROR)",
         503: "The payment's gateway cannot be reached; nothing changed (GATEWAY_UNAVAILABLE)",
     }
@@ -70,8 +75,8 @@ def errors(*codes: int | str) -> dict:
     }
 
 
-# Every operation under an API key can answer these.
-KEYED = (401, 406, 429, 500)
+# Every operation under an API key can answer these (414 and 431 before PGI reads the key).
+KEYED = (401, 406, 414, 429, 431, 500)
 # And every POST with a JSON body and an Idempotency-Key these.
 POSTED = (400, 409, 411, 413, 415)
 
@@ -107,11 +112,81 @@ AUTHENTICATE_HEADER = OpenApiParameter(
     response=[401],
     description='`Bearer realm="pgi"`: the scheme the API key goes in.',
 )
+LOCATION_HEADER = OpenApiParameter(
+    "Location",
+    type={"type": "string", "format": "uri"},
+    location=OpenApiParameter.HEADER,
+    response=[201],
+    description="The new payment's URL (`GET` it for the payment as it is now).",
+)
 RESPONSE_HEADERS = [RETRY_AFTER_HEADER, AUTHENTICATE_HEADER]
 POSTED_PARAMETERS = [IDEMPOTENCY_PARAMETER, REPLAYED_HEADER, *RESPONSE_HEADERS]
 
+# Response examples, the same on every operation that answers with a Payment or an Error.
+EXAMPLE_PAYMENT = {
+    "id": "pay_06f3k1v2d8m4q9r7t5w0x2y4z6",
+    "amount": 50.00,
+    "currency": "USD",
+    "fromAccount": "account123",
+    "toMerchant": "merchant456",
+    "status": "Completed",
+    "timestamp": "2024-05-17T12:34:56Z",
+    "reference": "order-1001",
+    "description": None,
+    "metadata": {},
+    "gateway": "simulator",
+    "gatewayReference": "sim_ch_7Hq2LmX9",
+    "failureCode": None,
+    "failureMessage": None,
+    "refundedAmount": 0.00,
+    "capture": True,
+    "capturedAmount": 50.00,
+    "authorizationExpiresAt": None,
+    "pendingOperation": None,
+    "createdAt": "2024-05-17T12:34:55Z",
+    "updatedAt": "2024-05-17T12:34:56Z",
+}
 
-@extend_schema_serializer(component_name="Payment")  # PaymentRequest in the schema: the body of a new payment
+
+def _error_example(name: str, status_code: int, code: str, message: str, details=()) -> OpenApiExample:
+    return OpenApiExample(
+        name,
+        value={"error": {"code": code, "message": message, "details": list(details)}},
+        response_only=True,
+        status_codes=[str(status_code)],
+    )
+
+
+PAYMENT_CREATED_EXAMPLE = OpenApiExample(
+    "A completed payment", value=EXAMPLE_PAYMENT, response_only=True, status_codes=["201"]
+)
+PAYMENT_EXAMPLE = OpenApiExample("A payment", value=EXAMPLE_PAYMENT, response_only=True, status_codes=["200"])
+VALIDATION_ERROR_EXAMPLE = _error_example(
+    "An invalid field",
+    400,
+    "VALIDATION_ERROR",
+    "The request has invalid fields.",
+    [{"field": "amount", "message": "USD allows at most 2 decimal places."}],
+)
+NOT_FOUND_EXAMPLE = _error_example("No such payment", 404, "PAYMENT_NOT_FOUND", "No payment with this id.")
+CURRENCY_NOT_ENABLED_EXAMPLE = _error_example(
+    "A currency the merchant does not accept",
+    422,
+    "CURRENCY_NOT_ENABLED",
+    "Merchant merchant456 does not accept JPY.",
+    [{"field": "currency", "message": "Enabled: EUR, GBP, USD."}],
+)
+CAPTURE_EXCEEDS_EXAMPLE = _error_example(
+    "More than was authorized",
+    422,
+    "CAPTURE_EXCEEDS_AUTHORIZATION",
+    "The capture is larger than the authorized amount.",
+    [{"field": "amount", "message": "At most 50.00 USD."}],
+)
+
+
+# PaymentCreateRequest in the document: COMPONENT_SPLIT_REQUEST appends "Request" to the name.
+@extend_schema_serializer(component_name="PaymentCreate")
 class PaymentInputSerializer(StrictInputSerializer):
     read_only_names = (
         "id",
@@ -145,7 +220,7 @@ class PaymentInputSerializer(StrictInputSerializer):
     )
 
 
-@extend_schema_serializer(component_name="Payment")  # the request's own name for it
+@extend_schema_serializer(component_name="Payment")  # the API specification's name for it
 class PaymentOutputSerializer(serializers.ModelSerializer):
     amount = CurrencyAmountField()
     fromAccount = serializers.CharField(source="from_account")
@@ -166,7 +241,8 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
     authorizationExpiresAt = serializers.DateTimeField(
         source="authorization_expires_at",
         allow_null=True,
-        help_text="For an Authorized payment: when the authorization lapses if not captured.",
+        help_text="For a payment sent with `capture: false`: when its authorization lapses if not captured; "
+        "kept after a capture or cancel. Null for a payment charged at once.",
     )
     pendingOperation = BlankAsNullCharField(
         source="pending_operation",
@@ -204,8 +280,14 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
 
 
 class PaymentPageSerializer(serializers.Serializer):
-    next = serializers.URLField(allow_null=True, help_text="URL of the next (older) page; null on the last.")
-    previous = serializers.URLField(allow_null=True, help_text="URL of the previous (newer) page.")
+    next = serializers.URLField(
+        allow_null=True,
+        help_text="URL of the next (older) page, with the same filters and limit; null on the last. "
+        "Follow it as given.",
+    )
+    previous = serializers.URLField(
+        allow_null=True, help_text="URL of the previous (newer) page, with the same filters and limit."
+    )
     results = PaymentOutputSerializer(many=True)
 
 
@@ -219,6 +301,15 @@ def _payment_meaning(request) -> dict | None:
     if not request.user.is_platform and meaning.get("to_merchant") == request.user.merchant.code:
         del meaning["to_merchant"]
     return meaning
+
+
+def _with_location(request, response):
+    """A 201 names the new payment's URL, also when it is a replay (whose body is stored text)."""
+    if response.status_code == status.HTTP_201_CREATED:
+        body = response.data if isinstance(response, Response) else json.loads(response.content)
+        path = reverse("payment-detail", kwargs={"payment_id": body["id"]})
+        response["Location"] = request.build_absolute_uri(path)
+    return response
 
 
 def _created_answer(payment: Payment) -> tuple[Response, bool]:
@@ -244,7 +335,7 @@ def _validated_draft(request):
 
 
 REQUEST_EXAMPLE = OpenApiExample(
-    "The request's own payment",
+    "Example payment from the API specification",
     value={"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"},
     request_only=True,
 )
@@ -270,13 +361,16 @@ class PaymentCollectionApi(ApiView):
         summary="Process a payment",
         description="Validates, records and sends the payment to a gateway. A declined payment is still "
         "created: 201 with status `Failed` and a `failureCode`.",
-        parameters=POSTED_PARAMETERS,
+        parameters=[*POSTED_PARAMETERS, LOCATION_HEADER],
         request=PaymentInputSerializer,
-        examples=[REQUEST_EXAMPLE],
+        examples=[REQUEST_EXAMPLE, PAYMENT_CREATED_EXAMPLE, VALIDATION_ERROR_EXAMPLE, CURRENCY_NOT_ENABLED_EXAMPLE],
         responses={201: PaymentOutputSerializer, **errors(*POSTED, *KEYED, 403, 422)},
     )
-    @idempotent(meaning=_payment_meaning, answer_linked=_created_answer)
     def post(self, request):
+        return _with_location(request, self._create(request))
+
+    @idempotent(meaning=_payment_meaning, answer_linked=_created_answer)
+    def _create(self, request):
         draft = _validated_draft(request)
         payment = payment_process(draft=draft, principal=request.user, link=idempotency_link(request))
         return Response(PaymentOutputSerializer(payment).data, status=status.HTTP_201_CREATED)
@@ -288,14 +382,24 @@ class PaymentCollectionApi(ApiView):
         description="Newest first, with cursor pagination: follow `next` until it is null.",
         parameters=[
             # An APIView gets no filter parameters from drf-spectacular: they are listed here.
+            # The Payment's own status enum, by reference: a generated client gets one type for both.
             OpenApiParameter(
-                "status", str, many=True, explode=True, enum=PaymentStatus.values, description=_help("status")
+                "status",
+                {"type": "array", "items": {"$ref": "#/components/schemas/PaymentStatus"}},
+                explode=True,
+                description=_help("status"),
             ),
             OpenApiParameter("createdFrom", OpenApiTypes.DATETIME, description=_help("createdFrom")),
             OpenApiParameter("createdTo", OpenApiTypes.DATETIME, description=_help("createdTo")),
             # An empty filter is refused, not taken as no filter.
             OpenApiParameter("reference", {"type": "string", "minLength": 1}, description=_help("reference")),
             OpenApiParameter("currency", str, pattern="^[A-Z]{3}$", description=_help("currency")),
+            OpenApiParameter(
+                "fromAccount", {"type": "string", "minLength": 1, "maxLength": 64}, description=_help("fromAccount")
+            ),
+            OpenApiParameter(
+                "merchant", {"type": "string", "minLength": 1, "maxLength": 64}, description=_help("merchant")
+            ),
             OpenApiParameter("cursor", str, description="Opaque position from `next` or `previous`."),
             OpenApiParameter(
                 "limit",
@@ -321,6 +425,7 @@ class PaymentDetailApi(ApiView):
         operation_id="payments_retrieve",
         summary="Get a payment by ID",
         parameters=RESPONSE_HEADERS,
+        examples=[PAYMENT_EXAMPLE, NOT_FOUND_EXAMPLE],
         responses={200: PaymentOutputSerializer, **errors("400-query", *KEYED, 404)},
     )
     def get(self, request, payment_id: str):
@@ -367,7 +472,7 @@ class PaymentValidateApi(ApiView):
         "payment would be accepted; otherwise the same error that POST would return.",
         parameters=POSTED_PARAMETERS,
         request=PaymentInputSerializer,
-        examples=[REQUEST_EXAMPLE],
+        examples=[REQUEST_EXAMPLE, VALIDATION_ERROR_EXAMPLE, CURRENCY_NOT_ENABLED_EXAMPLE],
         responses={200: OutputSerializer, **errors(*POSTED, *KEYED, 403, 422)},
     )
     @idempotent(meaning=_payment_meaning)
@@ -408,7 +513,8 @@ class PaymentOperationApi(ApiView):
 
 
 class PaymentCaptureApi(PaymentOperationApi):
-    @extend_schema_serializer(component_name="PaymentCaptureRequest")
+    # PaymentCaptureRequest in the document: COMPONENT_SPLIT_REQUEST appends "Request".
+    @extend_schema_serializer(component_name="PaymentCapture")
     class InputSerializer(StrictInputSerializer):
         amount = AmountField(
             required=False,
@@ -423,6 +529,7 @@ class PaymentCaptureApi(PaymentOperationApi):
         "amount or part of it. " + OPERATION_DESCRIPTION,
         parameters=POSTED_PARAMETERS,
         request=InputSerializer,
+        examples=[NOT_FOUND_EXAMPLE, CAPTURE_EXCEEDS_EXAMPLE],
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,
@@ -441,7 +548,7 @@ class PaymentCaptureApi(PaymentOperationApi):
 
 
 class PaymentCancelApi(PaymentOperationApi):
-    @extend_schema_serializer(component_name="PaymentCancelRequest")
+    @extend_schema_serializer(component_name="PaymentCancel")
     class InputSerializer(StrictInputSerializer):
         pass
 
@@ -454,6 +561,7 @@ class PaymentCancelApi(PaymentOperationApi):
         parameters=POSTED_PARAMETERS,
         # An empty serializer would leave the body undocumented: it is optional, and takes no field.
         request={"application/json": {"type": "object", "additionalProperties": False, "properties": {}}},
+        examples=[NOT_FOUND_EXAMPLE],
         responses={
             200: PaymentOutputSerializer,
             202: PaymentOutputSerializer,

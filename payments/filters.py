@@ -5,6 +5,7 @@ from django import forms
 from django_filters.fields import IsoDateTimeField
 
 from pgi.api.filters import StrictFilterSet
+from pgi.api.serializers import IBAN_SHAPE
 from pgi.money import is_payable_currency
 
 from .models import Payment, PaymentStatus
@@ -36,6 +37,20 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
 
 
+class AccountFilterField(forms.CharField):
+    """An account as POST stores it: an IBAN compact and upper case, whatever spacing or case it is
+    given in; any other account id as given."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        compact = value.replace(" ", "").upper()
+        return compact if IBAN_SHAPE.match(compact) else value
+
+
+class AccountFilter(django_filters.CharFilter):
+    field_class = AccountFilterField
+
+
 class PaymentFilter(StrictFilterSet):
     other_params = ("cursor", "limit")  # read by CreatedCursorPagination
 
@@ -54,7 +69,26 @@ class PaymentFilter(StrictFilterSet):
     currency = django_filters.CharFilter(
         field_name="currency", max_length=3, validators=[validate_currency], help_text="ISO 4217 code."
     )
+    fromAccount = AccountFilter(
+        field_name="from_account",
+        max_length=64,
+        help_text="Exact paying account; an IBAN matches however it is spaced or cased.",
+    )
+    merchant = django_filters.CharFilter(
+        field_name="merchant__code",
+        max_length=64,
+        help_text="Merchant code. For a platform key; a merchant key may give only its own.",
+    )
 
     class Meta:
         model = Payment
         fields: list[str] = []
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        principal = getattr(self.request, "user", None)
+        wanted = self.data.get("merchant")
+        # A merchant key sees its own payments only: another merchant's code would list nothing and
+        # look like "no payments there", so it is refused instead.
+        if wanted and principal is not None and not principal.is_platform and wanted != principal.merchant.code:
+            self.param_errors.setdefault("merchant", ["A merchant key lists its own payments only."])

@@ -41,7 +41,7 @@ class Payment(models.Model):
     description = models.CharField(max_length=255, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
-    # When the payment reached its current status: the request's `timestamp`.
+    # When the payment reached its current status: the API specification's `timestamp`.
     status_changed_at = models.DateTimeField()
     gateway = models.CharField(max_length=32, blank=True, default="")
     gateway_reference = models.CharField(max_length=128, blank=True, default="")

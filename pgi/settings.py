@@ -249,6 +249,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SORT_OPERATIONS": "pgi.api.schema.payments_first",
     "ENUM_NAME_OVERRIDES": {"PaymentStatus": "payments.models.PaymentStatus"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

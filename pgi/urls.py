@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from pgi.api.views import ApiIndexApi
 from pgi.web import views as web_views
 
 # Redoc styles its pages with styled-components, which writes <style> elements that carry no nonce,
@@ -15,6 +16,7 @@ redoc_view = csp_update({"worker-src": [SELF, "blob:"]})(
 )
 
 api_v1 = [
+    path("", ApiIndexApi.as_view(), name="api-index"),
     path("", include("payments.urls")),
     path("", include("gateways.urls")),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
@@ -23,6 +25,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("v1", ApiIndexApi.as_view()),  # /v1 and /v1/ alike: both are the API's root
     path("v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("health", web_views.health, name="health"),

@@ -9,6 +9,9 @@ from rest_framework.response import Response
 
 from .errors import ApplicationError
 
+# What a 415 tells the client to send; the middleware's 415 says the same.
+MEDIA_TYPE_MESSAGE = "Send the body as application/json (Content-Type: application/json)."
+
 logger = logging.getLogger(__name__)
 
 # DRF's own exceptions, by class, to our codes. Anything not listed keeps DRF's default_code upper-cased.
@@ -77,6 +80,9 @@ def api_exception_handler(exc, context):
         details = flatten_validation_errors(exc.detail)
         message = "The request has invalid fields." if details else "The request is invalid."
         body = error_body(code, message, details)
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        # DRF's text names only what was sent; the client needs to know what to send.
+        body = error_body(code, f"{exc.detail} {MEDIA_TYPE_MESSAGE}")
     else:
         message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else str(exc.default_detail)
         body = error_body(code, message)

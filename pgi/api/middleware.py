@@ -15,8 +15,9 @@ import logging
 
 from django.conf import settings
 from django.http import JsonResponse
+from django.urls import Resolver404, resolve
 
-from .exception_handler import error_body
+from .exception_handler import MEDIA_TYPE_MESSAGE, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +35,28 @@ CODES_BY_STATUS = {
     411: ("LENGTH_REQUIRED", "A request body must be sent with a Content-Length, not in chunks."),
     413: ("PAYLOAD_TOO_LARGE", "The request body is too large."),
     414: ("URI_TOO_LONG", f"The URL is longer than {MAX_URL_LENGTH} characters."),
-    415: ("UNSUPPORTED_MEDIA_TYPE", "The request body must be application/json."),
+    415: ("UNSUPPORTED_MEDIA_TYPE", MEDIA_TYPE_MESSAGE),
     429: ("RATE_LIMITED", "Too many requests."),
     500: ("INTERNAL_ERROR", "An unexpected error occurred; it has been logged."),
 }
 
 
-def json_error_response(status: int) -> JsonResponse:
-    code, message = CODES_BY_STATUS.get(status, (f"HTTP_{status}", "The request failed."))
-    return JsonResponse(error_body(code, message), status=status)
+def json_error_response(status: int, message: str | None = None) -> JsonResponse:
+    code, default = CODES_BY_STATUS.get(status, (f"HTTP_{status}", "The request failed."))
+    return JsonResponse(error_body(code, message or default), status=status)
+
+
+def path_without_trailing_slash(path: str) -> str | None:
+    """`/v1/payments` for `/v1/payments/`, when that is a URL of the API; else None. PGI's URLs end
+    without a slash, and a client that adds one deserves to be told rather than left guessing."""
+    stripped = path.rstrip("/")
+    if stripped == path or not stripped:
+        return None
+    try:
+        resolve(stripped)
+    except Resolver404:
+        return None
+    return stripped
 
 
 def is_api_path(path: str) -> bool:
@@ -80,7 +94,10 @@ class ApiErrorMiddleware:
             return response
         if _is_error_json(response):
             return response
-        replacement = json_error_response(response.status_code)
+        message = None
+        if response.status_code == 404 and (hint := path_without_trailing_slash(request.path)):
+            message = f"No resource exists at this URL; PGI's URLs have no trailing slash: {hint}"
+        replacement = json_error_response(response.status_code, message)
         # Keep what inner middleware and the view said (Allow, Retry-After, X-Frame-Options…).
         for header, value in response.items():
             if header.lower() not in {"content-type", "content-length"}:

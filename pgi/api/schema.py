@@ -1,5 +1,16 @@
 """drf-spectacular postprocessing: what the view decorators cannot say about the OpenAPI document."""
 
+from drf_spectacular.plumbing import alpha_operation_sorter
+
+GATEWAY_PATH_PREFIX = "/v1/gateways/"
+
+
+def payments_first(endpoint):
+    """SORT_OPERATIONS: the document lists what integrators call first, gateways' webhooks last."""
+    path = endpoint[0]
+    return (path.startswith(GATEWAY_PATH_PREFIX), alpha_operation_sorter(endpoint))
+
+
 # From a new payment to what can be done with it, for clients and for workflow tests.
 PAYMENT_LINKS = {
     "GetPayment": ("payments_retrieve", "The payment just created."),

@@ -1,6 +1,11 @@
 """The base of PGI's API views."""
 
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 
@@ -23,3 +28,31 @@ class ApiView(APIView):
         unknown = sorted(set(request.query_params) - known)
         if unknown:
             raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
+
+
+class ApiIndexApi(ApiView):
+    """`/v1`: where the API's resources are, for a person or a client finding its way. Like the
+    schema it needs no key (one that is sent is not checked): it says nothing about any merchant."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(exclude=True)  # it points at the document; it is not an operation of it
+    def get(self, request):
+        def link(name: str) -> str:
+            return request.build_absolute_uri(reverse(name))
+
+        return Response(
+            {
+                "name": settings.SPECTACULAR_SETTINGS["TITLE"],
+                "version": settings.SPECTACULAR_SETTINGS["VERSION"],
+                "links": {
+                    "payments": link("payments"),
+                    "schema": link("schema"),
+                    "swaggerUi": link("swagger-ui"),
+                    "redoc": link("redoc"),
+                    "docs": link("docs-index"),
+                },
+            }
+        )

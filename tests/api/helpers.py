@@ -8,8 +8,8 @@ import simplejson
 PAYMENTS_URL = "/v1/payments"
 VALIDATE_URL = "/v1/payments/validate"
 
-# The request's own payment, with the amount as an exact Decimal (sent as the JSON number 50.00).
-REQUEST_PAYMENT = {
+# The example payment from the API specification, with the amount as an exact Decimal (sent as the JSON number 50.00).
+SPECIFICATION_PAYMENT = {
     "amount": Decimal("50.00"),
     "currency": "USD",
     "fromAccount": "account123",
@@ -34,7 +34,7 @@ def post_json(client, path: str, data, **headers):
 
 
 def payment_body(**overrides) -> dict:
-    body = dict(REQUEST_PAYMENT)
+    body = dict(SPECIFICATION_PAYMENT)
     for name, value in overrides.items():
         if value is ...:
             body.pop(name, None)

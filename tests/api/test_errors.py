@@ -132,13 +132,38 @@ def test_merchant_key_naming_another_merchant_is_403(api, other_merchant):
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/nothing", "/v1/", "/v1", "/v1/payments/", "/v1/payments/pay_x/status/more", "/v1/refundz"]
+    "path", ["/v1/nothing", "/v1//", "/v1/payments/", "/v1/payments/pay_x/status/more", "/v1/refundz"]
 )
 def test_unknown_url_under_v1_is_a_json_404(api, path):
     response = api.get(path)
 
     assert_error(response, 404, "NOT_FOUND")
     assert response.headers["X-Frame-Options"] == "DENY"  # headers of the replaced page are kept
+
+
+@pytest.mark.parametrize(
+    ("path", "meant"),
+    [
+        ("/v1/payments/", "/v1/payments"),
+        ("/v1/payments/validate/", "/v1/payments/validate"),
+        ("/v1/payments/pay_06f3k1v2d8m4q9r7t5w0x2y4z6/", "/v1/payments/pay_06f3k1v2d8m4q9r7t5w0x2y4z6"),
+        ("/v1/payments/pay_06f3k1v2d8m4q9r7t5w0x2y4z6/status//", "/v1/payments/pay_06f3k1v2d8m4q9r7t5w0x2y4z6/status"),
+        ("/v1/schema/", "/v1/schema"),
+    ],
+)
+def test_a_trailing_slash_is_a_404_that_names_the_url_without_it(api, path, meant):
+    for response in (api.get(path), post_json(api, path, payment_body())):
+        error = assert_error(response, 404, "NOT_FOUND")
+        assert error["message"].endswith(f": {meant}"), error
+
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/v1/nothing/", "/v1/payments/pay_x/status/more/"])
+def test_a_trailing_slash_on_no_url_of_the_api_hints_at_nothing(api, path):
+    error = assert_error(api.get(path), 404, "NOT_FOUND")
+
+    assert "/v1" not in error["message"]
 
 
 def test_unknown_url_under_v1_is_404_even_without_a_key(db):
@@ -243,6 +268,15 @@ def test_request_while_the_same_idempotency_key_is_in_flight_is_409(api, merchan
 def test_unsupported_media_type_is_415_on_every_post(api):
     for path in (PAYMENTS_URL, VALIDATE_URL):
         assert_error(api.post(path, data="amount=5", content_type="text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_unsupported_media_type_says_to_send_application_json(api, content_type):
+    response = api.post(PAYMENTS_URL, data="amount=5", content_type=content_type)
+
+    error = assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert "application/json" in error["message"]
+    assert not Payment.objects.exists()
 
 
 def test_business_rule_refusal_is_422(api):

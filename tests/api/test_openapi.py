@@ -1,4 +1,4 @@
-"""The OpenAPI 3 document at /v1/schema: valid, a superset of the request's spec, with errors and auth."""
+"""The OpenAPI 3 document at /v1/schema: valid, a superset of the API specification, with errors and auth."""
 
 import json
 from io import StringIO
@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from openapi_schema_validator import OAS30Validator
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +71,7 @@ def test_schema_is_served_as_yaml_by_default():
     assert response.content.startswith(b"openapi: 3.")
 
 
-def test_schema_has_the_requests_paths_and_operations(schema):
+def test_schema_has_the_specifications_paths_and_operations(schema):
     assert "post" in schema["paths"]["/v1/payments"]
     detail = schema["paths"][payment_path(schema)]
     assert "get" in detail
@@ -79,7 +80,7 @@ def test_schema_has_the_requests_paths_and_operations(schema):
     assert "get" in schema["paths"]["/v1/payments"]
 
 
-def test_payment_schema_has_the_requests_fields_and_types(schema):
+def test_payment_schema_has_the_specifications_fields_and_types(schema):
     created = schema["paths"]["/v1/payments"]["post"]
     payment = json_body_schema(schema, created, "201")
     fetched = json_body_schema(schema, schema["paths"][payment_path(schema)]["get"], "200")
@@ -175,7 +176,9 @@ def operations(schema):
 def test_every_operation_documents_each_status_it_can_answer(schema):
     for path, method, operation in operations(schema):
         statuses = set(operation["responses"])
-        assert {"406", "500"} <= statuses, (path, method)
+        assert {"406", "414", "431", "500"} <= statuses, (path, method)
+        if method == "post":
+            assert {"411", "413"} <= statuses, (path, method)
         if operation["tags"] == ["Payments"]:
             assert {"400", "401", "429"} <= statuses, (path, method)
         if method == "post" and operation["tags"] == ["Payments"]:
@@ -234,3 +237,96 @@ def test_rules_stated_in_prose_are_schema_keywords(schema):
     parameters = {p["name"]: p for p in schema["paths"]["/v1/payments"]["get"]["parameters"]}
     assert (parameters["limit"]["schema"]["minimum"], parameters["limit"]["schema"]["maximum"]) == (1, 200)
     assert parameters["currency"]["schema"]["pattern"] == "^[A-Z]{3}$"
+
+
+def test_request_bodies_are_named_after_their_operation(schema):
+    names = set(schema["components"]["schemas"])
+    create = schema["paths"]["/v1/payments"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    capture = schema["paths"][payment_path(schema) + "/capture"]["post"]["requestBody"]["content"]["application/json"]
+
+    assert create == {"$ref": "#/components/schemas/PaymentCreateRequest"}
+    assert capture["schema"] == {"$ref": "#/components/schemas/PaymentCaptureRequest"}
+    assert not [name for name in names if name.endswith("RequestRequest")]
+
+
+def test_the_specifications_example_is_named_for_it(schema):
+    examples = schema["paths"]["/v1/payments"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+
+    (example,) = examples.values()
+    assert example["summary"] == "Example payment from the API specification"
+    assert example["value"] == {
+        "amount": 50.0, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"
+    }
+
+
+def conforms(schema, value, to: dict) -> bool:
+    """Whether `value` is valid against `to`, an OpenAPI 3.0 schema of this document."""
+    return OAS30Validator({**to, "components": schema["components"]}).is_valid(value)
+
+
+@pytest.mark.parametrize(
+    ("operation_id", "status", "code"),
+    [
+        ("payments_create", "201", None),
+        ("payments_retrieve", "200", None),
+        ("payments_create", "400", "VALIDATION_ERROR"),
+        ("payments_retrieve", "404", "PAYMENT_NOT_FOUND"),
+        ("payments_create", "422", "CURRENCY_NOT_ENABLED"),
+        ("payments_capture", "404", "PAYMENT_NOT_FOUND"),
+        ("payments_capture", "422", "CAPTURE_EXCEEDS_AUTHORIZATION"),
+        ("payments_cancel", "404", "PAYMENT_NOT_FOUND"),
+    ],
+)
+def test_payment_and_error_responses_carry_examples_that_fit_their_schema(schema, operation_id, status, code):
+    (operation,) = [op for _, _, op in operations(schema) if op["operationId"] == operation_id]
+    media = operation["responses"][status]["content"]["application/json"]
+
+    assert media["examples"]
+    for example in media["examples"].values():
+        assert conforms(schema, example["value"], media["schema"]), example
+        if code is not None:
+            assert example["value"]["error"]["code"] == code
+    assert not conforms(schema, {"unexpected": True}, media["schema"])
+
+
+def test_status_filter_refers_to_the_payment_status_component(schema):
+    parameters = {p["name"]: p for p in schema["paths"]["/v1/payments"]["get"]["parameters"]}
+
+    assert parameters["status"]["schema"] == {"type": "array", "items": {"$ref": "#/components/schemas/PaymentStatus"}}
+    assert parameters["status"]["explode"] is True
+    assert "enum" not in json.dumps(parameters["status"])
+
+
+def test_list_documents_the_account_and_merchant_filters(schema):
+    parameters = {p["name"]: p for p in schema["paths"]["/v1/payments"]["get"]["parameters"]}
+
+    for name in ("fromAccount", "merchant"):
+        assert parameters[name]["in"] == "query"
+        assert parameters[name]["schema"] == {"type": "string", "minLength": 1, "maxLength": 64}
+    assert "IBAN" in parameters["fromAccount"]["description"]
+    assert "platform key" in parameters["merchant"]["description"]
+
+
+def test_a_new_payment_declares_its_location_header(schema):
+    headers = schema["paths"]["/v1/payments"]["post"]["responses"]["201"]["headers"]
+
+    assert headers["Location"]["schema"] == {"type": "string", "format": "uri"}
+
+
+def test_amounts_are_exact_decimals_everywhere(schema):
+    payment = resolve(schema, {"$ref": "#/components/schemas/Payment"})
+    capture = resolve(schema, {"$ref": "#/components/schemas/PaymentCaptureRequest"})
+
+    amounts = (payment["properties"]["amount"], payment["properties"]["refundedAmount"], capture["properties"]["amount"])
+    for amount in amounts:
+        assert (amount["type"], amount["format"]) == ("number", "decimal")
+
+
+def test_payments_come_before_the_gateways_webhook(schema):
+    paths = list(schema["paths"])
+
+    assert [tag["name"] for tag in schema["tags"]] == ["Payments", "Gateways"]
+    assert paths[0] == "/v1/payments"
+    assert paths[-1] == "/v1/gateways/{code}/webhooks"
+    webhook = schema["paths"]["/v1/gateways/{code}/webhooks"]["post"]
+    assert "for gateways only" in webhook["summary"]

@@ -1,5 +1,5 @@
 """`make run` end to end: scripts/run.py on the embedded defaults (SQLite, Celery's filesystem
-transport, the bundled broker), driven with `requests` exactly as the request's snippet does, then
+transport, the bundled broker), driven with `requests` exactly as the API specification's snippet does, then
 stopped. Needs no test database: everything it touches lives in a temporary PGI_VAR_DIR."""
 
 import os
@@ -94,7 +94,7 @@ def group_is_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
-def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path):
+def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp_path):
     port = free_port()
     env = {
         key: value
@@ -135,7 +135,7 @@ def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path)
         assert base_url == f"http://127.0.0.1:{port}/v1"
         headers = {"Authorization": f"Bearer {merchant_key}"}
 
-        # The request's snippet, with the base URL and the Authorization header added.
+        # The API specification's snippet, with the base URL and the Authorization header added.
         new_payment = {"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}
         response = requests.post(f"{base_url}/payments", json=new_payment, headers=headers, timeout=HTTP_TIMEOUT)
 

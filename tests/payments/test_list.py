@@ -2,7 +2,7 @@
 
 import base64
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.utils import timezone
@@ -10,7 +10,7 @@ from django.utils import timezone
 from payments.models import Payment, PaymentStatus
 from pgi.merchants.services import api_key_create
 
-from ..api.helpers import PAYMENTS_URL, REQUEST_PAYMENT, assert_error, post_json
+from ..api.helpers import PAYMENTS_URL, SPECIFICATION_PAYMENT, assert_error, post_json
 from ..conftest import client_for
 from ..factories import PaymentFactory
 
@@ -115,6 +115,47 @@ def test_filter_by_currency(api, merchant):
     assert ids(api.get(PAYMENTS_URL, {"currency": "JPY"})) == [yen.id]
 
 
+def test_filter_by_account_is_exact(api, merchant):
+    wanted = PaymentFactory(merchant=merchant, from_account="acct-17")
+    PaymentFactory(merchant=merchant, from_account="acct-170")
+    PaymentFactory(merchant=merchant, from_account="ACCT-17")  # an account id other than an IBAN keeps its case
+
+    assert ids(api.get(PAYMENTS_URL, {"fromAccount": "acct-17"})) == [wanted.id]
+
+
+@pytest.mark.parametrize(
+    "given", ["DE89370400440532013000", "DE89 3704 0044 0532 0130 00", "de89 3704 0044 0532 0130 00"]
+)
+def test_filter_by_account_matches_an_iban_however_it_is_spaced_or_cased(api, merchant, given):
+    wanted = PaymentFactory(merchant=merchant, from_account="DE89370400440532013000")
+    PaymentFactory(merchant=merchant, from_account="GB29NWBK60161331926819")
+
+    assert ids(api.get(PAYMENTS_URL, {"fromAccount": given})) == [wanted.id]
+
+
+def test_filter_by_account_finds_a_payment_created_with_a_spaced_iban(api, merchant):
+    response = post_json(api, PAYMENTS_URL, {**SPECIFICATION_PAYMENT, "fromAccount": "de89 3704 0044 0532 0130 00"})
+    assert response.status_code == 201, response.content
+
+    assert ids(api.get(PAYMENTS_URL, {"fromAccount": "DE89 3704 0044 0532 0130 00"})) == [response.json()["id"]]
+
+
+def test_platform_key_filters_by_merchant(platform_api, merchant, other_merchant):
+    wanted = PaymentFactory(merchant=other_merchant)
+    PaymentFactory(merchant=merchant)
+
+    assert ids(platform_api.get(PAYMENTS_URL, {"merchant": other_merchant.code})) == [wanted.id]
+    assert ids(platform_api.get(PAYMENTS_URL, {"merchant": "no-such-merchant"})) == []
+
+
+def test_merchant_key_may_filter_by_its_own_merchant_only(api, merchant, other_merchant):
+    mine = PaymentFactory(merchant=merchant)
+    PaymentFactory(merchant=other_merchant)
+
+    assert ids(api.get(PAYMENTS_URL, {"merchant": merchant.code})) == [mine.id]
+    assert_error(api.get(PAYMENTS_URL, {"merchant": other_merchant.code}), 400, "VALIDATION_ERROR", field="merchant")
+
+
 def test_filters_combine(api, merchant):
     wanted = PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED, reference="r1", currency="EUR")
     PaymentFactory(merchant=merchant, status=PaymentStatus.COMPLETED, reference="r1", currency="EUR")
@@ -137,6 +178,8 @@ def test_filters_combine(api, merchant):
         ({"reference": "r\x00"}, "reference"),
         ({"currency": "usd"}, "currency"),
         ({"currency": "ABC"}, "currency"),
+        ({"fromAccount": "a" * 65}, "fromAccount"),
+        ({"merchant": "m" * 65}, "merchant"),
     ],
 )
 def test_invalid_filter_value_is_a_validation_error(api, merchant, params, field):
@@ -165,6 +208,10 @@ def test_invalid_filter_value_is_a_validation_error(api, merchant, params, field
         ("createdFrom=2000-01-01T00:00:00Z&createdFrom=2030-01-01T00:00:00Z", "createdFrom"),
         ("currency=USD&currency=EUR", "currency"),
         ("reference=a&reference=b", "reference"),
+        ("fromAccount=", "fromAccount"),
+        ("fromAccount=a&fromAccount=b", "fromAccount"),
+        ("merchant=", "merchant"),
+        ("merchant=merchant456&merchant=merchant789", "merchant"),
         ("limit=5&limit=10", "limit"),
         ("cursor=", "cursor"),
         ("stauts=Completed", "stauts"),
@@ -221,6 +268,39 @@ def test_cursor_pagination_keeps_its_filters_on_the_next_page(api, merchant):
 
     assert ids(first) + ids(second) == [p.id for p in reversed(failed)]
     assert second.json()["next"] is None
+
+
+def test_next_and_previous_links_keep_every_filter_and_the_limit(platform_api, merchant, other_merchant):
+    created_from = (timezone.now() - timedelta(days=1)).isoformat()
+    query = {
+        "status": ["Failed", "Authorized"],
+        "createdFrom": created_from,
+        "createdTo": (timezone.now() + timedelta(days=1)).isoformat(),
+        "reference": "r1",
+        "currency": "EUR",
+        "fromAccount": "DE89 3704 0044 0532 0130 00",
+        "merchant": merchant.code,
+        "limit": "2",
+    }
+    row = {"reference": "r1", "currency": "EUR", "from_account": "DE89370400440532013000"}
+    wanted = [PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED, **row) for _ in range(5)]
+    PaymentFactory(merchant=other_merchant, status=PaymentStatus.FAILED, **row)
+    PaymentFactory(merchant=merchant, status=PaymentStatus.COMPLETED, **row)
+    PaymentFactory(merchant=merchant, status=PaymentStatus.FAILED, **{**row, "reference": "r2"})
+
+    first = platform_api.get(PAYMENTS_URL, query)
+    second = platform_api.get(first.json()["next"])
+    third = platform_api.get(second.json()["next"])
+    back = platform_api.get(third.json()["previous"])
+
+    assert ids(first) + ids(second) + ids(third) == [p.id for p in reversed(wanted)]
+    assert third.json()["next"] is None
+    assert ids(back) == ids(second)
+    for link in (first.json()["next"], second.json()["next"], third.json()["previous"]):
+        sent = parse_qs(urlsplit(link).query)
+        assert {name: values for name, values in sent.items() if name != "cursor"} == {
+            name: value if isinstance(value, list) else [value] for name, value in query.items()
+        }
 
 
 def test_previous_link_goes_back_to_the_same_page(api, merchant):
@@ -317,7 +397,7 @@ def test_reading_one_payment_refuses_query_parameters_it_does_not_read(api, merc
 
 
 def test_creating_a_payment_refuses_query_parameters(api, merchant):
-    response = post_json(api, f"{PAYMENTS_URL}?capture=false", REQUEST_PAYMENT)
+    response = post_json(api, f"{PAYMENTS_URL}?capture=false", SPECIFICATION_PAYMENT)
 
     assert_error(response, 400, "VALIDATION_ERROR", field="capture")
     assert not Payment.objects.exists()

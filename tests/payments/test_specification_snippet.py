@@ -1,4 +1,4 @@
-"""The request's own client code, unchanged except for the base URL and the Authorization header,
+"""The client code from the API specification, unchanged except for the base URL and the Authorization header,
 against a live server on PostgreSQL."""
 
 import re
@@ -42,8 +42,8 @@ def headers(merchant_key):
     return {"Authorization": f"Bearer {merchant_key}"}
 
 
-def test_request_snippet_creates_and_reads_back_the_payment(base_url, headers, merchant):
-    # Process a new payment — exactly the request's snippet.
+def test_specification_snippet_creates_and_reads_back_the_payment(base_url, headers, merchant):
+    # Process a new payment — exactly the API specification's snippet.
     new_payment = {"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}
     response = requests.post(f"{base_url}/payments", json=new_payment, headers=headers, timeout=30)
 
