@@ -347,7 +347,8 @@ else:
     _celery_dir = VAR_DIR / "celery"
     for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+    # The transport ignores the host; naming one keeps kombu from warning on every connection.
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
@@ -359,6 +360,9 @@ else:
 # Parallel test workers share one Redis: each sends to and consumes its own queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PGI_CELERY_QUEUE", "pgi") + os.environ.get("PYTEST_XDIST_WORKER", "")
 CELERY_TASK_IGNORE_RESULT = True
+# Retry the broker at start as on any later loss (Celery's default), said explicitly: Celery 6 stops
+# deriving it from broker_connection_retry, and warns about that on every start until it is set.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -380,8 +384,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # A client's mistake (4xx) is not the service's: INFO, not Django's WARNING. 5xx stay ERROR.
+    "filters": {"client_errors_at_info": {"()": "pgi.log_filters.ClientErrorsAtInfo"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PGI_LOG_LEVEL", "INFO")},
-    # The gateway SDKs log every request at INFO; PGI records its own gateway attempts.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "stripe": {"level": "WARNING"}, "Adyen": {"level": "WARNING"}},
+    "loggers": {
+        "django.request": {"filters": ["client_errors_at_info"]},
+        "django.db.backends": {"level": "WARNING"},
+        # The gateway SDKs log every request at INFO; PGI records its own gateway attempts.
+        "stripe": {"level": "WARNING"},
+        "Adyen": {"level": "WARNING"},
+    },
 }
