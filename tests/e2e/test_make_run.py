@@ -215,8 +215,8 @@ def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path)
         process.wait(timeout=10)
 
 
-def test_demo_setup_keeps_one_merchant_and_rotates_its_keys_and_password(tmp_path):
-    """`make run` calls demo_setup on every start: the merchant stays, earlier demo keys are revoked."""
+def test_demo_setup_keeps_one_merchant_and_its_credentials_on_the_same_var_dir(tmp_path):
+    """`make run` calls demo_setup on every start: the merchant stays, and so do its credentials."""
     env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER"}}
     env["PGI_VAR_DIR"] = str(tmp_path / "var")
 
@@ -237,7 +237,8 @@ def test_demo_setup_keeps_one_merchant_and_rotates_its_keys_and_password(tmp_pat
 
     assert first["PGI_DEMO_MERCHANT"] == second["PGI_DEMO_MERCHANT"] == "merchant456"
     for name in ("PGI_DEMO_MERCHANT_KEY", "PGI_DEMO_PLATFORM_KEY", "PGI_ADMIN_PASSWORD"):
-        assert first[name] != second[name]
+        assert first[name] == second[name]
+    assert (tmp_path / "var" / "demo-credentials.env").stat().st_mode & 0o777 == 0o600
     state = manage(
         "shell",
         "-c",
@@ -251,5 +252,5 @@ def test_demo_setup_keeps_one_merchant_and_rotates_its_keys_and_password(tmp_pat
     )
     assert "MERCHANTS 1 Demo Merchant EUR,GBP,JPY,KWD,USD" in state
     assert "ACTIVE ['demo', 'demo-platform']" in state
-    assert "REVOKED 2" in state
+    assert "REVOKED 0" in state
     assert "LOGIN True" in state
