@@ -264,6 +264,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- PGI ----------------------------------------------------------------------------------
 PGI_PUBLIC_URL = os.environ.get("PGI_PUBLIC_URL", "http://127.0.0.1:8000")
+# The base URL the guides at /docs/ show in their examples: PGI_PUBLIC_URL when it is set, else the
+# scheme and host the reader's browser used.
+PGI_DOCS_BASE_URL = os.environ.get("PGI_PUBLIC_URL", "")
 # Sustained request rate per API key; bursts beyond it get 429 RATE_LIMITED.
 PGI_API_RATE = os.environ.get("PGI_API_RATE", "6000/min")
 PGI_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("PGI_IDEMPOTENCY_TTL_HOURS", "24"))
