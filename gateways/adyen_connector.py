@@ -58,7 +58,8 @@ from .base import (
     GatewayStatus,
     GatewayTimeout,
     GatewayUnavailable,
-    InvalidWebhook,
+    InvalidNotification,
+    InvalidSignature,
     Operation,
     PaymentRequest,
     RefundRequest,
@@ -67,6 +68,7 @@ from .base import (
     ReportLine,
     VoidRequest,
     WebhookEvent,
+    WebhookNotConfigured,
     WebhookReply,
     idempotency_key,
 )
@@ -216,6 +218,10 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
             f"({adyen_exponent(currency)}).",
         )
     return int(scaled)
+
+
+# Adyen's `value` is a 64-bit integer of minor units; anything longer is not an Adyen amount.
+MAX_MINOR_UNITS = 10**18
 
 
 def from_minor_units(value: Any, currency: str) -> Decimal | None:
@@ -637,33 +643,38 @@ class AdyenConnector(Connector):
 
     # --- webhooks ------------------------------------------------------------------------------
 
+    def webhook_problem(self) -> str:
+        return "" if self.hmac_key else "no PGI_ADYEN_HMAC_KEY is set"
+
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:
         """Adyen's standard notification: `{"live": "false", "notificationItems":
         [{"NotificationRequestItem": {...}}, ...]}`.
 
         Every item must carry a valid HMAC signature (additionalData.hmacSignature, checked with
         the SDK's is_valid_hmac_notification), and, when webhook_username is set, the request must
-        carry those Basic credentials; otherwise InvalidWebhook and nothing is returned. Adyen's
+        carry those Basic credentials; otherwise InvalidSignature and nothing is returned. Adyen's
         HMAC signs no timestamp and Adyen retries for days, so old eventDates are accepted: the
         event id (pspReference, eventCode, success) lets PGI drop a repeated delivery.
 
         Items for other merchant accounts and event codes PGI does not act on yield no event.
         """
-        self._check_basic_auth(headers)
         if not self.hmac_key:
-            raise InvalidWebhook("No Adyen HMAC key is configured: webhooks cannot be verified.")
+            raise WebhookNotConfigured(self.webhook_problem())
+        self._check_basic_auth(headers)
         try:
             payload = json.loads(body, parse_float=Decimal)
             items = [entry["NotificationRequestItem"] for entry in payload["notificationItems"]]
             live = str(payload.get("live", "")).lower()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidWebhook("The body is not an Adyen notification.") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            # The signatures are inside the body: one that cannot be read cannot be verified.
+            raise InvalidSignature("The body is not an Adyen notification; it cannot be verified.") from exc
         if not items or not all(isinstance(item, dict) for item in items):
-            raise InvalidWebhook("The notification has no items.")
-        if live != ("true" if self.environment == "live" else "false"):
-            raise InvalidWebhook(f"A notification with live={live!r} sent to the Adyen {self.environment} connector.")
+            raise InvalidSignature("The notification has no items to verify.")
         for item in items:
             self._check_hmac(item)
+        # Verified: whatever fails from here is a notification PGI cannot read, not a forgery.
+        if live != ("true" if self.environment == "live" else "false"):
+            raise InvalidNotification(f"A notification with live={live[:10]!r} sent to the Adyen {self.environment} connector.")
         events = []
         for item in items:
             if item.get("merchantAccountCode") != self.merchant_account:
@@ -671,8 +682,8 @@ class AdyenConnector(Connector):
                 continue
             try:
                 event = self._event(item)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InvalidWebhook("A notification item lacks a field PGI needs.") from exc
+            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
+                raise InvalidNotification("A notification item lacks a field PGI needs.") from exc
             if event is not None:
                 events.append(event)
         return events
@@ -683,18 +694,18 @@ class AdyenConnector(Connector):
         expected = "Basic " + base64.b64encode(f"{self.webhook_username}:{self.webhook_password}".encode()).decode()
         given = _header(headers, "Authorization")
         if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise InvalidWebhook("Missing or wrong HTTP Basic credentials.")
+            raise InvalidSignature("Missing or wrong HTTP Basic credentials.")
 
     def _check_hmac(self, item: dict) -> None:
         additional = item.get("additionalData")
         if not isinstance(additional, dict) or not additional.get("hmacSignature"):
-            raise InvalidWebhook("A notification item has no HMAC signature.")
+            raise InvalidSignature("A notification item has no HMAC signature.")
         try:
             valid = Adyen.util.is_valid_hmac_notification(item, self.hmac_key)
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise InvalidWebhook("A notification item cannot be verified.") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError, binascii.Error) as exc:
+            raise InvalidSignature("A notification item cannot be verified.") from exc
         if not valid:
-            raise InvalidWebhook("A notification item's HMAC signature does not match.")
+            raise InvalidSignature("A notification item's HMAC signature does not match.")
 
     def _event(self, item: dict) -> WebhookEvent | None:
         event_code = item["eventCode"]
@@ -706,6 +717,9 @@ class AdyenConnector(Connector):
         reason = item.get("reason", "") or ""
         amount_field = item.get("amount") or {}
         currency = amount_field.get("currency", "")
+        value = amount_field.get("value")
+        if value is not None and not (isinstance(value, int) and abs(value) < MAX_MINOR_UNITS):
+            raise ValueError(f"amount value {str(value)[:30]!r}")
         amount = from_minor_units(amount_field.get("value"), currency) if currency else None
         event_id = f"{psp_reference}:{event_code}:{'true' if success else 'false'}"
         common = {"event_id": event_id, "raw_type": event_code}

@@ -10,13 +10,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pgi.api.errors import NotFound, ValidationFailed
+from pgi.api.errors import NotFound, ServiceUnavailable, ValidationFailed
 from pgi.api.parsers import read_body
 from pgi.api.serializers import ErrorSerializer
 
-from .base import InvalidWebhook
+from .base import InvalidNotification, InvalidSignature, WebhookNotConfigured
 from .registry import UnknownGateway, get_connector
-from .services import notification_receive
+from .services import notification_problem, notification_receive
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,10 @@ class GatewayWebhookApi(APIView):
         description="Called by gateways, not merchants: no API key, the gateway's own signature instead. "
         "The body is verified against the gateway's signature scheme (simulator: `Simulator-Signature`; "
         "Stripe: `Stripe-Signature`; Adyen: HMAC of each item, and Basic auth when configured). A missing, "
-        "bad or stale signature, or a body that is not a notification, is 400 INVALID_SIGNATURE and "
-        "changes nothing. A notification already received (same gateway event id) changes nothing. "
+        "bad or stale signature is 400 INVALID_SIGNATURE and changes nothing; a delivery that verifies but "
+        "is not a notification PGI can read or store is 400 INVALID_NOTIFICATION and changes nothing. A "
+        "gateway whose webhook secret is not set (or is a public one) is 503 WEBHOOK_NOT_CONFIGURED. A "
+        "notification already received (same gateway event id) changes nothing. "
         "Adyen is answered with the text `[accepted]`, as it expects.",
         parameters=[
             OpenApiParameter(
@@ -74,13 +76,15 @@ class GatewayWebhookApi(APIView):
         responses={
             (200, "application/json"): OutputSerializer,
             (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="Adyen's `[accepted]`."),
-            400: OpenApiResponse(ErrorSerializer, description="Missing or invalid signature, or not a "
-                                 "notification of this gateway (INVALID_SIGNATURE)"),
+            400: OpenApiResponse(ErrorSerializer, description="Missing or invalid signature (INVALID_SIGNATURE), "
+                                 "or a verified delivery PGI cannot read or store (INVALID_NOTIFICATION)"),
             404: OpenApiResponse(ErrorSerializer, description="No such gateway here (UNKNOWN_GATEWAY)"),
             406: OpenApiResponse(ErrorSerializer, description="The Accept header allows no JSON (NOT_ACCEPTABLE)"),
             413: OpenApiResponse(ErrorSerializer, description="The body is larger than the server accepts "
                                  "(PAYLOAD_TOO_LARGE)"),
             500: OpenApiResponse(ErrorSerializer, description="An unexpected error, logged by PGI (INTERNAL_ERROR)"),
+            503: OpenApiResponse(ErrorSerializer, description="The gateway's webhook secret is not set here "
+                                 "(WEBHOOK_NOT_CONFIGURED)"),
         },
     )
     def post(self, request, code: str):
@@ -89,10 +93,26 @@ class GatewayWebhookApi(APIView):
         except UnknownGateway as exc:
             raise NotFound(f"No gateway {code}.", code="UNKNOWN_GATEWAY") from exc
         try:
-            events = connector.parse_webhook(headers=request.headers, body=request.data)
-        except InvalidWebhook as exc:
+            # An empty body reaches the view as DRF's empty data, not as bytes.
+            body = request.data if isinstance(request.data, bytes) else b""
+            events = connector.parse_webhook(headers=request.headers, body=body)
+            # Checked for every item before any is stored: a batch is taken whole or not at all.
+            for event in events:
+                problem = notification_problem(event)
+                if problem:
+                    raise InvalidNotification(problem)
+        except WebhookNotConfigured as exc:
+            logger.warning("webhook to %s refused: %s", code, exc)  # check --deploy reports it as an error
+            raise ServiceUnavailable(
+                f"Webhooks of gateway {code} are not configured in this deployment: {exc}.",
+                code="WEBHOOK_NOT_CONFIGURED",
+            ) from exc
+        except InvalidSignature as exc:
             logger.warning("webhook to %s refused: %s", code, exc)
             raise ValidationFailed(str(exc), code="INVALID_SIGNATURE") from exc
+        except InvalidNotification as exc:
+            logger.warning("webhook to %s verified but refused: %s", code, exc)
+            raise ValidationFailed(str(exc), code="INVALID_NOTIFICATION") from exc
         receipts = [notification_receive(gateway=code, event=event) for event in events]
         for receipt in receipts:
             if not receipt.matched:

@@ -14,6 +14,7 @@ Two failures, two meanings, and callers must treat them differently:
 A decline is not an exception: it is a result with status DECLINED, and it is final.
 """
 
+import dataclasses
 import datetime
 import enum
 from abc import ABC, abstractmethod
@@ -202,6 +203,45 @@ class WebhookReply:
     content_type: str
 
 
+# Gateways' amounts are far inside this many powers of ten; outside it a value is not an amount.
+_AMOUNT_MAX_EXPONENT = 30
+# What reading a gateway's answer raises when the answer is not of the shape a connector knows.
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
+
+
+def shape_problem(value) -> str:
+    """Why a connector's result or event cannot be stored or applied ('' when it can): a text field
+    that is not text or holds what PostgreSQL cannot store (NUL, lone surrogates), an enum field of
+    another type, an amount that is not a finite Decimal of sane size."""
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        if dataclasses.is_dataclass(item):
+            problem = shape_problem(item)
+            if problem:
+                return problem
+        elif field.type is str:
+            if not isinstance(item, str):
+                return f"{field.name} is not text"
+            if not _storable_text(item):
+                return f"{field.name} holds characters that cannot be stored"
+        elif isinstance(field.type, type) and issubclass(field.type, enum.Enum) and not isinstance(item, field.type):
+            return f"{field.name} is not a {field.type.__name__}"
+        elif field.name == "amount" and item is not None:
+            if not isinstance(item, Decimal) or not item.is_finite() or abs(item.adjusted()) > _AMOUNT_MAX_EXPONENT:
+                return "amount is not a payment amount"
+    return ""
+
+
+def _storable_text(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's \ud800 escapes can carry
+        return False
+    return True
+
+
 class GatewayError(Exception):
     pass
 
@@ -217,6 +257,23 @@ class GatewayTimeout(GatewayError):
 
 class InvalidWebhook(GatewayError):
     """The notification's signature, timestamp or body is not acceptable."""
+
+
+class InvalidSignature(InvalidWebhook):
+    """The delivery is not proven to come from the gateway: signature, credentials or timestamp."""
+
+
+class InvalidNotification(InvalidWebhook):
+    """The delivery verifies but its body is not a notification PGI can read or store."""
+
+
+class WebhookNotConfigured(GatewayError):
+    """This gateway's webhooks cannot be verified here (no secret, or one that is public)."""
+
+
+class UnreadableAnswer(GatewayTimeout):
+    """The gateway answered, but not in a shape the connector knows. What it did is unknown, as
+    after a timeout: recovery asks it later."""
 
 
 class Connector(ABC):
@@ -268,10 +325,16 @@ class Connector(ABC):
         way to look it up (recovery then re-sends the payment with the same idempotency key, which
         the gateway answers with its first outcome and never charges twice)."""
 
+    def webhook_problem(self) -> str:
+        """Why this gateway's webhooks cannot be verified in this deployment ('' when they can):
+        PGI then refuses every delivery (503 WEBHOOK_NOT_CONFIGURED) and `check --deploy` fails."""
+        return ""
+
     @abstractmethod
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:
         """Verify and decode one delivery (some gateways batch several notifications in one).
-        Raises InvalidWebhook when the signature, timestamp or body is not acceptable."""
+        Raises InvalidSignature when the signature, credentials or timestamp are not acceptable,
+        InvalidNotification when a verified body cannot be read."""
 
     @abstractmethod
     def fetch_report(self, day: datetime.date) -> Sequence[ReportLine]:

@@ -4,14 +4,26 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+# Shorter simulator secrets are refused outside the sandbox: they can be guessed.
+SIMULATOR_SECRET_MIN_LENGTH = 32
+
 
 @checks.register("pgi")
 def gateway_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     from .breaker import breaker_for
     from .registry import get_connector
 
-    errors = []
-    if settings.PGI_DEFAULT_GATEWAY not in settings.PGI_GATEWAYS:
+    errors: list[checks.CheckMessage] = []
+    if not settings.PGI_GATEWAYS:
+        errors.append(
+            checks.Warning(
+                "No gateway is configured: every payment fails as GATEWAY_UNAVAILABLE.",
+                hint="Set Stripe or Adyen credentials, or PGI_SIMULATOR_ENABLED=true with "
+                "PGI_SIMULATOR_WEBHOOK_SECRET (docs/03-simulator.md).",
+                id="pgi.W010",
+            )
+        )
+    elif settings.PGI_DEFAULT_GATEWAY not in settings.PGI_GATEWAYS:
         errors.append(
             checks.Error(
                 f"PGI_DEFAULT_GATEWAY {settings.PGI_DEFAULT_GATEWAY!r} is not one of PGI_GATEWAYS "
@@ -25,4 +37,38 @@ def gateway_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessa
             breaker_for(code)
         except (ImproperlyConfigured, TypeError, ValueError, ImportError) as exc:
             errors.append(checks.Error(f"Gateway {code!r} is misconfigured: {exc}", id="pgi.E002"))
+    return errors
+
+
+@checks.register("pgi", deploy=True)
+def gateway_webhook_secrets_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Every gateway's webhooks must be verifiable with a secret nobody else knows; outside the
+    sandbox the simulator runs only when enabled on purpose, with a long secret of its own."""
+    from .registry import get_connector
+    from .simulator import SimulatorConnector
+
+    errors: list[checks.CheckMessage] = []
+    for code in settings.PGI_GATEWAYS:
+        try:
+            connector = get_connector(code)
+        except (ImproperlyConfigured, TypeError, ValueError, ImportError):
+            continue  # reported by gateway_settings_check
+        problem = connector.webhook_problem()
+        if not problem and isinstance(connector, SimulatorConnector) and not settings.PGI_SANDBOX:
+            if len(connector.webhook_secret) < SIMULATOR_SECRET_MIN_LENGTH:
+                problem = f"its webhook secret is shorter than {SIMULATOR_SECRET_MIN_LENGTH} characters"
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"Gateway {code!r} cannot verify its webhooks: {problem}. Its webhook endpoint "
+                    "answers 503 WEBHOOK_NOT_CONFIGURED.",
+                    hint=(
+                        "Set PGI_SIMULATOR_WEBHOOK_SECRET=$(openssl rand -hex 32), or leave PGI_SIMULATOR_ENABLED "
+                        "unset (docs/03-simulator.md)."
+                        if isinstance(connector, SimulatorConnector)
+                        else "Set the gateway's webhook secret (docs/05-gateway-stripe.md, docs/06-gateway-adyen.md)."
+                    ),
+                    id="pgi.E010",
+                )
+            )
     return errors

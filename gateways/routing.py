@@ -15,7 +15,8 @@ def gateways_for(*, merchant_id: int, currency: str) -> list[str]:
     """The gateway codes to try for this merchant and currency, best first.
 
     Routes for the currency itself win over routes with a blank currency (any currency); a
-    merchant with no routes for either uses settings.PGI_DEFAULT_GATEWAY. Inactive routes, and
+    merchant with no routes for either uses settings.PGI_DEFAULT_GATEWAY (none when it is not
+    configured: its payments fail as GATEWAY_UNAVAILABLE). Inactive routes, and
     routes naming a gateway that is not configured in this deployment, are left out, and they still
     count as routes: a merchant whose routes are all switched off gets an empty list (its payments
     fail as GATEWAY_UNAVAILABLE) rather than being sent silently to the default gateway.
@@ -32,4 +33,5 @@ def gateways_for(*, merchant_id: int, currency: str) -> list[str]:
         return by_currency[currency]
     if has_routes[""]:
         return by_currency[""]
-    return [settings.PGI_DEFAULT_GATEWAY]
+    # No gateway at all in this deployment (the simulator is off outside the sandbox): nothing to try.
+    return [settings.PGI_DEFAULT_GATEWAY] if settings.PGI_DEFAULT_GATEWAY in configured else []

@@ -1,16 +1,16 @@
 """Gateway notifications: recorded once, applied to their payment, never lost."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import IntegrityError, transaction
 
 from payments.models import Payment, PaymentStatusChange
-from payments.services import payment_apply_gateway_result
+from payments.services import payment_apply_gateway_result, reference_mismatch
 
 from pgi.money import is_storable_amount
 
-from .base import Operation, WebhookEvent
+from .base import Operation, WebhookEvent, shape_problem
 from .models import GatewayNotification
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,12 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
     return Receipt(notification=notification, duplicate=False)
 
 
+def notification_problem(event: WebhookEvent) -> str:
+    """Why a verified notification cannot be stored or applied ('' when it can)."""
+    problem = shape_problem(event)
+    return f"The notification's {problem}." if problem else ""
+
+
 def _storable(amount):
     """The notice's amount as the column can hold it; an absurd one is not kept (the payment
     check flags it) rather than failing the whole delivery."""
@@ -95,13 +101,18 @@ def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
     if event.operation is Operation.REFUND or event.result is None:
         return Outcome.RECORDED, f"{event.operation.value} notice kept for payment {payment.id}"
     before = payment.status, payment.pending_operation, payment.needs_attention
+    # Named by id but carrying another payment's reference: never applied. The payment service
+    # treats it as a contradiction (an open payment is flagged for staff); the notice is kept, flagged.
+    foreign = next((ref for ref in (event.gateway_reference, event.result.reference) if reference_mismatch(payment, ref)), "")
     after = payment_apply_gateway_result(
         payment_id=payment.id,
         operation=event.operation,
-        result=event.result,
+        result=replace(event.result, reference=foreign) if foreign else event.result,
         source=PaymentStatusChange.Source.WEBHOOK,
         reason=f"{gateway} notice {event.raw_type or event.operation.value}",
     )
+    if foreign:
+        return Outcome.FLAGGED, reference_mismatch(payment, foreign)[:255]
     if after.needs_attention and not before[2]:
         return Outcome.FLAGGED, after.attention_reason[:255]
     if (after.status, after.pending_operation) != before[:2]:

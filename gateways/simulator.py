@@ -52,7 +52,9 @@ from .base import (
     GatewayStatus,
     GatewayTimeout,
     GatewayUnavailable,
-    InvalidWebhook,
+    InvalidNotification,
+    InvalidSignature,
+    WebhookNotConfigured,
     Operation,
     PaymentRequest,
     RefundRequest,
@@ -127,19 +129,29 @@ def sign(*, secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+# Secrets printed in PGI's own docs or shipped in older versions: anyone may know them, so a
+# simulator configured with one accepts no webhook.
+PUBLIC_SECRETS = frozenset({"whsec_simulator_local"})
+# Unix seconds fit in 12 digits until the year 33658; longer `t` values are not timestamps.
+_MAX_TIMESTAMP_DIGITS = 12
+
+
 def verify(*, secret: str, header: str, body: bytes, tolerance: int, now: float | None = None) -> None:
-    """Raises InvalidWebhook unless the header signs the body within `tolerance` seconds of now."""
+    """Raises InvalidSignature unless the header signs the body within `tolerance` seconds of now."""
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-        given = parts["v1"]
-    except (KeyError, ValueError) as exc:
-        raise InvalidWebhook("Malformed signature header.") from exc
+        raw_timestamp, given = parts["t"].strip(), parts["v1"].strip()
+        if not (raw_timestamp.isascii() and raw_timestamp.isdigit()) or len(raw_timestamp) > _MAX_TIMESTAMP_DIGITS:
+            raise ValueError("t is not a unix timestamp")
+        timestamp = int(raw_timestamp)
+        given_bytes = given.encode("ascii")
+    except (KeyError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise InvalidSignature("Malformed signature header.") from exc
     if abs((now or time.time()) - timestamp) > tolerance:
-        raise InvalidWebhook("Signature timestamp is outside the tolerance.")
+        raise InvalidSignature("Signature timestamp is outside the tolerance.")
     expected = sign(secret=secret, timestamp=timestamp, body=body).split("v1=", 1)[1]
-    if not hmac.compare_digest(expected, given):
-        raise InvalidWebhook("Signature does not match.")
+    if not hmac.compare_digest(expected.encode("ascii"), given_bytes):
+        raise InvalidSignature("Signature does not match.")
 
 
 # Event types: the operation each one reports and the status its body must carry.
@@ -627,9 +639,19 @@ class SimulatorConnector(Connector):
     def signature(self, body: bytes) -> str:
         return sign(secret=self.webhook_secret, timestamp=int(time.time()), body=body)
 
+    def webhook_problem(self) -> str:
+        if not self.webhook_secret:
+            return "no PGI_SIMULATOR_WEBHOOK_SECRET is set"
+        if self.webhook_secret in PUBLIC_SECRETS:
+            return "PGI_SIMULATOR_WEBHOOK_SECRET is a value printed in PGI's documentation"
+        return ""
+
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:
-        """One event per delivery. Raises InvalidWebhook for a bad or stale signature, a body that is
-        not a simulator event, an unknown event type, or a status that does not fit the type."""
+        """One event per delivery. Raises InvalidSignature for a bad or stale signature, and
+        InvalidNotification for a body that is not a simulator event, an unknown event type, or a
+        status that does not fit the type."""
+        if self.webhook_problem():
+            raise WebhookNotConfigured(self.webhook_problem())
         verify(
             secret=self.webhook_secret,
             header=headers.get(SIGNATURE_HEADER, ""),
@@ -638,8 +660,8 @@ class SimulatorConnector(Connector):
         )
         try:
             return [_event(json.loads(body))]
-        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
-            raise InvalidWebhook(f"The notification body is not a simulator event: {exc!r}") from exc
+        except (KeyError, ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+            raise InvalidNotification(f"The notification body is not a simulator event: {exc!r}"[:500]) from exc
 
     # the settlement report -----------------------------------------------------------------
 

@@ -273,11 +273,42 @@ PGI_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("PGI_IDEMPOTENCY_TTL_HOURS", "24"
 # A request holding an Idempotency-Key renews its claim every third of this while it runs; after a
 # crash the key is free to answer from what the request created (or to run again) this much later.
 PGI_IDEMPOTENCY_LEASE_SECONDS = int(os.environ.get("PGI_IDEMPOTENCY_LEASE_SECONDS", "15"))
-PGI_DEFAULT_GATEWAY = os.environ.get("PGI_DEFAULT_GATEWAY", "simulator")
-PGI_GATEWAYS = {
-    "simulator": {
+# The sandbox: `make run` and the test run set PGI_SANDBOX=true. There the simulator is on by
+# default and, without PGI_SIMULATOR_WEBHOOK_SECRET, signs with a random secret kept in PGI_VAR_DIR
+# (shared by web and worker). Outside it the simulator runs only with PGI_SIMULATOR_ENABLED=true and
+# a secret of its own: `manage.py check --deploy` refuses anything weaker (docs/03-simulator.md).
+PGI_SANDBOX = env_bool("PGI_SANDBOX", False)
+PGI_SIMULATOR_ENABLED = env_bool("PGI_SIMULATOR_ENABLED", PGI_SANDBOX)
+
+
+def _sandbox_secret(name: str) -> str:
+    """A random secret created once in VAR_DIR, readable by its owner only; the first process to
+    link its copy in place wins, so web and worker always share one."""
+    import secrets
+    import tempfile
+
+    path = VAR_DIR / name
+    if not path.exists():
+        descriptor, temporary = tempfile.mkstemp(dir=VAR_DIR)  # created with mode 0600
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"whsec_{secrets.token_hex(32)}\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    return path.read_text().strip()
+
+
+PGI_SIMULATOR_WEBHOOK_SECRET = os.environ.get("PGI_SIMULATOR_WEBHOOK_SECRET", "")
+if PGI_SANDBOX and PGI_SIMULATOR_ENABLED and not PGI_SIMULATOR_WEBHOOK_SECRET:
+    PGI_SIMULATOR_WEBHOOK_SECRET = _sandbox_secret("simulator-webhook-secret")
+PGI_GATEWAYS: dict[str, dict] = {}
+if PGI_SIMULATOR_ENABLED:
+    PGI_GATEWAYS["simulator"] = {
         "class": "gateways.simulator.SimulatorConnector",
-        "webhook_secret": os.environ.get("PGI_SIMULATOR_WEBHOOK_SECRET", "whsec_simulator_local"),
+        "webhook_secret": PGI_SIMULATOR_WEBHOOK_SECRET,
         # Seconds before the simulator sends the webhook of an asynchronous (…0202) payment.
         "webhook_delay": float(os.environ.get("PGI_SIMULATOR_WEBHOOK_DELAY", "2")),
         # Seconds the simulator waits before every answer, to rehearse slow gateways.
@@ -287,8 +318,7 @@ PGI_GATEWAYS = {
         # The simulator's fee per settled line in its daily report: percent of the amount + fixed.
         "fee_percent": os.environ.get("PGI_SIMULATOR_FEE_PERCENT", "1.4"),
         "fee_fixed": os.environ.get("PGI_SIMULATOR_FEE_FIXED", "0.25"),
-    },
-}
+    }
 # Stripe and Adyen join when their credentials are in the environment (docs/05, docs/06).
 if os.environ.get("PGI_STRIPE_API_KEY"):
     PGI_GATEWAYS["stripe"] = {
@@ -317,6 +347,8 @@ if os.environ.get("PGI_ADYEN_API_KEY"):
         "timeout": float(os.environ.get("PGI_ADYEN_TIMEOUT", "30")),
         "connect_timeout": float(os.environ.get("PGI_ADYEN_CONNECT_TIMEOUT", "5")),
     }
+# Where a merchant without routes is sent: the simulator when it runs, else the first real gateway.
+PGI_DEFAULT_GATEWAY = os.environ.get("PGI_DEFAULT_GATEWAY") or next(iter(PGI_GATEWAYS), "")
 # How long an authorization (capture: false) may wait for its capture before the expiry job
 # cancels it. Card authorizations usually hold for 7 days.
 PGI_AUTHORIZATION_TTL_HOURS = int(os.environ.get("PGI_AUTHORIZATION_TTL_HOURS", "168"))

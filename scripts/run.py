@@ -209,6 +209,9 @@ def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafk
             f"  Kafka bootstrap   {kafka}",
             f"  Health checks     {checks}",
             f"  Logs              {log_dir}/{{{','.join(names)}}}.log",
+            "  Simulator secret  "
+            + ("PGI_SIMULATOR_WEBHOOK_SECRET" if os.environ.get("PGI_SIMULATOR_WEBHOOK_SECRET")
+               else f"{log_dir.parent / 'simulator-webhook-secret'} (owner-only; signs the simulator's webhooks)"),
             "",
             "Take the request's example payment:",
             "",
@@ -231,6 +234,9 @@ def main() -> int:
     env["PYTHONUNBUFFERED"] = "1"
     var_dir = Path(env.get("PGI_VAR_DIR") or ROOT / "var").resolve()
     env["PGI_VAR_DIR"] = str(var_dir)
+    # The sandbox: the simulator runs and, unless PGI_SIMULATOR_WEBHOOK_SECRET is set, signs its
+    # webhooks with a random secret that settings keep in PGI_VAR_DIR (owner-only), shared by all.
+    env.setdefault("PGI_SANDBOX", "true")
     log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
 

@@ -8,7 +8,7 @@
 
 from .capture import OperationDeclined, OperationRefused, authorizations_expire, payment_cancel, payment_capture
 from .core import InvalidTransition, PaymentDraft, payment_create, payment_note, payment_transition, payment_validate
-from .gateway import gateway_call, payment_apply_gateway_result, payment_process
+from .gateway import gateway_call, payment_apply_gateway_result, payment_process, reference_mismatch
 from .recovery import payment_recover, payment_recovery_restart, payments_recover
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "payment_transition",
     "payment_validate",
     "payments_recover",
+    "reference_mismatch",
 ]

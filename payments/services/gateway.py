@@ -21,16 +21,19 @@ from gateways.base import (
     GatewayStatus,
     GatewayTimeout,
     GatewayUnavailable,
+    SHAPE_ERRORS,
     Operation,
     PaymentRequest,
     RefundResult,
+    UnreadableAnswer,
     idempotency_key,
+    shape_problem,
 )
 from gateways.breaker import breaker_for
 from gateways.registry import get_connector
 from gateways.routing import gateways_for
 from pgi.merchants.authentication import ApiPrincipal
-from pgi.money import format_money
+from pgi.money import format_money, is_storable_amount
 
 from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from .core import PaymentDraft, payment_create, payment_note, payment_transition
@@ -83,10 +86,16 @@ def attempt_record(
         idempotency_key=key,
         outcome=outcome,
         latency_ms=latency_ms,
-        gateway_reference=gateway_reference[:128],
-        error_code=error_code[:64],
-        message=message[:255],
+        gateway_reference=_text(gateway_reference, 128),
+        error_code=_text(error_code, 64),
+        message=_text(message, 255),
     )
+
+
+def _text(value, limit: int) -> str:
+    """Text as a column holds it: a gateway's words may carry NUL or lone surrogates."""
+    text = value if isinstance(value, str) else str(value or "")
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
 def gateway_call(
@@ -96,8 +105,11 @@ def gateway_call(
 
     `key` is the idempotency key the call sends; by default the one derived from the payment id
     (a refund passes its own). Returns what the connector returned; re-raises GatewayUnavailable
-    and GatewayTimeout (both count as failures for the breaker) and any unexpected error (a
-    connector bug, recorded as `error` and not counted: the gateway may be fine).
+    and GatewayTimeout (both count as failures for the breaker). An answer the connector cannot
+    read (it raised KeyError, TypeError, … reading it, or returned a result whose fields do not fit)
+    leaves the outcome unknown: recorded as a timeout and raised as UnreadableAnswer (a
+    GatewayTimeout, so recovery asks later; not counted: the gateway answered). Any other error (a
+    connector bug) is recorded as `error` and re-raised.
     """
     if key is None:
         key = idempotency_key(operation if operation is not Operation.STATUS else Operation.AUTHORIZE, payment_id)
@@ -122,13 +134,26 @@ def gateway_call(
         breaker.record_failure()
         record(Outcome.UNAVAILABLE, message=str(exc))
         raise
+    except UnreadableAnswer as exc:
+        record(Outcome.TIMEOUT, message=str(exc))
+        raise
     except GatewayTimeout as exc:
         breaker.record_failure()
         record(Outcome.TIMEOUT, message=str(exc))
         raise
+    except SHAPE_ERRORS as exc:
+        logger.warning("%s %s of %s: unreadable answer", connector.code, operation.value, payment_id, exc_info=True)
+        unreadable = UnreadableAnswer(f"{connector.code} answered in a shape PGI cannot read ({type(exc).__name__}: {exc})")
+        record(Outcome.TIMEOUT, message=str(unreadable))
+        raise unreadable from exc
     except Exception as exc:
         record(Outcome.ERROR, message=f"{type(exc).__name__}: {exc}")
         raise
+    problem = shape_problem(result) if result is not None else ""
+    if problem:
+        unreadable = UnreadableAnswer(f"{connector.code} answered in a shape PGI cannot read: {problem}")
+        record(Outcome.TIMEOUT, message=str(unreadable))
+        raise unreadable
     breaker.record_success()
     record(
         _attempt_outcome(result),
@@ -286,14 +311,26 @@ def payment_flag(*, payment_id: str, source: str, why: str, **changes) -> Paymen
     )
 
 
+def reference_mismatch(payment: Payment, reference: str) -> str:
+    """Why an answer carrying `reference` is not about this payment ('' when it may be): once the
+    payment has a gateway reference, an answer naming another one belongs to another payment."""
+    if reference and payment.gateway_reference and reference != payment.gateway_reference:
+        return f"an answer for gateway reference {reference[:40]}, but the payment's is {payment.gateway_reference}"
+    return ""
+
+
 def _contradiction(payment: Payment, operation: Operation, result: GatewayResult) -> str:
     """Why the gateway's answer cannot be applied to this payment as it stands, or ''."""
+    mismatch = reference_mismatch(payment, result.reference)
+    if mismatch:
+        return f"{operation.value}: {mismatch}"
     if result.status not in (GatewayStatus.SUCCEEDED, GatewayStatus.AUTHORIZED):
         return ""  # a refusal or a pending answer moves no money; its amount is not PGI's to check
     if result.currency and result.currency.upper() != payment.currency:
         return f"{operation.value} answer in {result.currency[:3]} for a {payment.currency} payment"
     if result.amount is not None:
-        if not 0 < result.amount <= payment.amount:
+        # is_storable_amount also refuses more decimals than the column keeps: never round money.
+        if not (0 < result.amount <= payment.amount and is_storable_amount(result.amount)):
             return (
                 f"{operation.value} answer of {result.amount} {payment.currency} "
                 f"for a payment of {format_money(payment.amount, payment.currency)}"
@@ -316,15 +353,14 @@ def payment_apply_gateway_result(
     backwards (an `authorized` notice after the capture's does not undo the capture). An answer
     that contradicts PGI's record (another currency, an amount outside the payment, a capture
     refused after it was confirmed, an authorization for a payment that asked for immediate
-    capture) moves nothing and flags the payment for staff. A move clears the staff flag: the
-    gateway has answered.
+    capture, another gateway reference than the payment's) moves nothing and flags the payment for
+    staff. A move clears the staff flag: the gateway has answered. The first answer that carries a
+    gateway reference fills it in; no later one overwrites it.
     """
     payment = Payment.objects.select_related("merchant").get(pk=payment_id)
     status = result.status
-    reference = {"gateway_reference": result.reference} if result.reference and operation in (
-        Operation.AUTHORIZE,
-        Operation.STATUS,
-    ) else {}
+    if result.reference and not payment.gateway_reference:
+        payment = _remember_reference(payment_id, result.reference)
 
     def move(to_status: str, only_from: frozenset, why: str, **fields) -> Payment:
         return payment_transition(
@@ -335,7 +371,6 @@ def payment_apply_gateway_result(
             only_from=only_from,
             needs_attention=False,
             attention_reason="",
-            **reference,
             **fields,
         )
 
@@ -372,7 +407,6 @@ def payment_apply_gateway_result(
                     payment_id=payment_id,
                     source=source,
                     why="the gateway reports an authorization only, for a payment sent for immediate capture",
-                    **reference,
                 )
             return move(PaymentStatus.AUTHORIZED, PROCESSING, "authorized", authorization_expires_at=_authorization_expiry())
         if status is GatewayStatus.DECLINED:
@@ -385,7 +419,7 @@ def payment_apply_gateway_result(
             )
         if status is GatewayStatus.CANCELLED:
             return _cancelled_at_gateway(payment, move)
-        return _remember_reference(payment_id, result.reference)
+        return payment  # pending: the outcome comes later; its reference is kept above
 
     if operation is Operation.CAPTURE:
         if status is GatewayStatus.SUCCEEDED:
@@ -450,9 +484,9 @@ def _cancelled_at_gateway(payment: Payment, move) -> Payment:
 
 
 def _remember_reference(payment_id: str, reference: str) -> Payment:
-    """Pending at the gateway: keep its reference (status queries need it); the outcome comes later."""
-    if reference:
-        Payment.objects.filter(pk=payment_id, status=PaymentStatus.PROCESSING, gateway_reference="").update(
-            gateway_reference=reference, updated_at=timezone.now()
-        )
+    """Keep the gateway's reference of a payment that has none yet (status queries, captures and
+    webhooks need it); a conditional update, so of two racing answers only the first is kept."""
+    Payment.objects.filter(pk=payment_id, gateway_reference="").update(
+        gateway_reference=reference[:128], updated_at=timezone.now()
+    )
     return Payment.objects.select_related("merchant").get(pk=payment_id)

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from gateways.base import GatewayError, Operation
+from gateways.base import GatewayError, GatewayStatus, Operation
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
 
@@ -153,7 +153,12 @@ def _recover_processing(payment: Payment, connector) -> Payment:
 
 def _resend_pending(payment: Payment, connector) -> Payment:
     """Send the capture or void in flight again, with its own idempotency key: a gateway that took
-    it answers with its first outcome and never does it twice."""
+    it answers with its first outcome and never does it twice.
+
+    A refusal of the re-send is not taken at its word: a gateway may refuse the second copy of an
+    operation it performed the first time (a bare 400 for a capture already done). Before the
+    payment moves, the gateway's status of the payment is read and followed; when that tells
+    nothing, the operation stays in flight for the next look."""
     operation = Operation(payment.pending_operation)
     request = operation_request(payment)
     result = gateway_call(
@@ -163,6 +168,19 @@ def _resend_pending(payment: Payment, connector) -> Payment:
         call=operation_call(connector, request),
         key=request.key,
     )
+    if result.status is GatewayStatus.DECLINED:
+        state = gateway_call(
+            payment_id=payment.id,
+            connector=connector,
+            operation=Operation.STATUS,
+            call=lambda: connector.status(payment_id=payment.id, gateway_reference=payment.gateway_reference),
+        )
+        if state is None or state.status is GatewayStatus.PENDING:
+            logger.info("recovery of %s: %s refused, status unknown; looking again later", payment.id, operation.value)
+            return payment
+        if state.status in (GatewayStatus.SUCCEEDED, GatewayStatus.CANCELLED):
+            result = state  # the gateway did capture or release it, whatever the re-send was told
+        # AUTHORIZED (or DECLINED): the gateway still holds the authorization, the refusal stands.
     return payment_apply_gateway_result(
         payment_id=payment.id,
         operation=operation,

@@ -7,6 +7,7 @@ import queue
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -98,7 +99,18 @@ def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path)
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "PGI_PUBLIC_URL", "PYTEST_XDIST_WORKER"}
+        if key
+        not in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "PGI_PUBLIC_URL",
+            "PYTEST_XDIST_WORKER",
+            # make run's own sandbox: the simulator on, its webhook secret generated in PGI_VAR_DIR.
+            "PGI_SANDBOX",
+            "PGI_SIMULATOR_ENABLED",
+            "PGI_SIMULATOR_WEBHOOK_SECRET",
+        }
     }
     # Recovery may look at a timed-out payment at once, so beat's first run settles it.
     env.update(PGI_VAR_DIR=str(tmp_path / "var"), PORT=str(port), PYTHONUNBUFFERED="1", PGI_RECOVERY_GRACE_SECONDS="0")
@@ -160,6 +172,10 @@ def test_make_run_serves_the_requests_snippet_then_stops_every_process(tmp_path)
                 break
             time.sleep(0.5)
         assert status == "Completed", f"0202 payment still {status} after {WEBHOOK_TIMEOUT}s"
+        # Signed with a secret make run generated, readable by its owner only.
+        secret_file = tmp_path / "var" / "simulator-webhook-secret"
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+        assert secret_file.read_text().strip() != "whsec_simulator_local"
 
         # Authorize now, capture part of it later.
         held = dict(new_payment, capture=False)

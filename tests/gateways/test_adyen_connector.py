@@ -19,6 +19,7 @@ from gateways.base import (
     GatewayTimeout,
     GatewayUnavailable,
     InvalidWebhook,
+    WebhookNotConfigured,
     Operation,
     PaymentRequest,
     RefundRequest,
@@ -693,7 +694,7 @@ def test_a_live_notification_sent_to_a_test_connector_is_refused(connector):
 def test_without_an_hmac_key_every_notification_is_refused(fake):
     connector = AdyenConnector("adyen", **fake.connector_options(hmac_key=""))
 
-    with pytest.raises(InvalidWebhook, match="No Adyen HMAC key"):
+    with pytest.raises(WebhookNotConfigured, match="PGI_ADYEN_HMAC_KEY"):
         parse(connector, [item()])
 
 

@@ -18,6 +18,7 @@ from gateways.base import (
     GatewayTimeout,
     GatewayUnavailable,
     InvalidWebhook,
+    WebhookNotConfigured,
     Operation,
     PaymentRequest,
     RefundRequest,
@@ -800,8 +801,9 @@ def test_no_webhook_secret_configured_refuses_every_notification(fake, tolerance
     gateway = StripeConnector("stripe", api_key="sk_test_x", webhook_secret="", api_base=fake.url)
     body = stripe_event("customer.created", {"id": "cus_1", "object": "customer"})
 
-    with pytest.raises(InvalidWebhook):
+    with pytest.raises(WebhookNotConfigured):
         gateway.parse_webhook(headers={"Stripe-Signature": sign_webhook(body, "")}, body=body)
+    assert gateway.webhook_problem()
 
 
 # --- report -------------------------------------------------------------------------------

@@ -135,9 +135,9 @@ def test_signature_outside_the_time_tolerance_is_refused(api, client, settings, 
     assert Payment.objects.get(pk=payment.pk).status == PaymentStatus.PROCESSING
 
 
-def test_signed_body_that_is_not_a_notification_is_refused(client):
+def test_signed_body_that_is_not_a_notification_is_refused_as_invalid_notification(client):
     for body in (b"not json", b"{}", b'{"id": "evt_1", "data": {"status": "exploded"}}'):
-        assert_error(deliver(client, body), 400, "INVALID_SIGNATURE")
+        assert_error(deliver(client, body), 400, "INVALID_NOTIFICATION")
 
 
 def test_replayed_notification_is_dropped_by_its_event_id(api, client):
@@ -227,3 +227,62 @@ def test_webhook_body_larger_than_the_upload_limit_is_413_and_changes_nothing(ap
 
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
     assert Payment.objects.get(pk=payment.pk).status == PaymentStatus.PROCESSING
+
+
+def signed_event(payment: Payment, event_type: str, status: str, reference: str, code: str = "") -> bytes:
+    data = {"reference": reference, "merchantReference": payment.id, "status": status,
+            "amount": str(payment.amount), "currency": payment.currency}
+    if code:
+        data["declineCode"] = code
+    return json.dumps({"id": f"evt_{reference}.{event_type}", "type": event_type, "created": int(time.time()), "data": data}).encode()
+
+
+def test_notice_for_a_payment_carrying_another_payments_reference_moves_nothing_and_is_flagged(client):
+    payment = PaymentFactory(status=PaymentStatus.PROCESSING, gateway_reference="sim_X")
+
+    response = deliver(client, signed_event(payment, "charge.declined", "declined", "sim_Y", "DECLINED"))
+
+    assert response.status_code == 200
+    payment.refresh_from_db()
+    assert (payment.status, payment.gateway_reference, payment.needs_attention) == (PaymentStatus.PROCESSING, "sim_X", True)
+    notification = GatewayNotification.objects.get()
+    assert (notification.outcome, notification.gateway_reference) == (GatewayNotification.Outcome.FLAGGED, "sim_Y")
+
+
+def test_notice_with_another_reference_never_overwrites_a_final_payments_reference(client):
+    payment = PaymentFactory(status=PaymentStatus.COMPLETED, gateway_reference="sim_X")
+
+    deliver(client, signed_event(payment, "charge.succeeded", "succeeded", "sim_Y"))
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.gateway_reference) == (PaymentStatus.COMPLETED, "sim_X")
+    assert GatewayNotification.objects.get().outcome == GatewayNotification.Outcome.FLAGGED
+
+
+def test_first_notice_with_a_reference_fills_it_and_a_later_one_cannot_replace_it(client):
+    payment = PaymentFactory(status=PaymentStatus.PROCESSING, gateway_reference="")
+
+    deliver(client, signed_event(payment, "charge.pending", "pending", "sim_A"))
+    payment.refresh_from_db()
+    assert (payment.status, payment.gateway_reference) == (PaymentStatus.PROCESSING, "sim_A")
+
+    deliver(client, signed_event(payment, "charge.succeeded", "succeeded", "sim_B"))
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.gateway_reference) == (PaymentStatus.PROCESSING, "sim_A")
+
+    deliver(client, signed_event(payment, "charge.succeeded", "succeeded", "sim_A"))
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.gateway_reference) == (PaymentStatus.COMPLETED, "sim_A")
+
+
+def test_notice_with_more_decimals_than_an_amount_can_keep_flags_instead_of_rounding(client):
+    payment = PaymentFactory(status=PaymentStatus.PROCESSING, gateway_reference="sim_X", amount=Decimal("10.00"))
+    body = json.loads(signed_event(payment, "charge.succeeded", "succeeded", "sim_X"))
+    body["data"]["amount"] = "9.999999"
+
+    assert deliver(client, json.dumps(body).encode()).status_code == 200
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.captured_amount) == (PaymentStatus.PROCESSING, True, None)

@@ -177,3 +177,13 @@ def test_a_merchant_whose_routes_are_all_off_is_not_sent_to_the_default_gateway(
     assert not GatewayAttempt.objects.filter(payment_id=body["id"]).exists()
     assert SimulatorCharge.objects.filter(idempotency_key=body["id"]).count() == 0
     assert PaymentStatusChange.objects.filter(payment_id=body["id"], reason="no active gateway route").exists()
+
+
+def test_a_deployment_without_any_gateway_fails_payments_as_gateway_unavailable(api, merchant, settings):
+    settings.PGI_GATEWAYS = {}  # the simulator is off outside the sandbox and no real gateway is set
+    settings.PGI_DEFAULT_GATEWAY = ""
+
+    body = pay(api)
+
+    assert (body["status"], body["failureCode"]) == ("Failed", "GATEWAY_UNAVAILABLE")
+    assert PaymentStatusChange.objects.filter(payment_id=body["id"], reason="no active gateway route").exists()

@@ -51,7 +51,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 CHECKOUT_VERSION = "v72"  # the Checkout API version that Adyen SDK 16.0.0 calls
 DEFAULT_API_KEY = "AQE_fake_api_key"
@@ -187,6 +187,7 @@ class FakeAdyen:
         self._failures: deque[tuple[int, dict | str]] = deque()
         self._delays: deque[float] = deque()
         self._drops = 0
+        self._reshapes: deque[Callable[[Any], Any]] = deque()
 
     # --- what a test points the connector at --------------------------------------------------
 
@@ -223,6 +224,16 @@ class FakeAdyen:
         with self.lock:
             for _ in range(count):
                 self._failures.append((status, body if body is not None else DEFAULT_FAILURES.get(status, {})))
+
+    def reshape_next(self, reshape: Callable[[Any], Any], count: int = 1) -> None:
+        """Process the next `count` Checkout requests, then answer 200 with `reshape(answer)` as
+        the body: answers of a shape Adyen does not document (a field missing or of another type)."""
+        with self.lock:
+            self._reshapes.extend([reshape] * count)
+
+    def take_reshape(self) -> Callable[[Any], Any] | None:
+        with self.lock:
+            return self._reshapes.popleft() if self._reshapes else None
 
     def delay_next(self, seconds: float, count: int = 1) -> None:
         """Process the next `count` requests, then wait `seconds` before answering."""
@@ -415,6 +426,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, adyen_error(404, "000", "Not found", "validation"))
             return
         status, answer = fake.checkout(self.path, headers, body)
+        reshape = fake.take_reshape()
+        if reshape is not None:
+            status, answer = 200, reshape(copy.deepcopy(answer))
         extra = {}
         if headers.get("idempotency-key"):
             extra["Idempotency-Key"] = headers["idempotency-key"]

@@ -191,10 +191,11 @@ def no_such(kind: str, ident: str, param: str) -> StripeFailure:
 
 @dataclass
 class Fault:
-    kind: str  # "status", "delay" or "drop"
+    kind: str  # "status", "delay", "drop" or "reshape"
     status: int = 0
     seconds: float = 0.0
     process: bool = False  # run the request before failing (the gateway did the work)
+    reshape: Callable[[dict], Any] | None = None  # "reshape": what the answer's body becomes
 
 
 @dataclass
@@ -249,6 +250,12 @@ class FakeStripe:
         them, by default: the answer is lost on the way back)."""
         for _ in range(times):
             self._faults.append(Fault("drop", process=after_processing))
+
+    def reshape_next(self, reshape: Callable[[dict], Any], times: int = 1) -> None:
+        """Execute the next `times` requests, then answer 200 with `reshape(answer)` as the body:
+        answers of a shape Stripe does not document (a third-party emulator's, a field missing)."""
+        for _ in range(times):
+            self._faults.append(Fault("reshape", process=True, reshape=reshape))
 
     def create_payment_intent(self, params: dict) -> dict:
         """A PaymentIntent made as `POST /v1/payment_intents` would, with form values as strings
@@ -852,6 +859,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault and fault.kind == "delay":
             fake.sleep(fault.seconds)
+        if fault and fault.kind == "reshape":
+            status, payload = 200, fault.reshape(payload)
         data = json.dumps(payload).encode()
         try:
             self.send_response(status)
