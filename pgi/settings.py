@@ -116,7 +116,18 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Without Redis, every process of `make run` still shares one cache, as in production: the
+    # breakers, the simulator's outage switch and the throttle must look the same from each. Not
+    # LocMemCache (one per process); not Django's file or database caches either, whose add and incr
+    # read then write in separate steps: the breaker's single probe and its failure count need them
+    # atomic across processes. pgi/sqlite_cache.py runs them under SQLite's write lock.
+    CACHES = {
+        "default": {
+            "BACKEND": "pgi.sqlite_cache.SQLiteCache",
+            "LOCATION": str(VAR_DIR / "cache.sqlite3"),
+            "KEY_PREFIX": os.environ.get("PGI_CACHE_PREFIX", "pgi"),
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -361,7 +372,7 @@ PGI_RECOVERY = {
     "batch_size": int(os.environ.get("PGI_RECOVERY_BATCH_SIZE", "100")),
     "lease_seconds": int(os.environ.get("PGI_RECOVERY_LEASE_SECONDS", "300")),
 }
-# Circuit breaker per gateway, shared between processes through the cache (Redis).
+# Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {
     "failure_threshold": int(os.environ.get("PGI_BREAKER_FAILURES", "5")),
     "window_seconds": int(os.environ.get("PGI_BREAKER_WINDOW_SECONDS", "60")),
