@@ -105,7 +105,7 @@ def gateway_call(
 
     `key` is the idempotency key the call sends; by default the one derived from the payment id
     (a refund passes its own). Returns what the connector returned; re-raises GatewayUnavailable
-    and GatewayTimeout (both count as failures for the breaker). An answer the connector cannot
+    and GatewayTimeout (both count as failures for the breaker, unless staged: `counts_for_breaker`). An answer the connector cannot
     read (it raised KeyError, TypeError, … reading it, or returned a result whose fields do not fit)
     leaves the outcome unknown: recorded as a timeout and raised as UnreadableAnswer (a
     GatewayTimeout, so recovery asks later; not counted: the gateway answered). Any other error (a
@@ -131,14 +131,16 @@ def gateway_call(
     try:
         result = call()
     except GatewayUnavailable as exc:
-        breaker.record_failure()
+        if exc.counts_for_breaker:
+            breaker.record_failure()
         record(Outcome.UNAVAILABLE, message=str(exc))
         raise
     except UnreadableAnswer as exc:
         record(Outcome.TIMEOUT, message=str(exc))
         raise
     except GatewayTimeout as exc:
-        breaker.record_failure()
+        if exc.counts_for_breaker:
+            breaker.record_failure()
         record(Outcome.TIMEOUT, message=str(exc))
         raise
     except SHAPE_ERRORS as exc:
