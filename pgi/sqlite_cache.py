@@ -14,6 +14,7 @@ Django's file cache cannot serve here: its add and incr read and then write sepa
 import os
 import pickle
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 
@@ -34,8 +35,9 @@ class SQLiteCache(BaseCache):
     def __init__(self, location: str, params: dict):
         super().__init__(params)
         self._path = location
-        self._connection: sqlite3.Connection | None = None
-        self._pid = 0
+        # One connection per thread and process: sqlite3 connections may not cross threads, and a
+        # forked child must not use its parent's.
+        self._local = threading.local()
         self._writes = 0
 
     # --- Django's cache API -----------------------------------------------------------------
@@ -107,8 +109,7 @@ class SQLiteCache(BaseCache):
     # --- internals --------------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
-        # Django gives each thread its own cache object; a forked child must not share its parent's.
-        if self._connection is None or self._pid != os.getpid():
+        if getattr(self._local, "pid", None) != os.getpid():
             connection = sqlite3.connect(self._path, timeout=_LOCK_TIMEOUT_SECONDS, isolation_level=None)
             # WAL: readers never wait for the writer. NORMAL: a power cut may lose the last writes,
             # never corrupt the file, which is all a cache needs.
@@ -116,8 +117,8 @@ class SQLiteCache(BaseCache):
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)")
             connection.execute("CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires)")
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
+            self._local.connection, self._local.pid = connection, os.getpid()
+        return self._local.connection
 
     @contextmanager
     def _write(self):

@@ -132,3 +132,26 @@ def test_a_breaker_on_the_file_cache_opens_for_every_process(location):
 
     assert here.snapshot().state is BreakerState.OPEN
     assert here.allow() is False
+
+
+def test_one_cache_object_serves_many_threads_at_once(cache):
+    import threading
+
+    cache.add("counter", 0, timeout=60)
+    errors = []
+
+    def count():
+        try:
+            for _ in range(50):
+                cache.incr("counter")
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=count) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert cache.get("counter") == 200
