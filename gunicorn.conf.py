@@ -6,6 +6,7 @@ The request limits and the error answers are explained in docs/04-operations.md.
 
 import json
 import os
+from pathlib import Path
 
 import gunicorn.util
 
@@ -18,6 +19,11 @@ timeout = int(os.environ.get("PGI_WEB_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("PGI_WEB_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
 accesslog = "-"
+# gunicorn's control socket (for `gunicornc`) defaults to one path per user, so a second gunicorn of
+# the same user would take it over and stopping either would delete it. Each instance keeps its own
+# in its var directory, owner-only, like the rest of its state.
+control_socket = str(Path(os.environ.get("PGI_VAR_DIR") or Path(__file__).resolve().parent / "var") / "gunicorn.ctl")
+control_socket_mode = 0o600
 
 # Request head limits. The request line may be as long as gunicorn allows (8190 bytes, its maximum)
 # so that PGI itself answers a URL longer than its own bound (4096 characters, URI_TOO_LONG) in

@@ -113,6 +113,9 @@ class SimulatorRefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 # --- Notifications and gateway status -------------------------------------------------------------
 
 from datetime import datetime, timezone as dt_timezone  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+from django.conf import settings  # noqa: E402
 
 from django.contrib import messages  # noqa: E402
 from django.core.exceptions import PermissionDenied  # noqa: E402
@@ -180,6 +183,20 @@ def may_view_gateways(request) -> bool:
     return request.user.has_perm("gateways.view_gatewaynotification")
 
 
+def shared_state_place() -> str:
+    """Where the breakers and simulator switches live (the default cache), in words for staff."""
+    cache = settings.CACHES["default"]
+    backend = cache["BACKEND"].rsplit(".", 1)[-1]
+    if backend == "RedisCache":
+        location = urlsplit(cache["LOCATION"])  # no user or password on the page
+        return f"Redis at {location.hostname}:{location.port or 6379}{location.path or '/0'}, shared by every PGI process"
+    if backend == "SQLiteCache":
+        return f"the file {cache['LOCATION']}, shared by every PGI process of this machine"
+    if backend == "LocMemCache":
+        return "the memory of each process: every PGI process has its own"
+    return f"the cache {cache['BACKEND']}"
+
+
 def gateway_status_view(request):
     """Each configured gateway with its circuit breaker (state shared by every process) and, for
     simulators, the outage switch. Staff who may change gateway routes may reset a breaker."""
@@ -215,6 +232,7 @@ def gateway_status_view(request):
         "subtitle": "Circuit breakers and simulator switches",
         "rows": rows,
         "may_reset": may_reset,
+        "shared_state": shared_state_place(),
         "opts": GatewayNotification._meta,
     }
     return TemplateResponse(request, "admin/gateways/status.html", context)

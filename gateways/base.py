@@ -243,7 +243,12 @@ def _storable_text(text: str) -> bool:
 
 
 class GatewayError(Exception):
-    pass
+    """`counts_for_breaker=False` marks the failure of one call staged on purpose (the simulator's
+    per-payment test values): it says nothing about the gateway, so its circuit breaker ignores it."""
+
+    def __init__(self, *args, counts_for_breaker: bool = True):
+        super().__init__(*args)
+        self.counts_for_breaker = counts_for_breaker
 
 
 class GatewayUnavailable(GatewayError):

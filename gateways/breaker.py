@@ -7,7 +7,7 @@ probe; its success closes the circuit, its failure opens it again for `open_seco
 
 Callers: `allow()` before calling the gateway; afterwards `record_success()` when the gateway
 answered (a decline is an answer) or `record_failure()` when it did not (GatewayUnavailable,
-GatewayTimeout). The breaker cannot tell a probe's report from any other caller's, so any success
+GatewayTimeout; not those staged by the simulator's test values, see `counts_for_breaker`). The breaker cannot tell a probe's report from any other caller's, so any success
 closes the circuit and any failure reported while half-open re-opens it: both say what the gateway
 does right now.
 
@@ -16,8 +16,8 @@ sees one circuit per gateway. Only operations that RedisCache maps onto single a
 are used (add = SET NX EX, set = SET EX, get, get_many = MGET, delete_many = DEL, incr = INCR after
 an EXISTS check, touch = EXPIRE), so no read-modify-write can lose an update or elect two probes.
 Deadlines are values from the breaker's clock, not key expiries, so tests move time without
-sleeping; every key still has an expiry so that nothing lingers. With the LocMem cache of the
-embedded run each process has a breaker of its own.
+sleeping; every key still has an expiry so that nothing lingers. `make run` without Redis shares
+it the same way through pgi/sqlite_cache.py, where add and incr are atomic too.
 
 A breaker never raises because the cache failed: it logs a warning and fails open (lets the call
 through, records nothing). A payment must not be refused because Redis blinked.

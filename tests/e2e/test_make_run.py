@@ -24,7 +24,7 @@ RECOVERY_TIMEOUT = 150  # beat runs recovery every 60 s; its first run comes one
 STOP_TIMEOUT = 40
 HTTP_TIMEOUT = 15
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
 
 
 def free_port() -> int:
@@ -94,8 +94,7 @@ def group_is_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
-def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp_path):
-    port = free_port()
+def run_env(var_dir: Path, port: int) -> dict:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -113,7 +112,11 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         }
     }
     # Recovery may look at a timed-out payment at once, so beat's first run settles it.
-    env.update(PGI_VAR_DIR=str(tmp_path / "var"), PORT=str(port), PYTHONUNBUFFERED="1", PGI_RECOVERY_GRACE_SECONDS="0")
+    env.update(PGI_VAR_DIR=str(var_dir), PORT=str(port), PYTHONUNBUFFERED="1", PGI_RECOVERY_GRACE_SECONDS="0")
+    return env
+
+
+def start_run(env: dict) -> tuple[subprocess.Popen, RunOutput]:
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "run.py")],
         cwd=ROOT,
@@ -125,14 +128,50 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         start_new_session=True,  # its own process group: the children can be found and cleaned up
     )
     output = RunOutput(process.stdout)
+    started = output.wait_for("Press Ctrl-C to stop.", START_TIMEOUT)
+    assert started, f"run.py did not print its banner (exit code {process.poll()}):\n{output.drain()}"
+    return process, output
+
+
+def stop_run(process: subprocess.Popen, output: RunOutput) -> None:
+    """SIGTERM to run.py alone: it must stop every child it started, and exit 0."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_TIMEOUT) == 0, output.drain()
+    assert "Stopped." in output.drain()
+    assert group_is_gone(process.pid, timeout=10), "a child of run.py outlived it"
+
+
+def kill_group(process: subprocess.Popen) -> None:
     try:
-        started = output.wait_for("Press Ctrl-C to stop.", START_TIMEOUT)
-        assert started, f"run.py did not print its banner (exit code {process.poll()}):\n{output.drain()}"
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+def simulator_command(env: dict, *args: str) -> str:
+    """`manage.py simulator …` from another shell, as the banner shows it (PGI_SANDBOX=true)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "simulator", *args],
+        cwd=ROOT, env={**env, "PGI_SANDBOX": "true"}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp_path):
+    port = free_port()
+    var_dir = tmp_path / "var"
+    env = run_env(var_dir, port)
+    process, output = start_run(env)
+    try:
         banner = output.text
         merchant_key = banner_value(banner, "Merchant key")
         admin_password = banner_value(banner, "password")
         base_url = banner_value(banner, "API base URL")
         assert base_url == f"http://127.0.0.1:{port}/v1"
+        assert banner_value(banner, "Credentials") == str(var_dir / "demo-credentials.env")
+        assert stat.S_IMODE((var_dir / "demo-credentials.env").stat().st_mode) == 0o600
         headers = {"Authorization": f"Bearer {merchant_key}"}
 
         # The API specification's snippet, with the base URL and the Authorization header added.
@@ -155,6 +194,27 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         assert response.status_code == 200, response.text
         assert response.json() == payment
 
+        def pay(**overrides) -> dict:
+            answer = requests.post(f"{base_url}/payments", json=dict(new_payment, **overrides), headers=headers, timeout=HTTP_TIMEOUT)
+            assert answer.status_code == 201, answer.text
+            return answer.json()
+
+        # A client's mistake is no warning in the web log.
+        assert requests.get(f"{base_url}/payments/pay_unknown", headers=headers, timeout=HTTP_TIMEOUT).status_code == 404
+
+        # 0503 fails that payment alone, however often: the breaker (default: 5 failures) stays closed.
+        staged = [pay(fromAccount="account0503") for _ in range(7)]
+        assert {(p["status"], p["failureCode"]) for p in staged} == {("Failed", "GATEWAY_UNAVAILABLE")}
+        assert [pay()["status"] for _ in range(4)] == ["Completed"] * 4
+
+        # The outage switch, thrown from another process, is seen by every gunicorn worker.
+        assert simulator_command(env, "outage", "simulator", "on").strip() == "simulator: down (switched off)"
+        assert simulator_command(env, "status").strip() == "simulator: down (switched off)"
+        down = [pay() for _ in range(3)]  # below the breaker's threshold, over both workers
+        assert [(p["status"], p["failureCode"]) for p in down] == [("Failed", "GATEWAY_UNAVAILABLE")] * 3
+        assert simulator_command(env, "outage", "simulator", "off").strip() == "simulator: up"
+        assert [pay()["status"] for _ in range(4)] == ["Completed"] * 4
+
         # An account ending 0202 is completed later by the simulator's signed webhook, which the
         # Celery worker sends back to this server.
         pending = dict(new_payment, fromAccount="account0202")
@@ -173,7 +233,7 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
             time.sleep(0.5)
         assert status == "Completed", f"0202 payment still {status} after {WEBHOOK_TIMEOUT}s"
         # Signed with a secret make run generated, readable by its owner only.
-        secret_file = tmp_path / "var" / "simulator-webhook-secret"
+        secret_file = var_dir / "simulator-webhook-secret"
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
         assert secret_file.read_text().strip() != "whsec_simulator_local"
 
@@ -218,21 +278,58 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         assert response.status_code == 200
         assert response.url == admin_url, "the printed admin password did not log in"
 
-        # SIGTERM to run.py alone: it must stop every child it started, and exit 0.
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=STOP_TIMEOUT) == 0, output.drain()
-        assert "Stopped." in output.drain()
-        assert group_is_gone(process.pid, timeout=10), "a child of run.py outlived it"
+        # The docs show this instance's address, not the default port.
+        guide = requests.get(base_url.removesuffix("/v1") + "/docs/01-integration-guide/", timeout=HTTP_TIMEOUT).text
+        assert f"export PGI=http://127.0.0.1:{port}/v1" in guide
+
+        # gunicorn's control socket is this instance's own.
+        assert (var_dir / "gunicorn.ctl").is_socket()
+
+        stop_run(process, output)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
+        kill_group(process)
+
+    # Logs a person can read: no broker hostname warning, no warning per client 4xx, Celery's
+    # root warning said once by run.py (when root) instead of by the worker.
+    logs = {name: (var_dir / "log" / f"{name}.log").read_text() for name in ("web", "worker", "beat")}
+    assert not [name for name, text in logs.items() if "No hostname was supplied" in text]
+    assert "WARNING django.request" not in logs["web"]
+    assert "superuser privileges" not in logs["worker"]
+    assert "broker_connection_retry" not in logs["worker"]
+    assert f"Control socket listening at {var_dir / 'gunicorn.ctl'}" in logs["web"]
+
+    # Started again on the same var directory: the same credentials, and they still work.
+    process, output = start_run(env)
+    try:
+        again = output.text
+        for label in ("Merchant key", "Platform key", "password"):
+            assert banner_value(again, label) == banner_value(banner, label)
+        assert pay_with(base_url, merchant_key)["status"] == "Completed"
+        stop_run(process, output)
+    finally:
+        kill_group(process)
 
 
-def test_demo_setup_keeps_one_merchant_and_rotates_its_keys_and_password(tmp_path):
-    """`make run` calls demo_setup on every start: the merchant stays, earlier demo keys are revoked."""
+def pay_with(base_url: str, key: str) -> dict:
+    body = {"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}
+    response = requests.post(f"{base_url}/payments", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_processes_of_the_embedded_defaults_share_the_outage_switch(tmp_path):
+    """Without Redis every process still sees one cache: a switch thrown by one is read by another."""
+    env = run_env(tmp_path / "var", free_port())
+
+    simulator_command(env, "outage", "simulator", "on")
+
+    assert simulator_command(env, "status").strip() == "simulator: down (switched off)"
+    simulator_command(env, "outage", "simulator", "off")
+    assert simulator_command(env, "status").strip() == "simulator: up"
+
+
+def test_demo_setup_keeps_one_merchant_and_its_credentials_on_the_same_var_dir(tmp_path):
+    """`make run` calls demo_setup on every start: the merchant stays, and so do its credentials."""
     env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER"}}
     env["PGI_VAR_DIR"] = str(tmp_path / "var")
 
@@ -253,7 +350,8 @@ def test_demo_setup_keeps_one_merchant_and_rotates_its_keys_and_password(tmp_pat
 
     assert first["PGI_DEMO_MERCHANT"] == second["PGI_DEMO_MERCHANT"] == "merchant456"
     for name in ("PGI_DEMO_MERCHANT_KEY", "PGI_DEMO_PLATFORM_KEY", "PGI_ADMIN_PASSWORD"):
-        assert first[name] != second[name]
+        assert first[name] == second[name]
+    assert (tmp_path / "var" / "demo-credentials.env").stat().st_mode & 0o777 == 0o600
     state = manage(
         "shell",
         "-c",
@@ -267,5 +365,5 @@ def test_demo_setup_keeps_one_merchant_and_rotates_its_keys_and_password(tmp_pat
     )
     assert "MERCHANTS 1 Demo Merchant EUR,GBP,JPY,KWD,USD" in state
     assert "ACTIVE ['demo', 'demo-platform']" in state
-    assert "REVOKED 2" in state
+    assert "REVOKED 0" in state
     assert "LOGIN True" in state

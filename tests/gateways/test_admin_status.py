@@ -81,3 +81,23 @@ def test_status_page_has_an_admin_url_in_the_navigation_and_the_old_one_redirect
     navigation = [entry["admin_url"] for section in page.context["available_apps"] for entry in section["models"]]
     assert url in navigation
     assert (old.status_code, old["Location"]) == (301, url)
+
+
+def test_status_page_says_the_state_lives_in_redis_without_its_credentials(admin_client, settings):
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": "redis://pgi:s3cret@cache.internal:6380/3"}
+    }
+
+    html = admin_client.get(reverse("admin:gateways_status")).content.decode()
+
+    assert "Redis at cache.internal:6380/3, shared by every PGI process" in html
+    assert "s3cret" not in html
+
+
+def test_status_page_says_the_state_lives_in_the_local_cache_file(admin_client, settings, tmp_path):
+    location = str(tmp_path / "cache.sqlite3")
+    settings.CACHES = {"default": {"BACKEND": "pgi.sqlite_cache.SQLiteCache", "LOCATION": location}}
+
+    html = admin_client.get(reverse("admin:gateways_status")).content.decode()
+
+    assert f"the file {location}, shared by every PGI process of this machine" in html

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gateways.breaker import BreakerState, breaker_for
+from gateways.breaker import BreakerSnapshot, BreakerState, breaker_for
 from gateways.models import GatewayRoute, SimulatorCharge
 from gateways.routing import gateways_for
 from payments.models import GatewayAttempt, Payment, PaymentStatusChange
@@ -130,6 +130,29 @@ def test_declines_do_not_open_the_circuit(api, two_simulators, settings):
         pay(api, fromAccount="account0002")
 
     assert breaker_for("simulator").snapshot().state == BreakerState.CLOSED
+
+
+@pytest.mark.parametrize("account", ["account0503", "account0504", "account0408"])
+def test_the_simulators_per_payment_failures_do_not_open_the_circuit(api, settings, account):
+    settings.PGI_CIRCUIT_BREAKER = {"failure_threshold": 2, "window_seconds": 60, "open_seconds": 30}
+
+    staged = [pay(api, fromAccount=account) for _ in range(4)]
+    ordinary = pay(api)
+
+    assert all(attempts(p["id"])[-1][3] in {"unavailable", "timeout"} for p in staged)
+    assert breaker_for("simulator").snapshot() == BreakerSnapshot(state=BreakerState.CLOSED, failures=0, open_until=None)
+    assert (ordinary["status"], ordinary["gateway"]) == ("Completed", "simulator")
+
+
+def test_the_simulators_outage_switch_counts_and_opens_the_circuit(api, settings):
+    settings.PGI_CIRCUIT_BREAKER = {"failure_threshold": 2, "window_seconds": 60, "open_seconds": 30}
+    simulator_outage_set("simulator", True)
+
+    failed = [pay(api) for _ in range(2)]
+
+    assert [(p["status"], p["failureCode"]) for p in failed] == [("Failed", "GATEWAY_UNAVAILABLE")] * 2
+    assert breaker_for("simulator").snapshot().state == BreakerState.OPEN
+    assert attempts(pay(api)["id"])[-1][3] == "circuit_open"
 
 
 def test_routes_for_the_currency_win_over_routes_for_any_currency(merchant, settings):

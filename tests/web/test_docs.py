@@ -156,3 +156,38 @@ def test_redoc_page_forbids_requests_to_other_hosts(client):
             sources,
         )
     assert "'unsafe-inline'" not in directives["script-src"]
+
+
+def outside_tables(html: str) -> str:
+    """The page without its tables, which list settings and their defaults."""
+    return re.sub(r"<table>.*?</table>", "", html, flags=re.DOTALL)
+
+
+def test_a_guide_shows_its_examples_at_the_address_the_reader_used(client, settings):
+    settings.PGI_DOCS_BASE_URL = ""
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+
+    html = client.get("/docs/01-integration-guide/", HTTP_HOST="127.0.0.1:8731").content.decode()
+
+    assert "http://127.0.0.1:8731/v1/payments" in html
+    assert "export PGI=http://127.0.0.1:8731/v1" in html
+    assert "127.0.0.1:8000" not in outside_tables(html)
+
+
+def test_a_guide_shows_its_examples_at_the_public_url_when_one_is_set(client, settings):
+    settings.PGI_DOCS_BASE_URL = "https://pay.example.test"
+
+    for path in DOCS:
+        html = client.get(f"/docs/{path.stem}/").content.decode()
+        assert "http://127.0.0.1:8000" not in outside_tables(html), path.name
+    simulator = client.get("/docs/03-simulator/").content.decode()
+    assert "base_url = &quot;https://pay.example.test/v1&quot;" in simulator
+
+
+def test_a_guides_settings_tables_keep_their_documented_defaults(client, settings):
+    settings.PGI_DOCS_BASE_URL = "https://pay.example.test"
+
+    html = client.get("/docs/04-operations/").content.decode()
+
+    table_of_defaults = next(t for t in re.findall(r"<table>.*?</table>", html, flags=re.DOTALL) if "PGI_PUBLIC_URL" in t)
+    assert "<code>http://127.0.0.1:8000</code>" in table_of_defaults

@@ -141,7 +141,8 @@ def test_staff_unlock_a_locked_login_in_the_admin(staff, colleague, settings):
     assert sign_in("staff", PASSWORD) == (302, True)
 
 
-def test_demo_setup_unlocks_the_admin_it_prints_a_password_for(db, settings):
+def test_demo_setup_unlocks_the_admin_it_prints_a_password_for(db, settings, tmp_path):
+    settings.VAR_DIR = tmp_path  # where it keeps the demo credentials
     call_command("demo_setup", stdout=StringIO())
     fail("admin", settings.AXES_FAILURE_LIMIT)
 
