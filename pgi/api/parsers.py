@@ -5,6 +5,7 @@ here, once, so that no view can mistake `[]`, `null` or `0` for "no body".
 """
 
 import json
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -30,10 +31,15 @@ def read_body(stream) -> bytes:
     return raw
 
 
+# Deeper than any PGI body needs, and shallow enough that nothing which walks the data afterwards
+# (idempotency fingerprints, serializers, the error renderer) can run out of stack.
+MAX_DEPTH = 32
+
+
 class DuplicateKey(ValueError):
     def __init__(self, key: str):
-        super().__init__(f'the key "{key}" appears more than once in one object')
-        self.key = key
+        self.key = json.dumps(key)  # quoted and escaped: the key may hold anything, a lone surrogate too
+        super().__init__(f"the key {self.key} appears more than once in one object")
 
 
 def _refuse_constant(name: str):
@@ -52,11 +58,36 @@ def _unique_object(pairs: list[tuple[str, object]]) -> dict:
     return obj
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_shape(data) -> None:
+    """Raises ValueError for nesting deeper than MAX_DEPTH or a string (key or value) holding a
+    lone surrogate, which JSON's \\u escapes can spell but no UTF-8 text (nor PostgreSQL) can hold.
+    Walks without recursion."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            texts, children = list(value), value.values()
+        elif isinstance(value, list):
+            texts, children = [], value
+        else:
+            texts, children = ([value] if isinstance(value, str) else []), None
+        if any(LONE_SURROGATE.search(text) for text in texts):
+            raise ValueError("a string holds a lone UTF-16 surrogate (\\ud800 to \\udfff)")
+        if children is not None:
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            pending.extend((child, depth + 1) for child in children)
+
+
 def loads_strict(text: str | bytes):
     """JSON with numbers as Decimal. Raises ValueError (DuplicateKey for a key repeated in one
-    object, at any depth) for NaN/Infinity, bad syntax or nesting too deep to read."""
+    object, at any depth) for NaN/Infinity, bad syntax, nesting deeper than MAX_DEPTH or a lone
+    surrogate in any string."""
     try:
-        return json.loads(
+        data = json.loads(
             text,
             parse_float=Decimal,
             parse_int=Decimal,
@@ -64,7 +95,9 @@ def loads_strict(text: str | bytes):
             object_pairs_hook=_unique_object,
         )
     except RecursionError as exc:  # json recurses once per nesting level
-        raise ValueError("nested too deeply") from exc
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from exc
+    _check_shape(data)
+    return data
 
 
 class DecimalJSONParser(BaseParser):
@@ -78,7 +111,7 @@ class DecimalJSONParser(BaseParser):
         try:
             data = loads_strict(read_body(stream).decode(encoding))
         except DuplicateKey as exc:
-            raise ParseError(f'The body is not valid JSON: the key "{exc.key}" appears more than once.') from exc
+            raise ParseError(f"The body is not valid JSON: the key {exc.key} appears more than once.") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):

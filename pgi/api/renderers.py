@@ -17,4 +17,4 @@ class DecimalJSONRenderer(JSONRenderer):
             default=_fallback.default,
             ensure_ascii=False,
             separators=(",", ":"),
-        ).encode("utf-8")
+        ).encode("utf-8", "backslashreplace")  # a lone surrogate in an echoed value must not be a 500

@@ -163,3 +163,36 @@ def test_codes_with_surrounding_spaces_are_refused_not_trimmed(api, field, value
 
     assert_error(response, 400, "VALIDATION_ERROR", field=field)
     assert not Payment.objects.exists()
+
+
+HOSTILE_BODIES = {
+    "lone surrogate key": '{"\\ud800": 1}',
+    "lone surrogate key, twice": '{"\\ud800": 1, "\\ud800": 2}',
+    "lone surrogate metadata key": '{"amount": 50.00, "currency": "USD", "fromAccount": "account123", '
+    '"metadata": {"\\udfff": "x"}}',
+    "600 levels deep": '{"z":' + "[" * 600 + "]" * 600 + "}",
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+@pytest.mark.parametrize("with_key", [False, True], ids=["no key", "Idempotency-Key"])
+@pytest.mark.parametrize("operation", ["create", "validate", "capture", "cancel"])
+def test_bodies_no_text_can_hold_or_too_deep_are_malformed_json_and_store_nothing(
+    api, authorized_id, operation, with_key, body
+):
+    from pgi.api.models import IdempotencyRecord
+
+    url = {
+        "create": PAYMENTS_URL,
+        "validate": VALIDATE_URL,
+        "capture": f"{PAYMENTS_URL}/{authorized_id}/capture",
+        "cancel": f"{PAYMENTS_URL}/{authorized_id}/cancel",
+    }[operation]
+    headers = {"Idempotency-Key": f"hostile-{operation}"} if with_key else {}
+
+    response = post_json(api, url, body, **headers)
+
+    assert_error(response, 400, "MALFORMED_JSON")
+    assert Payment.objects.count() == 1
+    assert_still_authorized(authorized_id)
+    assert not IdempotencyRecord.objects.filter(key__startswith="hostile-").exclude(response_status=400).exists()
