@@ -212,6 +212,8 @@ CONTENT_SECURITY_POLICY = {
 
 # Bearer token that shows /health's details to monitoring (staff sessions see them too).
 PGI_HEALTH_TOKEN = os.environ.get("PGI_HEALTH_TOKEN", "")
+# /health runs its checks at most this often per web process; callers in between get the last answer.
+PGI_HEALTH_CACHE_SECONDS = float(os.environ.get("PGI_HEALTH_CACHE_SECONDS", "5"))
 
 # Admin login lockout (django-axes): failures are counted per username and client address together,
 # and per address across usernames (password spraying); both end after the cool-off.

@@ -5,6 +5,8 @@ is for staff and for monitoring that holds PGI_HEALTH_TOKEN.
 """
 
 import hmac
+import threading
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -56,6 +58,37 @@ def run_checks() -> dict[str, dict]:
         except Exception as exc:  # a health check reports failures, it does not raise them
             results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     return results
+
+
+class _Memo:
+    """The last results, kept PGI_HEALTH_CACHE_SECONDS. While one thread of the process refreshes
+    them, the others answer from the last results instead of waiting: a backing service that
+    hangs holds one web thread, not every thread a burst of probes (anyone may call /health) takes."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._results: dict[str, dict] | None = None
+        self._at = 0.0
+
+    def get(self) -> dict[str, dict]:
+        fresh_for = settings.PGI_HEALTH_CACHE_SECONDS
+        if self._results is not None and time.monotonic() - self._at < fresh_for:
+            return self._results
+        if self._lock.acquire(blocking=self._results is None):
+            try:
+                results = run_checks()
+                self._results, self._at = results, time.monotonic()
+                return results
+            finally:
+                self._lock.release()
+        return self._results
+
+    def clear(self) -> None:
+        with self._lock:
+            self._results, self._at = None, 0.0
+
+
+checks_memo = _Memo()
 
 
 def may_see_health_details(request) -> bool:

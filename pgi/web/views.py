@@ -7,13 +7,13 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
 from .docs import base_url_of, doc_page, doc_pages
-from .health import may_see_health_details, run_checks
+from .health import checks_memo, may_see_health_details
 
 
 def health(request):
     """200 `{"status": "ok"}` when every backing service answers, 503 `{"status": "unavailable"}`
     otherwise. Staff sessions and holders of PGI_HEALTH_TOKEN also get each check's detail."""
-    checks = run_checks()
+    checks = checks_memo.get()
     ok = all(check["ok"] for check in checks.values())
     body = {"status": "ok" if ok else "unavailable"}
     if may_see_health_details(request):

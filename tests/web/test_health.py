@@ -91,3 +91,41 @@ def test_without_a_configured_token_no_bearer_value_opens_the_details(client, se
     response = client.get("/health", HTTP_AUTHORIZATION="Bearer ")
 
     assert response.json() == {"status": "ok"}
+
+
+def test_checks_run_at_most_once_per_cache_period(client, settings, monkeypatch):
+    from pgi.web import health
+
+    calls = []
+    monkeypatch.setitem(health.CHECKS, "kafka", lambda: calls.append(1) or "counted")
+    settings.PGI_HEALTH_CACHE_SECONDS = 60
+
+    answers = [client.get("/health").status_code for _ in range(5)]
+
+    assert answers == [200] * 5
+    assert len(calls) == 1
+
+
+def test_a_hanging_backend_holds_one_thread_while_other_callers_get_the_last_answer(client, settings, monkeypatch):
+    import threading
+    import time
+
+    from pgi.web import health
+
+    settings.PGI_HEALTH_CACHE_SECONDS = 0
+    assert client.get("/health").status_code == 200  # a first answer to fall back on
+    release = threading.Event()
+    monkeypatch.setitem(health.CHECKS, "kafka", lambda: release.wait(10) and "late")
+    refreshing = threading.Thread(target=health.checks_memo.get)
+    refreshing.start()
+    try:
+        time.sleep(0.2)  # the refresh now hangs on the backend
+        started = time.monotonic()
+        response = client.get("/health")
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        refreshing.join(10)
+
+    assert response.status_code == 200
+    assert waited < 2
