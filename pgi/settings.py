@@ -31,7 +31,8 @@ def env_list(name: str, default: str) -> list[str]:
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # The embedded default is for local runs only; docker-compose and production set their own.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pgi-insecure-local-development-key-change-me")
+LOCAL_SECRET_KEY = "pgi-insecure-local-development-key-change-me"  # `check --deploy` refuses it (pgi.E020)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", LOCAL_SECRET_KEY)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "http://localhost:8000,http://127.0.0.1:8000")
 

@@ -159,3 +159,16 @@ def test_cookies_are_secure_and_the_session_cookie_is_http_only(https_on, admin_
     session = response.cookies["sessionid"]
     assert session["secure"] is True
     assert session["httponly"] is True
+
+
+def test_check_deploy_refuses_the_secret_key_written_in_the_source():
+    env = production_env(PGI_HTTPS="true")
+    del env["DJANGO_SECRET_KEY"]
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--tag", "security"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+    assert result.returncode != 0
+    assert "pgi.E020" in result.stderr
