@@ -391,7 +391,12 @@ KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9
 # --- Celery -------------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    # Tasks are acknowledged after they run (acks_late): a worker killed mid-task leaves its message
+    # unacknowledged, and Redis hands it to another worker after this many seconds (kombu's default
+    # is an hour). Every PGI task is safe to run twice, and none runs or waits (countdown) this long.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "visibility_timeout": int(os.environ.get("PGI_CELERY_VISIBILITY_TIMEOUT", "300")),
+    }
 else:
     # Embedded transport: messages are files in var/celery, shared by the local processes.
     _celery_dir = VAR_DIR / "celery"
