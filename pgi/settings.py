@@ -228,6 +228,9 @@ AXES_FAILURE_LIMIT = int(os.environ.get("PGI_LOGIN_FAILURE_LIMIT", "5"))
 PGI_LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("PGI_LOGIN_ADDRESS_FAILURE_LIMIT", "20"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("PGI_LOGIN_COOLOFF_MINUTES", "15")))
 AXES_RESET_ON_SUCCESS = True
+# A refused attempt during a lockout is not counted: the cool-off runs from the failure that locked,
+# and a locked user retrying does not push the whole address (an office behind one NAT) over its limit.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "pgi.web.login_lockout.client_address"
 AXES_LOCKOUT_CALLABLE = "pgi.web.views.login_locked_out"
 AXES_VERBOSE = False

@@ -2,7 +2,7 @@
 
 Axes counts failures per username and client address together (`AXES_LOCKOUT_PARAMETERS`); the
 handler below adds a higher limit per address across usernames. Staff unlock by deleting the
-rows under *Axes → Access attempts* in the admin; docs/04-operations.md tells the story.
+rows under *Engineering → Access attempts* in the admin; docs/04-operations.md tells the story.
 """
 
 from axes.attempts import get_cool_off_threshold

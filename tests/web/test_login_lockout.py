@@ -104,14 +104,24 @@ def test_the_cool_off_ends_the_lockout(staff, settings):
     assert sign_in("staff", PASSWORD) == (302, True)
 
 
-def test_attempts_during_the_lockout_start_the_cool_off_again(staff, settings):
+def test_attempts_refused_during_the_lockout_do_not_extend_it(staff, settings):
     fail("staff", settings.AXES_FAILURE_LIMIT)
     AccessAttempt.objects.update(attempt_time=AccessAttempt.objects.get().attempt_time - timedelta(minutes=10))
 
     assert sign_in("staff", WRONG) == (429, False)
-    AccessAttempt.objects.update(attempt_time=AccessAttempt.objects.get().attempt_time - timedelta(minutes=10))
+    AccessAttempt.objects.update(attempt_time=AccessAttempt.objects.get().attempt_time - timedelta(minutes=6))
 
-    assert sign_in("staff", PASSWORD) == (429, False)
+    assert sign_in("staff", PASSWORD) == (302, True)  # 16 minutes after the failure that locked it
+
+
+def test_a_locked_user_retrying_does_not_lock_out_the_whole_address(staff, colleague, settings):
+    fail("staff", settings.AXES_FAILURE_LIMIT)
+
+    refused = fail("staff", settings.PGI_LOGIN_ADDRESS_FAILURE_LIMIT + 5)
+
+    assert set(refused) == {429}
+    assert AccessAttempt.objects.get(username="staff").failures_since_start == settings.AXES_FAILURE_LIMIT
+    assert sign_in("colleague", PASSWORD) == (302, True)
 
 
 def test_a_successful_sign_in_forgets_earlier_failures(staff, settings):
