@@ -367,7 +367,7 @@ class _Echo:
 
 def export_lines(rows) -> Iterator[str]:
     """CSV text: amounts exact with the currency's digits, instants ISO 8601 UTC, no cell a formula."""
-    writer = csv.writer(_Echo())
+    writer = csv.writer(_Echo(), quoting=csv.QUOTE_ALL)
     yield writer.writerow([name for name, _ in EXPORT_COLUMNS])
     for row in rows:
         record = dict(zip(EXPORT_FIELDS, row, strict=True))

@@ -1,5 +1,6 @@
 """How the admin writes an instant and a CSV cell: one helper each, used by every admin page."""
 
+import unicodedata
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -17,5 +18,9 @@ def instant(value: datetime | None) -> str:
 
 
 def spreadsheet_safe(cell: str) -> str:
-    """The cell as text a spreadsheet shows and never evaluates: '=1+2 stays text."""
-    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
+    """The cell as text a spreadsheet shows and never evaluates: '=1+2 stays text. Spreadsheets
+    also read a full-width ＝ as =, and skip leading spaces, so the cell is judged as they read it.
+    Write the file with every cell quoted (csv.QUOTE_ALL), so that a `;` inside a cell does not
+    start a new cell where ';' is the list separator."""
+    seen = unicodedata.normalize("NFKC", cell).lstrip(" \u00a0")
+    return f"'{cell}" if seen.startswith(FORMULA_STARTS) else cell

@@ -14,7 +14,7 @@ def test_instant_is_iso_8601_utc_to_the_second_whatever_the_zone_it_comes_in():
     assert instant(None) == "-"
 
 
-@pytest.mark.parametrize("cell", ["=1+2", "+31 20 123", "-2", "@SUM(A1)", "\t=1", "\r=1"])
+@pytest.mark.parametrize("cell", ["=1+2", "+31 20 123", "-2", "@SUM(A1)", "\t=1", "\r=1", " =1+2", "\uff1d1+2", "\uff0b1"])
 def test_a_cell_a_spreadsheet_would_run_stays_text(cell):
     assert spreadsheet_safe(cell) == "'" + cell
 

@@ -504,3 +504,13 @@ def test_an_idempotency_record_shows_its_lease_and_links_the_payment_it_created(
     assert 'name="lease_expires_at"' not in page and 'name="linked_id"' not in page
     assert list(admin_client.get(url, {"state": "lapsed"}).context["cl"].result_list) == [lapsed]
     assert list(admin_client.get(url, {"state": "running"}).context["cl"].result_list) == [running]
+
+
+def test_csv_export_quotes_every_cell_so_a_semicolon_never_starts_a_formula_cell(admin_client, merchant):
+    payment = PaymentFactory(merchant=merchant, reference="x;=1+2")
+
+    export = admin_client.get(reverse("admin:payments_payment_export"), {"q": payment.id})
+    text = b"".join(export.streaming_content).decode()
+
+    assert '"x;=1+2"' in text
+    assert all(line.startswith('"') for line in text.splitlines())
