@@ -253,11 +253,15 @@ def banner(
 
 
 def main() -> int:
+    # The local database, logs, cache and credentials hold payment data and secrets: owner-only.
+    os.umask(0o077)
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "pgi.settings")
     env["PYTHONUNBUFFERED"] = "1"
     var_dir = Path(env.get("PGI_VAR_DIR") or ROOT / "var").resolve()
     env["PGI_VAR_DIR"] = str(var_dir)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    var_dir.chmod(0o700)  # also closes a var/ left readable by an earlier version
     # The sandbox: the simulator runs and, unless PGI_SIMULATOR_WEBHOOK_SECRET is set, signs its
     # webhooks with a random secret that settings keep in PGI_VAR_DIR (owner-only), shared by all.
     env.setdefault("PGI_SANDBOX", "true")

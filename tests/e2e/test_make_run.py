@@ -172,6 +172,9 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         assert base_url == f"http://127.0.0.1:{port}/v1"
         assert banner_value(banner, "Credentials") == str(var_dir / "demo-credentials.env")
         assert stat.S_IMODE((var_dir / "demo-credentials.env").stat().st_mode) == 0o600
+        assert stat.S_IMODE(var_dir.stat().st_mode) == 0o700
+        for private in ("pgi.sqlite3", "log/web.log"):  # payment data, key hashes, request logs
+            assert stat.S_IMODE((var_dir / private).stat().st_mode) & 0o077 == 0, private
         headers = {"Authorization": f"Bearer {merchant_key}"}
 
         # The API specification's snippet, with the base URL and the Authorization header added.
