@@ -100,7 +100,8 @@ def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
         return Outcome.UNMATCHED, "no payment of this gateway has this reference"
     if event.operation is Operation.REFUND or event.result is None:
         return Outcome.RECORDED, f"{event.operation.value} notice kept for payment {payment.id}"
-    before = payment.status, payment.pending_operation, payment.needs_attention
+    before = payment.status, payment.pending_operation
+    attention_before = payment.needs_attention, payment.attention_code, payment.attention_reason
     # Named by id but carrying another payment's reference: never applied. The payment service
     # treats it as a contradiction (an open payment is flagged for staff); the notice is kept, flagged.
     foreign = next((ref for ref in (event.gateway_reference, event.result.reference) if reference_mismatch(payment, ref)), "")
@@ -113,8 +114,8 @@ def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
     )
     if foreign:
         return Outcome.FLAGGED, reference_mismatch(payment, foreign)[:255]
-    if after.needs_attention and not before[2]:
-        return Outcome.FLAGGED, after.attention_reason[:255]
-    if (after.status, after.pending_operation) != before[:2]:
+    if after.needs_attention and (True, after.attention_code, after.attention_reason) != attention_before:
+        return Outcome.FLAGGED, after.attention_reason[:255]  # flagged now (a flag already up may stay)
+    if (after.status, after.pending_operation) != before:
         return Outcome.APPLIED, f"{before[0]} → {after.status}"
     return Outcome.IGNORED, f"payment is {after.status}; nothing to change"

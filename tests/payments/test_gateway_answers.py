@@ -15,8 +15,8 @@ from gateways.base import GatewayResult, GatewayStatus, GatewayTimeout, GatewayU
 from gateways.models import GatewayNotification, SimulatorCharge
 from gateways.registry import get_connector
 from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
-from payments.models import GatewayAttempt, Payment
-from payments.services import payment_apply_gateway_result, payments_recover
+from payments.models import GatewayAttempt, Payment, PaymentStatusChange
+from payments.services import payment_apply_gateway_result, payment_recover, payment_recovery_restart, payments_recover
 from payments.services.recovery import recovery_due
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
@@ -35,12 +35,14 @@ def adyen_notice(client, **item):
     )
 
 
-def simulator_notice(client, payment: Payment, *, amount: str, currency: str, event_id: str):
+def simulator_notice(
+    client, payment: Payment, *, amount: str, currency: str, event_id: str, event_type: str = "charge.succeeded"
+):
     charge = SimulatorCharge.objects.get(idempotency_key=payment.id)
     body = json.dumps(
         {
             "id": event_id,
-            "type": "charge.succeeded",
+            "type": event_type,
             "created": int(time.time()),
             "data": {
                 "reference": charge.reference,
@@ -199,6 +201,7 @@ def test_a_refused_capture_clears_a_stale_flag_and_the_next_capture_is_recovered
         operations_sent=1,
         needs_attention=True,
         attention_reason="no final answer after 12 looks",
+        attention_code="NO_FINAL_ANSWER",
         next_recovery_at=None,
     )
     payment_apply_gateway_result(
@@ -375,3 +378,133 @@ def test_recovery_that_finds_a_contradiction_flags_and_stops_looking(merchant, p
     payment.refresh_from_db()
     assert (payment.status, payment.needs_attention, payment.next_recovery_at) == ("Processing", True, None)
     assert "EUR" in payment.attention_reason
+
+
+# --- which flags an answer clears ------------------------------------------------------------------
+
+
+def answer(payment: Payment, operation: Operation, status: GatewayStatus = GatewayStatus.SUCCEEDED, **fields) -> Payment:
+    consistent = dict(reference=payment.gateway_reference, amount=payment.amount, currency=payment.currency)
+    return payment_apply_gateway_result(
+        payment_id=payment.id,
+        operation=operation,
+        result=GatewayResult(status, **{**consistent, **fields}),
+        source="webhook",
+    )
+
+
+@pytest.mark.parametrize(
+    ("contradiction", "code"),
+    [
+        ({"amount": Decimal("1000000")}, "AMOUNT_MISMATCH"),
+        ({"amount": Decimal("50.001")}, "AMOUNT_MISMATCH"),
+        ({"amount": Decimal("-50")}, "AMOUNT_MISMATCH"),
+        ({"currency": "EUR"}, "CURRENCY_MISMATCH"),
+        ({"reference": "sim_another_payment"}, "REFERENCE_MISMATCH"),
+    ],
+)
+def test_a_contradictions_flag_stays_when_a_consistent_answer_completes_the_payment(api, contradiction, code):
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.AUTHORIZE, **contradiction)
+
+    after = answer(payment, Operation.AUTHORIZE)
+
+    assert (after.status, after.needs_attention, after.attention_code) == ("Completed", True, code)
+
+
+def test_an_authorization_for_an_immediate_capture_keeps_its_flag_when_the_capture_follows(api):
+    payment = pending_simulator_payment(api)
+    assert answer(payment, Operation.AUTHORIZE, GatewayStatus.AUTHORIZED).attention_code == "AUTHORIZED_NOT_CAPTURED"
+
+    after = answer(payment, Operation.CAPTURE)
+
+    assert (after.status, after.needs_attention, after.attention_code) == ("Completed", True, "AUTHORIZED_NOT_CAPTURED")
+
+
+def test_a_capture_failed_after_confirmation_keeps_its_flag_when_the_capture_is_confirmed_again(api):
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.CAPTURE)
+    answer(payment, Operation.CAPTURE, GatewayStatus.DECLINED, error_code="DECLINED")
+
+    after = answer(payment, Operation.CAPTURE)
+
+    assert (after.status, after.needs_attention, after.attention_code) == (
+        "Completed",
+        True,
+        "CAPTURE_FAILED_AFTER_CONFIRMATION",
+    )
+
+
+def test_capture_notices_contradicting_an_authorization_keep_it_flagged_after_an_ordinary_capture(api, client):
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    payment = Payment.objects.get(pk=created["id"])
+    assert payment.status == "Authorized"
+    for number, (amount, currency) in enumerate([("1000000.00", "USD"), ("50.001", "USD"), ("-50.00", "USD"), ("50.00", "EUR")]):
+        notice = simulator_notice(
+            client, payment, amount=amount, currency=currency, event_id=f"evt_odd_{number}", event_type="charge.captured"
+        )
+        assert notice.status_code == 200
+
+    simulator_notice(client, payment, amount="50.00", currency="USD", event_id="evt_ok", event_type="charge.captured")
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.attention_code) == ("Completed", True, "CURRENCY_MISMATCH")
+    assert GatewayNotification.objects.get(event_id="evt_ok").outcome == "applied"
+    assert Payment.objects.filter(pk=payment.id, needs_attention=True).exists()  # still in the staff queue
+
+
+def test_a_merchants_capture_of_a_flagged_authorization_keeps_the_flag(api):
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    payment = Payment.objects.get(pk=created["id"])
+    answer(payment, Operation.AUTHORIZE, GatewayStatus.AUTHORIZED, currency="EUR")
+
+    response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {})
+
+    payment.refresh_from_db()
+    assert (response.json()["status"], payment.needs_attention, payment.attention_code) == (
+        "Completed",
+        True,
+        "CURRENCY_MISMATCH",
+    )
+
+
+def test_recoverys_flag_for_no_final_answer_clears_when_the_gateway_answers(api, client, settings):
+    settings.PGI_RECOVERY = {**settings.PGI_RECOVERY, "max_attempts": 1}
+    payment = pending_simulator_payment(api)
+    due(payment.id)
+    assert payments_recover() == {"settled": 0, "waiting": 0, "flagged": 1}
+    payment.refresh_from_db()
+    assert (payment.needs_attention, payment.attention_code) == (True, "NO_FINAL_ANSWER")
+
+    simulator_notice(client, payment, amount="50.00", currency="USD", event_id="evt_late")
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.attention_code) == ("Completed", False, "")
+
+
+def test_recovery_giving_up_never_replaces_a_contradictions_flag(api, settings, monkeypatch):
+    settings.PGI_RECOVERY = {**settings.PGI_RECOVERY, "max_attempts": 1}
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.AUTHORIZE, currency="EUR")
+
+    def timeout(self, *, payment_id, gateway_reference=""):
+        raise GatewayTimeout("read timeout")
+
+    monkeypatch.setattr(SimulatorConnector, "status", timeout)
+    assert payment_recover(payment_id=payment.id) == "flagged"
+
+    payment.refresh_from_db()
+    assert (payment.needs_attention, payment.attention_code) == (True, "CURRENCY_MISMATCH")
+
+
+def test_staff_clear_a_contradictions_flag_and_the_history_says_who_and_which(api):
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.AUTHORIZE, amount=Decimal("1000000"))
+    answer(payment, Operation.AUTHORIZE)
+
+    cleared = payment_recovery_restart(payment_id=payment.id, staff_user="alice")
+
+    assert (cleared.status, cleared.needs_attention, cleared.attention_code) == ("Completed", False, "")
+    line = PaymentStatusChange.objects.filter(payment_id=payment.id).last()
+    assert line.source == "staff"
+    assert line.reason.startswith("recovery restarted by alice; flag cleared (was AMOUNT_MISMATCH")

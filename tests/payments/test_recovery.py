@@ -277,10 +277,11 @@ def test_an_open_circuit_does_not_use_up_recovery_attempts(merchant, principal, 
 
 def test_a_late_answer_clears_the_staff_flag(merchant, principal):
     payment = processing_without_gateway_call(merchant, principal)
-    payment_note(payment_id=payment.id, source="system", reason="flagged", needs_attention=True, attention_reason="x")
+    no_answer = {"needs_attention": True, "attention_reason": "x", "attention_code": "NO_FINAL_ANSWER"}
+    payment_note(payment_id=payment.id, source="system", reason="flagged", **no_answer)
     get_connector("simulator").authorize(payment_request_for(payment))
     payment_recovery_restart(payment_id=payment.id, staff_user="alice")
-    payment_note(payment_id=payment.id, source="system", reason="flagged again", needs_attention=True)
+    payment_note(payment_id=payment.id, source="system", reason="flagged again", **no_answer)
     from payments.services import payment_apply_gateway_result
 
     payment_apply_gateway_result(
