@@ -45,20 +45,22 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
             with transaction.atomic():
                 notification = GatewayNotification.objects.create(
                     gateway=gateway,
-                    event_id=event.event_id[:255],
+                    # Identifiers whole (notification_problem refused any too long): a cut one
+                    # could equal another event's or payment's. Descriptive text may be cut.
+                    event_id=event.event_id,
                     event_type=event.raw_type[:64],
                     operation=event.operation.value,
-                    payment_id=event.payment_id[:64],
-                    refund_id=event.refund_id[:64],
-                    gateway_reference=(event.gateway_reference or getattr(result, "reference", ""))[:128],
+                    payment_id=event.payment_id,
+                    refund_id=event.refund_id,
+                    gateway_reference=event.gateway_reference or getattr(result, "reference", ""),
                     status=result.status.value if result else "",
                     amount=_storable(getattr(result, "amount", None)),
-                    currency=(getattr(result, "currency", "") or "")[:3],
+                    currency=getattr(result, "currency", "") or "",
                     error_code=(getattr(result, "error_code", "") or "")[:64],
                     outcome=Outcome.RECORDED,
                 )
         except IntegrityError:
-            existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id[:255])
+            existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id)
             logger.info("notification %s from %s already received; dropped", event.event_id, gateway)
             return Receipt(notification=existing, duplicate=True)
         notification.outcome, notification.detail = _apply(gateway, event)
@@ -67,9 +69,26 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
 
 
 def notification_problem(event: WebhookEvent) -> str:
-    """Why a verified notification cannot be stored or applied ('' when it can)."""
+    """Why a verified notification cannot be stored or applied ('' when it can). An identifier
+    longer than its column is refused, never cut: no gateway sends one, and a cut event id would
+    drop another event as its duplicate, a cut payment id or reference could name another payment."""
     problem = shape_problem(event)
-    return f"The notification's {problem}." if problem else ""
+    if problem:
+        return f"The notification's {problem}."
+    result = event.result or event.refund_result
+    identifiers = [
+        ("event_id", "event id", event.event_id),
+        ("payment_id", "payment id", event.payment_id),
+        ("refund_id", "refund id", event.refund_id),
+        ("gateway_reference", "gateway reference", event.gateway_reference),
+        ("gateway_reference", "gateway reference", getattr(result, "reference", "")),
+        ("currency", "currency", getattr(result, "currency", "") or ""),
+    ]
+    for column, name, value in identifiers:
+        limit = GatewayNotification._meta.get_field(column).max_length
+        if len(value) > limit:
+            return f"The notification's {name} is longer than {limit} characters."
+    return ""
 
 
 def _storable(amount):

@@ -337,7 +337,7 @@ def _contradiction(payment: Payment, operation: Operation, result: GatewayResult
     if result.currency and result.currency.upper() != payment.currency:
         return (
             AttentionCode.CURRENCY_MISMATCH,
-            f"{operation.value} answer in {result.currency[:3]} for a {payment.currency} payment",
+            f"{operation.value} answer in {result.currency[:12]} for a {payment.currency} payment",
         )
     if result.amount is not None:
         # is_storable_amount also refuses more decimals than the column keeps: never round money.
