@@ -10,7 +10,7 @@ from payments.services import payment_apply_gateway_result, reference_mismatch
 
 from pgi.money import is_storable_amount
 
-from .base import Operation, WebhookEvent, shape_problem
+from .base import GatewayStatus, Operation, WebhookEvent, shape_problem
 from .models import GatewayNotification
 
 logger = logging.getLogger(__name__)
@@ -124,10 +124,13 @@ def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
     # Named by id but carrying another payment's reference: never applied. The payment service
     # treats it as a contradiction (an open payment is flagged for staff); the notice is kept, flagged.
     foreign = next((ref for ref in (event.gateway_reference, event.result.reference) if reference_mismatch(payment, ref)), "")
+    result = replace(event.result, reference=foreign) if foreign else event.result
+    if event.captured_if_requested and result.status is GatewayStatus.AUTHORIZED and payment.capture:
+        result = replace(result, status=GatewayStatus.SUCCEEDED)  # PGI asked for the capture with it
     after = payment_apply_gateway_result(
         payment_id=payment.id,
         operation=event.operation,
-        result=replace(event.result, reference=foreign) if foreign else event.result,
+        result=result,
         source=PaymentStatusChange.Source.WEBHOOK,
         reason=f"{gateway} notice {event.raw_type or event.operation.value}",
     )

@@ -36,7 +36,14 @@ def adyen_notice(client, **item):
 
 
 def simulator_notice(
-    client, payment: Payment, *, amount: str, currency: str, event_id: str, event_type: str = "charge.succeeded"
+    client,
+    payment: Payment,
+    *,
+    amount: str,
+    currency: str,
+    event_id: str,
+    event_type: str = "charge.succeeded",
+    status: str = "succeeded",
 ):
     charge = SimulatorCharge.objects.get(idempotency_key=payment.id)
     body = json.dumps(
@@ -47,7 +54,7 @@ def simulator_notice(
             "data": {
                 "reference": charge.reference,
                 "merchantReference": payment.id,
-                "status": "succeeded",
+                "status": status,
                 "amount": amount,
                 "currency": currency,
                 "declineCode": "",
@@ -276,7 +283,23 @@ def test_a_notice_in_another_currency_flags_the_payment_instead_of_completing_it
     assert "EUR" in payment.attention_reason
 
 
-def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(api, client, adyen_gateway):
+def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(api, client):
+    payment = pending_simulator_payment(api)
+    assert payment.capture
+
+    response = simulator_notice(
+        client, payment, amount="50.00", currency="USD", event_id="evt_auth", event_type="charge.authorized", status="authorized"
+    )
+
+    assert response.status_code == 200
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.authorization_expires_at) == ("Processing", True, None)
+    assert payment.attention_code == "AUTHORIZED_NOT_CAPTURED"
+
+
+@pytest.mark.parametrize("metadata", [{}, {"metadata.pgiCapture": "manual"}])
+def test_an_adyen_authorisation_completes_a_payment_pgi_sent_for_immediate_capture(api, client, adyen_gateway, metadata):
     created = post_json(api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:RECEIVED1")).json()
     assert (created["status"], created["capture"]) == ("Processing", True)
 
@@ -287,11 +310,33 @@ def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(ap
         merchant_reference=created["id"],
         value=5000,
         currency="EUR",
+        additional_data=metadata,  # not signed: PGI's record of the payment decides
     )
 
     payment = Payment.objects.get(pk=created["id"])
-    assert (payment.status, payment.needs_attention, payment.authorization_expires_at) == ("Processing", True, None)
-    assert "immediate capture" in payment.attention_reason
+    assert (payment.status, payment.captured_amount, payment.needs_attention) == ("Completed", Decimal("50.00"), False)
+
+
+def test_an_adyen_authorisation_saying_immediate_in_its_unsigned_metadata_never_completes_a_manual_payment(
+    api, client, adyen_gateway
+):
+    created = post_json(
+        api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:RECEIVED1", capture=False)
+    ).json()
+    assert created["status"] == "Processing"
+
+    adyen_notice(
+        client,
+        event_code="AUTHORISATION",
+        psp_reference=created["gatewayReference"] or "PSPREF0000000001",
+        merchant_reference=created["id"],
+        value=5000,
+        currency="EUR",
+        additional_data={"metadata.pgiCapture": "immediate"},
+    )
+
+    payment = Payment.objects.get(pk=created["id"])
+    assert (payment.status, payment.captured_amount) == ("Authorized", None)
 
 
 def test_a_stripe_cancel_notice_fails_a_processing_payment(api, client, stripe_gateway):
