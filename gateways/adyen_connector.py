@@ -80,9 +80,9 @@ logger = logging.getLogger(__name__)
 # currency uses the ISO 4217 exponent from pgi.money.
 ADYEN_EXPONENTS = {"CLP": 2, "CVE": 0, "IDR": 0, "ISK": 2}
 
-# The metadata key that records the capture mode of a payment. Adyen echoes request metadata in the
-# AUTHORISATION notification as additionalData["metadata.<key>"], which is how a notification tells
-# an authorisation that waits for a capture from one that the merchant account captured at once.
+# The metadata key that records the capture mode of a payment, for people reading it in Adyen's
+# Customer Area. Adyen echoes it in additionalData, which its HMAC does not sign: PGI never decides
+# on it (an AUTHORISATION's capture follows PGI's own record of the payment).
 CAPTURE_METADATA_KEY = "pgiCapture"
 
 # refusalReasonCode -> (normalized code, Adyen's refusalReason text), from Adyen's refusal reasons
@@ -724,7 +724,9 @@ class AdyenConnector(Connector):
         event_id = f"{psp_reference}:{event_code}:{'true' if success else 'false'}"
         common = {"event_id": event_id, "raw_type": event_code}
 
-        def payment_event(operation: Operation, status: GatewayStatus, error_code: str = "", message: str = ""):
+        def payment_event(
+            operation: Operation, status: GatewayStatus, error_code: str = "", message: str = "", **flags
+        ):
             reference = psp_reference if operation is Operation.AUTHORIZE else (original_reference or psp_reference)
             result = GatewayResult(
                 status=status,
@@ -740,6 +742,7 @@ class AdyenConnector(Connector):
                 result=result,
                 gateway_reference=reference,
                 **common,
+                **flags,
             )
 
         def refund_event(status: RefundStatus, message: str = ""):
@@ -762,15 +765,18 @@ class AdyenConnector(Connector):
                 **common,
             )
 
+        # Only signed fields (pspReference, originalReference, merchantAccountCode, merchantReference,
+        # amount, eventCode, success) decide what moves; `reason` and additionalData are not signed
+        # and only name a refusal's code and text, or pick the kind of a CANCEL_OR_REFUND (a wrong
+        # pick names nothing it could move: docs/06-gateway-adyen.md).
         failed = f"Adyen: {reason}" if reason else "Adyen reported a failure."
         if event_code == "AUTHORISATION":
             if not success:
                 error_code = REFUSAL_BY_TEXT.get(reason.lower(), ErrorCode.DECLINED)
                 return payment_event(Operation.AUTHORIZE, GatewayStatus.DECLINED, error_code, reason)
-            # Only the metadata PGI sent tells an immediate-capture payment (money moved) from one
-            # that waits for a capture; without it, the cautious answer is AUTHORIZED.
-            captured = additional.get(f"metadata.{CAPTURE_METADATA_KEY}") == "immediate"
-            return payment_event(Operation.AUTHORIZE, GatewayStatus.SUCCEEDED if captured else GatewayStatus.AUTHORIZED)
+            # Whether it was captured too is what PGI asked (captureDelayHours 0), kept in PGI's
+            # record of the payment; the metadata echoed in additionalData is not signed.
+            return payment_event(Operation.AUTHORIZE, GatewayStatus.AUTHORIZED, captured_if_requested=True)
         if event_code == "OFFER_CLOSED":
             # A pending payment the shopper never completed: it lapsed, nothing moved.
             return payment_event(Operation.AUTHORIZE, GatewayStatus.CANCELLED) if success else None

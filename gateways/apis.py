@@ -41,7 +41,9 @@ class GatewayWebhookApi(APIView):
     @extend_schema_serializer(component_name="WebhookReceipt")
     class OutputSerializer(serializers.Serializer):
         received = serializers.BooleanField()
-        matched = serializers.BooleanField(help_text="Whether every notification named a payment PGI knows.")
+        matched = serializers.BooleanField(
+            help_text="Whether every notification named a payment PGI knows; false for a delivery with none."
+        )
         duplicate = serializers.BooleanField(help_text="Whether every notification had been received before.")
 
     @extend_schema(
@@ -135,7 +137,8 @@ class GatewayWebhookApi(APIView):
             self.OutputSerializer(
                 {
                     "received": True,
-                    "matched": all(receipt.matched for receipt in receipts),
+                    # An empty delivery (an event type PGI does not act on) matched nothing.
+                    "matched": bool(receipts) and all(receipt.matched for receipt in receipts),
                     "duplicate": bool(receipts) and all(receipt.duplicate for receipt in receipts),
                 }
             ).data

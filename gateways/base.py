@@ -156,6 +156,10 @@ class WebhookEvent:
     `payment_id` is PGI's payment id as the gateway echoes it (merchant reference, metadata); it is
     empty when the gateway did not echo one. For a refund, `refund_id` is PGI's refund id and
     `refund_result` the refund's state; otherwise `result` is the payment's state.
+    `captured_if_requested`: the gateway captures with the authorization when PGI asked it to, and
+    its notice does not say which (Adyen's AUTHORISATION). An `authorized` result then means
+    `succeeded` for a payment PGI sent for immediate capture: PGI's own record decides, not a field
+    of the notice that its signature may not cover.
     """
 
     event_id: str
@@ -166,6 +170,7 @@ class WebhookEvent:
     refund_result: RefundResult | None = None
     gateway_reference: str = ""
     raw_type: str = ""  # the gateway's own name of the event, for people reading the log
+    captured_if_requested: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from payments.services import payment_apply_gateway_result, reference_mismatch
 
 from pgi.money import is_storable_amount
 
-from .base import Operation, WebhookEvent, shape_problem
+from .base import GatewayStatus, Operation, WebhookEvent, shape_problem
 from .models import GatewayNotification
 
 logger = logging.getLogger(__name__)
@@ -45,20 +45,22 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
             with transaction.atomic():
                 notification = GatewayNotification.objects.create(
                     gateway=gateway,
-                    event_id=event.event_id[:255],
+                    # Identifiers whole (notification_problem refused any too long): a cut one
+                    # could equal another event's or payment's. Descriptive text may be cut.
+                    event_id=event.event_id,
                     event_type=event.raw_type[:64],
                     operation=event.operation.value,
-                    payment_id=event.payment_id[:64],
-                    refund_id=event.refund_id[:64],
-                    gateway_reference=(event.gateway_reference or getattr(result, "reference", ""))[:128],
+                    payment_id=event.payment_id,
+                    refund_id=event.refund_id,
+                    gateway_reference=event.gateway_reference or getattr(result, "reference", ""),
                     status=result.status.value if result else "",
                     amount=_storable(getattr(result, "amount", None)),
-                    currency=(getattr(result, "currency", "") or "")[:3],
+                    currency=getattr(result, "currency", "") or "",
                     error_code=(getattr(result, "error_code", "") or "")[:64],
                     outcome=Outcome.RECORDED,
                 )
         except IntegrityError:
-            existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id[:255])
+            existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id)
             logger.info("notification %s from %s already received; dropped", event.event_id, gateway)
             return Receipt(notification=existing, duplicate=True)
         notification.outcome, notification.detail = _apply(gateway, event)
@@ -67,9 +69,26 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
 
 
 def notification_problem(event: WebhookEvent) -> str:
-    """Why a verified notification cannot be stored or applied ('' when it can)."""
+    """Why a verified notification cannot be stored or applied ('' when it can). An identifier
+    longer than its column is refused, never cut: no gateway sends one, and a cut event id would
+    drop another event as its duplicate, a cut payment id or reference could name another payment."""
     problem = shape_problem(event)
-    return f"The notification's {problem}." if problem else ""
+    if problem:
+        return f"The notification's {problem}."
+    result = event.result or event.refund_result
+    identifiers = [
+        ("event_id", "event id", event.event_id),
+        ("payment_id", "payment id", event.payment_id),
+        ("refund_id", "refund id", event.refund_id),
+        ("gateway_reference", "gateway reference", event.gateway_reference),
+        ("gateway_reference", "gateway reference", getattr(result, "reference", "")),
+        ("currency", "currency", getattr(result, "currency", "") or ""),
+    ]
+    for column, name, value in identifiers:
+        limit = GatewayNotification._meta.get_field(column).max_length
+        if len(value) > limit:
+            return f"The notification's {name} is longer than {limit} characters."
+    return ""
 
 
 def _storable(amount):
@@ -100,21 +119,25 @@ def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
         return Outcome.UNMATCHED, "no payment of this gateway has this reference"
     if event.operation is Operation.REFUND or event.result is None:
         return Outcome.RECORDED, f"{event.operation.value} notice kept for payment {payment.id}"
-    before = payment.status, payment.pending_operation, payment.needs_attention
+    before = payment.status, payment.pending_operation
+    attention_before = payment.needs_attention, payment.attention_code, payment.attention_reason
     # Named by id but carrying another payment's reference: never applied. The payment service
     # treats it as a contradiction (an open payment is flagged for staff); the notice is kept, flagged.
     foreign = next((ref for ref in (event.gateway_reference, event.result.reference) if reference_mismatch(payment, ref)), "")
+    result = replace(event.result, reference=foreign) if foreign else event.result
+    if event.captured_if_requested and result.status is GatewayStatus.AUTHORIZED and payment.capture:
+        result = replace(result, status=GatewayStatus.SUCCEEDED)  # PGI asked for the capture with it
     after = payment_apply_gateway_result(
         payment_id=payment.id,
         operation=event.operation,
-        result=replace(event.result, reference=foreign) if foreign else event.result,
+        result=result,
         source=PaymentStatusChange.Source.WEBHOOK,
         reason=f"{gateway} notice {event.raw_type or event.operation.value}",
     )
     if foreign:
         return Outcome.FLAGGED, reference_mismatch(payment, foreign)[:255]
-    if after.needs_attention and not before[2]:
-        return Outcome.FLAGGED, after.attention_reason[:255]
-    if (after.status, after.pending_operation) != before[:2]:
+    if after.needs_attention and (True, after.attention_code, after.attention_reason) != attention_before:
+        return Outcome.FLAGGED, after.attention_reason[:255]  # flagged now (a flag already up may stay)
+    if (after.status, after.pending_operation) != before:
         return Outcome.APPLIED, f"{before[0]} → {after.status}"
     return Outcome.IGNORED, f"payment is {after.status}; nothing to change"

@@ -136,6 +136,8 @@ def sign(*, secret: str, timestamp: int, body: bytes) -> str:
 # Secrets printed in PGI's own docs or shipped in older versions: anyone may know them, so a
 # simulator configured with one accepts no webhook.
 PUBLIC_SECRETS = frozenset({"whsec_simulator_local"})
+# Outside the sandbox a shorter secret could be guessed: webhooks are refused, as check --deploy says.
+SECRET_MIN_LENGTH = 32
 # Unix seconds fit in 12 digits until the year 33658; longer `t` values are not timestamps.
 _MAX_TIMESTAMP_DIGITS = 12
 
@@ -648,10 +650,13 @@ class SimulatorConnector(Connector):
         return sign(secret=self.webhook_secret, timestamp=int(time.time()), body=body)
 
     def webhook_problem(self) -> str:
+        """Why webhooks are refused (503), or ''. `check --deploy` reports the same (pgi.E010)."""
         if not self.webhook_secret:
             return "no PGI_SIMULATOR_WEBHOOK_SECRET is set"
         if self.webhook_secret in PUBLIC_SECRETS:
             return "PGI_SIMULATOR_WEBHOOK_SECRET is a value printed in PGI's documentation"
+        if not settings.PGI_SANDBOX and len(self.webhook_secret) < SECRET_MIN_LENGTH:
+            return f"PGI_SIMULATOR_WEBHOOK_SECRET is shorter than {SECRET_MIN_LENGTH} characters"
         return ""
 
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:

@@ -223,7 +223,13 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # contradicts the payment another: the reason says which.
         if not obj.needs_attention:
             return "-"
-        return format_html('<span class="pgi-flag">Flagged</span> Staff must look: {}', obj.attention_reason)
+        kind = "ends when the gateway answers" if obj.flag_clears_on_answer else "stays until staff clear it"
+        return format_html(
+            '<span class="pgi-flag">Flagged</span> Staff must look: {} ({}; {})',
+            obj.attention_reason,
+            obj.attention_code or "no code",
+            kind,
+        )
 
     @admin.display(description="captured amount")
     def captured_amount_display(self, obj: Payment) -> str:

@@ -19,6 +19,19 @@ class PaymentStatus(models.TextChoices):
     REFUNDED = "Refunded"
 
 
+class AttentionCode(models.TextChoices):
+    """Why a payment is flagged for staff. Recovery giving up (NO_FINAL_ANSWER) ends when the
+    gateway answers; every other code says the gateway contradicted PGI's record, so the money may
+    not be what PGI recorded, and only staff clear it."""
+
+    NO_FINAL_ANSWER = "NO_FINAL_ANSWER", "no final answer: recovery stopped asking"
+    REFERENCE_MISMATCH = "REFERENCE_MISMATCH", "an answer naming another gateway reference"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH", "an answer in another currency"
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH", "an answer of another amount"
+    CAPTURE_FAILED_AFTER_CONFIRMATION = "CAPTURE_FAILED_AFTER_CONFIRMATION", "a capture failed after it was confirmed"
+    AUTHORIZED_NOT_CAPTURED = "AUTHORIZED_NOT_CAPTURED", "an authorization only, for an immediate capture"
+
+
 PAYMENT_ID_PREFIX = "pay"
 
 
@@ -66,8 +79,11 @@ class Payment(models.Model):
     # Recovery of payments whose outcome is unknown (Processing, or a pending operation).
     recovery_attempts = models.PositiveSmallIntegerField(default=0)
     next_recovery_at = models.DateTimeField(null=True, blank=True)
-    needs_attention = models.BooleanField(default=False, help_text="Recovery gave up: staff must look.")
+    needs_attention = models.BooleanField(
+        default=False, help_text="Recovery gave up, or the gateway contradicted the payment: staff must look."
+    )
     attention_reason = models.CharField(max_length=255, blank=True, default="")
+    attention_code = models.CharField(max_length=40, choices=AttentionCode.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -110,6 +126,12 @@ class Payment(models.Model):
     def outcome_unknown(self) -> bool:
         """Sent and not answered yet: Processing, or a capture or void in flight at the gateway."""
         return self.status == PaymentStatus.PROCESSING or bool(self.pending_operation)
+
+    @property
+    def flag_clears_on_answer(self) -> bool:
+        """Flagged only because recovery got no final answer: the gateway's next answer ends it.
+        A contradiction (any other code, or none on a row flagged before codes) stays for staff."""
+        return self.needs_attention and self.attention_code == AttentionCode.NO_FINAL_ANSWER
 
 
 class PaymentStatusChange(models.Model):

@@ -97,8 +97,8 @@ def _claim(
     locked.pending_expiry = expiry
     locked.next_recovery_at = recovery_due_from(now, connector)
     locked.recovery_attempts = 0
-    locked.needs_attention = False
-    locked.attention_reason = ""
+    if locked.flag_clears_on_answer:  # a contradiction's flag stays for staff
+        locked.needs_attention, locked.attention_reason, locked.attention_code = False, "", ""
     locked.save(update_fields=[*CLAIM_FIELDS, "updated_at"])
     PaymentStatusChange.objects.create(
         payment=locked,
@@ -124,6 +124,7 @@ CLAIM_FIELDS = [
     "recovery_attempts",
     "needs_attention",
     "attention_reason",
+    "attention_code",
 ]
 
 

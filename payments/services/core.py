@@ -156,6 +156,7 @@ def payment_transition(
     source: str,
     reason: str = "",
     only_from: frozenset[str] | None = None,
+    answered: bool = False,
     **changes,
 ) -> Payment:
     """Move a payment to `to_status`: the one place where a status changes.
@@ -164,7 +165,8 @@ def payment_transition(
     failure code and message), writes the history line and announces the change on commit.
     With `only_from`, a payment whose current status is not in it is returned unchanged (a late
     or repeated gateway answer never moves a payment backwards). Raises InvalidTransition when the
-    state machine forbids the move.
+    state machine forbids the move. `answered` (a gateway's answer moves it) ends a staff flag that
+    only said no final answer had come; a flag for a contradiction stays until staff clear it.
     """
     # The merchant comes along for the response; `of=("self",)` locks the payment row alone.
     payment = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
@@ -175,6 +177,7 @@ def payment_transition(
     if not can_transition(from_status, to_status):
         raise InvalidTransition(f"A {from_status} payment cannot become {to_status}.")
 
+    changes = _with_answered_flag_cleared(payment, changes) if answered else changes
     for name, value in changes.items():
         setattr(payment, name, value)
     payment.status = to_status
@@ -195,16 +198,20 @@ def payment_transition(
 
 
 @transaction.atomic
-def payment_note(*, payment_id: str, source: str, reason: str, only_if: dict | None = None, **changes) -> Payment | None:
+def payment_note(
+    *, payment_id: str, source: str, reason: str, only_if: dict | None = None, answered: bool = False, **changes
+) -> Payment | None:
     """Write a history line that changes no status, optionally with field changes, under the row lock.
 
     The line repeats the current status in both columns, so the history still reads as a sequence.
     With `only_if` ({field: value}), nothing is written unless the locked row matches, and None is
     returned; this is how a claim (say, a capture in flight) is taken or released safely.
+    `answered` as for payment_transition.
     """
     payment = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
     if only_if and any(getattr(payment, name) != value for name, value in only_if.items()):
         return None
+    changes = _with_answered_flag_cleared(payment, changes) if answered else changes
     if changes:
         for name, value in changes.items():
             setattr(payment, name, value)
@@ -218,3 +225,12 @@ def payment_note(*, payment_id: str, source: str, reason: str, only_if: dict | N
         failure_code=changes.get("failure_code", ""),
     )
     return payment
+
+
+ANSWERED_FLAG_CLEARED = {"needs_attention": False, "attention_reason": "", "attention_code": ""}
+
+
+def _with_answered_flag_cleared(locked: Payment, changes: dict) -> dict:
+    """`changes`, plus the end of the payment's staff flag if an answer is all it waited for.
+    Decided on the locked row: a contradiction flagged a moment ago is never cleared by a race."""
+    return {**changes, **ANSWERED_FLAG_CLEARED} if locked.flag_clears_on_answer else changes

@@ -35,7 +35,7 @@ from gateways.routing import gateways_for
 from pgi.merchants.authentication import ApiPrincipal
 from pgi.money import format_money, is_storable_amount
 
-from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
+from ..models import AttentionCode, GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from .core import PaymentDraft, payment_create, payment_note, payment_transition
 
 logger = logging.getLogger(__name__)
@@ -302,15 +302,17 @@ PROCESSING = frozenset({PaymentStatus.PROCESSING})
 AUTHORIZED = frozenset({PaymentStatus.AUTHORIZED})
 
 
-def payment_flag(*, payment_id: str, source: str, why: str, **changes) -> Payment:
-    """Stop and ask staff: PGI's record and the gateway's disagree in a way no rule may settle."""
-    logger.warning("payment %s flagged for staff: %s", payment_id, why)
+def payment_flag(*, payment_id: str, source: str, code: AttentionCode, why: str, **changes) -> Payment:
+    """Stop and ask staff: PGI's record and the gateway's disagree in a way no rule may settle.
+    The flag stays until staff clear it, whatever the gateway says next (AttentionCode)."""
+    logger.warning("payment %s flagged for staff (%s): %s", payment_id, code, why)
     return payment_note(
         payment_id=payment_id,
         source=source,
         reason=f"flagged for staff: {why}",
         needs_attention=True,
         attention_reason=why[:255],
+        attention_code=code,
         next_recovery_at=None,
         **changes,
     )
@@ -324,23 +326,28 @@ def reference_mismatch(payment: Payment, reference: str) -> str:
     return ""
 
 
-def _contradiction(payment: Payment, operation: Operation, result: GatewayResult) -> str:
-    """Why the gateway's answer cannot be applied to this payment as it stands, or ''."""
+def _contradiction(payment: Payment, operation: Operation, result: GatewayResult) -> tuple[AttentionCode | None, str]:
+    """Why the gateway's answer cannot be applied to this payment as it stands: (code, why), or
+    (None, '')."""
     mismatch = reference_mismatch(payment, result.reference)
     if mismatch:
-        return f"{operation.value}: {mismatch}"
+        return AttentionCode.REFERENCE_MISMATCH, f"{operation.value}: {mismatch}"
     if result.status not in (GatewayStatus.SUCCEEDED, GatewayStatus.AUTHORIZED):
-        return ""  # a refusal or a pending answer moves no money; its amount is not PGI's to check
+        return None, ""  # a refusal or a pending answer moves no money; its amount is not PGI's to check
     if result.currency and result.currency.upper() != payment.currency:
-        return f"{operation.value} answer in {result.currency[:3]} for a {payment.currency} payment"
+        return (
+            AttentionCode.CURRENCY_MISMATCH,
+            f"{operation.value} answer in {result.currency[:12]} for a {payment.currency} payment",
+        )
     if result.amount is not None:
         # is_storable_amount also refuses more decimals than the column keeps: never round money.
         if not (0 < result.amount <= payment.amount and is_storable_amount(result.amount)):
             return (
+                AttentionCode.AMOUNT_MISMATCH,
                 f"{operation.value} answer of {result.amount} {payment.currency} "
-                f"for a payment of {format_money(payment.amount, payment.currency)}"
+                f"for a payment of {format_money(payment.amount, payment.currency)}",
             )
-    return ""
+    return None, ""
 
 
 def payment_apply_gateway_result(
@@ -359,8 +366,10 @@ def payment_apply_gateway_result(
     that contradicts PGI's record (another currency, an amount outside the payment, a capture
     refused after it was confirmed, an authorization for a payment that asked for immediate
     capture, another gateway reference than the payment's) moves nothing and flags the payment for
-    staff. A move clears the staff flag: the gateway has answered. The first answer that carries a
-    gateway reference fills it in; no later one overwrites it.
+    staff; that flag stays until staff clear it, even when a later, consistent answer moves the
+    payment on. A flag that only said recovery had no final answer ends with the move: the gateway
+    has answered. The first answer that carries a gateway reference fills it in; no later one
+    overwrites it.
     """
     payment = Payment.objects.select_related("merchant").get(pk=payment_id)
     status = result.status
@@ -374,8 +383,7 @@ def payment_apply_gateway_result(
             source=source,
             reason=reason or why,
             only_from=only_from,
-            needs_attention=False,
-            attention_reason="",
+            answered=True,
             **fields,
         )
 
@@ -389,16 +397,15 @@ def payment_apply_gateway_result(
             source=source,
             reason=why,
             only_if={"pending_operation": operation.value},
-            needs_attention=False,
-            attention_reason="",
+            answered=True,
             **CLEAR_PENDING,
         )
         return settled or payment
 
-    problem = _contradiction(payment, operation, result)
-    if problem:
+    code, problem = _contradiction(payment, operation, result)
+    if code is not None:
         if payment.status in (PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED) or payment.pending_operation:
-            return payment_flag(payment_id=payment_id, source=source, why=problem)
+            return payment_flag(payment_id=payment_id, source=source, code=code, why=problem)
         return payment  # a final payment: the notice is kept, reconciliation compares amounts
 
     amount = payment.amount if result.amount is None else result.amount
@@ -411,6 +418,7 @@ def payment_apply_gateway_result(
                 return payment_flag(
                     payment_id=payment_id,
                     source=source,
+                    code=AttentionCode.AUTHORIZED_NOT_CAPTURED,
                     why="the gateway reports an authorization only, for a payment sent for immediate capture",
                 )
             return move(PaymentStatus.AUTHORIZED, PROCESSING, "authorized", authorization_expires_at=_authorization_expiry())
@@ -442,6 +450,7 @@ def payment_apply_gateway_result(
                 return payment_flag(
                     payment_id=payment_id,
                     source=source,
+                    code=AttentionCode.CAPTURE_FAILED_AFTER_CONFIRMATION,
                     why=f"the gateway reports the capture failed after confirming it: {result.error_code} "
                     f"{result.error_message}".strip(),
                 )

@@ -13,8 +13,9 @@ call, so overlapping runs and several workers never work on the same payment), t
 - a capture or cancel in flight: send it again with the same idempotency key.
 
 Each look that does not settle the payment waits longer than the last (exponential backoff, capped).
-After settings.PGI_RECOVERY["max_attempts"] looks the payment is flagged `needs_attention` for staff,
-who see it in the admin and can start recovery again.
+After settings.PGI_RECOVERY["max_attempts"] looks the payment is flagged `needs_attention` for staff
+(NO_FINAL_ANSWER: the gateway's next answer ends it), who see it in the admin and can start recovery
+again. A flag for a contradiction (payments.services.gateway) is never replaced by this one.
 """
 
 import logging
@@ -29,7 +30,7 @@ from gateways.base import GatewayError, GatewayStatus, Operation
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
 
-from ..models import Payment, PaymentStatus, PaymentStatusChange
+from ..models import AttentionCode, Payment, PaymentStatus, PaymentStatusChange
 from .capture import operation_call, operation_request
 from .core import payment_note
 from .gateway import gateway_call, payment_apply_gateway_result, payment_request_for
@@ -195,6 +196,8 @@ def _schedule_next(payment_id: str, why: str, count: bool = True) -> str:
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status != PaymentStatus.PROCESSING and not payment.pending_operation:
             return "settled"
+        if payment.needs_attention:
+            return "flagged"  # flagged for a contradiction since it was picked: staff decide
         attempts = payment.recovery_attempts + (1 if count else 0)
         if attempts >= _policy()["max_attempts"]:
             return _flag(payment_id, f"no final answer after {attempts} looks; last: {why}", attempts=attempts)
@@ -207,23 +210,42 @@ def _schedule_next(payment_id: str, why: str, count: bool = True) -> str:
 
 
 def _flag(payment_id: str, why: str, attempts: int | None = None) -> str:
-    changes = {"needs_attention": True, "attention_reason": why[:255], "next_recovery_at": None}
+    """Flag for staff as NO_FINAL_ANSWER; a payment already flagged (a contradiction) keeps its flag."""
+    changes = {
+        "needs_attention": True,
+        "attention_reason": why[:255],
+        "attention_code": AttentionCode.NO_FINAL_ANSWER,
+        "next_recovery_at": None,
+    }
     if attempts is not None:
         changes["recovery_attempts"] = attempts
-    payment_note(payment_id=payment_id, source=Source.SYSTEM, reason=f"flagged for staff: {why}", **changes)
-    logger.warning("payment %s flagged for staff: %s", payment_id, why)
+    flagged = payment_note(
+        payment_id=payment_id,
+        source=Source.SYSTEM,
+        reason=f"flagged for staff: {why}",
+        only_if={"needs_attention": False},
+        **changes,
+    )
+    if flagged is not None:
+        logger.warning("payment %s flagged for staff: %s", payment_id, why)
     return "flagged"
 
 
 def payment_recovery_restart(*, payment_id: str, staff_user: str) -> Payment | None:
-    """Staff: clear the flag and look again on the next run. None if the payment is not flagged."""
-    return payment_note(
-        payment_id=payment_id,
-        source=Source.STAFF,
-        reason=f"recovery restarted by {staff_user}",
-        only_if={"needs_attention": True},
-        needs_attention=False,
-        attention_reason="",
-        recovery_attempts=0,
-        next_recovery_at=timezone.now(),
-    )
+    """Staff: clear the flag, whatever its kind, and look again on the next run (if the outcome
+    is still unknown). The history line says who cleared which flag. None if it is not flagged."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(pk=payment_id, needs_attention=True).first()
+        if payment is None:
+            return None
+        cleared = f"{payment.attention_code or 'flag'}: {payment.attention_reason}"
+        return payment_note(
+            payment_id=payment_id,
+            source=Source.STAFF,
+            reason=f"recovery restarted by {staff_user}; flag cleared (was {cleared})",
+            needs_attention=False,
+            attention_reason="",
+            attention_code="",
+            recovery_attempts=0,
+            next_recovery_at=timezone.now(),
+        )

@@ -113,6 +113,7 @@ def busy_day(principal, merchant, django_user_model):
         status=PaymentStatus.PROCESSING,
         needs_attention=True,
         attention_reason="no final answer after 12 looks",
+        attention_code="NO_FINAL_ANSWER",
     )
     PaymentFactory(
         merchant=merchant,

@@ -127,6 +127,54 @@ def test_signed_but_malformed_simulator_body_is_400_invalid_notification(gateway
     assert_no_notification_stored()
 
 
+def test_two_signed_events_sharing_their_first_255_characters_are_refused_not_taken_as_duplicates(gateways, client):
+    shared = "evt_" + "x" * 251
+    answers = []
+    for last in "12":
+        body = json.dumps({**simulator_event(), "id": shared + last}).encode()
+        answers.append(post(client, "simulator", body, simulator_headers(body)))
+
+    for answer in answers:
+        assert_error(answer, 400, "INVALID_NOTIFICATION")
+    assert_no_notification_stored()
+
+
+def test_a_signed_event_id_as_long_as_its_column_is_stored_whole(gateways, client):
+    event_id = "evt_" + "x" * 251
+    body = json.dumps({**simulator_event(), "id": event_id}).encode()
+
+    assert post(client, "simulator", body, simulator_headers(body)).status_code == 200
+    assert GatewayNotification.objects.get().event_id == event_id
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"merchantReference": "pay_" + "x" * 61},
+        {"reference": "sim_" + "x" * 125},
+        {"currency": "USDX"},
+    ],
+    ids=["payment-id", "gateway-reference", "currency"],
+)
+def test_a_signed_identifier_longer_than_its_column_is_refused_never_cut(gateways, client, data):
+    payment = PaymentFactory(status=PaymentStatus.PROCESSING, gateway="simulator")
+    body = json.dumps(simulator_event(**{"merchantReference": payment.id, **data})).encode()
+
+    assert_error(post(client, "simulator", body, simulator_headers(body)), 400, "INVALID_NOTIFICATION")
+
+    assert_no_notification_stored()
+    assert Payment.objects.get(pk=payment.pk).status == PaymentStatus.PROCESSING
+
+
+def test_a_signed_delivery_that_holds_no_notification_matched_nothing(gateways, client):
+    body = stripe_event("customer.created", {"id": "cus_1", "object": "customer"})
+
+    response = post(client, "stripe", body, {"Stripe-Signature": sign_webhook(body, WEBHOOK_SECRET)})
+
+    assert response.json() == {"received": True, "matched": False, "duplicate": False}
+    assert_no_notification_stored()
+
+
 def test_signed_simulator_notice_with_nul_leaves_its_payment_alone(gateways, client):
     payment = PaymentFactory(status=PaymentStatus.PROCESSING, gateway="simulator")
     body = json.dumps(simulator_event(merchantReference=payment.id, reference="sim_\x00")).encode()

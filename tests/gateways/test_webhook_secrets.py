@@ -14,6 +14,7 @@ import pytest
 
 from gateways.checks import gateway_webhook_secrets_check
 from gateways.models import GatewayNotification
+from gateways.registry import get_connector
 from gateways.simulator import PUBLIC_SECRETS, SIGNATURE_HEADER, sign
 from payments.models import Payment, PaymentStatus
 
@@ -150,9 +151,21 @@ def test_public_simulator_secret_fails_the_deploy_check_even_in_the_sandbox(sett
 # --- the endpoint ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("secret", ["", "short", "x" * 31, DOCUMENTED_SECRET, STRONG_SECRET])
+def test_outside_the_sandbox_the_endpoint_refuses_exactly_the_secrets_check_deploy_reports(settings, secret):
+    settings.PGI_SANDBOX = False
+    settings.PGI_GATEWAYS = {"simulator": simulator_options(webhook_secret=secret)}
+
+    reported = [error.id for error in gateway_webhook_secrets_check()]
+    refused = bool(get_connector("simulator").webhook_problem())
+
+    assert (reported == ["pgi.E010"], refused) == (secret != STRONG_SECRET, secret != STRONG_SECRET)
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("secret", ["", DOCUMENTED_SECRET])
-def test_simulator_without_a_secret_of_its_own_accepts_no_webhook(settings, client, secret):
+@pytest.mark.parametrize(("secret", "sandbox"), [("", True), (DOCUMENTED_SECRET, True), ("short", False)])
+def test_simulator_without_a_secret_of_its_own_accepts_no_webhook(settings, client, secret, sandbox):
+    settings.PGI_SANDBOX = sandbox
     settings.PGI_GATEWAYS = {"simulator": simulator_options(webhook_secret=secret)}
     payment = PaymentFactory(status=PaymentStatus.PROCESSING, gateway="simulator")
     body = json.dumps(

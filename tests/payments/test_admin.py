@@ -451,6 +451,18 @@ def test_payment_page_says_staff_must_look_only_on_a_flagged_payment(admin_clien
     assert "Staff must look: no final answer after 12 looks" in flagged_page
 
 
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [("NO_FINAL_ANSWER", "ends when the gateway answers"), ("AMOUNT_MISMATCH", "stays until staff clear it")],
+)
+def test_payment_page_says_which_kind_of_flag_it_is(admin_client, merchant, code, kind):
+    flagged = PaymentFactory(merchant=merchant, needs_attention=True, attention_reason="why", attention_code=code)
+
+    page = admin_client.get(reverse("admin:payments_payment_change", args=[flagged.pk])).content.decode()
+
+    assert f"Staff must look: why ({code}; {kind})" in page
+
+
 def test_status_filter_offers_only_statuses_a_payment_can_reach(admin_client):
     response = changelist(admin_client)
 

@@ -15,8 +15,8 @@ from gateways.base import GatewayResult, GatewayStatus, GatewayTimeout, GatewayU
 from gateways.models import GatewayNotification, SimulatorCharge
 from gateways.registry import get_connector
 from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
-from payments.models import GatewayAttempt, Payment
-from payments.services import payment_apply_gateway_result, payments_recover
+from payments.models import GatewayAttempt, Payment, PaymentStatusChange
+from payments.services import payment_apply_gateway_result, payment_recover, payment_recovery_restart, payments_recover
 from payments.services.recovery import recovery_due
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
@@ -35,17 +35,26 @@ def adyen_notice(client, **item):
     )
 
 
-def simulator_notice(client, payment: Payment, *, amount: str, currency: str, event_id: str):
+def simulator_notice(
+    client,
+    payment: Payment,
+    *,
+    amount: str,
+    currency: str,
+    event_id: str,
+    event_type: str = "charge.succeeded",
+    status: str = "succeeded",
+):
     charge = SimulatorCharge.objects.get(idempotency_key=payment.id)
     body = json.dumps(
         {
             "id": event_id,
-            "type": "charge.succeeded",
+            "type": event_type,
             "created": int(time.time()),
             "data": {
                 "reference": charge.reference,
                 "merchantReference": payment.id,
-                "status": "succeeded",
+                "status": status,
                 "amount": amount,
                 "currency": currency,
                 "declineCode": "",
@@ -199,6 +208,7 @@ def test_a_refused_capture_clears_a_stale_flag_and_the_next_capture_is_recovered
         operations_sent=1,
         needs_attention=True,
         attention_reason="no final answer after 12 looks",
+        attention_code="NO_FINAL_ANSWER",
         next_recovery_at=None,
     )
     payment_apply_gateway_result(
@@ -273,7 +283,23 @@ def test_a_notice_in_another_currency_flags_the_payment_instead_of_completing_it
     assert "EUR" in payment.attention_reason
 
 
-def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(api, client, adyen_gateway):
+def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(api, client):
+    payment = pending_simulator_payment(api)
+    assert payment.capture
+
+    response = simulator_notice(
+        client, payment, amount="50.00", currency="USD", event_id="evt_auth", event_type="charge.authorized", status="authorized"
+    )
+
+    assert response.status_code == 200
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.authorization_expires_at) == ("Processing", True, None)
+    assert payment.attention_code == "AUTHORIZED_NOT_CAPTURED"
+
+
+@pytest.mark.parametrize("metadata", [{}, {"metadata.pgiCapture": "manual"}])
+def test_an_adyen_authorisation_completes_a_payment_pgi_sent_for_immediate_capture(api, client, adyen_gateway, metadata):
     created = post_json(api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:RECEIVED1")).json()
     assert (created["status"], created["capture"]) == ("Processing", True)
 
@@ -284,11 +310,33 @@ def test_an_authorization_for_a_payment_sent_for_immediate_capture_is_flagged(ap
         merchant_reference=created["id"],
         value=5000,
         currency="EUR",
+        additional_data=metadata,  # not signed: PGI's record of the payment decides
     )
 
     payment = Payment.objects.get(pk=created["id"])
-    assert (payment.status, payment.needs_attention, payment.authorization_expires_at) == ("Processing", True, None)
-    assert "immediate capture" in payment.attention_reason
+    assert (payment.status, payment.captured_amount, payment.needs_attention) == ("Completed", Decimal("50.00"), False)
+
+
+def test_an_adyen_authorisation_saying_immediate_in_its_unsigned_metadata_never_completes_a_manual_payment(
+    api, client, adyen_gateway
+):
+    created = post_json(
+        api, PAYMENTS_URL, payment_body(currency="EUR", fromAccount="shopper_1:RECEIVED1", capture=False)
+    ).json()
+    assert created["status"] == "Processing"
+
+    adyen_notice(
+        client,
+        event_code="AUTHORISATION",
+        psp_reference=created["gatewayReference"] or "PSPREF0000000001",
+        merchant_reference=created["id"],
+        value=5000,
+        currency="EUR",
+        additional_data={"metadata.pgiCapture": "immediate"},
+    )
+
+    payment = Payment.objects.get(pk=created["id"])
+    assert (payment.status, payment.captured_amount) == ("Authorized", None)
 
 
 def test_a_stripe_cancel_notice_fails_a_processing_payment(api, client, stripe_gateway):
@@ -375,3 +423,133 @@ def test_recovery_that_finds_a_contradiction_flags_and_stops_looking(merchant, p
     payment.refresh_from_db()
     assert (payment.status, payment.needs_attention, payment.next_recovery_at) == ("Processing", True, None)
     assert "EUR" in payment.attention_reason
+
+
+# --- which flags an answer clears ------------------------------------------------------------------
+
+
+def answer(payment: Payment, operation: Operation, status: GatewayStatus = GatewayStatus.SUCCEEDED, **fields) -> Payment:
+    consistent = dict(reference=payment.gateway_reference, amount=payment.amount, currency=payment.currency)
+    return payment_apply_gateway_result(
+        payment_id=payment.id,
+        operation=operation,
+        result=GatewayResult(status, **{**consistent, **fields}),
+        source="webhook",
+    )
+
+
+@pytest.mark.parametrize(
+    ("contradiction", "code"),
+    [
+        ({"amount": Decimal("1000000")}, "AMOUNT_MISMATCH"),
+        ({"amount": Decimal("50.001")}, "AMOUNT_MISMATCH"),
+        ({"amount": Decimal("-50")}, "AMOUNT_MISMATCH"),
+        ({"currency": "EUR"}, "CURRENCY_MISMATCH"),
+        ({"reference": "sim_another_payment"}, "REFERENCE_MISMATCH"),
+    ],
+)
+def test_a_contradictions_flag_stays_when_a_consistent_answer_completes_the_payment(api, contradiction, code):
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.AUTHORIZE, **contradiction)
+
+    after = answer(payment, Operation.AUTHORIZE)
+
+    assert (after.status, after.needs_attention, after.attention_code) == ("Completed", True, code)
+
+
+def test_an_authorization_for_an_immediate_capture_keeps_its_flag_when_the_capture_follows(api):
+    payment = pending_simulator_payment(api)
+    assert answer(payment, Operation.AUTHORIZE, GatewayStatus.AUTHORIZED).attention_code == "AUTHORIZED_NOT_CAPTURED"
+
+    after = answer(payment, Operation.CAPTURE)
+
+    assert (after.status, after.needs_attention, after.attention_code) == ("Completed", True, "AUTHORIZED_NOT_CAPTURED")
+
+
+def test_a_capture_failed_after_confirmation_keeps_its_flag_when_the_capture_is_confirmed_again(api):
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.CAPTURE)
+    answer(payment, Operation.CAPTURE, GatewayStatus.DECLINED, error_code="DECLINED")
+
+    after = answer(payment, Operation.CAPTURE)
+
+    assert (after.status, after.needs_attention, after.attention_code) == (
+        "Completed",
+        True,
+        "CAPTURE_FAILED_AFTER_CONFIRMATION",
+    )
+
+
+def test_capture_notices_contradicting_an_authorization_keep_it_flagged_after_an_ordinary_capture(api, client):
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    payment = Payment.objects.get(pk=created["id"])
+    assert payment.status == "Authorized"
+    for number, (amount, currency) in enumerate([("1000000.00", "USD"), ("50.001", "USD"), ("-50.00", "USD"), ("50.00", "EUR")]):
+        notice = simulator_notice(
+            client, payment, amount=amount, currency=currency, event_id=f"evt_odd_{number}", event_type="charge.captured"
+        )
+        assert notice.status_code == 200
+
+    simulator_notice(client, payment, amount="50.00", currency="USD", event_id="evt_ok", event_type="charge.captured")
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.attention_code) == ("Completed", True, "CURRENCY_MISMATCH")
+    assert GatewayNotification.objects.get(event_id="evt_ok").outcome == "applied"
+    assert Payment.objects.filter(pk=payment.id, needs_attention=True).exists()  # still in the staff queue
+
+
+def test_a_merchants_capture_of_a_flagged_authorization_keeps_the_flag(api):
+    created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    payment = Payment.objects.get(pk=created["id"])
+    answer(payment, Operation.AUTHORIZE, GatewayStatus.AUTHORIZED, currency="EUR")
+
+    response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {})
+
+    payment.refresh_from_db()
+    assert (response.json()["status"], payment.needs_attention, payment.attention_code) == (
+        "Completed",
+        True,
+        "CURRENCY_MISMATCH",
+    )
+
+
+def test_recoverys_flag_for_no_final_answer_clears_when_the_gateway_answers(api, client, settings):
+    settings.PGI_RECOVERY = {**settings.PGI_RECOVERY, "max_attempts": 1}
+    payment = pending_simulator_payment(api)
+    due(payment.id)
+    assert payments_recover() == {"settled": 0, "waiting": 0, "flagged": 1}
+    payment.refresh_from_db()
+    assert (payment.needs_attention, payment.attention_code) == (True, "NO_FINAL_ANSWER")
+
+    simulator_notice(client, payment, amount="50.00", currency="USD", event_id="evt_late")
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.needs_attention, payment.attention_code) == ("Completed", False, "")
+
+
+def test_recovery_giving_up_never_replaces_a_contradictions_flag(api, settings, monkeypatch):
+    settings.PGI_RECOVERY = {**settings.PGI_RECOVERY, "max_attempts": 1}
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.AUTHORIZE, currency="EUR")
+
+    def timeout(self, *, payment_id, gateway_reference=""):
+        raise GatewayTimeout("read timeout")
+
+    monkeypatch.setattr(SimulatorConnector, "status", timeout)
+    assert payment_recover(payment_id=payment.id) == "flagged"
+
+    payment.refresh_from_db()
+    assert (payment.needs_attention, payment.attention_code) == (True, "CURRENCY_MISMATCH")
+
+
+def test_staff_clear_a_contradictions_flag_and_the_history_says_who_and_which(api):
+    payment = pending_simulator_payment(api)
+    answer(payment, Operation.AUTHORIZE, amount=Decimal("1000000"))
+    answer(payment, Operation.AUTHORIZE)
+
+    cleared = payment_recovery_restart(payment_id=payment.id, staff_user="alice")
+
+    assert (cleared.status, cleared.needs_attention, cleared.attention_code) == ("Completed", False, "")
+    line = PaymentStatusChange.objects.filter(payment_id=payment.id).last()
+    assert line.source == "staff"
+    assert line.reason.startswith("recovery restarted by alice; flag cleared (was AMOUNT_MISMATCH")

@@ -277,10 +277,11 @@ def test_an_open_circuit_does_not_use_up_recovery_attempts(merchant, principal, 
 
 def test_a_late_answer_clears_the_staff_flag(merchant, principal):
     payment = processing_without_gateway_call(merchant, principal)
-    payment_note(payment_id=payment.id, source="system", reason="flagged", needs_attention=True, attention_reason="x")
+    no_answer = {"needs_attention": True, "attention_reason": "x", "attention_code": "NO_FINAL_ANSWER"}
+    payment_note(payment_id=payment.id, source="system", reason="flagged", **no_answer)
     get_connector("simulator").authorize(payment_request_for(payment))
     payment_recovery_restart(payment_id=payment.id, staff_user="alice")
-    payment_note(payment_id=payment.id, source="system", reason="flagged again", needs_attention=True)
+    payment_note(payment_id=payment.id, source="system", reason="flagged again", **no_answer)
     from payments.services import payment_apply_gateway_result
 
     payment_apply_gateway_result(
@@ -292,3 +293,34 @@ def test_a_late_answer_clears_the_staff_flag(merchant, principal):
 
     payment.refresh_from_db()
     assert (payment.status, payment.needs_attention, payment.attention_reason) == ("Completed", False, "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_flags_raised_before_their_kind_was_kept_the_safe_way(merchant):
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("payments", "0004_pending_operation_keys")], [("payments", "0005_attention_code")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        OldPayment = executor.loader.project_state(before).apps.get_model("payments", "Payment")
+        reasons = {
+            "looks": "no final answer after 12 looks; last: simulator: GatewayTimeout",
+            "window": "adyen has no record of it and remembers idempotency keys for 31 days only: …",
+            "gone": "gateway 'old' is no longer configured",
+            "amount": "authorize answer of 999.00 USD for a payment of 50.00 USD",
+        }
+        for name, reason in reasons.items():
+            OldPayment.objects.create(
+                id=f"pay_{name}", merchant_id=merchant.pk, amount=Decimal("50"), currency="USD",
+                from_account="account123", status="Processing", status_changed_at=timezone.now(),
+                needs_attention=True, attention_reason=reason,
+            )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(after)
+
+    codes = dict(Payment.objects.values_list("id", "attention_code"))
+    assert codes == {"pay_looks": "NO_FINAL_ANSWER", "pay_window": "NO_FINAL_ANSWER", "pay_gone": "NO_FINAL_ANSWER", "pay_amount": ""}
+    assert not Payment.objects.get(pk="pay_amount").flag_clears_on_answer
