@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from gateways.models import SimulatorCharge
 from gateways.simulator import SimulatorConnector
-from payments.models import Payment, PaymentStatus, PaymentStatusChange
+from payments.models import Payment, PaymentStatusChange
 from payments.services import payment_process, payment_recover, payment_validate
 from pgi.api.idempotency import Claim, KeyInProgress, request_fingerprint
 from pgi.api.models import IdempotencyRecord

@@ -12,19 +12,10 @@ from playwright import sync_api
 
 from payments.services import payment_process, payment_validate
 
+from .browser import ARTIFACTS
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(os.environ.get("PGI_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "var" / "test-artifacts"))
 SCREENSHOT = os.environ.get("PGI_ADMIN_SCREENSHOT", str(ARTIFACTS / "admin-payment.png"))
 # Every violation of the page's Content-Security-Policy, as the browser reports it to the page.
 RECORD_CSP_VIOLATIONS = """
@@ -33,28 +24,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   window.cspViolations.push(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`);
 });
 """
-
-
-@pytest.fixture
-def browser():
-    # .ci/run installs Debian's chromium; without it this test must fail, not pass silently.
-    assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: apt-get install chromium"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def plain_static(settings):
-    """The live server serves static files through Django's finders, which know the source names,
-    not the hashed names of the manifest storage that whitenoise serves in production."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@ against a live server: the index with the day's figures, and every list at 1400 
 cut off. Screenshots are saved for people to look at, under var/test-artifacts/ (or
 PGI_TEST_ARTIFACTS), and their folder is printed."""
 
-import os
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.utils import timezone
 from playwright import sync_api
 
@@ -23,18 +20,7 @@ from tests.factories import MerchantFactory, PaymentFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LAPTOP = {"width": 1400, "height": 1000}
-ARTIFACTS = Path(os.environ.get("PGI_TEST_ARTIFACTS", Path(django_settings.BASE_DIR) / "var" / "test-artifacts"))
 
 # The page's width and, for a list, the right edge of every column header and of the box that
 # shows the list (it scrolls sideways rather than widen the page), in CSS pixels.
@@ -47,35 +33,6 @@ WIDTHS = """() => {
             th => [th.textContent.trim(), Math.ceil(th.getBoundingClientRect().right)]),
     };
 }"""
-
-
-@pytest.fixture
-def browser():
-    # .ci/run installs Debian's chromium; without it these tests must fail, not pass silently.
-    assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: apt-get install chromium"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def plain_static(settings):
-    """The live server serves static files through Django's finders, which know the source names,
-    not the hashed names of the manifest storage that whitenoise serves in production."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-@pytest.fixture
-def artifacts():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots in {ARTIFACTS}")
-    return ARTIFACTS
 
 
 @pytest.fixture
