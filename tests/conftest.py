@@ -8,7 +8,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from pgi.embedded_broker import start_broker
-from pgi.merchants.authentication import ApiPrincipal
+from pgi.merchants.principals import Principal
 from pgi.merchants.services import api_key_create
 
 from .factories import MerchantFactory
@@ -91,7 +91,7 @@ def platform_api(platform_key):
 @pytest.fixture
 def principal(merchant):
     api_key, _ = api_key_create(name="svc", merchant=merchant)
-    return ApiPrincipal(api_key=api_key)
+    return Principal(api_key=api_key)
 
 
 GATEWAY_CODES_IN_TESTS = ("simulator", "simulator_b", "stripe", "adyen")
