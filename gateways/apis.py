@@ -10,9 +10,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pgi.api.errors import NotFound, ServiceUnavailable, ValidationFailed
 from pgi.api.parsers import read_body
 from pgi.api.serializers import ErrorSerializer
+from pgi.errors import NotFound, ServiceUnavailable, ValidationFailed
 
 from .base import InvalidNotification, InvalidSignature, WebhookNotConfigured
 from .registry import UnknownGateway, get_connector

@@ -7,15 +7,15 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from pgi.api.errors import NotFound
+from pgi.errors import NotFound
 from pgi.ids import is_id
-from pgi.merchants.authentication import ApiPrincipal
+from pgi.merchants.principals import Principal
 from pgi.money import quantize
 
 from .models import PAYMENT_ID_PREFIX, Payment, PaymentStatus
 
 
-def payment_list(*, principal: ApiPrincipal) -> QuerySet[Payment]:
+def payment_list(*, principal: Principal) -> QuerySet[Payment]:
     """The payments the caller may see: its merchant's, or every merchant's for a platform key."""
     qs = Payment.objects.select_related("merchant")
     if not principal.is_platform:
@@ -30,7 +30,7 @@ def payment_id_check(*, payment_id: str) -> None:
         raise NotFound("No payment with this id.", code="PAYMENT_NOT_FOUND")
 
 
-def payment_get(*, principal: ApiPrincipal, payment_id: str) -> Payment:
+def payment_get(*, principal: Principal, payment_id: str) -> Payment:
     """Raises NotFound for a payment that does not exist or that the caller may not see."""
     payment_id_check(payment_id=payment_id)
     payment = payment_list(principal=principal).filter(pk=payment_id).first()

@@ -1,33 +1,59 @@
-"""Shared fixtures. Tests run on real PostgreSQL and Redis (from DATABASE_URL and REDIS_URL) and on
-the bundled Kafka-compatible broker, which this file starts once per test process."""
+"""Shared fixtures. Tests run on real PostgreSQL and Redis (from DATABASE_URL and REDIS_URL); a test
+that talks to Kafka asks for `kafka_bootstrap`, which starts the bundled Kafka-compatible broker once
+per test process. Every other test sees an address where nothing listens."""
 
 import os
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from pgi.embedded_broker import start_broker
-from pgi.merchants.authentication import ApiPrincipal
+from pgi.merchants.principals import Principal
 from pgi.merchants.services import api_key_create
 
 from .factories import MerchantFactory
 
 
+# Nothing listens on port 1: a test that reaches Kafka without asking for the broker fails at once
+# instead of passing against whatever happens to listen on the configured address.
+KAFKA_NOWHERE = "127.0.0.1:1"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def kafka_bootstrap():
+def fast_password_hasher():
+    """Tests hash many passwords (users, sign-ins); the production hasher is slow on purpose."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_nowhere():
+    with override_settings(KAFKA_BOOTSTRAP_SERVERS=KAFKA_NOWHERE):
+        yield
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
     """The broker address: an external one if KAFKA_BOOTSTRAP_SERVERS is set, else our own Tansu."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
         return
     process, address = start_broker()
-    settings.KAFKA_BOOTSTRAP_SERVERS = address
     try:
         yield address
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def kafka_bootstrap(kafka_broker, settings):
+    """A running broker, and KAFKA_BOOTSTRAP_SERVERS pointing at it for this test only."""
+    settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker
+    return kafka_broker
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +117,7 @@ def platform_api(platform_key):
 @pytest.fixture
 def principal(merchant):
     api_key, _ = api_key_create(name="svc", merchant=merchant)
-    return ApiPrincipal(api_key=api_key)
+    return Principal(api_key=api_key)
 
 
 GATEWAY_CODES_IN_TESTS = ("simulator", "simulator_b", "stripe", "adyen")

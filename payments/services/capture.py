@@ -27,7 +27,7 @@ from gateways.base import (
 )
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
-from pgi.api.errors import BusinessRuleViolation, Conflict, ErrorDetail, ServiceUnavailable, ValidationFailed
+from pgi.errors import BusinessRuleViolation, Conflict, ErrorDetail, ServiceUnavailable, ValidationFailed
 from pgi.money import currency_exponent, fits_currency, format_money, quantize
 
 from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange

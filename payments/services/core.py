@@ -7,9 +7,9 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from pgi.api.errors import BusinessRuleViolation, Conflict, ErrorDetail, PermissionDenied, ValidationFailed
-from pgi.merchants.authentication import ApiPrincipal
+from pgi.errors import BusinessRuleViolation, Conflict, ErrorDetail, PermissionDenied, ValidationFailed
 from pgi.merchants.models import Merchant
+from pgi.merchants.principals import Principal
 from pgi.merchants.selectors import merchant_get_by_code
 from pgi.money import currency_exponent, fits_currency, quantize
 
@@ -42,7 +42,7 @@ class InvalidTransition(Conflict):
 
 def payment_validate(
     *,
-    principal: ApiPrincipal,
+    principal: Principal,
     amount: Decimal,
     currency: str,
     from_account: str,
@@ -93,7 +93,7 @@ def payment_validate(
     )
 
 
-def _resolve_merchant(*, principal: ApiPrincipal, to_merchant: str | None) -> Merchant:
+def _resolve_merchant(*, principal: Principal, to_merchant: str | None) -> Merchant:
     if not principal.is_platform:
         own = principal.merchant
         if to_merchant not in (None, own.code):
@@ -123,7 +123,7 @@ def _resolve_merchant(*, principal: ApiPrincipal, to_merchant: str | None) -> Me
 
 
 @transaction.atomic
-def payment_create(*, draft: PaymentDraft, principal: ApiPrincipal) -> Payment:
+def payment_create(*, draft: PaymentDraft, principal: Principal) -> Payment:
     """Record a new payment as Pending, with the first line of its status history."""
     now = timezone.now()
     payment = Payment.objects.create(

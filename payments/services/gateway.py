@@ -32,7 +32,7 @@ from gateways.base import (
 from gateways.breaker import breaker_for
 from gateways.registry import get_connector
 from gateways.routing import gateways_for
-from pgi.merchants.authentication import ApiPrincipal
+from pgi.merchants.principals import Principal
 from pgi.money import format_money, is_storable_amount
 
 from ..models import AttentionCode, GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
@@ -179,7 +179,7 @@ def payment_request_for(payment: Payment) -> PaymentRequest:
 
 
 def payment_process(
-    *, draft: PaymentDraft, principal: ApiPrincipal, link: Callable[[Payment], None] | None = None
+    *, draft: PaymentDraft, principal: Principal, link: Callable[[Payment], None] | None = None
 ) -> Payment:
     """Create the payment and take it through the first gateway that can take it.
 

@@ -7,7 +7,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from .errors import ApplicationError
+from pgi.errors import ApplicationError
 
 # What a 415 tells the client to send; the middleware's 415 says the same.
 MEDIA_TYPE_MESSAGE = "Send the body as application/json (Content-Type: application/json)."

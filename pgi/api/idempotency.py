@@ -35,7 +35,8 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from .errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
+from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
+
 from .models import IdempotencyRecord
 from .renderers import DecimalJSONRenderer
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
-from .errors import ErrorDetail, PayloadTooLarge, ValidationFailed
+from pgi.errors import ErrorDetail, PayloadTooLarge, ValidationFailed
 
 
 def read_body(stream) -> bytes:

@@ -1,29 +1,9 @@
-from dataclasses import dataclass
-
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from .models import ApiKey, Merchant
+from .principals import Principal
 from .selectors import api_key_get_active
 from .services import api_key_touch
-
-
-@dataclass(frozen=True)
-class ApiPrincipal:
-    """Who is calling: request.user for API requests. request.auth is the ApiKey."""
-
-    api_key: ApiKey
-
-    is_authenticated = True
-    is_anonymous = False
-
-    @property
-    def merchant(self) -> Merchant | None:
-        return self.api_key.merchant
-
-    @property
-    def is_platform(self) -> bool:
-        return self.api_key.is_platform
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -40,7 +20,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is invalid or has been revoked.")
         api_key_touch(api_key=api_key)
-        return ApiPrincipal(api_key=api_key), api_key
+        return Principal(api_key=api_key), api_key
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="pgi"'

@@ -4,7 +4,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from pgi.api.errors import ValidationFailed, ErrorDetail
+from pgi.errors import ValidationFailed, ErrorDetail
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, is_payable_currency, is_storable_amount
 
 from .keys import generate_key, hash_key

@@ -29,7 +29,6 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
 from gateways.simulator import SIGNATURE_HEADER, sign
-from payments.models import PaymentStatus
 from pgi.merchants.services import api_key_create
 
 from ..conftest import client_for
@@ -96,7 +95,7 @@ def merchant_key(transactional_db):
     """merchant456 as `make run` sets it up, with payments to list; its key goes with every request."""
     merchant = MerchantFactory(code="merchant456", name="Demo Merchant", currencies=CURRENCIES)
     PaymentFactory(merchant=merchant)
-    PaymentFactory(merchant=merchant, status=PaymentStatus.AUTHORIZED, capture=False)
+    PaymentFactory(merchant=merchant, authorized=True)
     MerchantKey.value = api_key_create(name="fuzz", merchant=merchant)[1]
     yield MerchantKey.value
     MerchantKey.value = None

@@ -355,11 +355,10 @@ def test_index_shows_todays_figures_per_gateway_and_currency(admin_client, merch
 
 def test_index_lists_flagged_payments_and_those_processing_past_their_first_recovery_look(admin_client, merchant):
     now = timezone.now()
-    flagged = PaymentFactory(merchant=merchant, needs_attention=True, attention_reason="no final answer after 12 looks")
-    processing = {"merchant": merchant, "status": PaymentStatus.PROCESSING}
-    looked = PaymentFactory(**processing, recovery_attempts=1, next_recovery_at=now + timedelta(minutes=5))
-    overdue = PaymentFactory(**processing, next_recovery_at=now - timedelta(seconds=5))
-    PaymentFactory(**processing, next_recovery_at=now + timedelta(minutes=1))  # its first look is still ahead
+    flagged = PaymentFactory(merchant=merchant, flagged=True)
+    looked = PaymentFactory(merchant=merchant, processing=True, recovery_attempts=1, next_recovery_at=now + timedelta(minutes=5))
+    overdue = PaymentFactory(merchant=merchant, due=True)
+    PaymentFactory(merchant=merchant, processing=True)  # its first look is still ahead
     PaymentFactory(merchant=merchant)
 
     response = admin_client.get(reverse("admin:index"))
@@ -441,7 +440,7 @@ def test_attention_column_is_blank_on_healthy_rows_and_marked_on_flagged_ones(ad
 
 def test_payment_page_says_staff_must_look_only_on_a_flagged_payment(admin_client, merchant):
     healthy = PaymentFactory(merchant=merchant)
-    flagged = PaymentFactory(merchant=merchant, needs_attention=True, attention_reason="no final answer after 12 looks")
+    flagged = PaymentFactory(merchant=merchant, flagged=True)
 
     healthy_page = admin_client.get(reverse("admin:payments_payment_change", args=[healthy.pk])).content.decode()
     flagged_page = admin_client.get(reverse("admin:payments_payment_change", args=[flagged.pk])).content.decode()
@@ -456,7 +455,7 @@ def test_payment_page_says_staff_must_look_only_on_a_flagged_payment(admin_clien
     [("NO_FINAL_ANSWER", "ends when the gateway answers"), ("AMOUNT_MISMATCH", "stays until staff clear it")],
 )
 def test_payment_page_says_which_kind_of_flag_it_is(admin_client, merchant, code, kind):
-    flagged = PaymentFactory(merchant=merchant, needs_attention=True, attention_reason="why", attention_code=code)
+    flagged = PaymentFactory(merchant=merchant, flagged=True, attention_reason="why", attention_code=code)
 
     page = admin_client.get(reverse("admin:payments_payment_change", args=[flagged.pk])).content.decode()
 

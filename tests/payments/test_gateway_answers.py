@@ -20,13 +20,10 @@ from payments.services import payment_apply_gateway_result, payment_recover, pay
 from payments.services.recovery import recovery_due
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
+from ..factories import make_due
 from ..gateways.fakes.adyen_server import notification_body, notification_item
 
 pytestmark = pytest.mark.django_db
-
-
-def due(payment_id: str) -> None:
-    Payment.objects.filter(pk=payment_id).update(next_recovery_at=timezone.now() - timedelta(seconds=1))
 
 
 def adyen_notice(client, **item):
@@ -144,7 +141,7 @@ def test_a_capture_retried_after_the_gateway_refused_it_gets_its_own_key_and_hap
     keys = [request.headers["idempotency-key"] for request in adyen_gateway.requests_to("/captures")]
     assert keys == [f"{created['id']}-capture", f"{created['id']}-capture-2"]
     assert [c["amount"]["value"] for c in adyen_gateway.payments[created["gatewayReference"]].captures] == [4000, 5000]
-    due(created["id"])
+    make_due(created["id"])
     payments_recover()
     assert adyen_gateway.requests_to("/captures")[-1].headers["idempotency-key"] == f"{created['id']}-capture-2"
 
@@ -225,7 +222,7 @@ def test_a_refused_capture_clears_a_stale_flag_and_the_next_capture_is_recovered
 
     monkeypatch.setattr(SimulatorConnector, "capture", timeout)
     assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {}).status_code == 202
-    due(created["id"])
+    make_due(created["id"])
 
     assert recovery_due().filter(pk=created["id"]).exists()
 
@@ -416,7 +413,7 @@ def test_recovery_that_finds_a_contradiction_flags_and_stops_looking(merchant, p
             GatewayStatus.SUCCEEDED, reference="sim_x", amount=Decimal("50.00"), currency="EUR"
         ),
     )
-    due(payment.id)
+    make_due(payment.id)
 
     assert payments_recover() == {"settled": 0, "waiting": 0, "flagged": 1}
 
@@ -516,7 +513,7 @@ def test_a_merchants_capture_of_a_flagged_authorization_keeps_the_flag(api):
 def test_recoverys_flag_for_no_final_answer_clears_when_the_gateway_answers(api, client, settings):
     settings.PGI_RECOVERY = {**settings.PGI_RECOVERY, "max_attempts": 1}
     payment = pending_simulator_payment(api)
-    due(payment.id)
+    make_due(payment.id)
     assert payments_recover() == {"settled": 0, "waiting": 0, "flagged": 1}
     payment.refresh_from_db()
     assert (payment.needs_attention, payment.attention_code) == (True, "NO_FINAL_ANSWER")

@@ -20,12 +20,9 @@ from payments.services.recovery import backoff_seconds
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
 from ..conftest import simulator_outage_set
+from ..factories import make_due
 
 pytestmark = pytest.mark.django_db
-
-
-def make_due(payment_id: str) -> None:
-    Payment.objects.filter(pk=payment_id).update(next_recovery_at=timezone.now() - timedelta(seconds=1))
 
 
 def processing_without_gateway_call(merchant, principal, account: str = "account123", capture: bool = True) -> Payment:

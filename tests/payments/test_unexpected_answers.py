@@ -3,11 +3,9 @@ Processing, the capture or cancel stays in flight, an attempt is recorded as a t
 asks later; never a 500. A refusal of a re-sent capture or cancel is checked against the gateway's
 status before the payment moves."""
 
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from gateways.models import GatewayRoute
 from payments.models import GatewayAttempt, Payment
@@ -15,12 +13,9 @@ from payments.services import payments_recover
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
 from ..conftest import simulator_options
+from ..factories import make_due
 
 pytestmark = pytest.mark.django_db
-
-
-def due(payment_id: str) -> None:
-    Payment.objects.filter(pk=payment_id).update(next_recovery_at=timezone.now() - timedelta(seconds=1))
 
 
 def last_attempt(payment_id: str, operation: str) -> GatewayAttempt:
@@ -51,7 +46,7 @@ def test_stripe_charge_answered_without_amount_received_stays_processing_and_rec
     assert (body["status"], body["gateway"]) == ("Processing", "stripe")  # never failed over: it was charged
     assert last_attempt(body["id"], "authorize").outcome == GatewayAttempt.Outcome.TIMEOUT
     assert len(stripe_gateway.payment_intents) == 1
-    due(body["id"])
+    make_due(body["id"])
     payments_recover()
     payment = Payment.objects.get(pk=body["id"])
     assert (payment.status, payment.captured_amount) == ("Completed", Decimal("50.00"))
@@ -72,7 +67,7 @@ def test_stripe_capture_answered_in_an_unknown_shape_stays_in_flight(api, stripe
     assert response.status_code == 202, response.content
     assert (response.json()["status"], response.json()["pendingOperation"]) == ("Authorized", "capture")
     assert last_attempt(created["id"], "capture").outcome == GatewayAttempt.Outcome.TIMEOUT
-    due(created["id"])
+    make_due(created["id"])
     payments_recover()
     assert Payment.objects.get(pk=created["id"]).status == "Completed"
 
@@ -84,7 +79,7 @@ def test_stripe_cancel_answered_in_an_unknown_shape_stays_in_flight(api, stripe_
     response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/cancel", {})
 
     assert (response.status_code, response.json()["pendingOperation"]) == (202, "void")
-    due(created["id"])
+    make_due(created["id"])
     payments_recover()
     assert Payment.objects.get(pk=created["id"]).status == "Cancelled"
 
@@ -95,7 +90,7 @@ def test_stripe_status_answered_in_an_unknown_shape_keeps_the_payment_waiting(ap
     assert created["status"] == "Processing"
     # Without a reference yet, recovery finds the intent by search: each result lacks its status.
     stripe_gateway.reshape_next(lambda answer: {**answer, "data": [without("status")(i) for i in answer["data"]]})
-    due(created["id"])
+    make_due(created["id"])
 
     assert payments_recover() == {"settled": 0, "waiting": 1, "flagged": 0}
 
@@ -110,7 +105,7 @@ def test_bare_400_to_a_resent_capture_is_checked_against_the_gateways_status(api
     assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {}).status_code == 202
     assert stripe_gateway.payment_intents[created["gatewayReference"]]["status"] == "succeeded"
     stripe_gateway.fail_next(400)  # the re-send: a 400 with no code of Stripe's
-    due(created["id"])
+    make_due(created["id"])
 
     payments_recover()
 
@@ -123,7 +118,7 @@ def test_bare_400_to_a_resent_cancel_is_checked_against_the_gateways_status(api,
     stripe_gateway.drop_next()
     assert post_json(api, f"{PAYMENTS_URL}/{created['id']}/cancel", {}).status_code == 202
     stripe_gateway.fail_next(400)
-    due(created["id"])
+    make_due(created["id"])
 
     payments_recover()
 
@@ -136,7 +131,7 @@ def test_refused_resent_capture_stands_when_the_gateway_still_holds_the_authoriz
     response = post_json(api, f"{PAYMENTS_URL}/{created['id']}/capture", {})
     assert response.json()["pendingOperation"] == "capture", response.content
     stripe_gateway.fail_next(400)
-    due(created["id"])
+    make_due(created["id"])
 
     payments_recover()
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-pytestmark = pytest.mark.django_db
+# The kafka check talks to a real broker; kafka_down points it where nothing listens.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("kafka_bootstrap")]
 
 TOKEN = "health-token-for-monitoring-0123456789"
 BACKENDS = {"database", "cache", "celeryBroker", "kafka"}

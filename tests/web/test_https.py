@@ -130,7 +130,7 @@ def test_plain_http_is_redirected_to_https(https_on, path):
     assert response["Location"] == f"https://testserver{path}"
 
 
-def test_health_answers_over_plain_http_for_the_platform_probe(https_on):
+def test_health_answers_over_plain_http_for_the_platform_probe(https_on, kafka_bootstrap):
     response = Client().get("/health")
 
     assert response.status_code == 200

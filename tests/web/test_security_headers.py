@@ -114,7 +114,8 @@ def test_redoc_alone_may_use_inline_styles_and_blob_workers(client):
 
 
 @pytest.mark.parametrize("path", ["/docs/", "/admin/login/", "/health", "/v1/payments", "/v1/schema"])
-def test_every_answer_says_nosniff_same_origin_referrer_and_opener_and_no_framing(client, path):
+def test_every_answer_says_nosniff_same_origin_referrer_and_opener_and_no_framing(client, path, kafka_bootstrap):
+    # kafka_bootstrap: /health asks the broker, and without one waits out the client's timeout.
     response = client.get(path)
 
     assert response["X-Content-Type-Options"] == "nosniff"

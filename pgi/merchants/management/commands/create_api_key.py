@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pgi.api.errors import ValidationFailed
+from pgi.errors import ValidationFailed
 from pgi.merchants.models import Merchant
 from pgi.merchants.services import api_key_create
 

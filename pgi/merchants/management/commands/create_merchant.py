@@ -2,7 +2,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pgi.api.errors import ValidationFailed
+from pgi.errors import ValidationFailed
 from pgi.merchants.services import merchant_create
 
 

@@ -1,6 +1,8 @@
-"""Domain errors. Services raise these; one exception handler turns them into the error format.
+"""Domain errors, layer-neutral. Services raise these whoever calls them (the REST API, a consumer,
+a Celery task, a management command); pgi.api.exception_handler turns them into the error format.
 
-Each class carries its HTTP status and a stable UPPER_SNAKE code that clients can switch on.
+Each class carries a stable UPPER_SNAKE code that clients can switch on, and the HTTP status that
+the API answers with.
 """
 
 from dataclasses import dataclass
