@@ -11,7 +11,8 @@ class PaymentsConfig(AppConfig):
 
         from .handlers import payment_notification_apply, refund_notice_keep
 
-        for operation in (Operation.AUTHORIZE, Operation.CAPTURE, Operation.VOID):
+        # A status notice (no built-in gateway sends one) says the payment's state: applied alike.
+        for operation in (Operation.AUTHORIZE, Operation.CAPTURE, Operation.VOID, Operation.STATUS):
             notification_handler_register(operation, payment_notification_apply)
         # Until refunds applies refund notices (and registers for them instead), payments matches
         # them to their payment and keeps them.

@@ -16,7 +16,7 @@ Outcome = GatewayNotification.Outcome
 
 
 def payment_notification_apply(*, gateway: str, event: WebhookEvent) -> tuple[str, str]:
-    """An authorize, capture or void notice: applied to its payment, or flagged when it contradicts it."""
+    """An authorize, capture, void (or status) notice: applied to its payment, or flagged when it contradicts it."""
     payment, unmatched = _payment_for(gateway, event)
     if payment is None:
         return Outcome.UNMATCHED, unmatched
