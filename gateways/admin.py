@@ -248,3 +248,52 @@ admin.site.register_page(
         visible=may_view_gateways,
     )
 )
+
+
+# --- Routes, on the merchant's page --------------------------------------------------------------
+
+from django import forms  # noqa: E402
+
+from pgi.merchants.admin import merchant_inline_add  # noqa: E402
+from pgi.money import UnknownCurrency, currency_exponent  # noqa: E402
+
+from .models import GatewayRoute  # noqa: E402
+
+
+class GatewayRouteForm(forms.ModelForm):
+    gateway = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = GatewayRoute
+        fields = ["currency", "priority", "gateway", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["gateway"].choices = [(code, code) for code in configured_codes()]
+
+    def clean_currency(self):
+        code = self.cleaned_data["currency"].strip().upper()
+        if code:
+            try:
+                currency_exponent(code)
+            except UnknownCurrency:
+                raise forms.ValidationError("Not an ISO 4217 currency, or blank for any currency.") from None
+        return code
+
+
+class GatewayRouteInline(admin.TabularInline):
+    """The merchant's gateways per currency, tried in priority order; blank currency: any other."""
+
+    model = GatewayRoute
+    form = GatewayRouteForm
+    extra = 0
+    ordering = ["currency", "priority"]
+    verbose_name = "gateway route"
+    verbose_name_plural = (
+        "gateway routes (per currency, lowest priority first; failover on unavailability only; "
+        "blank currency = every currency without routes of its own; none at all = the default gateway)"
+    )
+
+
+# pgi imports no domain app: gateways puts its routes on the merchant page itself.
+merchant_inline_add(GatewayRouteInline)

@@ -1,16 +1,14 @@
-"""Gateway notifications: recorded once, applied to their payment, never lost."""
+"""Gateway notifications: recorded once, applied by the app that owns them, never lost."""
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from payments.models import Payment, PaymentStatusChange
-from payments.services import payment_apply_gateway_result, reference_mismatch
-
 from pgi.money import is_storable_amount
 
-from .base import GatewayStatus, Operation, WebhookEvent, shape_problem
+from .base import WebhookEvent, shape_problem
+from .handlers import notification_apply
 from .models import GatewayNotification
 
 logger = logging.getLogger(__name__)
@@ -63,7 +61,7 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
             existing = GatewayNotification.objects.get(gateway=gateway, event_id=event.event_id)
             logger.info("notification %s from %s already received; dropped", event.event_id, gateway)
             return Receipt(notification=existing, duplicate=True)
-        notification.outcome, notification.detail = _apply(gateway, event)
+        notification.outcome, notification.detail = notification_apply(gateway=gateway, event=event)
         notification.save(update_fields=["outcome", "detail"])
     return Receipt(notification=notification, duplicate=False)
 
@@ -97,47 +95,3 @@ def _storable(amount):
     if amount is None or not is_storable_amount(amount):
         return None
     return amount
-
-
-def _payment_for(gateway: str, event: WebhookEvent) -> Payment | None:
-    payments = Payment.objects.filter(gateway=gateway)
-    if event.payment_id:
-        payment = payments.filter(pk=event.payment_id).first()
-        if payment is not None:
-            return payment
-    if event.gateway_reference:
-        return payments.filter(gateway_reference=event.gateway_reference).first()
-    return None
-
-
-def _apply(gateway: str, event: WebhookEvent) -> tuple[str, str]:
-    payment = _payment_for(gateway, event)
-    if payment is None:
-        elsewhere = Payment.objects.filter(pk=event.payment_id).values_list("gateway", flat=True).first()
-        if elsewhere is not None:
-            return Outcome.UNMATCHED, f"payment {event.payment_id} is routed to {elsewhere or 'no gateway'}"
-        return Outcome.UNMATCHED, "no payment of this gateway has this reference"
-    if event.operation is Operation.REFUND or event.result is None:
-        return Outcome.RECORDED, f"{event.operation.value} notice kept for payment {payment.id}"
-    before = payment.status, payment.pending_operation
-    attention_before = payment.needs_attention, payment.attention_code, payment.attention_reason
-    # Named by id but carrying another payment's reference: never applied. The payment service
-    # treats it as a contradiction (an open payment is flagged for staff); the notice is kept, flagged.
-    foreign = next((ref for ref in (event.gateway_reference, event.result.reference) if reference_mismatch(payment, ref)), "")
-    result = replace(event.result, reference=foreign) if foreign else event.result
-    if event.captured_if_requested and result.status is GatewayStatus.AUTHORIZED and payment.capture:
-        result = replace(result, status=GatewayStatus.SUCCEEDED)  # PGI asked for the capture with it
-    after = payment_apply_gateway_result(
-        payment_id=payment.id,
-        operation=event.operation,
-        result=result,
-        source=PaymentStatusChange.Source.WEBHOOK,
-        reason=f"{gateway} notice {event.raw_type or event.operation.value}",
-    )
-    if foreign:
-        return Outcome.FLAGGED, reference_mismatch(payment, foreign)[:255]
-    if after.needs_attention and (True, after.attention_code, after.attention_reason) != attention_before:
-        return Outcome.FLAGGED, after.attention_reason[:255]  # flagged now (a flag already up may stay)
-    if (after.status, after.pending_operation) != before:
-        return Outcome.APPLIED, f"{before[0]} → {after.status}"
-    return Outcome.IGNORED, f"payment is {after.status}; nothing to change"

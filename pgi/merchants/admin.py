@@ -15,8 +15,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from gateways.models import GatewayRoute
-from gateways.registry import configured_codes
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
@@ -65,41 +63,6 @@ class MerchantCurrencyInline(admin.TabularInline):
     verbose_name_plural = "accepted currencies (with the largest amount of one payment)"
 
 
-class GatewayRouteForm(forms.ModelForm):
-    gateway = forms.ChoiceField(choices=())
-
-    class Meta:
-        model = GatewayRoute
-        fields = ["currency", "priority", "gateway", "is_active"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["gateway"].choices = [(code, code) for code in configured_codes()]
-
-    def clean_currency(self):
-        code = self.cleaned_data["currency"].strip().upper()
-        if code:
-            try:
-                currency_exponent(code)
-            except UnknownCurrency:
-                raise forms.ValidationError("Not an ISO 4217 currency, or blank for any currency.") from None
-        return code
-
-
-class GatewayRouteInline(admin.TabularInline):
-    """The merchant's gateways per currency, tried in priority order; blank currency: any other."""
-
-    model = GatewayRoute
-    form = GatewayRouteForm
-    extra = 0
-    ordering = ["currency", "priority"]
-    verbose_name = "gateway route"
-    verbose_name_plural = (
-        "gateway routes (per currency, lowest priority first; failover on unavailability only; "
-        "blank currency = every currency without routes of its own; none at all = the default gateway)"
-    )
-
-
 class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The merchant's keys, read-only: issue and revoke them on the API key pages."""
 
@@ -118,7 +81,8 @@ class MerchantAdmin(admin.ModelAdmin):
     search_fields = ["code", "name"]
     search_help_text = "Merchant code or name."
     readonly_fields = ["issue_key", "created_at", "updated_at"]
-    inlines = [MerchantCurrencyInline, GatewayRouteInline, ApiKeyInline]
+    # Other apps add theirs between the currencies and the keys: see merchant_inline_add.
+    inlines = [MerchantCurrencyInline, ApiKeyInline]
 
     def get_queryset(self, request):
         return (
@@ -157,6 +121,14 @@ class MerchantAdmin(admin.ModelAdmin):
     def issue_key(self, obj: Merchant) -> str:
         url = reverse("admin:merchants_apikey_add") + f"?merchant={obj.pk}"
         return format_html('<a class="button" href="{}">Issue a new API key for {}</a>', url, obj.code)
+
+
+def merchant_inline_add(inline: type[admin.options.InlineModelAdmin]) -> None:
+    """Show another app's inline on the merchant's page, after its currencies and before its keys
+    (gateways: the merchant's routes). pgi imports no domain app: they add theirs from their admin."""
+    if inline not in MerchantAdmin.inlines:
+        keys = MerchantAdmin.inlines.index(ApiKeyInline)
+        MerchantAdmin.inlines = [*MerchantAdmin.inlines[:keys], inline, *MerchantAdmin.inlines[keys:]]
 
 
 class ActiveKeyFilter(admin.SimpleListFilter):
