@@ -142,9 +142,8 @@ def payment_create(*, draft: PaymentDraft, principal: Principal) -> Payment:
     PaymentStatusChange.objects.create(
         payment=payment, from_status="", to_status=PaymentStatus.PENDING, source=Source.API, reason="received"
     )
-    transaction.on_commit(
-        lambda: payment_status_changed.send(sender=Payment, payment=payment, from_status="", source=Source.API)
-    )
+    # Inside the transaction: what a receiver writes (the events outbox) commits with the payment or not at all.
+    payment_status_changed.send(sender=Payment, payment=payment, from_status="", source=Source.API)
     return payment
 
 
@@ -162,7 +161,7 @@ def payment_transition(
     """Move a payment to `to_status`: the one place where a status changes.
 
     Locks the row, checks the state machine, applies `changes` (gateway, gatewayReference,
-    failure code and message), writes the history line and announces the change on commit.
+    failure code and message), writes the history line and announces the change inside the same transaction.
     With `only_from`, a payment whose current status is not in it is returned unchanged (a late
     or repeated gateway answer never moves a payment backwards). Raises InvalidTransition when the
     state machine forbids the move. `answered` (a gateway's answer moves it) ends a staff flag that
@@ -191,9 +190,7 @@ def payment_transition(
         reason=reason[:255],
         failure_code=changes.get("failure_code", ""),
     )
-    transaction.on_commit(
-        lambda: payment_status_changed.send(sender=Payment, payment=payment, from_status=from_status, source=source)
-    )
+    payment_status_changed.send(sender=Payment, payment=payment, from_status=from_status, source=source)
     return payment
 
 

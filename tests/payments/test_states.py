@@ -1,9 +1,12 @@
 """The payment state machine, and payment_transition: the one function that changes a status."""
 
+import contextlib
+
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
-from payments.models import PaymentStatus, PaymentStatusChange
+from payments.models import Payment, PaymentStatus, PaymentStatusChange
 from payments.services import InvalidTransition, payment_transition
 from payments.signals import payment_status_changed
 from payments.states import FINAL, TRANSITIONS, can_transition
@@ -87,25 +90,32 @@ def test_transition_changes_the_status_and_writes_the_history(django_capture_on_
     assert received == [(payment.id, S.PROCESSING, S.FAILED, "gateway")]
 
 
-@pytest.mark.django_db
-def test_status_changed_signal_is_sent_only_on_commit(django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("crash", [False, True], ids=["committed", "rolled back"])
+def test_status_changed_signal_is_sent_inside_the_transaction_that_changes_the_status(crash):
     payment = PaymentFactory(status=S.PENDING)
-    received = []
+    in_transaction = []
 
-    def receiver(sender, **kwargs):
-        received.append(kwargs["from_status"])
+    def receiver(sender, payment, **kwargs):
+        in_transaction.append(connection.in_atomic_block)
+        # Stands for the outbox row a receiver will write: it must share the status change's fate.
+        Payment.objects.filter(pk=payment.pk).update(description="written by a receiver")
 
     payment_status_changed.connect(receiver)
     try:
-        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        with contextlib.suppress(RuntimeError), transaction.atomic():
             payment_transition(payment_id=payment.id, to_status=S.PROCESSING, source="system")
-            assert received == []
-        for callback in callbacks:
-            callback()
+            if crash:
+                raise RuntimeError("the process dies before the commit")
     finally:
         payment_status_changed.disconnect(receiver)
 
-    assert received == [S.PENDING]
+    payment.refresh_from_db()
+    assert in_transaction == [True]
+    if crash:
+        assert (payment.status, payment.description) == (S.PENDING, "")
+    else:
+        assert (payment.status, payment.description) == (S.PROCESSING, "written by a receiver")
 
 
 @pytest.mark.django_db
