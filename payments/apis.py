@@ -291,11 +291,19 @@ class PaymentPageSerializer(serializers.Serializer):
     results = PaymentOutputSerializer(many=True)
 
 
+def _payment_input(request) -> PaymentInputSerializer:
+    """The body checked once per request: the Idempotency-Key comparison and the view share it."""
+    if not hasattr(request, "_payment_input"):
+        request._payment_input = PaymentInputSerializer(data=request.data)
+        request._payment_input.is_valid()
+    return request._payment_input
+
+
 def _payment_meaning(request) -> dict | None:
     """What a payment body means, for Idempotency-Key: defaults applied, the account normalized, a
     merchant key's own merchant implied. None when it fails validation: it is compared as sent."""
-    serializer = PaymentInputSerializer(data=request.data)
-    if not serializer.is_valid():
+    serializer = _payment_input(request)
+    if serializer.errors:
         return None
     meaning = dict(serializer.validated_data)
     if not request.user.is_platform and meaning.get("to_merchant") == request.user.merchant.code:
@@ -318,8 +326,9 @@ def _created_answer(payment: Payment) -> tuple[Response, bool]:
 
 
 def _validated_draft(request):
-    serializer = PaymentInputSerializer(data=request.data)
-    serializer.is_valid(raise_exception=True)
+    serializer = _payment_input(request)
+    if serializer.errors:
+        raise serializers.ValidationError(serializer.errors)
     data = serializer.validated_data
     return payment_validate(
         principal=request.user,
