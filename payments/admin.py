@@ -27,7 +27,7 @@ from pgi.admin_site import Panel
 from pgi.merchants.models import MerchantCurrency
 from pgi.money import format_money, quantize
 
-from .models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
+from .models import GatewayAttempt, GatewayOperation, Payment, PaymentStatus, PaymentStatusChange
 from .selectors import payment_day_figures, payments_needing_attention
 from .services import payment_recovery_restart
 from .states import TRANSITIONS
@@ -102,6 +102,35 @@ class PaymentStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
         return instant(obj.created_at)
 
 
+class GatewayOperationInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """What PGI asked the payment's gateway to do (authorize, capture, void, refund), each with its
+    own idempotency key, and where each stands; the attempts below are its calls."""
+
+    model = GatewayOperation
+    fields = ["sent", "kind", "amount_display", "idempotency_key", "status", "attempts", "next_look", "finished"]
+    ordering = ["created_at", "id"]
+    extra = 0
+    can_delete = False
+    verbose_name = "gateway operation"
+    verbose_name_plural = "gateway operations"
+
+    @admin.display(description="sent (UTC)")
+    def sent(self, obj: GatewayOperation) -> str:
+        return instant(obj.created_at)
+
+    @admin.display(description="amount")
+    def amount_display(self, obj: GatewayOperation) -> str:
+        return format_money(obj.amount, obj.payment.currency)
+
+    @admin.display(description="next look (UTC)")
+    def next_look(self, obj: GatewayOperation) -> str:
+        return instant(obj.next_look_at) if obj.in_flight else "-"
+
+    @admin.display(description="finished (UTC)")
+    def finished(self, obj: GatewayOperation) -> str:
+        return instant(obj.finished_at)
+
+
 class GatewayAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Every call made to a gateway for the payment: which gateway, with which idempotency key, how
     it went and how long it took."""
@@ -134,9 +163,7 @@ class AttentionFilter(admin.SimpleListFilter):
         if self.value() == "yes":
             return queryset.filter(needs_attention=True)
         if self.value() == "recovering":
-            return queryset.filter(needs_attention=False).filter(
-                Q(status=PaymentStatus.PROCESSING) | ~Q(pending_operation="")
-            )
+            return queryset.filter(needs_attention=False).outcome_unknown()
         return queryset
 
 
@@ -152,7 +179,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     search_fields = ["id", "reference", "from_account", "gateway_reference", "merchant__code"]
     search_help_text = "Exact payment id, reference, fromAccount, gateway reference or merchant code."
-    inlines = [PaymentStatusChangeInline, GatewayAttemptInline]
+    inlines = [PaymentStatusChangeInline, GatewayOperationInline, GatewayAttemptInline]
     fieldsets = [
         (
             "Payment",

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from gateways.base import GatewayStatus, Operation, WebhookEvent
 from gateways.models import GatewayNotification
+from pgi.text import clip
 
 from .models import Payment, PaymentStatusChange
 from .services import payment_apply_gateway_result, reference_mismatch
@@ -38,9 +39,9 @@ def payment_notification_apply(*, gateway: str, event: WebhookEvent) -> tuple[st
         reason=f"{gateway} notice {event.raw_type or event.operation.value}",
     )
     if foreign:
-        return Outcome.FLAGGED, reference_mismatch(payment, foreign)[:255]
+        return Outcome.FLAGGED, clip(reference_mismatch(payment, foreign), 255)
     if after.needs_attention and (True, after.attention_code, after.attention_reason) != attention_before:
-        return Outcome.FLAGGED, after.attention_reason[:255]  # flagged now (a flag already up may stay)
+        return Outcome.FLAGGED, clip(after.attention_reason, 255)  # flagged now (a flag already up may stay)
     if (after.status, after.pending_operation) != before:
         return Outcome.APPLIED, f"{before[0]} → {after.status}"
     return Outcome.IGNORED, f"payment is {after.status}; nothing to change"

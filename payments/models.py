@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from pgi.ids import new_id
 from pgi.merchants.models import ApiKey, Merchant
@@ -43,6 +44,24 @@ def money_field(**kwargs) -> models.DecimalField:
     return models.DecimalField(max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES, **kwargs)
 
 
+class PaymentQuerySet(models.QuerySet):
+    def outcome_unknown(self) -> "PaymentQuerySet":
+        """Sent and not answered yet: Processing, or a capture or void in flight at the gateway."""
+        follow_up = GatewayOperation.objects.pending().follow_ups().filter(payment=models.OuterRef("pk"))
+        return self.filter(Q(status=PaymentStatus.PROCESSING) | models.Exists(follow_up))
+
+    def recovery_due(self, now=None) -> "PaymentQuerySet":
+        """Not flagged, and the operation holding it is past its next look and held by no one."""
+        due = GatewayOperation.objects.recovery_due(now).exclude(kind=OperationKind.REFUND)
+        return self.filter(needs_attention=False).filter(models.Exists(due.filter(payment=models.OuterRef("pk"))))
+
+    def with_pending_operation(self) -> "PaymentQuerySet":
+        """Annotated with the kind of its capture or void in flight (Payment.pending_operation
+        reads it), so that a page of payments is one query."""
+        kind = GatewayOperation.objects.pending().follow_ups().filter(payment=models.OuterRef("pk")).values("kind")
+        return self.annotate(pending_operation_kind=models.Subquery(kind[:1]))
+
+
 class Payment(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_payment_id, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
@@ -66,19 +85,6 @@ class Payment(models.Model):
     capture = models.BooleanField(default=True)
     captured_amount = money_field(null=True, blank=True)
     authorization_expires_at = models.DateTimeField(null=True, blank=True)
-    # A capture or void sent to the gateway whose outcome is not known yet (gateway confirms later,
-    # or the call timed out). It blocks a second one; recovery re-sends it with the same key.
-    pending_operation = models.CharField(max_length=16, blank=True, default="")
-    pending_amount = money_field(null=True, blank=True)
-    pending_since = models.DateTimeField(null=True, blank=True)
-    # The idempotency key of the operation in flight: each capture or void gets its own (a new try
-    # after a refusal must not be answered with the refusal); a re-send reuses it.
-    pending_key = models.CharField(max_length=80, blank=True, default="")
-    pending_expiry = models.BooleanField(default=False, help_text="The void in flight is the expiry job's.")
-    operations_sent = models.PositiveSmallIntegerField(default=0)
-    # Recovery of payments whose outcome is unknown (Processing, or a pending operation).
-    recovery_attempts = models.PositiveSmallIntegerField(default=0)
-    next_recovery_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.BooleanField(
         default=False, help_text="Recovery gave up, or the gateway contradicted the payment: staff must look."
     )
@@ -86,6 +92,8 @@ class Payment(models.Model):
     attention_code = models.CharField(max_length=40, choices=AttentionCode.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PaymentQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -95,11 +103,6 @@ class Payment(models.Model):
             models.Index(fields=["merchant", "status", "-created_at"], name="payment_merchant_status"),
             models.Index(fields=["merchant", "reference"], name="payment_merchant_reference"),
             models.Index(fields=["status", "status_changed_at"], name="payment_status_changed"),
-            models.Index(
-                fields=["next_recovery_at"],
-                name="payment_recovery_due",
-                condition=Q(needs_attention=False) & (Q(status="Processing") | ~Q(pending_operation="")),
-            ),
             models.Index(
                 fields=["authorization_expires_at"],
                 name="payment_authorization_expiry",
@@ -127,11 +130,131 @@ class Payment(models.Model):
         """Sent and not answered yet: Processing, or a capture or void in flight at the gateway."""
         return self.status == PaymentStatus.PROCESSING or bool(self.pending_operation)
 
+    def open_operation(self) -> "GatewayOperation | None":
+        """The operation whose outcome is still unknown and that holds the payment: its
+        authorization while Processing, else a capture or void in flight (refunds run beside
+        them and are not counted). Read from `operations_in_flight` when a selector prefetched it."""
+        if hasattr(self, "operations_in_flight"):
+            candidates = self.operations_in_flight
+        else:
+            candidates = self.operations.filter(status=OperationStatus.PENDING)
+        return next((op for op in candidates if op.kind != OperationKind.REFUND), None)
+
+    @property
+    def pending_operation(self) -> str:
+        """`capture` or `void` while one is in flight, else ''."""
+        if "pending_operation_kind" in self.__dict__:  # PaymentQuerySet.with_pending_operation
+            return self.__dict__["pending_operation_kind"] or ""
+        op = self.open_operation()
+        return op.kind if op is not None and op.kind in FOLLOW_UPS else ""
+
+    @property
+    def pending_amount(self) -> Decimal | None:
+        """The amount of the capture or void in flight, else None."""
+        op = self.open_operation()
+        return op.amount if op is not None and op.kind in FOLLOW_UPS else None
+
+    @property
+    def recovery_attempts(self) -> int:
+        """Recovery's looks at the operation in flight that did not settle it (0 when none is)."""
+        op = self.open_operation()
+        return op.attempts if op is not None else 0
+
+    @property
+    def next_recovery_at(self):
+        """When recovery next looks at the operation in flight (None: none is, or staff must look)."""
+        op = self.open_operation()
+        return op.next_look_at if op is not None else None
+
     @property
     def flag_clears_on_answer(self) -> bool:
         """Flagged only because recovery got no final answer: the gateway's next answer ends it.
         A contradiction (any other code, or none on a row flagged before codes) stays for staff."""
         return self.needs_attention and self.attention_code == AttentionCode.NO_FINAL_ANSWER
+
+
+class OperationKind(models.TextChoices):
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+
+
+# A payment's follow-ups that hold it: one at a time, never beside an authorization in flight.
+FOLLOW_UPS = frozenset({OperationKind.CAPTURE, OperationKind.VOID})
+
+
+class OperationStatus(models.TextChoices):
+    PENDING = "pending", "pending: sent or being sent, outcome not known yet"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed", "failed: refused by the gateway, or overtaken"
+    NOT_SENT = "not_sent", "not sent: the gateway could not be reached; nothing happened there"
+
+
+class GatewayOperationQuerySet(models.QuerySet):
+    def pending(self) -> "GatewayOperationQuerySet":
+        return self.filter(status=OperationStatus.PENDING)
+
+    def follow_ups(self) -> "GatewayOperationQuerySet":
+        return self.filter(kind__in=FOLLOW_UPS)
+
+    def recovery_due(self, now=None) -> "GatewayOperationQuerySet":
+        """Pending, past its next look and held by no one (a request sending it, or a recovery run)."""
+        now = now or timezone.now()
+        return self.filter(status=OperationStatus.PENDING, next_look_at__lte=now).filter(
+            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+        )
+
+
+class GatewayOperation(models.Model):
+    """One thing PGI asked a gateway to do with a payment's money: authorize it, capture it, void
+    it, or refund part of it. Each has its own idempotency key (every re-send reuses it, so the
+    gateway never does it twice), and while its outcome is unknown (`pending`) recovery looks at it
+    on a backoff schedule. Its calls are the payment's GatewayAttempts with its key.
+
+    Every change to an operation is made under its payment's row lock, beside the payment change it
+    causes. The lease keeps recovery away while a request or a recovery run owns the call.
+    """
+
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="operations")
+    kind = models.CharField(max_length=16, choices=OperationKind.choices)
+    amount = money_field()
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    status = models.CharField(max_length=16, choices=OperationStatus.choices, default=OperationStatus.PENDING)
+    by_expiry = models.BooleanField(default=False, help_text="A void sent because the authorization expired.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Recovery looks that did not settle it.")
+    next_look_at = models.DateTimeField(null=True, blank=True, help_text="When recovery next looks; none once staff must.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="Held by a request or recovery run until then.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = GatewayOperationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["next_look_at"], name="operation_recovery_due", condition=Q(status="pending")),
+            models.Index(fields=["payment", "kind"], name="operation_payment_kind"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="operation_amount_positive"),
+            models.UniqueConstraint(
+                fields=["payment"], condition=Q(kind="authorize"), name="operation_one_authorization"
+            ),
+            models.UniqueConstraint(
+                fields=["payment"],
+                condition=Q(status="pending", kind__in=["capture", "void"]),
+                name="operation_one_follow_up_in_flight",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.idempotency_key}: {self.status}"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status == OperationStatus.PENDING
 
 
 class PaymentStatusChange(models.Model):

@@ -3,7 +3,7 @@ from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -12,12 +12,12 @@ from pgi.ids import is_id
 from pgi.merchants.principals import Principal
 from pgi.money import quantize
 
-from .models import PAYMENT_ID_PREFIX, Payment, PaymentStatus
+from .models import PAYMENT_ID_PREFIX, GatewayOperation, OperationKind, Payment, PaymentStatus
 
 
 def payment_list(*, principal: Principal) -> QuerySet[Payment]:
     """The payments the caller may see: its merchant's, or every merchant's for a platform key."""
-    qs = Payment.objects.select_related("merchant")
+    qs = Payment.objects.select_related("merchant").with_pending_operation()
     if not principal.is_platform:
         qs = qs.filter(merchant=principal.merchant)
     return qs
@@ -95,7 +95,11 @@ def payments_needing_attention() -> QuerySet[Payment]:
         Payment.objects.filter(
             Q(needs_attention=True)
             | Q(status=PaymentStatus.PROCESSING)
-            & (Q(recovery_attempts__gte=1) | Q(next_recovery_at__lte=timezone.now()))
+            & Exists(
+                GatewayOperation.objects.pending()
+                .filter(payment=OuterRef("pk"), kind=OperationKind.AUTHORIZE)
+                .filter(Q(attempts__gte=1) | Q(next_look_at__lte=timezone.now()))
+            )
         )
         .select_related("merchant")
         .order_by("created_at", "id")

@@ -4,7 +4,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from payments.models import AttentionCode, Payment, PaymentStatus
+from payments.models import AttentionCode, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus
 from pgi.merchants.models import Merchant, MerchantCurrency
 
 
@@ -59,9 +59,48 @@ class PaymentFactory(factory.django.DjangoModelFactory):
     status = PaymentStatus.COMPLETED
     status_changed_at = factory.LazyFunction(timezone.now)
     gateway = "simulator"
+    # Of its authorization (a GatewayOperation, made with the payment as the services would).
+    next_recovery_at = None
+    recovery_attempts = 0
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        look_at, attempts = kwargs.pop("next_recovery_at"), kwargs.pop("recovery_attempts")
+        payment = super()._create(model_class, *args, **kwargs)
+        if payment.status != PaymentStatus.PENDING:
+            processing = payment.status == PaymentStatus.PROCESSING
+            GatewayOperation.objects.create(
+                payment=payment,
+                kind=OperationKind.AUTHORIZE,
+                amount=payment.amount,
+                idempotency_key=payment.id,
+                status=OperationStatus.PENDING
+                if processing
+                else OperationStatus.FAILED
+                if payment.status == PaymentStatus.FAILED
+                else OperationStatus.SUCCEEDED,
+                attempts=attempts,
+                next_look_at=look_at if processing and not payment.needs_attention else None,
+            )
+        return payment
 
 
 def make_due(payment_id: str) -> None:
     """Bring a payment made through the services to its recovery look now (PaymentFactory(due=True)
     makes such a row directly)."""
-    Payment.objects.filter(pk=payment_id).update(next_recovery_at=timezone.now() - timedelta(seconds=1))
+    GatewayOperation.objects.filter(payment_id=payment_id, status=OperationStatus.PENDING).update(
+        next_look_at=timezone.now() - timedelta(seconds=1), lease_expires_at=None
+    )
+
+
+def put_in_flight(payment_id: str, kind: str, amount=None, key: str = "", look_at=None, by_expiry: bool = False):
+    """A capture or void sent for a payment and not answered yet, as a claim leaves it."""
+    payment = Payment.objects.get(pk=payment_id)
+    return GatewayOperation.objects.create(
+        payment=payment,
+        kind=kind,
+        amount=amount if amount is not None else payment.amount,
+        idempotency_key=key or f"{payment_id}-{kind}",
+        by_expiry=by_expiry,
+        next_look_at=look_at,
+    )

@@ -1,7 +1,8 @@
 """Authorize now, capture or cancel later: payments created with `capture: false`.
 
-A capture or cancel first claims the payment (pending_operation, under the row lock, committed),
-then calls the gateway outside any transaction, then applies the answer. The claim keeps a second
+A capture or cancel first claims the payment (a pending GatewayOperation with its own idempotency
+key, under the payment's row lock, committed), then calls the gateway outside any transaction, then
+applies the answer. The claim keeps a second
 capture or cancel out while the first is in flight. When the gateway is unavailable the claim is
 released (nothing happened there); when it times out the claim stays and recovery re-sends the same
 operation with the same idempotency key; when the gateway confirms later (PENDING) its webhook
@@ -13,7 +14,7 @@ from decimal import Decimal
 from typing import Callable
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from gateways.base import (
@@ -23,23 +24,17 @@ from gateways.base import (
     GatewayUnavailable,
     Operation,
     VoidRequest,
-    idempotency_key,
 )
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
 from pgi.errors import BusinessRuleViolation, Conflict, ErrorDetail, ServiceUnavailable, ValidationFailed
 from pgi.money import currency_exponent, fits_currency, format_money, quantize
 
-from ..models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
-from .core import payment_note, payment_transition
-from .gateway import (
-    CLEAR_PENDING,
-    EXPIRED,
-    attempt_record,
-    gateway_call,
-    payment_apply_gateway_result,
-    recovery_due_from,
-)
+from ..models import GatewayAttempt, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus, PaymentStatusChange
+from .answers import EXPIRED, payment_apply_gateway_result
+from .calls import attempt_record, gateway_call, recovery_due_from
+from .core import note_locked, payment_lock, payment_note, payment_transition
+from .operations import operation_finish, operation_in_flight, operation_key_next, operation_start
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +54,9 @@ class OperationDeclined(BusinessRuleViolation):
 
 
 def _refusal(payment: Payment, operation: Operation) -> OperationRefused:
-    if payment.pending_operation:
-        return OperationRefused(
-            f"A {payment.pending_operation} of this payment is already in progress.", code="OPERATION_IN_PROGRESS"
-        )
+    pending = payment.pending_operation
+    if pending:
+        return OperationRefused(f"A {pending} of this payment is already in progress.", code="OPERATION_IN_PROGRESS")
     return OperationRefused(
         f"A {payment.status} payment cannot be {'captured' if operation is Operation.CAPTURE else 'cancelled'}; "
         "only an Authorized one can.",
@@ -70,84 +64,60 @@ def _refusal(payment: Payment, operation: Operation) -> OperationRefused:
     )
 
 
-def operation_key(payment_id: str, operation: Operation, number: int) -> str:
-    """The idempotency key of the `number`th capture or void sent for a payment: the first keeps
-    the plain derived key, later ones (after a refusal) get their own."""
-    key = idempotency_key(operation, payment_id)
-    return key if number <= 1 else f"{key}-{number}"
-
-
 @transaction.atomic
 def _claim(
     *, payment: Payment, operation: Operation, amount: Decimal, source: str, connector, expiry: bool, link: Link = None
-) -> Payment:
+) -> tuple[Payment, GatewayOperation]:
     """Take the payment for one capture or void under its row lock, or raise 409 saying why not.
 
-    The claim gives the operation its own idempotency key (re-sends reuse it) and a lease that
-    keeps recovery away until the call has certainly given up. `link(payment)` commits with it."""
-    locked = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment.id)
-    if locked.status != PaymentStatus.AUTHORIZED or locked.pending_operation:
+    The claim is the operation's row: its own idempotency key (re-sends reuse it) and a first
+    recovery look only after the call has certainly given up. `link(payment)` commits with it."""
+    locked = payment_lock(payment.id)
+    if locked.status != PaymentStatus.AUTHORIZED or operation_in_flight(locked) is not None:
         raise _refusal(locked, operation)
-    now = timezone.now()
-    locked.operations_sent += 1
-    locked.pending_operation = operation.value
-    locked.pending_amount = amount
-    locked.pending_since = now
-    locked.pending_key = operation_key(locked.id, operation, locked.operations_sent)
-    locked.pending_expiry = expiry
-    locked.next_recovery_at = recovery_due_from(now, connector)
-    locked.recovery_attempts = 0
-    if locked.flag_clears_on_answer:  # a contradiction's flag stays for staff
-        locked.needs_attention, locked.attention_reason, locked.attention_code = False, "", ""
-    locked.save(update_fields=[*CLAIM_FIELDS, "updated_at"])
-    PaymentStatusChange.objects.create(
+    sent = operation_start(
         payment=locked,
-        from_status=locked.status,
-        to_status=locked.status,
+        kind=operation.value,
+        amount=amount,
+        key=operation_key_next(payment=locked, kind=operation.value),
+        first_look_at=recovery_due_from(timezone.now(), connector),
+        by_expiry=expiry,
+    )
+    note_locked(
+        locked,
         source=source,
         reason=f"{operation.value} of {format_money(amount, locked.currency)} sent to {locked.gateway}"
         + (" (authorization expired)" if expiry else ""),
+        # A new operation is a new question: a flag saying the last one had no answer ends here
+        # (a contradiction's flag stays for staff).
+        **({"needs_attention": False, "attention_reason": "", "attention_code": ""} if locked.flag_clears_on_answer else {}),
     )
     if link is not None:
         link(locked)
-    return locked
+    return locked, sent
 
 
-CLAIM_FIELDS = [
-    "operations_sent",
-    "pending_operation",
-    "pending_amount",
-    "pending_since",
-    "pending_key",
-    "pending_expiry",
-    "next_recovery_at",
-    "recovery_attempts",
-    "needs_attention",
-    "attention_reason",
-    "attention_code",
-]
+@transaction.atomic
+def _release(*, payment: Payment, sent: GatewayOperation, reason: str) -> None:
+    """The gateway could not be reached: nothing happened there, the claim ends as not sent."""
+    locked = payment_lock(payment.id)
+    sent.refresh_from_db()
+    if sent.status != OperationStatus.PENDING:
+        return
+    operation_finish(sent, OperationStatus.NOT_SENT)
+    note_locked(locked, source=Source.GATEWAY, reason=reason)
 
 
-def _release(*, payment: Payment, operation: Operation, reason: str) -> None:
-    payment_note(
-        payment_id=payment.id,
-        source=Source.GATEWAY,
-        reason=reason,
-        only_if={"pending_operation": operation.value},
-        **CLEAR_PENDING,
-    )
-
-
-def operation_request(payment: Payment) -> CaptureRequest | VoidRequest:
-    """The request of the capture or void in flight, with its own key: for the call and re-sends."""
-    if payment.pending_operation == Operation.CAPTURE.value:
+def operation_request(payment: Payment, sent: GatewayOperation) -> CaptureRequest | VoidRequest:
+    """The request of a capture or void, with its own key: for the call and re-sends."""
+    if sent.kind == OperationKind.CAPTURE:
         return CaptureRequest(
             payment_id=payment.id,
             gateway_reference=payment.gateway_reference,
-            amount=payment.pending_amount,
+            amount=sent.amount,
             currency=payment.currency,
             merchant_code=payment.merchant.code,
-            idempotency_key=payment.pending_key,
+            idempotency_key=sent.idempotency_key,
         )
     return VoidRequest(
         payment_id=payment.id,
@@ -155,7 +125,7 @@ def operation_request(payment: Payment) -> CaptureRequest | VoidRequest:
         amount=payment.amount,
         currency=payment.currency,
         merchant_code=payment.merchant.code,
-        idempotency_key=payment.pending_key,
+        idempotency_key=sent.idempotency_key,
     )
 
 
@@ -182,7 +152,7 @@ def _send(
     payment is then as it was), and OperationDeclined (422) when the gateway refused it.
     """
     if payment.status != PaymentStatus.AUTHORIZED or payment.pending_operation:
-        raise _refusal(payment, operation)
+        raise _refusal(payment, operation)  # said early; the claim decides under the lock
     try:
         connector = get_connector(payment.gateway)
     except UnknownGateway:
@@ -193,12 +163,12 @@ def _send(
             payment_id=payment.id,
             operation=operation,
             gateway=connector.code,
-            key=operation_key(payment.id, operation, payment.operations_sent + 1),
+            key=operation_key_next(payment=payment, kind=operation.value),
             outcome=GatewayAttempt.Outcome.CIRCUIT_OPEN,
             message="not called: its circuit breaker is open",
         )
         raise _unavailable(connector.code)
-    payment = _claim(
+    payment, sent = _claim(
         payment=payment,
         operation=operation,
         amount=amount,
@@ -207,7 +177,7 @@ def _send(
         expiry=expiry,
         link=link,
     )
-    request = operation_request(payment)
+    request = operation_request(payment, sent)
     try:
         result = gateway_call(
             payment_id=payment.id,
@@ -217,7 +187,7 @@ def _send(
             key=request.key,
         )
     except GatewayUnavailable as exc:
-        _release(payment=payment, operation=operation, reason=f"{connector.code} unavailable: {exc}")
+        _release(payment=payment, sent=sent, reason=f"{connector.code} unavailable: {exc}")
         raise _unavailable(connector.code) from exc
     except GatewayTimeout as exc:
         logger.warning("%s of %s timed out at %s: %s", operation.value, payment.id, connector.code, exc)
@@ -297,9 +267,11 @@ def authorizations_expire(*, limit: int = 100) -> int:
     hold now instead of whenever the issuer lets it lapse. A gateway that cannot be reached is
     tried again on the next run.
     """
-    due = Payment.objects.filter(
-        Q(status=PaymentStatus.AUTHORIZED, pending_operation="", authorization_expires_at__lte=timezone.now())
-    ).order_by("authorization_expires_at")[:limit]
+    due = (
+        Payment.objects.filter(status=PaymentStatus.AUTHORIZED, authorization_expires_at__lte=timezone.now())
+        .exclude(Exists(GatewayOperation.objects.pending().follow_ups().filter(payment=OuterRef("pk"))))
+        .order_by("authorization_expires_at")[:limit]
+    )
     sent = 0
     for payment in due.select_related("merchant"):
         try:

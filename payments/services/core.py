@@ -12,8 +12,10 @@ from pgi.merchants.models import Merchant
 from pgi.merchants.principals import Principal
 from pgi.merchants.selectors import merchant_get_by_code
 from pgi.money import currency_exponent, fits_currency, quantize
+from pgi.text import clip
 
 from ..models import Payment, PaymentStatus, PaymentStatusChange
+from .operations import operations_end
 from ..signals import payment_status_changed
 from ..states import can_transition
 
@@ -147,6 +149,13 @@ def payment_create(*, draft: PaymentDraft, principal: Principal) -> Payment:
     return payment
 
 
+def payment_lock(payment_id: str) -> Payment:
+    """The payment under its row lock, for the rest of the caller's transaction. Every change to a
+    payment and to its gateway operations is made under this lock. The merchant comes along for
+    the response; `of=("self",)` locks the payment row alone."""
+    return Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
+
+
 @transaction.atomic
 def payment_transition(
     *,
@@ -156,22 +165,53 @@ def payment_transition(
     reason: str = "",
     only_from: frozenset[str] | None = None,
     answered: bool = False,
+    finish: dict[str, str] | None = None,
     **changes,
 ) -> Payment:
     """Move a payment to `to_status`: the one place where a status changes.
 
     Locks the row, checks the state machine, applies `changes` (gateway, gatewayReference,
-    failure code and message), writes the history line and announces the change inside the same transaction.
-    With `only_from`, a payment whose current status is not in it is returned unchanged (a late
-    or repeated gateway answer never moves a payment backwards). Raises InvalidTransition when the
-    state machine forbids the move. `answered` (a gateway's answer moves it) ends a staff flag that
-    only said no final answer had come; a flag for a contradiction stays until staff clear it.
+    failure code and message), ends the operations the move settles, writes the history line and
+    announces the change inside the same transaction. With `only_from`, a payment whose current
+    status is not in it is returned unchanged (a late or repeated gateway answer never moves a
+    payment backwards). Raises InvalidTransition when the state machine forbids the move.
+    `answered` (a gateway's answer moves it) ends a staff flag that only said no final answer had
+    come; a flag for a contradiction stays until staff clear it. `finish` as for transition_locked.
     """
-    # The merchant comes along for the response; `of=("self",)` locks the payment row alone.
-    payment = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
+    payment = payment_lock(payment_id)
+    return transition_locked(
+        payment,
+        to_status=to_status,
+        source=source,
+        reason=reason,
+        only_from=only_from,
+        answered=answered,
+        finish=finish,
+        **changes,
+    )
+
+
+def transition_locked(
+    payment: Payment,
+    *,
+    to_status: str,
+    source: str,
+    reason: str = "",
+    only_from: frozenset[str] | None = None,
+    answered: bool = False,
+    finish: dict[str, str] | None = None,
+    **changes,
+) -> Payment:
+    """payment_transition on a payment the caller holds under payment_lock.
+
+    The operations in flight that held the payment in its old status end with the move: by
+    default an authorization succeeds when the payment is Authorized or Completed and fails
+    otherwise, a capture succeeds when it is Completed, a void when it is Cancelled, and each fails
+    otherwise. `finish` ({kind: status}) says otherwise (say, `not_sent` when no gateway could be
+    reached). Refunds run beside the payment's status and are never ended here."""
     from_status = payment.status
     if only_from is not None and from_status not in only_from:
-        logger.info("payment %s is %s; %s from %s ignored", payment_id, from_status, to_status, source)
+        logger.info("payment %s is %s; %s from %s ignored", payment.id, from_status, to_status, source)
         return payment
     if not can_transition(from_status, to_status):
         raise InvalidTransition(f"A {from_status} payment cannot become {to_status}.")
@@ -182,12 +222,13 @@ def payment_transition(
     payment.status = to_status
     payment.status_changed_at = timezone.now()
     payment.save(update_fields=["status", "status_changed_at", "updated_at", *changes])
+    operations_end(payment=payment, to_status=to_status, finish=finish or {})
     PaymentStatusChange.objects.create(
         payment=payment,
         from_status=from_status,
         to_status=to_status,
         source=source,
-        reason=reason[:255],
+        reason=clip(reason, 255),
         failure_code=changes.get("failure_code", ""),
     )
     payment_status_changed.send(sender=Payment, payment=payment, from_status=from_status, source=source)
@@ -202,12 +243,16 @@ def payment_note(
 
     The line repeats the current status in both columns, so the history still reads as a sequence.
     With `only_if` ({field: value}), nothing is written unless the locked row matches, and None is
-    returned; this is how a claim (say, a capture in flight) is taken or released safely.
-    `answered` as for payment_transition.
+    returned. `answered` as for payment_transition.
     """
-    payment = Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
+    payment = payment_lock(payment_id)
     if only_if and any(getattr(payment, name) != value for name, value in only_if.items()):
         return None
+    return note_locked(payment, source=source, reason=reason, answered=answered, **changes)
+
+
+def note_locked(payment: Payment, *, source: str, reason: str, answered: bool = False, **changes) -> Payment:
+    """payment_note on a payment the caller holds under payment_lock."""
     changes = _with_answered_flag_cleared(payment, changes) if answered else changes
     if changes:
         for name, value in changes.items():
@@ -218,7 +263,7 @@ def payment_note(
         from_status=payment.status,
         to_status=payment.status,
         source=source,
-        reason=reason[:255],
+        reason=clip(reason, 255),
         failure_code=changes.get("failure_code", ""),
     )
     return payment

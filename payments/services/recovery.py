@@ -2,9 +2,10 @@
 
 A payment is due for recovery while it is Processing (the gateway timed out, PGI crashed between the
 gateway call and its commit, or the gateway answered "pending" and its webhook has not come), or
-while a capture or cancel is in flight. The beat job claims a bounded batch of due payments
-(`select_for_update(skip_locked=True)`, and pushes each one's next look forward before any gateway
-call, so overlapping runs and several workers never work on the same payment), then for each:
+while a capture or cancel is in flight: while a GatewayOperation holds it, pending. The beat job
+claims a bounded batch of due operations (`select_for_update(skip_locked=True)`, and leases each
+before any gateway call, so overlapping runs and several workers never work on the same payment),
+then for each payment:
 
 - Processing: ask the gateway for the payment's status. A final answer is applied. No record there
   (or no way to look it up) means the request may never have arrived: it is sent again with the same
@@ -23,17 +24,20 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from gateways.base import GatewayError, GatewayStatus, Operation
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
 
-from ..models import AttentionCode, Payment, PaymentStatus, PaymentStatusChange
+from ..models import AttentionCode, GatewayOperation, OperationKind, Payment, PaymentStatus, PaymentStatusChange
+from .answers import payment_apply_gateway_result, payment_flag_locked
+from .authorize import payment_request_for
+from .calls import gateway_call
 from .capture import operation_call, operation_request
-from .core import payment_note
-from .gateway import gateway_call, payment_apply_gateway_result, payment_request_for
+from .core import note_locked, payment_lock
+from .operations import operation_in_flight, operation_look_later
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +59,7 @@ def backoff_seconds(attempts: int) -> int:
 
 
 def recovery_due() -> QuerySet[Payment]:
-    return Payment.objects.filter(
-        Q(status=PaymentStatus.PROCESSING) | ~Q(pending_operation=""),
-        needs_attention=False,
-        next_recovery_at__lte=timezone.now(),
-    )
+    return Payment.objects.recovery_due()
 
 
 def payments_recover(*, limit: int | None = None) -> dict[str, int]:
@@ -67,19 +67,23 @@ def payments_recover(*, limit: int | None = None) -> dict[str, int]:
     limit = limit or _policy()["batch_size"]
     lease = timedelta(seconds=_policy()["lease_seconds"])
     with transaction.atomic():
-        ids = list(
-            recovery_due()
-            .order_by("next_recovery_at")
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[:limit]
+        due = (
+            GatewayOperation.objects.recovery_due()
+            .exclude(kind=OperationKind.REFUND)
+            .filter(payment__needs_attention=False)
+            .order_by("next_look_at")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", "payment_id")[:limit]
         )
+        picked = list(due)
         # The lease: another run skips these until it passes, even after this transaction ends.
-        Payment.objects.filter(pk__in=ids).update(next_recovery_at=timezone.now() + lease)
+        GatewayOperation.objects.filter(pk__in=[pk for pk, _ in picked]).update(lease_expires_at=timezone.now() + lease)
+        ids = [payment_id for _, payment_id in picked]
     counts = {"settled": 0, "waiting": 0, "flagged": 0}
     for payment_id in ids:
         try:
             outcome = payment_recover(payment_id=payment_id)
-        except Exception:  # one payment's trouble must not stop the others; it is retried later
+        except Exception:  # deliberately broad: one payment's trouble must not stop the others; retried later
             logger.exception("recovery of %s failed", payment_id)
             outcome = _schedule_next(payment_id, "recovery raised an unexpected error")
         counts[outcome] += 1
@@ -89,25 +93,23 @@ def payments_recover(*, limit: int | None = None) -> dict[str, int]:
 def payment_recover(*, payment_id: str) -> str:
     """Look at one payment once. Returns "settled", "waiting" or "flagged"."""
     payment = Payment.objects.select_related("merchant").get(pk=payment_id)
+    in_flight = operation_in_flight(payment)
+    if in_flight is None:
+        return "settled"  # settled by a webhook since it was picked
     try:
         connector = get_connector(payment.gateway)
     except UnknownGateway:
         return _flag(payment_id, f"gateway {payment.gateway!r} is no longer configured")
-    if payment.status != PaymentStatus.PROCESSING and payment.pending_operation not in (
-        Operation.CAPTURE.value,
-        Operation.VOID.value,
-    ):
-        return "settled"  # settled by a webhook since it was picked
     # Asked only now that a call follows: in a half-open circuit this may be the one probe.
     if not breaker_for(connector.code).allow():
         # Not a look at the payment: an outage does not use up its attempts.
         return _schedule_next(payment_id, f"{connector.code} kept out by its circuit breaker", count=False)
 
     try:
-        if payment.status == PaymentStatus.PROCESSING:
+        if in_flight.kind == OperationKind.AUTHORIZE:
             payment = _recover_processing(payment, connector)
         else:
-            payment = _resend_pending(payment, connector)
+            payment = _resend_pending(payment, in_flight, connector)
     except ReplayWindowPassed as exc:
         return _flag(payment_id, str(exc))
     except GatewayError as exc:
@@ -115,7 +117,7 @@ def payment_recover(*, payment_id: str) -> str:
 
     if payment.needs_attention:
         return "flagged"  # the answer contradicted PGI's record: staff decide, no more looks
-    if payment.status != PaymentStatus.PROCESSING and not payment.pending_operation:
+    if operation_in_flight(payment) is None:
         return "settled"
     return _schedule_next(payment_id, f"{connector.code} has no final answer yet")
 
@@ -152,7 +154,7 @@ def _recover_processing(payment: Payment, connector) -> Payment:
     )
 
 
-def _resend_pending(payment: Payment, connector) -> Payment:
+def _resend_pending(payment: Payment, in_flight: GatewayOperation, connector) -> Payment:
     """Send the capture or void in flight again, with its own idempotency key: a gateway that took
     it answers with its first outcome and never does it twice.
 
@@ -160,8 +162,8 @@ def _resend_pending(payment: Payment, connector) -> Payment:
     operation it performed the first time (a bare 400 for a capture already done). Before the
     payment moves, the gateway's status of the payment is read and followed; when that tells
     nothing, the operation stays in flight for the next look."""
-    operation = Operation(payment.pending_operation)
-    request = operation_request(payment)
+    operation = Operation(in_flight.kind)
+    request = operation_request(payment, in_flight)
     result = gateway_call(
         payment_id=payment.id,
         connector=connector,
@@ -193,41 +195,31 @@ def _resend_pending(payment: Payment, connector) -> Payment:
 
 def _schedule_next(payment_id: str, why: str, count: bool = True) -> str:
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status != PaymentStatus.PROCESSING and not payment.pending_operation:
+        payment = payment_lock(payment_id)
+        in_flight = operation_in_flight(payment)
+        if in_flight is None:
             return "settled"
         if payment.needs_attention:
             return "flagged"  # flagged for a contradiction since it was picked: staff decide
-        attempts = payment.recovery_attempts + (1 if count else 0)
+        attempts = in_flight.attempts + (1 if count else 0)
         if attempts >= _policy()["max_attempts"]:
             return _flag(payment_id, f"no final answer after {attempts} looks; last: {why}", attempts=attempts)
         delay = backoff_seconds(max(attempts, 1))
-        payment.recovery_attempts = attempts
-        payment.next_recovery_at = timezone.now() + timedelta(seconds=delay)
-        payment.save(update_fields=["recovery_attempts", "next_recovery_at", "updated_at"])
+        operation_look_later(in_flight, look_at=timezone.now() + timedelta(seconds=delay), attempts=attempts)
     logger.info("recovery of %s: %s; next look in %ss", payment_id, why, delay)
     return "waiting"
 
 
+@transaction.atomic
 def _flag(payment_id: str, why: str, attempts: int | None = None) -> str:
     """Flag for staff as NO_FINAL_ANSWER; a payment already flagged (a contradiction) keeps its flag."""
-    changes = {
-        "needs_attention": True,
-        "attention_reason": why[:255],
-        "attention_code": AttentionCode.NO_FINAL_ANSWER,
-        "next_recovery_at": None,
-    }
-    if attempts is not None:
-        changes["recovery_attempts"] = attempts
-    flagged = payment_note(
-        payment_id=payment_id,
-        source=Source.SYSTEM,
-        reason=f"flagged for staff: {why}",
-        only_if={"needs_attention": False},
-        **changes,
-    )
-    if flagged is not None:
-        logger.warning("payment %s flagged for staff: %s", payment_id, why)
+    payment = payment_lock(payment_id)
+    if payment.needs_attention:
+        return "flagged"
+    in_flight = operation_in_flight(payment)
+    if in_flight is not None and attempts is not None:
+        operation_look_later(in_flight, look_at=None, attempts=attempts)
+    payment_flag_locked(payment, source=Source.SYSTEM, code=AttentionCode.NO_FINAL_ANSWER, why=why)
     return "flagged"
 
 
@@ -235,17 +227,18 @@ def payment_recovery_restart(*, payment_id: str, staff_user: str) -> Payment | N
     """Staff: clear the flag, whatever its kind, and look again on the next run (if the outcome
     is still unknown). The history line says who cleared which flag. None if it is not flagged."""
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().filter(pk=payment_id, needs_attention=True).first()
-        if payment is None:
+        payment = payment_lock(payment_id)
+        if not payment.needs_attention:
             return None
+        in_flight = operation_in_flight(payment)
+        if in_flight is not None:
+            operation_look_later(in_flight, look_at=timezone.now(), attempts=0)
         cleared = f"{payment.attention_code or 'flag'}: {payment.attention_reason}"
-        return payment_note(
-            payment_id=payment_id,
+        return note_locked(
+            payment,
             source=Source.STAFF,
             reason=f"recovery restarted by {staff_user}; flag cleared (was {cleared})",
             needs_attention=False,
             attention_reason="",
             attention_code="",
-            recovery_attempts=0,
-            next_recovery_at=timezone.now(),
         )

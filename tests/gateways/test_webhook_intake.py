@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateways.models import GatewayNotification
 from gateways.simulator import SIGNATURE_HEADER, sign
-from payments.models import Payment, PaymentStatus
+from payments.models import GatewayOperation, Payment, PaymentStatus
 
 from ..api.helpers import assert_error
 from ..conftest import simulator_options
@@ -286,9 +286,9 @@ def open_payments(gateways):
 def reopen(payment) -> None:
     """Back to Processing with no reference and no notices: each example starts from the same state."""
     GatewayNotification.objects.all().delete()
-    Payment.objects.filter(pk=payment.pk).update(
-        status=PaymentStatus.PROCESSING, gateway_reference="", needs_attention=False, pending_operation=""
-    )
+    Payment.objects.filter(pk=payment.pk).update(status=PaymentStatus.PROCESSING, gateway_reference="", needs_attention=False)
+    GatewayOperation.objects.filter(payment_id=payment.pk).exclude(kind="authorize").delete()
+    GatewayOperation.objects.filter(payment_id=payment.pk).update(status="pending", finished_at=None)
 
 
 def assert_answered_without_a_server_error(response):

@@ -38,3 +38,16 @@ def adyen_gateway(settings, merchant):
         }
         GatewayRoute.objects.create(merchant=merchant, currency="EUR", gateway="adyen", priority=1)
         yield fake
+
+
+@pytest.fixture
+def migrated_back(transactional_db):
+    """For a test that migrates the database to a past state: afterwards it is migrated forward
+    to the latest migrations again, so the tests after it on this worker find today's tables."""
+    yield
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

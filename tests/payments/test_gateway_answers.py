@@ -20,7 +20,7 @@ from payments.services import payment_apply_gateway_result, payment_recover, pay
 from payments.services.recovery import recovery_due
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
-from ..factories import make_due
+from ..factories import make_due, put_in_flight
 from ..gateways.fakes.adyen_server import notification_body, notification_item
 
 pytestmark = pytest.mark.django_db
@@ -198,15 +198,11 @@ def test_cancel_of_a_payment_the_gateway_already_captured_ends_completed(api, st
 
 def test_a_refused_capture_clears_a_stale_flag_and_the_next_capture_is_recovered(api, monkeypatch):
     created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
+    put_in_flight(created["id"], "capture", amount=Decimal("50"), key=f"{created['id']}-capture")
     Payment.objects.filter(pk=created["id"]).update(
-        pending_operation="capture",
-        pending_amount=Decimal("50"),
-        pending_key=f"{created['id']}-capture",
-        operations_sent=1,
         needs_attention=True,
         attention_reason="no final answer after 12 looks",
         attention_code="NO_FINAL_ANSWER",
-        next_recovery_at=None,
     )
     payment_apply_gateway_result(
         payment_id=created["id"],
@@ -358,9 +354,7 @@ def test_a_stripe_cancel_notice_fails_a_processing_payment(api, client, stripe_g
 
 def test_a_late_capture_refusal_does_not_end_a_void_in_flight(api):
     created = post_json(api, PAYMENTS_URL, payment_body(capture=False)).json()
-    Payment.objects.filter(pk=created["id"]).update(
-        pending_operation="void", pending_key=f"{created['id']}-void", operations_sent=1
-    )
+    put_in_flight(created["id"], "void", key=f"{created['id']}-void")
 
     payment_apply_gateway_result(
         payment_id=created["id"],

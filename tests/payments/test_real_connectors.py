@@ -13,6 +13,7 @@ from ..api.helpers import PAYMENTS_URL, loads, payment_body, post_json
 from ..conftest import simulator_options
 from ..gateways.fakes.adyen_server import notification_body, notification_item
 from ..gateways.fakes.stripe_server import closed_port, sign_webhook, stripe_event
+from ..factories import make_due
 from .conftest import stripe_options
 
 pytestmark = pytest.mark.django_db
@@ -104,7 +105,7 @@ def test_stripe_500_after_charging_is_not_failed_over_and_recovery_completes_it(
 
     assert (body["status"], body["gateway"]) == ("Processing", "stripe")
     assert len(stripe_gateway.payment_intents) == 1
-    Payment.objects.filter(pk=body["id"]).update(next_recovery_at=timezone.now())
+    make_due(body["id"])
     payments_recover()
     payment = Payment.objects.get(pk=body["id"])
     assert payment.status == "Completed"

@@ -15,12 +15,14 @@ from gateways.registry import get_connector
 from payments.models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from payments.services import payment_create, payment_note, payment_recovery_restart, payment_transition, payments_recover
 from payments.services.core import PaymentDraft
-from payments.services.gateway import payment_request_for, recovery_due_from
+from payments.services.authorize import payment_request_for
+from payments.services.calls import recovery_due_from
+from payments.services.operations import operation_start
 from payments.services.recovery import backoff_seconds
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
 from ..conftest import simulator_outage_set
-from ..factories import make_due
+from ..factories import make_due, put_in_flight
 
 pytestmark = pytest.mark.django_db
 
@@ -32,14 +34,17 @@ def processing_without_gateway_call(merchant, principal, account: str = "account
         merchant=merchant, amount=Decimal("50.00"), currency="USD", from_account=account, capture=capture
     )
     payment = payment_create(draft=draft, principal=principal)
-    return payment_transition(
+    payment = payment_transition(
         payment_id=payment.id,
         to_status=PaymentStatus.PROCESSING,
         source="system",
         reason="sent to simulator",
         gateway="simulator",
-        next_recovery_at=recovery_due_from(),
     )
+    operation_start(
+        payment=payment, kind="authorize", amount=payment.amount, key=payment.id, first_look_at=recovery_due_from()
+    )
+    return payment
 
 
 def attempts(payment_id: str) -> list[tuple[str, str]]:
@@ -160,14 +165,9 @@ def test_a_capture_whose_answer_was_lost_is_sent_again(merchant, principal, api)
     response = post_json(api, PAYMENTS_URL, payment_body(capture=False))
     payment_id = response.json()["id"]
     # The capture was claimed and sent, and PGI lost the answer.
-    payment_note(
-        payment_id=payment_id,
-        source="api",
-        reason="capture sent",
-        pending_operation=Operation.CAPTURE.value,
-        pending_amount=Decimal("20.00"),
-        pending_since=timezone.now(),
-        next_recovery_at=timezone.now() - timedelta(seconds=1),
+    payment_note(payment_id=payment_id, source="api", reason="capture sent")
+    put_in_flight(
+        payment_id, Operation.CAPTURE.value, amount=Decimal("20.00"), look_at=timezone.now() - timedelta(seconds=1)
     )
 
     assert payments_recover()["settled"] == 1
@@ -293,7 +293,7 @@ def test_a_late_answer_clears_the_staff_flag(merchant, principal):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_migration_keeps_flags_raised_before_their_kind_was_kept_the_safe_way(merchant):
+def test_the_migration_keeps_flags_raised_before_their_kind_was_kept_the_safe_way(merchant, migrated_back):
     from django.db.migrations.executor import MigrationExecutor
 
     before, after = [("payments", "0004_pending_operation_keys")], [("payments", "0005_attention_code")]

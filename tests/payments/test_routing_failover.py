@@ -179,7 +179,7 @@ def test_inactive_and_unconfigured_routes_are_left_out_and_no_routes_means_the_d
 
 def test_the_payment_id_is_the_idempotency_key_so_a_second_send_charges_once(api, two_simulators):
     from gateways.registry import get_connector
-    from payments.services.gateway import payment_request_for
+    from payments.services.authorize import payment_request_for
 
     body = pay(api)
     payment = Payment.objects.select_related("merchant").get(pk=body["id"])

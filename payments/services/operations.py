@@ -1,0 +1,102 @@
+"""Gateway operations: what PGI asked a gateway to do with a payment's money, one row each.
+
+Every function here is called under the payment's row lock (core.payment_lock), beside the payment
+change the operation causes, so an operation and its payment never disagree in a committed state.
+"""
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from gateways.base import Operation, idempotency_key
+
+from ..models import FOLLOW_UPS, GatewayAttempt, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus
+
+Status = OperationStatus
+
+
+def operation_key_next(*, payment: Payment, kind: str) -> str:
+    """The idempotency key of the payment's next capture or void.
+
+    The first keeps the plain derived key (`<id>-capture`); later ones are numbered by how many
+    captures and voids the payment has had (`<id>-void-2`), so that a new try after a refusal is
+    not answered with that refusal. A key any gateway has already seen for this payment (an
+    operation, or an attempt made before operations were rows) is never reused."""
+    sent = payment.operations.filter(kind__in=FOLLOW_UPS).count()
+    base = idempotency_key(Operation(kind), payment.id)
+    number = sent + 1
+    while True:
+        key = base if number <= 1 else f"{base}-{number}"
+        used = (
+            GatewayOperation.objects.filter(idempotency_key=key).exists()
+            or GatewayAttempt.objects.filter(payment=payment, idempotency_key=key).exists()
+        )
+        if not used:
+            return key
+        number += 1
+
+
+def operation_start(
+    *,
+    payment: Payment,
+    kind: str,
+    amount,
+    key: str,
+    first_look_at: datetime | None,
+    by_expiry: bool = False,
+) -> GatewayOperation:
+    """Record an operation as sent (pending): recovery first looks at `first_look_at`, when the call
+    that sends it has certainly given up."""
+    return GatewayOperation.objects.create(
+        payment=payment,
+        kind=kind,
+        amount=amount,
+        idempotency_key=key,
+        by_expiry=by_expiry,
+        next_look_at=first_look_at,
+    )
+
+
+def operation_finish(operation: GatewayOperation, status: str) -> GatewayOperation:
+    """End an operation in flight with its outcome; one already ended is left as it is."""
+    if operation.status != Status.PENDING:
+        return operation
+    operation.status = status
+    operation.finished_at = timezone.now()
+    operation.next_look_at = None
+    operation.lease_expires_at = None
+    operation.save(update_fields=["status", "finished_at", "next_look_at", "lease_expires_at", "updated_at"])
+    return operation
+
+
+# What a payment's new status says of each operation that held it.
+_SUCCEEDS_WHEN = {
+    OperationKind.AUTHORIZE: frozenset({PaymentStatus.AUTHORIZED, PaymentStatus.COMPLETED}),
+    OperationKind.CAPTURE: frozenset({PaymentStatus.COMPLETED}),
+    OperationKind.VOID: frozenset({PaymentStatus.CANCELLED}),
+}
+
+
+def operations_end(*, payment: Payment, to_status: str, finish: dict[str, str]) -> None:
+    """End the operations in flight that held the payment in the status it just left (see
+    core.transition_locked). Refunds run beside the payment's status: never ended here."""
+    for operation in payment.operations.pending().exclude(kind=OperationKind.REFUND):
+        default = Status.SUCCEEDED if to_status in _SUCCEEDS_WHEN[operation.kind] else Status.FAILED
+        operation_finish(operation, finish.get(operation.kind, default))
+
+
+def operation_in_flight(payment: Payment) -> GatewayOperation | None:
+    """The operation holding the payment (its authorization while Processing, else a capture or
+    void in flight), read fresh: call it under the payment's row lock to decide on it."""
+    return payment.operations.pending().exclude(kind=OperationKind.REFUND).order_by("created_at", "id").first()
+
+
+def operation_look_later(operation: GatewayOperation, *, look_at: datetime | None, attempts: int | None = None) -> None:
+    """Reschedule recovery's next look (None: no more looks, staff must), and end any lease."""
+    operation.next_look_at = look_at
+    operation.lease_expires_at = None
+    fields = ["next_look_at", "lease_expires_at", "updated_at"]
+    if attempts is not None:
+        operation.attempts = attempts
+        fields.append("attempts")
+    operation.save(update_fields=fields)
