@@ -31,7 +31,7 @@ from gateways.base import GatewayError, GatewayStatus, Operation
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
 
-from ..models import AttentionCode, GatewayOperation, OperationKind, Payment, PaymentStatus, PaymentStatusChange
+from ..models import AttentionCode, GatewayOperation, OperationKind, Payment, PaymentStatusChange
 from .answers import payment_apply_gateway_result, payment_flag_locked
 from .authorize import payment_request_for
 from .calls import gateway_call

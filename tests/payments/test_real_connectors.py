@@ -94,7 +94,6 @@ def test_stripe_unreachable_fails_over_to_the_simulator(api, settings, merchant)
 
 
 def test_stripe_500_after_charging_is_not_failed_over_and_recovery_completes_it(api, stripe_gateway, merchant):
-    from django.utils import timezone
 
     from payments.services import payments_recover
 
