@@ -268,8 +268,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="next recovery look (UTC)")
     def next_recovery(self, obj: Payment) -> str:
-        due = obj.status == PaymentStatus.PROCESSING or obj.pending_operation
-        return instant(obj.next_recovery_at) if due and not obj.needs_attention else "-"
+        return instant(obj.next_recovery_at) if obj.outcome_unknown and not obj.needs_attention else "-"
 
     @admin.action(description="Restart recovery of the selected flagged payments", permissions=["view"])
     def restart_recovery(self, request, queryset):

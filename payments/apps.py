@@ -9,11 +9,9 @@ class PaymentsConfig(AppConfig):
         from gateways.base import Operation
         from gateways.handlers import notification_handler_register
 
-        from .handlers import payment_notification_apply, refund_notice_keep
+        from .handlers import payment_notification_apply
 
         # A status notice (no built-in gateway sends one) says the payment's state: applied alike.
         for operation in (Operation.AUTHORIZE, Operation.CAPTURE, Operation.VOID, Operation.STATUS):
             notification_handler_register(operation, payment_notification_apply)
-        # Until refunds applies refund notices (and registers for them instead), payments matches
-        # them to their payment and keeps them.
-        notification_handler_register(Operation.REFUND, refund_notice_keep)
+        # Refund notices are the refunds app's (refunds.apps).

@@ -6,7 +6,7 @@ payment it names and return the (outcome, detail) kept on the notification's row
 
 from dataclasses import replace
 
-from gateways.base import GatewayStatus, Operation, WebhookEvent
+from gateways.base import GatewayStatus, WebhookEvent
 from gateways.models import GatewayNotification
 from pgi.text import clip
 
@@ -45,15 +45,6 @@ def payment_notification_apply(*, gateway: str, event: WebhookEvent) -> tuple[st
     if (after.status, after.pending_operation) != before:
         return Outcome.APPLIED, f"{before[0]} → {after.status}"
     return Outcome.IGNORED, f"payment is {after.status}; nothing to change"
-
-
-def refund_notice_keep(*, gateway: str, event: WebhookEvent) -> tuple[str, str]:
-    """A refund notice: matched to its payment and kept, not applied. Refunds will own these
-    notices; until then payments matches them, so one naming no payment stays `unmatched`."""
-    payment, unmatched = _payment_for(gateway, event)
-    if payment is None:
-        return Outcome.UNMATCHED, unmatched
-    return Outcome.RECORDED, f"{Operation.REFUND.value} notice kept for payment {payment.id}"
 
 
 def _payment_for(gateway: str, event: WebhookEvent) -> tuple[Payment | None, str]:

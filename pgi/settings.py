@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "pgi.merchants",
     "pgi.api",
     "payments",
+    "refunds",
     "gateways",
     "pgi.web",
 ]
@@ -436,6 +437,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "recover-payments": {"task": "payments.tasks.payments_recover", "schedule": 60.0},
     "expire-authorizations": {"task": "payments.tasks.authorizations_expire", "schedule": 300.0},
+    "process-refunds": {"task": "refunds.tasks.refunds_process", "schedule": 60.0},
 }
 
 LOGGING = {

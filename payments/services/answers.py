@@ -103,7 +103,7 @@ def reference_mismatch(payment: Payment, reference: str) -> str:
     """Why an answer carrying `reference` is not about this payment ('' when it may be): once the
     payment has a gateway reference, an answer naming another one belongs to another payment."""
     if reference and payment.gateway_reference and reference != payment.gateway_reference:
-        return f"an answer for gateway reference {reference[:40]}, but the payment's is {payment.gateway_reference}"
+        return f"an answer for gateway reference {clip(reference, 40)}, but the payment's is {payment.gateway_reference}"
     return ""
 
 
@@ -118,7 +118,7 @@ def _contradiction(payment: Payment, operation: Operation, result: GatewayResult
     if result.currency and result.currency.upper() != payment.currency:
         return (
             AttentionCode.CURRENCY_MISMATCH,
-            f"{operation.value} answer in {result.currency[:12]} for a {payment.currency} payment",
+            f"{operation.value} answer in {clip(result.currency, 12)} for a {payment.currency} payment",
         )
     if result.amount is not None:
         # is_storable_amount also refuses more decimals than the column keeps: never round money.

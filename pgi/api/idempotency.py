@@ -28,7 +28,7 @@ from typing import Callable
 import simplejson
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.http import HttpResponse
 from django.utils import timezone
@@ -181,7 +181,7 @@ class _Heartbeat:
             IdempotencyRecord.objects.filter(mine, response_status__isnull=True).update(
                 lease_expires_at=timezone.now() + _lease()
             )
-        except Exception:  # a database hiccup: the next renewal may still come before the lease lapses
+        except DatabaseError:  # a database hiccup: the next renewal may still come before the lease lapses
             logger.exception("renewing %d idempotency leases failed", len(claims))
         finally:
             connection.close()

@@ -1,7 +1,7 @@
 import re
 
 from django.utils.dateparse import parse_datetime
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -28,7 +28,7 @@ class CreatedCursorPagination(CursorPagination):
         encoded = request.query_params.get(self.cursor_query_param)
         try:
             cursor = super().decode_cursor(request)
-        except Exception as exc:  # DRF raises NotFound; a bad cursor is a bad request, not a missing page.
+        except NotFound as exc:  # a bad cursor is a bad request, not a missing page
             raise ValidationError({"cursor": [self.invalid_cursor_message]}) from exc
         # DRF's base64 decoding skips characters outside the alphabet and does not check the
         # position, which then reaches the query as a created_at value: a 500 instead of a 400.

@@ -1,6 +1,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,8 +43,8 @@ def merchant_create(
     merchant = Merchant(code=code, name=name)
     try:
         merchant.full_clean()
-    except Exception as exc:  # django ValidationError: re-raise in our format
-        messages = getattr(exc, "message_dict", {"code": [str(exc)]})
+    except DjangoValidationError as exc:  # re-raised in PGI's format
+        messages = getattr(exc, "message_dict", {"code": exc.messages})
         raise ValidationFailed(
             "Invalid merchant.", details=[ErrorDetail(f, m) for f, ms in messages.items() for m in ms]
         ) from exc

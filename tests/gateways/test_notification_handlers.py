@@ -11,7 +11,8 @@ from gateways.base import GatewayResult, GatewayStatus, Operation, RefundResult,
 from gateways.handlers import notification_handler, notification_handler_register
 from gateways.models import GatewayNotification
 from gateways.services import notification_receive
-from payments.handlers import payment_notification_apply, refund_notice_keep
+from payments.handlers import payment_notification_apply
+from refunds.handlers import refund_notification_apply
 from payments.models import PaymentStatus
 
 from ..factories import PaymentFactory
@@ -29,11 +30,11 @@ def refund_notice(event_id: str, payment_id: str) -> WebhookEvent:
     )
 
 
-def test_payments_applies_authorize_capture_void_and_status_notices_and_keeps_refund_notices():
+def test_payments_applies_authorize_capture_void_and_status_notices_and_refunds_applies_refund_notices():
     payment_operations = (Operation.AUTHORIZE, Operation.CAPTURE, Operation.VOID, Operation.STATUS)
 
     assert [notification_handler(op) for op in payment_operations] == [payment_notification_apply] * 4
-    assert notification_handler(Operation.REFUND) is refund_notice_keep
+    assert notification_handler(Operation.REFUND) is refund_notification_apply
 
 
 def test_a_second_handler_for_an_operation_is_refused_and_the_first_stays():
@@ -96,14 +97,14 @@ def test_a_notification_whose_handler_fails_is_not_stored_nor_applied_and_its_re
     assert payment.status == PaymentStatus.FAILED
 
 
-def test_a_refund_notice_for_a_payment_of_the_gateway_is_recorded_for_it(merchant):
+def test_a_refund_notice_naming_no_refund_pgi_made_is_kept_unmatched(merchant):
     payment = PaymentFactory(merchant=merchant)
 
     receipt = notification_receive(gateway="simulator", event=refund_notice("evt_r1", payment.id))
 
     kept = receipt.notification
     assert (kept.outcome, kept.payment_id, kept.refund_id, kept.status, receipt.matched) == (
-        "recorded", payment.id, "ref_1", "succeeded", True
+        "unmatched", payment.id, "ref_1", "succeeded", False
     )
 
 
