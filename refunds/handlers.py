@@ -4,12 +4,14 @@ gateways stores each notification and calls this inside the same transaction; it
 the notice names and returns the (outcome, detail) kept on the notification's row.
 """
 
+from django.db import transaction
+
 from gateways.base import WebhookEvent
 from gateways.models import GatewayNotification
 from pgi.text import clip
 
 from .models import Refund, RefundSource
-from .services import refund_apply_result
+from .services import refund_apply_result, refund_lock
 
 Outcome = GatewayNotification.Outcome
 
@@ -20,13 +22,17 @@ def refund_notification_apply(*, gateway: str, event: WebhookEvent) -> tuple[str
         return Outcome.UNMATCHED, "no refund of this gateway has this id or reference"
     if event.refund_result is None:
         return Outcome.RECORDED, f"refund notice kept for refund {refund.id}"
-    before = refund.status, refund.needs_attention
-    after = refund_apply_result(
-        refund_id=refund.id,
-        result=event.refund_result,
-        source=RefundSource.WEBHOOK,
-        reason=f"{gateway} notice {event.raw_type or 'refund'}",
-    )
+    with transaction.atomic():
+        # What the refund is before this notice, read under the lock that applying it takes: read
+        # earlier, a send that completed it meanwhile would be reported as this notice's doing.
+        locked = refund_lock(refund.id)
+        before = locked.status, locked.needs_attention
+        after = refund_apply_result(
+            refund_id=refund.id,
+            result=event.refund_result,
+            source=RefundSource.WEBHOOK,
+            reason=f"{gateway} notice {event.raw_type or 'refund'}",
+        )
     if after.needs_attention and not before[1]:
         return Outcome.FLAGGED, clip(after.attention_reason, 255)
     if after.status != before[0]:

@@ -189,6 +189,12 @@ def _locked(refund_id: str) -> tuple[Payment, Refund]:
     return payment, refund
 
 
+def refund_lock(refund_id: str) -> Refund:
+    """The refund under its payment's row lock, for a caller inside a transaction that decides on
+    what the refund is now (its status read before the lock may be stale by then)."""
+    return _locked(refund_id)[1]
+
+
 def _flag_locked(refund: Refund, why: str, source: str) -> Refund:
     logger.warning("refund %s flagged for staff: %s", refund.id, why)
     operation_look_later(refund.operation, look_at=None)
