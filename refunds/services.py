@@ -195,9 +195,9 @@ def refund_lock(refund_id: str) -> Refund:
     return _locked(refund_id)[1]
 
 
-def _flag_locked(refund: Refund, why: str, source: str) -> Refund:
+def _flag_locked(refund: Refund, why: str, source: str, attempts: int | None = None) -> Refund:
     logger.warning("refund %s flagged for staff: %s", refund.id, why)
-    operation_look_later(refund.operation, look_at=None)
+    operation_look_later(refund.operation, look_at=None, attempts=attempts)
     refund.needs_attention = True
     refund.attention_reason = clip(why, 255)
     refund.save(update_fields=["needs_attention", "attention_reason", "updated_at"])
@@ -249,8 +249,11 @@ def refund_apply_result(*, refund_id: str, result: RefundResult, source: str, re
             needs_attention=False,
             attention_reason="",
         )
-    # Pending at the gateway: its webhook settles it; until then the batch job asks again later.
+    # Pending at the gateway: its webhook settles it; until then the batch job asks again later,
+    # as many times as recovery asks of a payment, then staff must look (only the gateway knows).
     attempts = refund.operation.attempts + 1
+    if attempts >= _policy()["max_attempts"]:
+        return _flag_locked(refund, f"{refund.gateway} still reports pending after {attempts} looks", source, attempts=attempts)
     operation_look_later(refund.operation, look_at=timezone.now() + timedelta(seconds=backoff_seconds(attempts)), attempts=attempts)
     return refund
 
@@ -348,7 +351,9 @@ def _retry_later(refund_id: str, why: str, count: bool = True) -> str:
             return _outcome(refund)
         attempts = refund.operation.attempts + (1 if count else 0)
         if attempts >= _policy()["max_attempts"]:
-            refund = _give_up_locked(refund, f"no answer after {attempts} tries; last: {why}", received=_maybe_received(refund))
+            refund = _give_up_locked(
+                refund, f"no answer after {attempts} tries; last: {why}", received=_maybe_received(refund), attempts=attempts
+            )
             return _outcome(refund)
         delay = backoff_seconds(max(attempts, 1))
         operation_look_later(refund.operation, look_at=timezone.now() + timedelta(seconds=delay), attempts=attempts)
@@ -364,11 +369,11 @@ def _give_up(refund_id: str, why: str, received: bool) -> Refund:
     return _give_up_locked(refund, why, received)
 
 
-def _give_up_locked(refund: Refund, why: str, received: bool) -> Refund:
+def _give_up_locked(refund: Refund, why: str, received: bool, attempts: int | None = None) -> Refund:
     """A refund that can no longer be sent: Failed when the gateway never received it (nothing
     happened there), flagged for staff when it may have (only the gateway knows)."""
     if received:
-        return _flag_locked(refund, why, RefundSource.SYSTEM)
+        return _flag_locked(refund, why, RefundSource.SYSTEM, attempts=attempts)
     operation_finish(refund.operation, OperationStatus.NOT_SENT)
     return _refund_move(
         refund,
