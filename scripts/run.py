@@ -36,6 +36,7 @@ HEALTH_TIMEOUT = float(os.environ.get("PGI_RUN_HEALTH_TIMEOUT", "90"))
 STOP_TIMEOUT = 15.0
 # Written out rather than json.dumps'd: 50.00 must stay two decimals, as the API specification shows it.
 EXAMPLE_PAYMENT = '{"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}'
+EXAMPLE_REFUND = '{"amount": 20.00, "reason": "Returned item"}'
 
 
 def say(message: str = "") -> None:
@@ -192,12 +193,15 @@ def banner(
     *, local_url: str, keys: dict, health_body: dict, log_dir: Path, kafka: str, names: list[str], manage_prefix: str
 ) -> str:
     api = f"{local_url}/v1"
-    curl = (
-        f"curl -s -X POST {api}/payments \\\n"
-        f"    -H 'Authorization: Bearer {keys['PGI_DEMO_MERCHANT_KEY']}' \\\n"
-        f"    -H 'Content-Type: application/json' \\\n"
-        f"    -d '{EXAMPLE_PAYMENT}'"
-    )
+
+    def curl(url: str, body: str) -> str:
+        return (
+            f"curl -s -X POST {url} \\\n"
+            f"    -H 'Authorization: Bearer {keys['PGI_DEMO_MERCHANT_KEY']}' \\\n"
+            f"    -H 'Content-Type: application/json' \\\n"
+            f"    -d '{body}'"
+        )
+
     checks = ", ".join(f"{name} {'ok' if c['ok'] else 'FAILING'} ({c['detail']})" for name, c in health_body["checks"].items())
     rule = "=" * 78
     # The defaults of settings.PGI_CIRCUIT_BREAKER, unless the environment changes them.
@@ -234,7 +238,14 @@ def banner(
             "",
             "Take the example payment from the API specification:",
             "",
-            curl,
+            curl(f"{api}/payments", EXAMPLE_PAYMENT),
+            "",
+            "Refund part of it ({id}: the payment's id); the Celery worker sends the refund to the gateway,",
+            "and GET /v1/refunds/{refund id} shows it Completed a moment later:",
+            "",
+            curl(f"{api}/payments/{{id}}/refunds", EXAMPLE_REFUND),
+            "",
+            f"Due refunds (retries, bulk files) are sent by beat every minute, or now: {manage_prefix}process_refunds",
             "",
             "Simulator test accounts (fromAccount ending): 0002 declined, 0051 insufficient funds,",
             "0054 card expired, 0059 fraud, 0065 limit, 0503 gateway unavailable, 0504 connect timeout,",

@@ -20,6 +20,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180  # migrate + collectstatic + four processes, on a busy 2-core CI machine
 WEBHOOK_TIMEOUT = 30
+REFUND_TIMEOUT = 20  # the worker's task sends it at once; beat's batch job comes only every 60 s
 RECOVERY_TIMEOUT = 150  # beat runs recovery every 60 s; its first run comes one interval after start
 STOP_TIMEOUT = 40
 HTTP_TIMEOUT = 15
@@ -196,6 +197,26 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         response = requests.get(f"{base_url}/payments/{payment_id}", headers=headers, timeout=HTTP_TIMEOUT)
         assert response.status_code == 200, response.text
         assert response.json() == payment
+
+        # The banner's refund example: accepted as Pending, sent to the simulator by the Celery
+        # worker's task right after the commit, Completed within seconds.
+        assert f"{base_url}/payments/{{id}}/refunds" in banner
+        refund_body = {"amount": 20.00, "reason": "Returned item"}
+        response = requests.post(
+            f"{base_url}/payments/{payment_id}/refunds", json=refund_body, headers=headers, timeout=HTTP_TIMEOUT
+        )
+        assert response.status_code == 202, response.text
+        refund = response.json()
+        assert (refund["paymentId"], refund["amount"], refund["status"]) == (payment_id, 20.00, "Pending")
+        deadline = time.monotonic() + REFUND_TIMEOUT
+        while time.monotonic() < deadline:
+            refund = requests.get(f"{base_url}/refunds/{refund['id']}", headers=headers, timeout=HTTP_TIMEOUT).json()
+            if refund["status"] != "Pending":
+                break
+            time.sleep(0.5)
+        assert refund["status"] == "Completed", f"refund still {refund['status']} after {REFUND_TIMEOUT}s"
+        refunded = requests.get(f"{base_url}/payments/{payment_id}", headers=headers, timeout=HTTP_TIMEOUT).json()
+        assert (refunded["status"], refunded["refundedAmount"]) == ("PartiallyRefunded", 20.00)
 
         def pay(**overrides) -> dict:
             answer = requests.post(f"{base_url}/payments", json=dict(new_payment, **overrides), headers=headers, timeout=HTTP_TIMEOUT)

@@ -2,7 +2,6 @@
 pending, kept out by its circuit breaker. The simulator answers; its refund method is replaced
 where a test needs an answer it does not give."""
 
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
