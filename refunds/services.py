@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from gateways.base import GatewayError, GatewayTimeout, GatewayUnavailable, Operation, RefundRequest, RefundResult, RefundStatus as GatewayRefundStatus
@@ -385,14 +385,24 @@ def _give_up_locked(refund: Refund, why: str, received: bool, attempts: int | No
     )
 
 
+def _due_operations(now):
+    return GatewayOperation.objects.recovery_due(now).filter(kind=OperationKind.REFUND).order_by("next_look_at")
+
+
+def refunds_due_list(*, limit: int) -> QuerySet[Refund]:
+    """The refunds the next run would take (refunds_due), in its order, without claiming them: no
+    lock, no lease (process_refunds --dry-run). A read, kept beside the claim it previews so that
+    both ask the same question."""
+    due = _due_operations(timezone.now()).values("id")
+    return Refund.objects.filter(operation__in=due).select_related("operation").order_by("operation__next_look_at", "id")[:limit]
+
+
 def refunds_due(limit: int) -> list[str]:
     """Claim up to `limit` due refunds for this run (SKIP LOCKED, then a lease) and return their ids."""
     now = timezone.now()
     with transaction.atomic():
         picked = list(
-            GatewayOperation.objects.recovery_due(now)
-            .filter(kind=OperationKind.REFUND)
-            .order_by("next_look_at")
+            _due_operations(now)
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[:limit]
         )

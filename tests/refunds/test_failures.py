@@ -16,8 +16,7 @@ from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
 from payments.models import GatewayAttempt, OperationStatus, Payment, PaymentStatus
 from pgi.errors import BusinessRuleViolation
 from refunds.models import Refund, RefundStatus, RefundStatusChange
-from refunds.selectors import refunds_due_list
-from refunds.services import refund_cancel, refund_create, refund_restart, refunds_process
+from refunds.services import refund_cancel, refund_create, refund_restart, refunds_due_list, refunds_process
 
 from ..conftest import simulator_outage_set
 from .conftest import make_refund_due

@@ -10,8 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from pgi.money import format_money
-from refunds.selectors import refunds_due_list
-from refunds.services import refunds_process
+from refunds.services import refunds_due_list, refunds_process
 
 OUTCOMES = ("completed", "failed", "waiting", "flagged")
 
