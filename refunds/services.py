@@ -10,7 +10,7 @@ payment's row lock again: once, whichever comes first.
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -399,24 +399,45 @@ def refunds_due_list(*, limit: int) -> QuerySet[Refund]:
 
 def refunds_due(limit: int) -> list[str]:
     """Claim up to `limit` due refunds for this run (SKIP LOCKED, then a lease) and return their ids."""
+    return [refund_id for refund_id, _gateway in _refunds_claim(limit)[0]]
+
+
+def _refunds_claim(limit: int) -> tuple[list[tuple[str, str]], datetime]:
+    """refunds_due's claim: (id, gateway) of each, and the lease it set, the run's token to tell
+    later that it still holds them."""
     now = timezone.now()
+    held_until = now + timedelta(seconds=_policy()["lease_seconds"])
     with transaction.atomic():
         picked = list(
             _due_operations(now)
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[:limit]
         )
-        GatewayOperation.objects.filter(pk__in=picked).update(
-            lease_expires_at=now + timedelta(seconds=_policy()["lease_seconds"])
-        )
-    return list(Refund.objects.filter(operation_id__in=picked).order_by("operation__next_look_at").values_list("id", flat=True))
+        GatewayOperation.objects.filter(pk__in=picked).update(lease_expires_at=held_until)
+    ids = list(Refund.objects.filter(operation_id__in=picked).order_by("operation__next_look_at").values_list("id", "gateway"))
+    return ids, held_until
+
+
+def _lease_keep(refund_id: str, gateway: str, *, held_until: datetime) -> bool:
+    """Hold one refund of the run for its call, if the run still holds it: its lease is still the
+    one the run set. A run slower than its lease (a gateway timing out on every call) may have lost
+    it to another run meanwhile, which sends it; sending it too would be a second call."""
+    hold = timedelta(seconds=_hold_seconds(gateway))
+    return bool(
+        GatewayOperation.objects.filter(refund__pk=refund_id, status=OperationStatus.PENDING, lease_expires_at=held_until)
+        .update(lease_expires_at=timezone.now() + hold)
+    )
 
 
 def refunds_process(*, limit: int | None = None, progress=None) -> dict[str, int]:
     """One batch run: send the due refunds (new ones the task missed, bulk-file refunds, retries).
-    Returns counts by outcome. `progress(refund_id, outcome)` is told of each."""
+    Returns counts by outcome; a refund the run lost to another one (or that a webhook settled
+    since it was picked) is not counted. `progress(refund_id, outcome)` is told of each sent."""
     counts = {"completed": 0, "failed": 0, "waiting": 0, "flagged": 0}
-    for refund_id in refunds_due(limit or _policy()["batch_size"]):
+    ids, held_until = _refunds_claim(limit or _policy()["batch_size"])
+    for refund_id, gateway in ids:
+        if not _lease_keep(refund_id, gateway, held_until=held_until):
+            continue
         try:
             outcome = refund_send(refund_id=refund_id)
         except Exception:  # deliberately broad: one refund's trouble must not stop the others; retried later

@@ -3,6 +3,7 @@ services and the simulator. What is decided under the payment's row lock, the ba
 SKIP LOCKED and lease, and the one-time application of an answer are tested here, not reasoned."""
 
 import threading
+import time
 from datetime import timedelta
 from collections import Counter
 from decimal import Decimal
@@ -200,3 +201,35 @@ def test_a_webhook_racing_the_send_applies_the_refund_once(captured_payment, pri
         assert (notification.outcome == "applied") == (completed.source == "webhook"), (notification.outcome, completed.source)
         assert not Refund.objects.get(pk=refund.id).needs_attention
     assert GatewayAttempt.objects.filter(operation=Operation.REFUND.value).count() == rounds
+
+
+def test_a_batch_slower_than_its_lease_does_not_send_what_another_run_took_meanwhile(
+    captured_payment, principal, no_send_task, monkeypatch, settings
+):
+    """A slow gateway: the first run's lease on its last refunds runs out before it reaches them,
+    and a second run takes them. Each is still sent once: by the run that holds it."""
+    settings.PGI_RECOVERY = {**settings.PGI_RECOVERY, "lease_seconds": 1}
+    payment = captured_payment("100.00")
+    refunds = [refund_create(payment_id=payment.id, amount=Decimal("1.00"), principal=principal) for _ in range(8)]
+    original = SimulatorConnector.refund
+
+    def slow(self, request):
+        time.sleep(0.3)
+        return original(self, request)
+
+    monkeypatch.setattr(SimulatorConnector, "refund", slow)
+    first_started = threading.Event()
+
+    def run(index):
+        if index == 1:
+            assert first_started.wait(timeout=30)
+            time.sleep(1.2)  # the first run's lease has run out on what it has not sent yet
+        else:
+            first_started.set()
+        return refunds_process(limit=len(refunds))
+
+    counts = run_threads(run, 2)
+
+    assert sum((Counter(c) for c in counts), Counter()) == {"completed": len(refunds)}
+    per_key = Counter(GatewayAttempt.objects.filter(operation="refund").values_list("idempotency_key", flat=True))
+    assert per_key == {r.id: 1 for r in refunds}
