@@ -251,6 +251,8 @@ def refund_apply_result(*, refund_id: str, result: RefundResult, source: str, re
         )
     # Pending at the gateway: its webhook settles it; until then the batch job asks again later,
     # as many times as recovery asks of a payment, then staff must look (only the gateway knows).
+    if refund.needs_attention:
+        return refund  # staff look at it: no more looks, whatever the gateway says is still going on
     attempts = refund.operation.attempts + 1
     if attempts >= _policy()["max_attempts"]:
         return _flag_locked(refund, f"{refund.gateway} still reports pending after {attempts} looks", source, attempts=attempts)

@@ -16,7 +16,14 @@ from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
 from payments.models import GatewayAttempt, OperationStatus, Payment, PaymentStatus
 from pgi.errors import BusinessRuleViolation
 from refunds.models import Refund, RefundStatus, RefundStatusChange
-from refunds.services import refund_cancel, refund_create, refund_restart, refunds_due_list, refunds_process
+from refunds.services import (
+    refund_apply_result,
+    refund_cancel,
+    refund_create,
+    refund_restart,
+    refunds_due_list,
+    refunds_process,
+)
 
 from ..conftest import simulator_outage_set
 from .conftest import make_refund_due
@@ -208,3 +215,17 @@ def test_pending_answers_until_the_last_look_flag_it_for_staff(refund, policy, m
     current = fresh(refund.id)
     assert (current.status, current.needs_attention, current.operation.next_look_at) == (RefundStatus.PENDING, True, None)
     assert current.operation.attempts == policy["max_attempts"]
+
+
+def test_a_pending_notice_on_a_flagged_refund_does_not_put_it_back_in_the_batch(refund, policy, monkeypatch):
+    # Flagged for an answer of another amount: staff must look, the batch no longer takes it.
+    wrong = RefundResult(GatewayRefundStatus.SUCCEEDED, reference="simr_x", amount=Decimal("31.00"), currency="USD")
+    refund_apply_result(refund_id=refund.id, result=wrong, source="webhook")
+    assert fresh(refund.id).needs_attention and not refunds_due_list(limit=10)
+
+    still_going = RefundResult(GatewayRefundStatus.PENDING, reference="simr_x", amount=Decimal("30.00"), currency="USD")
+    refund_apply_result(refund_id=refund.id, result=still_going, source="webhook")
+
+    current = fresh(refund.id)
+    assert (current.needs_attention, current.operation.next_look_at) == (True, None)
+    assert not refunds_due_list(limit=10)
