@@ -401,12 +401,12 @@ def refunds_due_list(*, limit: int) -> QuerySet[Refund]:
 
 def refunds_due(limit: int) -> list[str]:
     """Claim up to `limit` due refunds for this run (SKIP LOCKED, then a lease) and return their ids."""
-    return [refund_id for refund_id, _gateway in _refunds_claim(limit)[0]]
+    return [refund_id for refund_id, _gateway, _operation_id in _refunds_claim(limit)[0]]
 
 
-def _refunds_claim(limit: int) -> tuple[list[tuple[str, str]], datetime]:
-    """refunds_due's claim: (id, gateway) of each, and the lease it set, the run's token to tell
-    later that it still holds them."""
+def _refunds_claim(limit: int) -> tuple[list[tuple[str, str, int]], datetime]:
+    """refunds_due's claim: (id, gateway, operation id) of each, and the lease it set, the run's
+    token to tell later that it still holds them."""
     now = timezone.now()
     held_until = now + timedelta(seconds=_policy()["lease_seconds"])
     with transaction.atomic():
@@ -416,17 +416,19 @@ def _refunds_claim(limit: int) -> tuple[list[tuple[str, str]], datetime]:
             .values_list("id", flat=True)[:limit]
         )
         GatewayOperation.objects.filter(pk__in=picked).update(lease_expires_at=held_until)
-    ids = list(Refund.objects.filter(operation_id__in=picked).order_by("operation__next_look_at").values_list("id", "gateway"))
+    ids = list(Refund.objects.filter(operation_id__in=picked).order_by("operation__next_look_at").values_list("id", "gateway", "operation_id"))
     return ids, held_until
 
 
-def _lease_keep(refund_id: str, gateway: str, *, held_until: datetime) -> bool:
+def _lease_keep(operation_id: int, gateway: str, *, held_until: datetime) -> bool:
     """Hold one refund of the run for its call, if the run still holds it: its lease is still the
     one the run set. A run slower than its lease (a gateway timing out on every call) may have lost
     it to another run meanwhile, which sends it; sending it too would be a second call."""
+    # By the operation's own id: a condition through a join would become a subquery that
+    # PostgreSQL does not check again against a row another run changed meanwhile.
     hold = timedelta(seconds=_hold_seconds(gateway))
     return bool(
-        GatewayOperation.objects.filter(refund__pk=refund_id, status=OperationStatus.PENDING, lease_expires_at=held_until)
+        GatewayOperation.objects.filter(pk=operation_id, status=OperationStatus.PENDING, lease_expires_at=held_until)
         .update(lease_expires_at=timezone.now() + hold)
     )
 
@@ -437,8 +439,8 @@ def refunds_process(*, limit: int | None = None, progress=None) -> dict[str, int
     since it was picked) is not counted. `progress(refund_id, outcome)` is told of each sent."""
     counts = {"completed": 0, "failed": 0, "waiting": 0, "flagged": 0}
     ids, held_until = _refunds_claim(limit or _policy()["batch_size"])
-    for refund_id, gateway in ids:
-        if not _lease_keep(refund_id, gateway, held_until=held_until):
+    for refund_id, gateway, operation_id in ids:
+        if not _lease_keep(operation_id, gateway, held_until=held_until):
             continue
         try:
             outcome = refund_send(refund_id=refund_id)
