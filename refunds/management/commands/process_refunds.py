@@ -39,9 +39,12 @@ class Command(BaseCommand):
         # tqdm writes \r updates: the raw stream, not Django's wrapper that ends every write with a newline.
         with tqdm(total=total, unit="refund", file=self.stderr._out, disable=options["verbosity"] == 0) as bar:
 
+            seen = dict.fromkeys(OUTCOMES, 0)
+
             def progress(refund_id: str, outcome: str) -> None:
+                seen[outcome] += 1
+                bar.set_postfix(seen, refresh=False)
                 bar.update(1)
-                bar.set_postfix_str(f"{outcome} {refund_id}", refresh=False)
 
             remaining = limit
             while remaining > 0:
