@@ -467,7 +467,8 @@ def test_status_filter_offers_only_statuses_a_payment_can_reach(admin_client):
 
     [status_filter] = [spec for spec in response.context["cl"].filter_specs if spec.title == "status"]
     offered = [value for value, _ in status_filter.lookup_choices]
-    assert offered == ["Pending", "Processing", "Authorized", "Completed", "Failed", "Cancelled"]
+    # Refunds are installed: a payment can now be partly or wholly refunded.
+    assert offered == ["Pending", "Processing", "Authorized", "Completed", "Failed", "Cancelled", "PartiallyRefunded", "Refunded"]
 
 
 def test_lists_and_pages_write_instants_as_iso_8601_utc(admin_client, merchant):
