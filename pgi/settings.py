@@ -340,7 +340,7 @@ if PGI_SIMULATOR_ENABLED:
 # Stripe and Adyen join when their credentials are in the environment (docs/05, docs/06).
 if os.environ.get("PGI_STRIPE_API_KEY"):
     PGI_GATEWAYS["stripe"] = {
-        "class": "gateways.stripe_connector.StripeConnector",
+        "class": "gateways.stripe.connector.StripeConnector",
         "api_key": os.environ["PGI_STRIPE_API_KEY"],
         "webhook_secret": os.environ.get("PGI_STRIPE_WEBHOOK_SECRET", ""),
         "api_base": os.environ.get("PGI_STRIPE_API_BASE") or None,

@@ -32,7 +32,7 @@ def gateways(settings):
         settings.PGI_GATEWAYS = {
             "simulator": simulator_options(webhook_secret=SIMULATOR_SECRET),
             "stripe": {
-                "class": "gateways.stripe_connector.StripeConnector",
+                "class": "gateways.stripe.connector.StripeConnector",
                 "api_key": API_KEY,
                 "webhook_secret": WEBHOOK_SECRET,
                 "api_base": "http://127.0.0.1:9",

@@ -193,7 +193,7 @@ def test_simulator_without_a_secret_of_its_own_accepts_no_webhook(settings, clie
 @pytest.mark.django_db
 def test_stripe_without_a_webhook_secret_accepts_no_webhook(settings, client):
     settings.PGI_GATEWAYS = {
-        "stripe": {"class": "gateways.stripe_connector.StripeConnector", "api_key": API_KEY, "webhook_secret": ""}
+        "stripe": {"class": "gateways.stripe.connector.StripeConnector", "api_key": API_KEY, "webhook_secret": ""}
     }
     body = stripe_event("payment_intent.succeeded", {"id": "pi_1", "object": "payment_intent"})
 

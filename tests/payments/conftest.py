@@ -12,7 +12,7 @@ from ..gateways.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, running_fake
 
 def stripe_options(url: str) -> dict:
     return {
-        "class": "gateways.stripe_connector.StripeConnector",
+        "class": "gateways.stripe.connector.StripeConnector",
         "api_key": API_KEY,
         "webhook_secret": WEBHOOK_SECRET,
         "api_base": url,
