@@ -350,7 +350,7 @@ if os.environ.get("PGI_STRIPE_API_KEY"):
     }
 if os.environ.get("PGI_ADYEN_API_KEY"):
     PGI_GATEWAYS["adyen"] = {
-        "class": "gateways.adyen_connector.AdyenConnector",
+        "class": "gateways.adyen.connector.AdyenConnector",
         "api_key": os.environ["PGI_ADYEN_API_KEY"],
         "merchant_account": os.environ["PGI_ADYEN_MERCHANT_ACCOUNT"],
         "hmac_key": os.environ.get("PGI_ADYEN_HMAC_KEY", ""),

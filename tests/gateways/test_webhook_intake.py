@@ -37,7 +37,7 @@ def gateways(settings):
                 "webhook_secret": WEBHOOK_SECRET,
                 "api_base": "http://127.0.0.1:9",
             },
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **adyen.connector_options()},
+            "adyen": {"class": "gateways.adyen.connector.AdyenConnector", **adyen.connector_options()},
         }
         yield adyen
 

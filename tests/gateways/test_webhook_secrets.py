@@ -209,7 +209,7 @@ def test_stripe_without_a_webhook_secret_accepts_no_webhook(settings, client):
 def test_adyen_without_an_hmac_key_accepts_no_webhook(settings, client):
     with running_fake_adyen() as fake:
         settings.PGI_GATEWAYS = {
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **fake.connector_options(hmac_key="")}
+            "adyen": {"class": "gateways.adyen.connector.AdyenConnector", **fake.connector_options(hmac_key="")}
         }
         item = notification_item(
             event_code="AUTHORISATION", psp_reference="PSP1", merchant_reference="pay_1", value=100, currency="EUR"

@@ -34,7 +34,7 @@ def adyen_gateway(settings, merchant):
     with running_fake_adyen() as fake:
         settings.PGI_GATEWAYS = {
             "simulator": simulator_options(),
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **fake.connector_options()},
+            "adyen": {"class": "gateways.adyen.connector.AdyenConnector", **fake.connector_options()},
         }
         GatewayRoute.objects.create(merchant=merchant, currency="EUR", gateway="adyen", priority=1)
         yield fake
