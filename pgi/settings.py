@@ -325,7 +325,7 @@ if PGI_SANDBOX and PGI_SIMULATOR_ENABLED and not PGI_SIMULATOR_WEBHOOK_SECRET:
 PGI_GATEWAYS: dict[str, dict] = {}
 if PGI_SIMULATOR_ENABLED:
     PGI_GATEWAYS["simulator"] = {
-        "class": "gateways.simulator.SimulatorConnector",
+        "class": "gateways.simulator.connector.SimulatorConnector",
         "webhook_secret": PGI_SIMULATOR_WEBHOOK_SECRET,
         # Seconds before the simulator sends the webhook of an asynchronous (…0202) payment.
         "webhook_delay": float(os.environ.get("PGI_SIMULATOR_WEBHOOK_DELAY", "2")),

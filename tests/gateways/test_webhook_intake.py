@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from gateways.models import GatewayNotification
-from gateways.simulator import SIGNATURE_HEADER, sign
+from gateways.simulator.webhooks import SIGNATURE_HEADER, sign
 from payments.models import Payment, PaymentStatus
 
 from ..api.helpers import assert_error

@@ -15,7 +15,7 @@ import pytest
 from gateways.checks import gateway_webhook_secrets_check
 from gateways.models import GatewayNotification
 from gateways.registry import get_connector
-from gateways.simulator import PUBLIC_SECRETS, SIGNATURE_HEADER, sign
+from gateways.simulator.webhooks import PUBLIC_SECRETS, SIGNATURE_HEADER, sign
 from payments.models import Payment, PaymentStatus
 
 from ..api.helpers import assert_error
