@@ -55,7 +55,9 @@ def payment_result(intent: Any) -> GatewayResult:
         error = value_of(intent, "last_payment_error")
         if error:
             code, message = decline(error)
-            return GatewayResult(GatewayStatus.DECLINED, amount=amount, error_code=code, error_message=message, **fields)
+            return GatewayResult(
+                GatewayStatus.DECLINED, amount=amount, error_code=code, error_message=message, **fields
+            )
         return GatewayResult(
             GatewayStatus.DECLINED,
             amount=amount,

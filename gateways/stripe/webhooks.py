@@ -32,7 +32,8 @@ def webhook_events(
     try:
         return events_of(event)
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
-        raise InvalidNotification(clip(f"The Stripe event {value_of(event, 'id')} is not as expected: {exc!r}", 500)) from exc
+        message = f"The Stripe event {value_of(event, 'id')} is not as expected: {exc!r}"
+        raise InvalidNotification(clip(message, 500)) from exc
 
 
 def signature_verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> None:
