@@ -28,7 +28,7 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
-from gateways.simulator import SIGNATURE_HEADER, sign
+from gateways.simulator.webhooks import SIGNATURE_HEADER, sign
 from pgi.merchants.services import api_key_create
 
 from ..conftest import client_for
