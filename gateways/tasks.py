@@ -4,4 +4,4 @@ The simulator's task lives with the simulator; importing it here registers it in
 its unchanged name, gateways.tasks.simulator_webhook_send.
 """
 
-from .simulator.tasks import simulator_webhook_send  # noqa: F401
+from .simulator.tasks import simulator_refund_webhook_send, simulator_webhook_send  # noqa: F401

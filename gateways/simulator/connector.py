@@ -43,11 +43,21 @@ from ..base import (
     WebhookEvent,
     WebhookNotConfigured,
 )
-from .codes import ASYNC_SUFFIX, CONNECT_TIMEOUT_SUFFIX, DECLINES, TIMEOUT_SUFFIX, UNAVAILABLE_SUFFIX
+from .codes import (
+    ASYNC_SUFFIX,
+    CONNECT_TIMEOUT_SUFFIX,
+    DECLINES,
+    REFUND_ASYNC,
+    REFUND_DECLINED,
+    REFUND_TIMEOUT,
+    TIMEOUT_SUFFIX,
+    UNAVAILABLE_SUFFIX,
+    refund_test_value,
+)
 from .ledger import captured_total, charge_result, refund_result
 from .models import SimulatorCharge, SimulatorRefund
 from .report import day_bookings, parse_report_csv, report_csv
-from .tasks import simulator_webhook_send
+from .tasks import simulator_refund_webhook_send, simulator_webhook_send
 from .webhooks import PUBLIC_SECRETS, SECRET_MIN_LENGTH, sign, webhook_body, webhook_events
 
 logger = logging.getLogger(__name__)
@@ -317,9 +327,10 @@ class SimulatorConnector(Connector):
                     )
                 # Refunds of one charge are serialized by the charge's row lock, so two at once
                 # cannot both take the same remainder.
-                refunded = charge.refunds.filter(status=SimulatorRefund.Status.SUCCEEDED).aggregate(
-                    total=Sum("amount")
-                )["total"] or Decimal(0)
+                # A pending refund is taken from what remains too: its webhook completes it.
+                refunded = charge.refunds.filter(
+                    status__in=(SimulatorRefund.Status.SUCCEEDED, SimulatorRefund.Status.PENDING)
+                ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
                 problem = _amount_problem(request.amount, request.currency)
                 if not problem and request.currency != charge.currency:
                     problem = f"The charge is in {charge.currency}, not {request.currency}."
@@ -327,6 +338,14 @@ class SimulatorConnector(Connector):
                 if not problem and request.amount > remaining:
                     left = quantize(remaining, charge.currency)
                     problem = f"The refund is larger than what remains captured ({left})."
+                ending = None if problem else refund_test_value(request.amount, request.currency)
+                status, code = SimulatorRefund.Status.SUCCEEDED, ""
+                if problem:
+                    status, code = SimulatorRefund.Status.FAILED, ErrorCode.INVALID_REQUEST
+                elif ending == REFUND_DECLINED:
+                    status, code, problem = SimulatorRefund.Status.FAILED, ErrorCode.DECLINED, "The refund was declined."
+                elif ending == REFUND_ASYNC:
+                    status = SimulatorRefund.Status.PENDING
                 refund = SimulatorRefund.objects.create(
                     gateway=self.code,
                     refund_id=request.refund_id,
@@ -334,14 +353,23 @@ class SimulatorConnector(Connector):
                     charge=charge,
                     amount=request.amount,
                     currency=request.currency,
-                    status=SimulatorRefund.Status.FAILED if problem else SimulatorRefund.Status.SUCCEEDED,
-                    error_code=ErrorCode.INVALID_REQUEST if problem else "",
+                    status=status,
+                    error_code=code,
                     error_message=clip(problem, 255),
                     reason=clip(request.reason, 255),
                 )
+                if status == SimulatorRefund.Status.PENDING:
+                    reference, gateway, delay = refund.reference, self.code, self.webhook_delay
+                    transaction.on_commit(
+                        lambda: simulator_refund_webhook_send.apply_async(args=[reference, gateway], countdown=delay)
+                    )
         except IntegrityError:
             # The same refund id arrived twice at once: the first one's answer.
             refund = SimulatorRefund.objects.get(gateway=self.code, refund_id=request.refund_id)
+            ending = None
+        if ending == REFUND_TIMEOUT:
+            # The gateway refunded, but its answer never reaches us.
+            raise GatewayTimeout(f"{self.code} did not answer for refund {request.refund_id}", counts_for_breaker=False)
         return refund_result(refund)
 
     # status --------------------------------------------------------------------------------

@@ -44,6 +44,14 @@ def refund_result(refund: SimulatorRefund) -> RefundResult:
     )
 
 
+def simulator_refund_complete(*, code: str, reference: str) -> SimulatorRefund:
+    """The simulator completes a pending refund (a conditional update: a retry changes nothing).
+    Raises SimulatorRefund.DoesNotExist for an unknown reference."""
+    refunds = SimulatorRefund.objects.filter(gateway=code, reference=reference)
+    refunds.filter(status=SimulatorRefund.Status.PENDING).update(status=SimulatorRefund.Status.SUCCEEDED)
+    return refunds.select_related("charge").get()
+
+
 def simulator_charge_complete(*, code: str, reference: str) -> SimulatorCharge:
     """The simulator settles a pending charge: authorized when it was sent with capture=False, else
     captured in full. Conditional updates, so a retry or a second worker changes nothing. Returns

@@ -62,6 +62,7 @@ class SimulatorRefund(models.Model):
     class Status(models.TextChoices):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        PENDING = "pending"  # amount ending in 20: completed by a signed webhook a little later
 
     gateway = models.CharField(max_length=32, help_text="The simulator's gateway code.")
     refund_id = models.CharField(max_length=64, help_text="PGI's refund id.")
