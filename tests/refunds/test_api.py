@@ -331,3 +331,17 @@ def test_a_refund_that_the_gateway_refuses_is_failed_with_its_code(api):
     payment = loads(api.get(f"{PAYMENTS_URL}/{payment_id}").content)
     assert (payment["status"], payment["refundedAmount"]) == (PaymentStatus.COMPLETED, Decimal("0.00"))
     assert accepted(refund(api, payment_id))["amount"] == Decimal("100.00")  # a failed refund frees its amount
+
+
+def test_the_refund_is_sent_by_the_task_queued_after_the_commit(api, django_capture_on_commit_callbacks, monkeypatch):
+    from pgi.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)  # the task runs here, as a worker would run it
+    payment_id = paid(api)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        body = accepted(refund(api, payment_id, {"amount": Decimal("30.00")}))
+
+    assert callbacks
+    assert api.get(f"{REFUNDS_URL}/{body['id']}").json()["status"] == "Completed"
+    assert api.get(f"{PAYMENTS_URL}/{payment_id}").json()["status"] == "PartiallyRefunded"
