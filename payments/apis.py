@@ -237,7 +237,9 @@ def _payment_meaning(request) -> dict | None:
 
 def _with_location(request, response):
     """A 201 names the new payment's URL, also when it is a replay."""
-    return with_location(request, response, status_code=status.HTTP_201_CREATED, url_name="payment-detail", kwarg="payment_id")
+    return with_location(
+        request, response, status_code=status.HTTP_201_CREATED, url_name="payment-detail", kwarg="payment_id"
+    )
 
 
 def _created_answer(payment: Payment) -> tuple[Response, bool]:

@@ -83,8 +83,13 @@ REFUND_ACCEPTED_EXAMPLE = OpenApiExample(
 )
 REFUND_EXAMPLE = OpenApiExample(
     "A completed refund",
-    value={**EXAMPLE_REFUND, "status": "Completed", "gatewayReference": "sim_re_4Kd8PzQ2", "timestamp": "2024-05-18T09:10:13Z",
-           "updatedAt": "2024-05-18T09:10:13Z"},
+    value={
+        **EXAMPLE_REFUND,
+        "status": "Completed",
+        "gatewayReference": "sim_re_4Kd8PzQ2",
+        "timestamp": "2024-05-18T09:10:13Z",
+        "updatedAt": "2024-05-18T09:10:13Z",
+    },
     response_only=True,
     status_codes=["200"],
 )
@@ -236,7 +241,9 @@ class PaymentRefundsApi(ApiView):
     )
     def post(self, request, payment_id: str):
         response = self._create(request, payment_id)
-        return with_location(request, response, status_code=status.HTTP_202_ACCEPTED, url_name="refund-detail", kwarg="refund_id")
+        return with_location(
+            request, response, status_code=status.HTTP_202_ACCEPTED, url_name="refund-detail", kwarg="refund_id"
+        )
 
     @idempotent(meaning=_refund_meaning, answer_linked=_accepted_answer)
     def _create(self, request, payment_id: str):
@@ -267,7 +274,8 @@ class PaymentRefundsApi(ApiView):
     def get(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
         queryset = refund_list(principal=request.user, payment=payment)
-        return _page(self, request, _filtered(RefundPageFilter(request.query_params, queryset=queryset, request=request)))
+        filterset = RefundPageFilter(request.query_params, queryset=queryset, request=request)
+        return _page(self, request, _filtered(filterset))
 
 
 def _help(filter_name: str) -> str:
@@ -294,7 +302,9 @@ class RefundCollectionApi(ApiView):
                 description=_help("status"),
             ),
             OpenApiParameter(
-                "paymentId", {"type": "string", "pattern": "^pay_[0-9a-hjkmnp-tv-z]{26}$"}, description=_help("paymentId")
+                "paymentId",
+                {"type": "string", "pattern": "^pay_[0-9a-hjkmnp-tv-z]{26}$"},
+                description=_help("paymentId"),
             ),
             OpenApiParameter("currency", str, pattern="^[A-Z]{3}$", description=_help("currency")),
             OpenApiParameter("createdFrom", OpenApiTypes.DATETIME, description=_help("createdFrom")),

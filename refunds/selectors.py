@@ -24,7 +24,9 @@ def refund_list(*, principal: Principal, payment: Payment | None = None) -> Quer
 def refund_get(*, principal: Principal, refund_id: str) -> Refund:
     """Raises NotFound for a refund that does not exist or that the caller may not see; an id no
     refund can have (see pgi.ids) is refused without a query."""
-    refund = refund_list(principal=principal).filter(pk=refund_id).first() if is_id(refund_id, REFUND_ID_PREFIX) else None
+    refund = None
+    if is_id(refund_id, REFUND_ID_PREFIX):
+        refund = refund_list(principal=principal).filter(pk=refund_id).first()
     if refund is None:
         raise NotFound("No refund with this id.", code="REFUND_NOT_FOUND")
     return refund

@@ -62,7 +62,7 @@ def other_api(other_merchant):
 def test_a_partial_refund_is_accepted_pending_then_completed_and_shown_on_the_payment(api):
     payment_id = paid(api)
 
-    response = refund(api, payment_id, {"amount": Decimal("30"), "reason": "Returned item", "metadata": {"rma": "77"}})
+    response = refund(api, payment_id, {"amount": Decimal(30), "reason": "Returned item", "metadata": {"rma": "77"}})
 
     body = accepted(response)
     assert set(body) == REFUND_FIELDS
@@ -131,15 +131,15 @@ def test_more_decimals_than_the_currency_has_are_refused(api):
     assert_error(refund(api, payment_id, {"amount": Decimal("10.001")}), 400, "VALIDATION_ERROR", field="amount")
     yen = paid(api, "500", currency="JPY")
     assert_error(refund(api, yen, {"amount": Decimal("1.5")}), 400, "VALIDATION_ERROR", field="amount")
-    assert b'"amount":100' in refund(api, yen, {"amount": Decimal("100")}).content
+    assert b'"amount":100' in refund(api, yen, {"amount": Decimal(100)}).content
 
 
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
         ({"amount": "10.00"}, "amount", "Must be a JSON number."),
-        ({"amount": Decimal("0")}, "amount", "Must be greater than zero."),
-        ({"amount": Decimal("-5")}, "amount", "Must be greater than zero."),
+        ({"amount": Decimal(0)}, "amount", "Must be greater than zero."),
+        ({"amount": Decimal(-5)}, "amount", "Must be greater than zero."),
         ({"reason": 12}, "reason", "Must be a JSON string."),
         ({"reason": "x" * 256}, "reason", None),
         ({"metadata": {"a": 1}}, "metadata.a", "Must be a JSON string."),
@@ -194,7 +194,7 @@ def test_a_retry_with_the_same_key_is_replayed_and_refunds_once(api):
     first = refund(api, payment_id, {"amount": Decimal("30.00"), "reason": ""}, **{"Idempotency-Key": "rf-1"})
 
     # The same meaning spelled otherwise: 30 for 30.00, the default reason left out.
-    again = refund(api, payment_id, {"amount": Decimal("30"), "metadata": {}}, **{"Idempotency-Key": "rf-1"})
+    again = refund(api, payment_id, {"amount": Decimal(30), "metadata": {}}, **{"Idempotency-Key": "rf-1"})
 
     assert accepted(again) == accepted(first)
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -254,7 +254,7 @@ def test_the_refunds_list_filters_by_payment_status_currency_and_time(api):
     done = accepted(refund(api, usd, {"amount": Decimal("10.00")}))["id"]
     refunds_process()
     pending = accepted(refund(api, usd, {"amount": Decimal("20.00")}))["id"]
-    in_yen = accepted(refund(api, yen, {"amount": Decimal("100")}))["id"]
+    in_yen = accepted(refund(api, yen, {"amount": Decimal(100)}))["id"]
     Refund.objects.filter(pk=done).update(created_at=timezone.now() - timedelta(days=2))
 
     assert ids(api.get(REFUNDS_URL)) == [in_yen, pending, done]
@@ -345,3 +345,11 @@ def test_the_refund_is_sent_by_the_task_queued_after_the_commit(api, django_capt
     assert callbacks
     assert api.get(f"{REFUNDS_URL}/{body['id']}").json()["status"] == "Completed"
     assert api.get(f"{PAYMENTS_URL}/{payment_id}").json()["status"] == "PartiallyRefunded"
+
+
+def test_a_post_without_a_body_refunds_all_that_remains(api):
+    payment_id = paid(api, "50.00")
+
+    response = api.generic("POST", refunds_url(payment_id))  # no body, no Content-Type
+
+    assert accepted(response)["amount"] == Decimal("50.00")
