@@ -268,7 +268,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SORT_OPERATIONS": "pgi.api.schema.payments_first",
-    "ENUM_NAME_OVERRIDES": {"PaymentStatus": "payments.models.PaymentStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatus": "payments.models.PaymentStatus",
+        "RefundStatus": "refunds.models.RefundStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "pgi.api.schema.add_payment_links",
@@ -277,6 +280,7 @@ SPECTACULAR_SETTINGS = {
     ],
     "TAGS": [
         {"name": "Payments", "description": "For merchants and the bank's systems, with an API key."},
+        {"name": "Refunds", "description": "Money given back on captured payments, with an API key."},
         {"name": "Gateways", "description": "For payment gateways only: their notifications, signed by them."},
     ],
 }

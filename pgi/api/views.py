@@ -1,5 +1,7 @@
 """The base of PGI's API views."""
 
+import json
+
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -28,6 +30,15 @@ class ApiView(APIView):
         unknown = sorted(set(request.query_params) - known)
         if unknown:
             raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
+
+
+def with_location(request, response, *, status_code: int, url_name: str, kwarg: str):
+    """A `status_code` answer names the new object's URL (`url_name`, its id in `kwarg`), also when
+    it is an Idempotency-Key replay (whose body is stored text)."""
+    if response.status_code == status_code:
+        body = response.data if isinstance(response, Response) else json.loads(response.content)
+        response["Location"] = request.build_absolute_uri(reverse(url_name, kwargs={kwarg: body["id"]}))
+    return response
 
 
 class ApiIndexApi(ApiView):
