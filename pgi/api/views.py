@@ -60,6 +60,7 @@ class ApiIndexApi(ApiView):
                 "version": settings.SPECTACULAR_SETTINGS["VERSION"],
                 "links": {
                     "payments": link("payments"),
+                    "refunds": link("refunds"),
                     "schema": link("schema"),
                     "swaggerUi": link("swagger-ui"),
                     "redoc": link("redoc"),
