@@ -43,6 +43,10 @@ class RefundStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
     verbose_name = "status change"
     verbose_name_plural = "status history"
 
+    def has_view_permission(self, request, obj=None):
+        # Part of the refund: whoever may see the refund sees how it got there.
+        return request.user.has_perm("refunds.view_refund")
+
     @admin.display(description="at (UTC)")
     def at(self, obj: RefundStatusChange) -> str:
         return instant(obj.created_at)

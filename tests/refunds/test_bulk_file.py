@@ -271,3 +271,17 @@ def test_payments_are_locked_in_id_order_whatever_the_order_of_the_rows(merchant
 
     assert outcome["file"].outcome == RefundFile.Outcome.ACCEPTED
     assert Refund.objects.filter(refund_file=outcome["file"]).count() == 2
+
+
+def test_without_postgresql_the_refunds_are_written_with_bulk_create(merchant, uploader, monkeypatch):
+    """SQLite, the embedded default for development, has no COPY: the same rows go through bulk_create."""
+    payments = captured_payments(merchant, 3)
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+
+    refund_file = refund_file_upload(name="dev.csv", content=csv_bytes([(p.id, "1.00", "", f"k{i}") for i, p in enumerate(payments)]), user=uploader)
+
+    monkeypatch.undo()
+    refunds = Refund.objects.filter(refund_file=refund_file)
+    assert refund_file.outcome == RefundFile.Outcome.ACCEPTED and refunds.count() == 3
+    assert set(refunds.values_list("operation__idempotency_key", flat=True)) == set(refunds.values_list("id", flat=True))
+    assert RefundStatusChange.objects.filter(refund__in=refunds).count() == 3
