@@ -21,7 +21,6 @@ from payments.admin import GatewayFilter, payment_inline_add
 from payments.models import Payment
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
-from pgi.admin_site import Panel
 from pgi.errors import BusinessRuleViolation
 from pgi.money import format_money
 
@@ -322,29 +321,5 @@ class PaymentRefundInline(ReadOnlyAdminMixin, admin.TabularInline):
 # payments imports no refunds: refunds puts its list on the payment's page itself.
 payment_inline_add(PaymentRefundInline)
 
-
-# --- The index page: the refunds staff must look at -----------------------------------------------
-
-
-def refunds_panel_context(request) -> dict:
-    changelist = reverse("admin:refunds_refund_changelist")
-    flagged = Refund.objects.filter(needs_attention=True).count()
-    failed = failed_not_retried(Refund.objects.all()).count()
-    return {
-        "flagged": flagged,
-        "failed": failed,
-        "flagged_url": f"{changelist}?attention=yes",
-        "failed_url": f"{changelist}?attention=failed",
-        "upload_url": reverse("admin:refunds_refundfile_add") if request.user.has_perm("refunds.upload_refundfile") else "",
-    }
-
-
-admin.site.register_panel(
-    Panel(
-        template="admin/refunds/attention.html",
-        context=refunds_panel_context,
-        visible=lambda request: request.user.has_perm("refunds.view_refund"),
-    )
-)
 
 from . import admin_files  # noqa: E402,F401  (registers the bulk files' admin)

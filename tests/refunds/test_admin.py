@@ -210,15 +210,6 @@ def test_restart_clears_a_flag(officer, payment):
     assert any("Restarted 1 refund" in text for text in told(response))
 
 
-def test_the_index_panel_counts_the_refunds_needing_staff(officer, payment):
-    failed_refund(payment)
-    flagged_refund(payment)
-
-    html = officer.get(reverse("admin:index")).content.decode()
-
-    assert 'id="pgi-refunds"' in html and "Flagged: 1" in html and "Failed, not retried: 1" in html
-
-
 # --- Bulk files --------------------------------------------------------------------------------------
 
 UPLOAD = "admin:refunds_refundfile_add"
