@@ -97,7 +97,8 @@ class CancelForm(forms.Form):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "payment_link", "merchant_code", "amount_display", "status", "gateway", "attention", "created"]
+    # A flagged refund is marked beside its status: one column fewer, so that the list fits a laptop.
+    list_display = ["id", "payment_link", "merchant_code", "amount_display", "status_flag", "gateway", "created"]
     list_filter = [AttentionFilter, "status", GatewayFilter, "merchant", "source", ("created_at", admin.DateFieldListFilter), RefundFileFilter]
     list_select_related = ["merchant"]
     date_hierarchy = "created_at"
@@ -236,11 +237,11 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def amount_display(self, obj: Refund) -> str:
         return format_money(obj.amount, obj.currency)
 
-    @admin.display(description="attention", ordering="-needs_attention", empty_value="")
-    def attention(self, obj: Refund) -> str:
+    @admin.display(description="status", ordering="status")
+    def status_flag(self, obj: Refund) -> str:
         if not obj.needs_attention:
-            return ""
-        return format_html('<span class="pgi-flag" title="{}">Flagged</span>', obj.attention_reason)
+            return obj.get_status_display()
+        return format_html('{} <span class="pgi-flag" title="{}">Flagged</span>', obj.get_status_display(), obj.attention_reason)
 
     @admin.display(description="staff attention")
     def attention_state(self, obj: Refund) -> str:
