@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
+from django.db.models.functions import Collate
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
@@ -217,7 +218,7 @@ def _amount(text: str) -> Decimal | RowError:
 def _accept(*, name: str, sha256: str, content: bytes, rows: list[Row], errors: list[RowError], user) -> RefundFile:
     """Check every row against the database (all errors at once, with those of their shape) and
     write the file's refunds, or raise _Rejected. A file already wrong in shape takes no lock."""
-    held = _lock(sorted({row.payment_id for row in rows}), lock=not errors)
+    held = _lock(sorted({row.payment_id for row in rows if is_id(row.payment_id, "pay")}), lock=not errors)
     errors = errors + _row_checks(rows, held) + _keys_used(rows)
     if errors:
         raise _Rejected(sorted(errors, key=lambda e: (e.row, e.column)))
@@ -252,11 +253,13 @@ def _accept(*, name: str, sha256: str, content: bytes, rows: list[Row], errors: 
 
 def _lock(payment_ids: list[str], lock: bool = True) -> dict[str, Held]:
     """The payments under their row locks, taken in id order (chunk after chunk, each ORDER BY id),
-    so two uploads, or an upload and a single refund, never wait on each other in a cycle."""
+    so two uploads, or an upload and a single refund, never wait on each other in a cycle.
+    `payment_ids` come sorted by code point, which is how "C" (SQLite: always) orders each chunk."""
     held = {}
+    by_code_point = Collate("pk", "C") if connection.vendor == "postgresql" else "pk"
     for start in range(0, len(payment_ids), BATCH):
         chunk = payment_ids[start : start + BATCH]
-        payments = Payment.objects.filter(pk__in=chunk).order_by("pk")
+        payments = Payment.objects.filter(pk__in=chunk).order_by(by_code_point)
         payments = (
             (payments.select_for_update() if lock else payments)
             .values_list("pk", "merchant_id", "currency", "gateway", "status", "amount", "captured_amount", "refunded_amount")
