@@ -92,8 +92,16 @@ def prepare(rows: int) -> bytes:
     for start in range(0, rows, 10_000):
         made = Payment.objects.bulk_create(
             [
-                Payment(merchant=merchant, amount=Decimal("10.00"), currency="USD", from_account="account123", status="Completed",
-                        status_changed_at=now, gateway="simulator", captured_amount=Decimal("10.00"))
+                Payment(
+                    merchant=merchant,
+                    amount=Decimal("10.00"),
+                    currency="USD",
+                    from_account="account123",
+                    status="Completed",
+                    status_changed_at=now,
+                    gateway="simulator",
+                    captured_amount=Decimal("10.00"),
+                )
                 for _ in range(min(10_000, rows - start))
             ]
         )
@@ -124,8 +132,11 @@ def run(content: bytes, rows: int) -> None:
     made = Refund.objects.filter(refund_file=refund_file).count()
     assert made == rows, made
     log(f"parse alone: {parse_seconds:.2f} s")
-    print(f"refund_file_upload: {rows:,} rows accepted in {seconds:.1f} s ({rows / seconds:,.0f} rows/s); "
-          f"{made:,} refunds, totals {refund_file.total_by_currency}", flush=True)
+    print(
+        f"refund_file_upload: {rows:,} rows accepted in {seconds:.1f} s ({rows / seconds:,.0f} rows/s); "
+        f"{made:,} refunds, totals {refund_file.total_by_currency}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -99,7 +99,15 @@ class CancelForm(forms.Form):
 class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # A flagged refund is marked beside its status: one column fewer, so that the list fits a laptop.
     list_display = ["id", "payment_link", "merchant_code", "amount_display", "status_flag", "gateway", "created"]
-    list_filter = [AttentionFilter, "status", GatewayFilter, "merchant", "source", ("created_at", admin.DateFieldListFilter), RefundFileFilter]
+    list_filter = [
+        AttentionFilter,
+        "status",
+        GatewayFilter,
+        "merchant",
+        "source",
+        ("created_at", admin.DateFieldListFilter),
+        RefundFileFilter,
+    ]
     list_select_related = ["merchant"]
     date_hierarchy = "created_at"
     show_full_result_count = False  # the exact count of a large table is a full scan
@@ -109,8 +117,25 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ["retry_failed", "cancel_pending", "restart_flagged"]
     inlines = [RefundStatusChangeInline]
     fieldsets = [
-        ("Refund", {"fields": ["id", "payment_link", "merchant", "amount_display", "status", "timestamp", "reason",
-                               "source", "refund_file_link", "failure_code", "failure_message", "retry_of"]}),
+        (
+            "Refund",
+            {
+                "fields": [
+                    "id",
+                    "payment_link",
+                    "merchant",
+                    "amount_display",
+                    "status",
+                    "timestamp",
+                    "reason",
+                    "source",
+                    "refund_file_link",
+                    "failure_code",
+                    "failure_message",
+                    "retry_of",
+                ]
+            },
+        ),
         ("Gateway", {"fields": ["gateway", "gateway_reference", "operation_state"]}),
         ("Attention", {"fields": ["attention_state"]}),
         ("Record", {"fields": ["metadata", "bulk_key", "api_key", "created", "updated"]}),
@@ -164,8 +189,13 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             url = reverse("admin:refunds_refund_change", args=[new.pk])
             self.message_user(
                 request,
-                format_html('Refund {} retried as <a href="{}">{}</a> ({}); it is sent now.', refund_id, url, new.pk,
-                            format_money(new.amount, new.currency)),
+                format_html(
+                    'Refund {} retried as <a href="{}">{}</a> ({}); it is sent now.',
+                    refund_id,
+                    url,
+                    new.pk,
+                    format_money(new.amount, new.currency),
+                ),
                 messages.SUCCESS,
             )
 
@@ -186,7 +216,10 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "subtitle": "Only a Pending refund that never reached its gateway can be cancelled",
             "opts": self.opts,
             "form": form,
-            "refunds": [{"refund": r, "amount": format_money(r.amount, r.currency), "created": instant(r.created_at)} for r in refunds],
+            "refunds": [
+                {"refund": r, "amount": format_money(r.amount, r.currency), "created": instant(r.created_at)}
+                for r in refunds
+            ],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "select_across": request.POST.get("select_across", "0"),
         }
@@ -227,7 +260,9 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="payment", ordering="payment_id")
     def payment_link(self, obj: Refund) -> str:
-        return format_html('<a href="{}">{}</a>', reverse("admin:payments_payment_change", args=[obj.payment_id]), obj.payment_id)
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:payments_payment_change", args=[obj.payment_id]), obj.payment_id
+        )
 
     @admin.display(description="merchant", ordering="merchant__code")
     def merchant_code(self, obj: Refund) -> str:
@@ -241,7 +276,9 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def status_flag(self, obj: Refund) -> str:
         if not obj.needs_attention:
             return obj.get_status_display()
-        return format_html('{} <span class="pgi-flag" title="{}">Flagged</span>', obj.get_status_display(), obj.attention_reason)
+        return format_html(
+            '{} <span class="pgi-flag" title="{}">Flagged</span>', obj.get_status_display(), obj.attention_reason
+        )
 
     @admin.display(description="staff attention")
     def attention_state(self, obj: Refund) -> str:
@@ -256,7 +293,10 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="gateway operation")
     def operation_state(self, obj: Refund) -> str:
         op = obj.operation
-        parts = [f"{op.kind} {op.idempotency_key}: {op.get_status_display()}", f"tries without an answer: {op.attempts}"]
+        parts = [
+            f"{op.kind} {op.idempotency_key}: {op.get_status_display()}",
+            f"tries without an answer: {op.attempts}",
+        ]
         if op.in_flight:
             parts.append(f"next look: {instant(op.next_look_at)}" if op.next_look_at else "no next look (staff must)")
             if op.lease_expires_at and op.lease_expires_at > timezone.now():

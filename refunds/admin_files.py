@@ -52,7 +52,19 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["uploaded_by"]
     date_hierarchy = "uploaded_at"
     list_per_page = 50
-    fields = ["name", "outcome", "rows", "totals", "errors", "uploaded_by", "uploaded", "sha256", "refunds_link", "downloads", "error_preview"]
+    fields = [
+        "name",
+        "outcome",
+        "rows",
+        "totals",
+        "errors",
+        "uploaded_by",
+        "uploaded",
+        "sha256",
+        "refunds_link",
+        "downloads",
+        "error_preview",
+    ]
 
     def get_queryset(self, request):
         # The content (up to 20 MB) and the report are read only when downloaded.
@@ -154,8 +166,17 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def downloads(self, obj: RefundFile) -> str:
         links = [(reverse("admin:refunds_refundfile_file", args=[obj.pk]), "the file as uploaded", "download-file")]
         if obj.errors:
-            links.insert(0, (reverse("admin:refunds_refundfile_report", args=[obj.pk]), "the error report (CSV)", "download-report"))
-        return format_html_join(" · ", '<a href="{}" id="{}">{}</a>', ((url, anchor, text) for url, text, anchor in links))
+            links.insert(
+                0,
+                (
+                    reverse("admin:refunds_refundfile_report", args=[obj.pk]),
+                    "the error report (CSV)",
+                    "download-report",
+                ),
+            )
+        return format_html_join(
+            " · ", '<a href="{}" id="{}">{}</a>', ((url, anchor, text) for url, text, anchor in links)
+        )
 
     @admin.display(description="errors (first 50; every one is in the report)")
     def error_preview(self, obj: RefundFile) -> str:

@@ -98,7 +98,9 @@ def refund_file_upload(*, name: str, content: bytes, user) -> RefundFile:
     if rows:
         try:
             with transaction.atomic():
-                return _accept(name=clip(name, 255), sha256=sha256, content=content, rows=rows, errors=errors, user=user)
+                return _accept(
+                    name=clip(name, 255), sha256=sha256, content=content, rows=rows, errors=errors, user=user
+                )
         except _Rejected as rejected:  # the transaction is rolled back: no row written, locks released
             errors = rejected.errors
     return RefundFile.objects.create(
@@ -114,7 +116,11 @@ def refund_file_upload(*, name: str, content: bytes, user) -> RefundFile:
 
 
 def _refuse_if_accepted(sha256: str) -> None:
-    earlier = RefundFile.objects.filter(sha256=sha256, outcome=RefundFile.Outcome.ACCEPTED).select_related("uploaded_by").first()
+    earlier = (
+        RefundFile.objects.filter(sha256=sha256, outcome=RefundFile.Outcome.ACCEPTED)
+        .select_related("uploaded_by")
+        .first()
+    )
     if earlier is not None:
         raise RefundFileRefused(
             f"This content was accepted before, as file #{earlier.pk} {earlier.name!r} uploaded by "
@@ -141,7 +147,9 @@ def refund_file_parse(content: bytes) -> tuple[list[Row], list[RowError]]:
         text = content.decode("utf-8-sig")  # a spreadsheet's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError as exc:
         line = content[: exc.start].count(b"\n") + 1
-        return [], [RowError(line, "", "NOT_UTF8", f"not UTF-8 text (byte {exc.start + 1}): save the file as CSV UTF-8")]
+        return [], [
+            RowError(line, "", "NOT_UTF8", f"not UTF-8 text (byte {exc.start + 1}): save the file as CSV UTF-8")
+        ]
     if "\x00" in text:
         return [], [RowError(1, "", "NOT_TEXT", "the file holds NUL characters: it is not a CSV file")]
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -166,9 +174,19 @@ def refund_file_parse(content: bytes) -> tuple[list[Row], list[RowError]]:
 
 def _header_errors(header: list[str]) -> list[RowError]:
     known = (*REQUIRED_COLUMNS, KEY_COLUMN)
-    errors = [RowError(1, c, "MISSING_COLUMN", f"the header has no {c} column") for c in REQUIRED_COLUMNS if c not in header]
-    errors += [RowError(1, c, "UNKNOWN_COLUMN", f"unknown column; the columns are {', '.join(known)}") for c in header if c not in known]
-    errors += [RowError(1, c, "DUPLICATE_COLUMN", "the column appears twice") for c in sorted(set(header)) if header.count(c) > 1]
+    errors = [
+        RowError(1, c, "MISSING_COLUMN", f"the header has no {c} column") for c in REQUIRED_COLUMNS if c not in header
+    ]
+    errors += [
+        RowError(1, c, "UNKNOWN_COLUMN", f"unknown column; the columns are {', '.join(known)}")
+        for c in header
+        if c not in known
+    ]
+    errors += [
+        RowError(1, c, "DUPLICATE_COLUMN", "the column appears twice")
+        for c in sorted(set(header))
+        if header.count(c) > 1
+    ]
     return errors
 
 
@@ -181,7 +199,14 @@ def _row(number: int, header: list[str], cells: list[str], seen_keys: dict[str, 
     if not payment_id:
         errors.append(RowError(number, "payment_id", "PAYMENT_ID_REQUIRED", "no payment id"))
     elif not is_id(payment_id, "pay"):
-        errors.append(RowError(number, "payment_id", "INVALID_PAYMENT_ID", f"{clip(value.get('payment_id', ''), 40)!r} is not a payment id (pay_ and 26 characters)"))
+        errors.append(
+            RowError(
+                number,
+                "payment_id",
+                "INVALID_PAYMENT_ID",
+                f"{clip(value.get('payment_id', ''), 40)!r} is not a payment id (pay_ and 26 characters)",
+            )
+        )
     amount = _amount(value.get("amount", ""))
     if isinstance(amount, RowError):
         errors.append(RowError(number, "amount", amount.code, amount.error))
@@ -193,7 +218,14 @@ def _row(number: int, header: list[str], cells: list[str], seen_keys: dict[str, 
     if len(key) > KEY_MAX:
         errors.append(RowError(number, KEY_COLUMN, "KEY_TOO_LONG", f"{len(key)} characters; at most {KEY_MAX}"))
     elif key and key in seen_keys:
-        errors.append(RowError(number, KEY_COLUMN, "DUPLICATE_KEY_IN_FILE", f"{key!r} is also on row {seen_keys[key]}; a key names one refund"))
+        errors.append(
+            RowError(
+                number,
+                KEY_COLUMN,
+                "DUPLICATE_KEY_IN_FILE",
+                f"{key!r} is also on row {seen_keys[key]}; a key names one refund",
+            )
+        )
     elif key:
         seen_keys[key] = number
     return Row(number, payment_id, amount, clip(reason, REASON_MAX), key), errors
@@ -203,7 +235,9 @@ def _amount(text: str) -> Decimal | RowError:
     if not text:
         return RowError(0, "", "AMOUNT_REQUIRED", "no amount")
     if not AMOUNT_SHAPE.fullmatch(text):
-        return RowError(0, "", "INVALID_AMOUNT", f"{clip(text, 40)!r} is not an amount: digits, and a point before decimals (12.50)")
+        return RowError(
+            0, "", "INVALID_AMOUNT", f"{clip(text, 40)!r} is not an amount: digits, and a point before decimals (12.50)"
+        )
     amount = Decimal(text)
     if amount <= 0:
         return RowError(0, "", "AMOUNT_NOT_POSITIVE", f"{text} is not greater than zero")
@@ -260,9 +294,8 @@ def _lock(payment_ids: list[str], lock: bool = True) -> dict[str, Held]:
     for start in range(0, len(payment_ids), BATCH):
         chunk = payment_ids[start : start + BATCH]
         payments = Payment.objects.filter(pk__in=chunk).order_by(by_code_point)
-        payments = (
-            (payments.select_for_update() if lock else payments)
-            .values_list("pk", "merchant_id", "currency", "gateway", "status", "amount", "captured_amount", "refunded_amount")
+        payments = (payments.select_for_update() if lock else payments).values_list(
+            "pk", "merchant_id", "currency", "gateway", "status", "amount", "captured_amount", "refunded_amount"
         )
         in_flight = dict(
             Refund.objects.filter(payment_id__in=chunk, status=RefundStatus.PENDING)
@@ -274,7 +307,9 @@ def _lock(payment_ids: list[str], lock: bool = True) -> dict[str, Held]:
             captured = captured if captured is not None else amount
             pending = in_flight.get(pk) or Decimal(0)
             # services.refund_available's rule, for a set of payments at once.
-            held[pk] = Held(merchant_id, currency, gateway, status, captured - refunded - pending, captured, refunded, pending)
+            held[pk] = Held(
+                merchant_id, currency, gateway, status, captured - refunded - pending, captured, refunded, pending
+            )
     return held
 
 
@@ -288,23 +323,42 @@ def _row_checks(rows: list[Row], held: dict[str, Held]) -> list[RowError]:
             errors.append(RowError(row.number, "payment_id", "PAYMENT_NOT_FOUND", f"no payment {row.payment_id}"))
             continue
         if payment.status not in REFUNDABLE:
-            errors.append(RowError(row.number, "payment_id", "PAYMENT_NOT_REFUNDABLE",
-                                   f"the payment is {payment.status}; only a Completed or PartiallyRefunded one can be refunded"))
+            errors.append(
+                RowError(
+                    row.number,
+                    "payment_id",
+                    "PAYMENT_NOT_REFUNDABLE",
+                    f"the payment is {payment.status}; only a Completed or PartiallyRefunded one can be refunded",
+                )
+            )
             continue
         if row.amount is None:
             continue
         code = payment.currency
         if not fits_currency(row.amount, code):
-            errors.append(RowError(row.number, "amount", "AMOUNT_PRECISION",
-                                   f"{code} allows at most {currency_exponent(code)} decimal places"))
+            errors.append(
+                RowError(
+                    row.number,
+                    "amount",
+                    "AMOUNT_PRECISION",
+                    f"{code} allows at most {currency_exponent(code)} decimal places",
+                )
+            )
             continue
         taken[row.payment_id] += row.amount
         if taken[row.payment_id] > payment.available:
-            errors.append(RowError(row.number, "amount", "REFUND_EXCEEDS_AVAILABLE", (
-                f"the file's refunds of {row.payment_id} reach {quantize(taken[row.payment_id], code)} {code} here; "
-                f"{quantize(max(payment.available, Decimal(0)), code)} remains (captured {quantize(payment.captured, code)}, "
-                f"refunded {quantize(payment.refunded, code)}, pending {quantize(payment.in_flight, code)})"
-            )))
+            errors.append(
+                RowError(
+                    row.number,
+                    "amount",
+                    "REFUND_EXCEEDS_AVAILABLE",
+                    (
+                        f"the file's refunds of {row.payment_id} reach {quantize(taken[row.payment_id], code)} {code} here; "
+                        f"{quantize(max(payment.available, Decimal(0)), code)} remains (captured {quantize(payment.captured, code)}, "
+                        f"refunded {quantize(payment.refunded, code)}, pending {quantize(payment.in_flight, code)})"
+                    ),
+                )
+            )
     return errors
 
 
@@ -313,7 +367,9 @@ def _keys_used(rows: list[Row]) -> list[RowError]:
     numbers = {row.key: row.number for row in rows if row.key}
     keys, errors = sorted(numbers), []
     for start in range(0, len(keys), BATCH):
-        used = Refund.objects.filter(bulk_key__in=keys[start : start + BATCH]).values_list("bulk_key", "pk", "refund_file_id")
+        used = Refund.objects.filter(bulk_key__in=keys[start : start + BATCH]).values_list(
+            "bulk_key", "pk", "refund_file_id"
+        )
         errors += [
             RowError(numbers[key], KEY_COLUMN, "KEY_ALREADY_USED", f"{key!r} is refund {pk}'s, from file #{file_id}")
             for key, pk, file_id in used
@@ -328,19 +384,47 @@ def _write(rows: list[Row], held: dict[str, Held], refund_file: RefundFile) -> N
     _insert(
         GatewayOperation,
         ("payment_id", "kind", "amount", "idempotency_key", "next_look_at"),
-        [(row.payment_id, OperationKind.REFUND, row.amount, refund_id, now) for row, refund_id in zip(rows, ids, strict=True)],
+        [
+            (row.payment_id, OperationKind.REFUND, row.amount, refund_id, now)
+            for row, refund_id in zip(rows, ids, strict=True)
+        ],
     )
     operation_ids = _operation_ids(ids)
-    columns = ("id", "payment_id", "merchant_id", "operation_id", "amount", "currency", "reason", "source",
-               "refund_file_id", "status", "status_changed_at", "gateway", "bulk_key")
+    columns = (
+        "id",
+        "payment_id",
+        "merchant_id",
+        "operation_id",
+        "amount",
+        "currency",
+        "reason",
+        "source",
+        "refund_file_id",
+        "status",
+        "status_changed_at",
+        "gateway",
+        "bulk_key",
+    )
     values = []
     for row, refund_id in zip(rows, ids, strict=True):
         payment = held[row.payment_id]
-        values.append((
-            refund_id, row.payment_id, payment.merchant_id, operation_ids[refund_id], quantize(row.amount, payment.currency),
-            payment.currency, row.reason, RefundSource.BULK_FILE, refund_file.pk, RefundStatus.PENDING, now, payment.gateway,
-            row.key or None,
-        ))
+        values.append(
+            (
+                refund_id,
+                row.payment_id,
+                payment.merchant_id,
+                operation_ids[refund_id],
+                quantize(row.amount, payment.currency),
+                payment.currency,
+                row.reason,
+                RefundSource.BULK_FILE,
+                refund_file.pk,
+                RefundStatus.PENDING,
+                now,
+                payment.gateway,
+                row.key or None,
+            )
+        )
     _insert(Refund, columns, values)
     why = clip(f"received in bulk file #{refund_file.pk} {refund_file.name}", 255)
     _insert(

@@ -23,7 +23,9 @@ def refund_files(principal, django_user_model, tmp_path):
     django_user_model.objects.create_superuser("staff", "staff@example.com", "correct-horse-battery")
     payments = []
     for amount, currency in [("100.00", "USD"), ("250.00", "USD"), ("12000", "JPY")]:
-        draft = payment_validate(principal=principal, amount=Decimal(amount), currency=currency, from_account="account123", to_merchant=None)
+        draft = payment_validate(
+            principal=principal, amount=Decimal(amount), currency=currency, from_account="account123", to_merchant=None
+        )
         payments.append(payment_process(draft=draft, principal=principal))
     usd, usd_2, jpy = payments
     refund_create(payment_id=usd.id, amount=Decimal("60.00"), reason="partial return")
@@ -46,7 +48,9 @@ def refund_files(principal, django_user_model, tmp_path):
     return bad, good
 
 
-def test_a_rejected_file_shows_its_errors_and_the_corrected_one_is_accepted(live_server, plain_static, refund_files, browser, artifacts):
+def test_a_rejected_file_shows_its_errors_and_the_corrected_one_is_accepted(
+    live_server, plain_static, refund_files, browser, artifacts
+):
     bad, good = refund_files
     page = logged_in_page(browser, live_server)
 
@@ -73,7 +77,9 @@ def test_a_rejected_file_shows_its_errors_and_the_corrected_one_is_accepted(live
     page.goto(f"{live_server.url}/admin/refunds/refundfile/add/")
     page.set_input_files("#id_file", str(good))
     page.click("#refund-file-form input[type=submit]")
-    sync_api.expect(page.locator(".messagelist .success")).to_contain_text("Accepted returns-december-fixed.csv: 3 refund(s)")
+    sync_api.expect(page.locator(".messagelist .success")).to_contain_text(
+        "Accepted returns-december-fixed.csv: 3 refund(s)"
+    )
     sync_api.expect(page.locator("div.field-totals")).to_contain_text("500 JPY, 52.35 USD")
     page.screenshot(path=artifacts / "admin-refund-file-accepted.png", full_page=True)
 

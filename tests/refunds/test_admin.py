@@ -46,7 +46,9 @@ def payment(principal):
 @pytest.fixture
 def officer(client, django_user_model):
     """Staff who may see refunds and retry, cancel and restart them."""
-    user = staff_with(django_user_model, "officer", "view_refund", "view_payment", "retry_refund", "cancel_refund", "restart_refund")
+    user = staff_with(
+        django_user_model, "officer", "view_refund", "view_payment", "retry_refund", "cancel_refund", "restart_refund"
+    )
     client.force_login(user)
     return client
 
@@ -78,7 +80,9 @@ def test_filters_by_status_attention_gateway_merchant_and_file(viewer, payment, 
     failed = failed_refund(payment)
     flagged = flagged_refund(payment)
     (elsewhere,) = captured_payments(other_merchant, 1)
-    refund_file = refund_file_upload(name="f.csv", content=f"payment_id,amount,reason\n{elsewhere.id},1.00,x\n".encode(), user=uploader)
+    refund_file = refund_file_upload(
+        name="f.csv", content=f"payment_id,amount,reason\n{elsewhere.id},1.00,x\n".encode(), user=uploader
+    )
     from_file = Refund.objects.get(refund_file=refund_file)
 
     assert set(found(viewer, status__exact="Failed")) == {failed}
@@ -182,7 +186,9 @@ def test_cancel_asks_for_a_reason_first(officer, payment):
 
     cancelled = Refund.objects.get(pk=pending.pk)
     assert (cancelled.status, cancelled.failure_code, cancelled.failure_message) == (
-        RefundStatus.CANCELLED, "CANCELLED_BY_STAFF", "customer withdrew",
+        RefundStatus.CANCELLED,
+        "CANCELLED_BY_STAFF",
+        "customer withdrew",
     )
     assert "cancelled by officer: customer withdrew" in cancelled.status_changes.last().reason
     assert any("Cancelled 1 refund" in text for text in told(done))
@@ -190,14 +196,19 @@ def test_cancel_asks_for_a_reason_first(officer, payment):
 
 def test_cancel_is_refused_for_a_refund_that_may_have_reached_the_gateway(officer, payment):
     sent = refund_create(payment_id=payment.id, amount=Decimal("2.00"))
-    GatewayAttempt.objects.create(payment=payment, operation="refund", gateway="simulator", idempotency_key=sent.pk, outcome="timeout")
+    GatewayAttempt.objects.create(
+        payment=payment, operation="refund", gateway="simulator", idempotency_key=sent.pk, outcome="timeout"
+    )
     unsent = refund_create(payment_id=payment.id, amount=Decimal("3.00"))
 
     response = act(officer, "cancel_pending", [sent, unsent], post="yes", reason="duplicate")
 
     assert Refund.objects.get(pk=sent.pk).status == RefundStatus.PENDING
     assert Refund.objects.get(pk=unsent.pk).status == RefundStatus.CANCELLED
-    assert any(sent.pk in text and "REFUND_NOT_CANCELLABLE" in text and "may have reached the gateway" in text for text in told(response))
+    assert any(
+        sent.pk in text and "REFUND_NOT_CANCELLABLE" in text and "may have reached the gateway" in text
+        for text in told(response)
+    )
 
 
 def test_restart_clears_a_flag(officer, payment):
@@ -216,7 +227,9 @@ UPLOAD = "admin:refunds_refundfile_add"
 
 
 def upload(client, content: bytes, name="refunds.csv"):
-    return client.post(reverse(UPLOAD), {"file": SimpleUploadedFile(name, content, content_type="text/csv")}, follow=True)
+    return client.post(
+        reverse(UPLOAD), {"file": SimpleUploadedFile(name, content, content_type="text/csv")}, follow=True
+    )
 
 
 def test_only_staff_with_the_upload_permission_reach_the_upload_page(viewer, client, uploader):
@@ -259,7 +272,11 @@ def test_a_rejected_upload_shows_its_errors_and_the_report_downloads(client, upl
     report = client.get(reverse("admin:refunds_refundfile_report", args=[refund_file.pk]))
     assert report["Content-Type"].startswith("text/csv") and "attachment" in report["Content-Disposition"]
     lines = list(csv.reader(io.StringIO(report.content.decode())))
-    assert [line[:3] for line in lines] == [["row", "column", "code"], ["2", "amount", "REFUND_EXCEEDS_AVAILABLE"], ["3", "payment_id", "INVALID_PAYMENT_ID"]]
+    assert [line[:3] for line in lines] == [
+        ["row", "column", "code"],
+        ["2", "amount", "REFUND_EXCEEDS_AVAILABLE"],
+        ["3", "payment_id", "INVALID_PAYMENT_ID"],
+    ]
 
 
 def test_the_same_file_uploaded_again_is_refused_on_the_form(client, uploader, merchant):

@@ -65,14 +65,26 @@ def test_a_file_of_two_thousand_rows_is_accepted_whole(merchant, uploader):
     assert refunds.count() == 2000
     assert set(refunds.values_list("status", "source")) == {(RefundStatus.PENDING, RefundSource.BULK_FILE)}
     first = refunds.get(bulk_key="usd-0-a")
-    assert (first.payment_id, first.amount, first.currency, first.reason) == (usd[0].id, Decimal("4.00"), "USD", "damaged")
+    assert (first.payment_id, first.amount, first.currency, first.reason) == (
+        usd[0].id,
+        Decimal("4.00"),
+        "USD",
+        "damaged",
+    )
     assert refunds.filter(bulk_key__isnull=True).count() == 500
     operations = GatewayOperation.objects.filter(kind=OperationKind.REFUND)
     assert operations.count() == 2000
     assert operations.filter(status=OperationStatus.PENDING, next_look_at__lte=timezone.now()).count() == 2000
     assert set(refunds.values_list("id", flat=True)) == set(operations.values_list("idempotency_key", flat=True))
-    assert set(refunds.values_list("operation__idempotency_key", flat=True)) == set(refunds.values_list("id", flat=True))
-    assert RefundStatusChange.objects.filter(refund__refund_file=refund_file, to_status=RefundStatus.PENDING, source="bulk_file").count() == 2000
+    assert set(refunds.values_list("operation__idempotency_key", flat=True)) == set(
+        refunds.values_list("id", flat=True)
+    )
+    assert (
+        RefundStatusChange.objects.filter(
+            refund__refund_file=refund_file, to_status=RefundStatus.PENDING, source="bulk_file"
+        ).count()
+        == 2000
+    )
     assert len(signalled) == 2000 and {(s[1], s[2]) for s in signalled} == {("", RefundSource.BULK_FILE)}
     assert took < 20, f"2000 rows took {took:.1f} s"
 
@@ -88,7 +100,9 @@ def test_the_batch_job_sends_a_files_refunds_to_the_gateway(principal, uploader)
 
     assert refunds_process() == {"completed": 2, "failed": 0, "waiting": 0, "flagged": 0}
 
-    assert set(Refund.objects.filter(refund_file=refund_file).values_list("status", flat=True)) == {RefundStatus.COMPLETED}
+    assert set(Refund.objects.filter(refund_file=refund_file).values_list("status", flat=True)) == {
+        RefundStatus.COMPLETED
+    }
     assert sorted(Payment.objects.filter(pk__in=[p.id for p in payments]).values_list("status", flat=True)) == [
         PaymentStatus.PARTIALLY_REFUNDED,
         PaymentStatus.REFUNDED,
@@ -99,7 +113,9 @@ def test_every_kind_of_row_error_is_reported_and_nothing_is_written(merchant, up
     usd = captured_payments(merchant, 6, amount="10.00")
     (jpy,) = captured_payments(merchant, 1, amount="1000", currency="JPY")
     (authorized,) = captured_payments(merchant, 1, status=PaymentStatus.AUTHORIZED)
-    earlier = refund_file_upload(name="earlier.csv", content=csv_bytes([(usd[5].id, "1.00", "", "used-key")]), user=uploader)
+    earlier = refund_file_upload(
+        name="earlier.csv", content=csv_bytes([(usd[5].id, "1.00", "", "used-key")]), user=uploader
+    )
     assert earlier.outcome == RefundFile.Outcome.ACCEPTED
     refund_create(payment_id=usd[4].id, amount=Decimal("8.00"))  # Pending: 2.00 of usd[4] remains
     missing = "pay_" + "0" * 26
@@ -159,7 +175,14 @@ def test_every_kind_of_row_error_is_reported_and_nothing_is_written(merchant, up
         (b"payment_id,amount,reason,note\n", {("1", "note", "UNKNOWN_COLUMN")}),
         (b"payment_id,amount,reason,amount\n", {("1", "amount", "DUPLICATE_COLUMN")}),
         (b"payment_id,amount,reason\n\n", {("1", "", "NO_ROWS")}),
-        (b"", {("1", "reason", "MISSING_COLUMN"), ("1", "amount", "MISSING_COLUMN"), ("1", "payment_id", "MISSING_COLUMN")}),
+        (
+            b"",
+            {
+                ("1", "reason", "MISSING_COLUMN"),
+                ("1", "amount", "MISSING_COLUMN"),
+                ("1", "payment_id", "MISSING_COLUMN"),
+            },
+        ),
         (b"payment_id,amount,reason\npay_x,1,caf\xe9\n", {("2", "", "NOT_UTF8")}),
     ],
     ids=["missing column", "unknown column", "column twice", "no rows", "empty", "not utf-8"],
@@ -278,10 +301,14 @@ def test_without_postgresql_the_refunds_are_written_with_bulk_create(merchant, u
     payments = captured_payments(merchant, 3)
     monkeypatch.setattr(connection, "vendor", "sqlite")
 
-    refund_file = refund_file_upload(name="dev.csv", content=csv_bytes([(p.id, "1.00", "", f"k{i}") for i, p in enumerate(payments)]), user=uploader)
+    refund_file = refund_file_upload(
+        name="dev.csv", content=csv_bytes([(p.id, "1.00", "", f"k{i}") for i, p in enumerate(payments)]), user=uploader
+    )
 
     monkeypatch.undo()
     refunds = Refund.objects.filter(refund_file=refund_file)
     assert refund_file.outcome == RefundFile.Outcome.ACCEPTED and refunds.count() == 3
-    assert set(refunds.values_list("operation__idempotency_key", flat=True)) == set(refunds.values_list("id", flat=True))
+    assert set(refunds.values_list("operation__idempotency_key", flat=True)) == set(
+        refunds.values_list("id", flat=True)
+    )
     assert RefundStatusChange.objects.filter(refund__in=refunds).count() == 3
