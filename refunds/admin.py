@@ -221,7 +221,6 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 for r in refunds
             ],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "select_across": request.POST.get("select_across", "0"),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/refunds/refund/cancel_confirmation.html", context)
