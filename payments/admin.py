@@ -150,6 +150,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     search_fields = ["id", "reference", "from_account", "gateway_reference", "merchant__code"]
     search_help_text = "Exact payment id, reference, fromAccount, gateway reference or merchant code."
+    # Other apps add theirs after the status history: see payment_inline_add.
     inlines = [PaymentStatusChangeInline, GatewayAttemptInline]
     fieldsets = [
         (
@@ -345,6 +346,15 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         stamp = instant(timezone.now()).replace(":", "").replace("-", "")
         response["Content-Disposition"] = f'attachment; filename="pgi-payments-{stamp}.csv"'
         return response
+
+
+def payment_inline_add(inline: type[admin.options.InlineModelAdmin]) -> None:
+    """Show another app's inline on the payment's page, after its status history and before the
+    gateway attempts (refunds: the payment's refunds). payments imports no app after it in the
+    import order: they add theirs from their admin."""
+    if inline not in PaymentAdmin.inlines:
+        after = PaymentAdmin.inlines.index(PaymentStatusChangeInline) + 1
+        PaymentAdmin.inlines = [*PaymentAdmin.inlines[:after], inline, *PaymentAdmin.inlines[after:]]
 
 
 class ExportChangeList(ChangeList):

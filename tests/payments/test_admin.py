@@ -111,7 +111,8 @@ def test_payment_page_shows_its_status_history_in_order(admin_client, principal)
 
     assert response.status_code == 200
     formsets = {formset.opts.verbose_name_plural: formset for formset in response.context["inline_admin_formsets"]}
-    assert list(formsets) == ["status history", "gateway attempts"]
+    # Refunds are installed: their inline sits between the history and the attempts.
+    assert list(formsets) == ["status history", "refunds", "gateway attempts"]
     history = [form.form.instance for form in formsets["status history"]]
     assert [(h.from_status, h.to_status) for h in history] == [
         ("", "Pending"),
