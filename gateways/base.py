@@ -214,6 +214,16 @@ _AMOUNT_MAX_EXPONENT = 30
 SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
 
 
+def header_value(headers: Mapping[str, str], name: str) -> str:
+    """A request header by name, whatever its case ("" when absent): Django's request.headers is
+    case-insensitive, the dict a test or a caller passes may not be."""
+    value = headers.get(name)
+    if value is None:
+        wanted = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+    return value or ""
+
+
 def shape_problem(value) -> str:
     """Why a connector's result or event cannot be stored or applied ('' when it can): a text field
     that is not text or holds what PostgreSQL cannot store (NUL, lone surrogates), an enum field of

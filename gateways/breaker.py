@@ -99,7 +99,9 @@ def _fail_open(fallback: Any) -> Callable:
         def wrapper(self, *args, **kwargs):
             try:
                 return method(self, *args, **kwargs)
-            except Exception:
+            except Exception:  # noqa: BLE001 - deliberately broad, see below
+                # A last resort: each cache backend fails in its own way (redis, sqlite3, pickling …),
+                # and no error of the breaker may stop a payment.
                 logger.warning(
                     "circuit breaker of %s: %s failed, failing open", self.code, method.__name__, exc_info=True
                 )

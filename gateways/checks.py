@@ -42,7 +42,7 @@ def gateway_webhook_secrets_check(app_configs=None, **kwargs) -> list[checks.Che
     """Every gateway's webhooks must be verifiable with a secret nobody else knows; outside the
     sandbox the simulator runs only when enabled on purpose, with a long secret of its own."""
     from .registry import get_connector
-    from .simulator import SimulatorConnector
+    from .simulator.connector import SimulatorConnector
 
     errors: list[checks.CheckMessage] = []
     for code in settings.PGI_GATEWAYS:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from pgi.money import is_storable_amount
+from pgi.text import clip
 
 from .base import WebhookEvent, shape_problem
 from .handlers import notification_apply
@@ -46,7 +47,7 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
                     # Identifiers whole (notification_problem refused any too long): a cut one
                     # could equal another event's or payment's. Descriptive text may be cut.
                     event_id=event.event_id,
-                    event_type=event.raw_type[:64],
+                    event_type=clip(event.raw_type, 64),
                     operation=event.operation.value,
                     payment_id=event.payment_id,
                     refund_id=event.refund_id,
@@ -54,7 +55,7 @@ def notification_receive(*, gateway: str, event: WebhookEvent) -> Receipt:
                     status=result.status.value if result else "",
                     amount=_storable(getattr(result, "amount", None)),
                     currency=getattr(result, "currency", "") or "",
-                    error_code=(getattr(result, "error_code", "") or "")[:64],
+                    error_code=clip(getattr(result, "error_code", ""), 64),
                     outcome=Outcome.RECORDED,
                 )
         except IntegrityError:

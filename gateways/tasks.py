@@ -1,35 +1,7 @@
-import logging
+"""The gateways app's Celery tasks, where Celery's autodiscovery looks for them (`<app>.tasks`).
 
-import requests
-from celery import shared_task
-from django.conf import settings
+The simulator's task lives with the simulator; importing it here registers it in every worker under
+its unchanged name, gateways.tasks.simulator_webhook_send.
+"""
 
-from .registry import get_connector
-from .simulator import SIGNATURE_HEADER, simulator_charge_complete
-
-logger = logging.getLogger(__name__)
-
-
-@shared_task(
-    autoretry_for=(requests.RequestException,),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    max_retries=8,
-)
-def simulator_webhook_send(reference: str, code: str = "simulator") -> None:
-    """The simulator with gateway code `code` finishes a pending charge and notifies PGI like a
-    remote gateway would: a signed HTTP POST to PGI's webhook URL for that code, retried with
-    backoff until PGI answers 2xx. The event id names the charge and its state, so a retry after a
-    lost answer is a duplicate PGI recognizes."""
-    charge = simulator_charge_complete(code=code, reference=reference)
-    connector = get_connector(code)
-    body = connector.webhook_body(charge)
-    url = f"{settings.PGI_PUBLIC_URL.rstrip('/')}/v1/gateways/{code}/webhooks"
-    response = requests.post(
-        url,
-        data=body,
-        headers={"Content-Type": "application/json", SIGNATURE_HEADER: connector.signature(body)},
-        timeout=10,
-    )
-    response.raise_for_status()
-    logger.info("%s webhook for %s delivered: %s", code, reference, response.status_code)
+from .simulator.tasks import simulator_refund_webhook_send, simulator_webhook_send  # noqa: F401

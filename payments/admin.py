@@ -19,7 +19,7 @@ from django.db.models import Count, Q, Sum
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from pgi.admin_format import instant, spreadsheet_safe
 from pgi.admin_readonly import ReadOnlyAdminMixin
@@ -27,7 +27,7 @@ from pgi.admin_site import Panel
 from pgi.merchants.models import MerchantCurrency
 from pgi.money import format_money, quantize
 
-from .models import GatewayAttempt, GatewayOperation, Payment, PaymentStatus, PaymentStatusChange
+from .models import GatewayAttempt, Payment, PaymentStatus, PaymentStatusChange
 from .selectors import payment_day_figures, payments_needing_attention
 from .services import payment_recovery_restart
 from .states import TRANSITIONS
@@ -102,35 +102,6 @@ class PaymentStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
         return instant(obj.created_at)
 
 
-class GatewayOperationInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """What PGI asked the payment's gateway to do (authorize, capture, void, refund), each with its
-    own idempotency key, and where each stands; the attempts below are its calls."""
-
-    model = GatewayOperation
-    fields = ["sent", "kind", "amount_display", "idempotency_key", "status", "attempts", "next_look", "finished"]
-    ordering = ["created_at", "id"]
-    extra = 0
-    can_delete = False
-    verbose_name = "gateway operation"
-    verbose_name_plural = "gateway operations"
-
-    @admin.display(description="sent (UTC)")
-    def sent(self, obj: GatewayOperation) -> str:
-        return instant(obj.created_at)
-
-    @admin.display(description="amount")
-    def amount_display(self, obj: GatewayOperation) -> str:
-        return format_money(obj.amount, obj.payment.currency)
-
-    @admin.display(description="next look (UTC)")
-    def next_look(self, obj: GatewayOperation) -> str:
-        return instant(obj.next_look_at) if obj.in_flight else "-"
-
-    @admin.display(description="finished (UTC)")
-    def finished(self, obj: GatewayOperation) -> str:
-        return instant(obj.finished_at)
-
-
 class GatewayAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Every call made to a gateway for the payment: which gateway, with which idempotency key, how
     it went and how long it took."""
@@ -179,7 +150,8 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     search_fields = ["id", "reference", "from_account", "gateway_reference", "merchant__code"]
     search_help_text = "Exact payment id, reference, fromAccount, gateway reference or merchant code."
-    inlines = [PaymentStatusChangeInline, GatewayOperationInline, GatewayAttemptInline]
+    # Other apps add theirs after the status history: see payment_inline_add.
+    inlines = [PaymentStatusChangeInline, GatewayAttemptInline]
     fieldsets = [
         (
             "Payment",
@@ -211,7 +183,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         (
             "Recovery",
-            {"fields": ["attention_state", "recovery_attempts", "next_recovery"]},
+            {"fields": ["attention_state", "recovery_attempts", "next_recovery", "operations"]},
         ),
         ("Request", {"fields": ["from_account", "reference", "description", "metadata", "api_key_link"]}),
         ("Record", {"fields": ["created", "updated"]}),
@@ -256,6 +228,32 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             obj.attention_reason,
             obj.attention_code or "no code",
             kind,
+        )
+
+    @admin.display(description="gateway operations")
+    def operations(self, obj: Payment) -> str:
+        """What PGI asked the gateway to do with this payment (authorize, capture, void, refund),
+        each with its own idempotency key and where it stands; the attempts below are its calls."""
+        rows = [
+            (
+                instant(op.created_at),
+                op.kind,
+                format_money(op.amount, obj.currency),
+                op.idempotency_key,
+                op.get_status_display(),
+                op.attempts,
+                instant(op.next_look_at) if op.in_flight else "-",
+                instant(op.finished_at),
+            )
+            for op in obj.operations.order_by("created_at", "id")
+        ]
+        if not rows:
+            return "-"
+        head = ("sent (UTC)", "kind", "amount", "idempotency key", "status", "recovery looks", "next look (UTC)", "finished (UTC)")
+        return format_html(
+            '<table class="pgi-operations"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((h,) for h in head)),
+            format_html_join("", "<tr>" + "<td>{}</td>" * len(head) + "</tr>", rows),
         )
 
     @admin.display(description="captured amount")
@@ -348,6 +346,15 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         stamp = instant(timezone.now()).replace(":", "").replace("-", "")
         response["Content-Disposition"] = f'attachment; filename="pgi-payments-{stamp}.csv"'
         return response
+
+
+def payment_inline_add(inline: type[admin.options.InlineModelAdmin]) -> None:
+    """Show another app's inline on the payment's page, after its status history and before the
+    gateway attempts (refunds: the payment's refunds). payments imports no app after it in the
+    import order: they add theirs from their admin."""
+    if inline not in PaymentAdmin.inlines:
+        after = PaymentAdmin.inlines.index(PaymentStatusChangeInline) + 1
+        PaymentAdmin.inlines = [*PaymentAdmin.inlines[:after], inline, *PaymentAdmin.inlines[after:]]
 
 
 class ExportChangeList(ChangeList):

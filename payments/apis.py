@@ -1,19 +1,24 @@
-import json
-
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from pgi.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from pgi.api.idempotency import REPLAY_HEADER, idempotency_link, idempotent
+from pgi.api.idempotency import idempotency_link, idempotent
+from pgi.api.openapi import (
+    KEYED,
+    PAGE_PARAMETERS,
+    POSTED,
+    POSTED_PARAMETERS,
+    RESPONSE_HEADERS,
+    VALIDATION_ERROR_EXAMPLE,
+    error_example,
+    error_responses,
+)
 from pgi.api.pagination import CreatedCursorPagination
 from pgi.api.serializers import (
     AccountField,
@@ -21,13 +26,14 @@ from pgi.api.serializers import (
     BlankAsNullCharField,
     CurrencyAmountField,
     CurrencyField,
-    ErrorSerializer,
     MetadataField,
+    PageSerializer,
     StrictBooleanField,
     StrictCharField,
     StrictInputSerializer,
+    input_once,
 )
-from pgi.api.views import ApiView
+from pgi.api.views import ApiView, with_location
 
 from .filters import PaymentFilter
 from .models import Payment, PaymentStatus
@@ -36,82 +42,30 @@ from .services import payment_cancel, payment_capture, payment_process, payment_
 
 TAG = "Payments"
 
+# This app's own error descriptions; the common ones are pgi.api.openapi.COMMON_ERRORS.
+PAYMENT_ERRORS = {
+    403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
+    404: "No such payment for this key (PAYMENT_NOT_FOUND)",
+    "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see "
+    "Retry-After), "
+    "or the payment's status does not allow it (PAYMENT_NOT_CAPTURABLE, PAYMENT_NOT_CANCELLABLE, "
+    "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
+    422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
+    "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
+    "422-capture": "More than the authorized amount (CAPTURE_EXCEEDS_AUTHORIZATION), the gateway refused "
+    "the capture (CAPTURE_DECLINED; the payment is still Authorized), or the Idempotency-Key was used "
+    "with another request (IDEMPOTENCY_KEY_REUSED)",
+    "422-cancel": "The gateway refused the cancel (CANCEL_DECLINED; the payment is still Authorized), or "
+    "the Idempotency-Key was used with another request (IDEMPOTENCY_KEY_REUSED)",
+    503: "The payment's gateway cannot be reached; nothing changed (GATEWAY_UNAVAILABLE)",
+}
+
 
 def errors(*codes: int | str) -> dict:
-    """The error responses of an operation, each with the Error schema; `409-operation` and the like
-    pick another description of the same status."""
-    descriptions = {
-        400: "Malformed JSON, an invalid field or Idempotency-Key, or an unknown query parameter "
-        "(VALIDATION_ERROR, MALFORMED_JSON)",
-        "400-query": "An invalid filter, cursor or limit, or an unknown query parameter (VALIDATION_ERROR)",
-        401: "Missing, invalid or revoked API key (UNAUTHENTICATED)",
-        403: "The key may not act for this merchant (MERCHANT_NOT_ALLOWED)",
-        404: "No such payment for this key (PAYMENT_NOT_FOUND)",
-        406: "The Accept header allows no JSON (NOT_ACCEPTABLE)",
-        409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see Retry-After)",
-        "409-operation": "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see "
-        "Retry-After), "
-        "or the payment's status does not allow it (PAYMENT_NOT_CAPTURABLE, PAYMENT_NOT_CANCELLABLE, "
-        "AUTHORIZATION_EXPIRED, OPERATION_IN_PROGRESS)",
-        411: "The body was sent in chunks, without a Content-Length (LENGTH_REQUIRED)",
-        413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
-        414: "The path and query string are longer than 4096 characters (URI_TOO_LONG)",
-        415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
-        422: "A business rule refused the payment (CURRENCY_NOT_ENABLED, AMOUNT_OVER_LIMIT, UNKNOWN_MERCHANT, "
-        "MERCHANT_INACTIVE, IDEMPOTENCY_KEY_REUSED)",
-        "422-capture": "More than the authorized amount (CAPTURE_EXCEEDS_AUTHORIZATION), the gateway refused "
-        "the capture (CAPTURE_DECLINED; the payment is still Authorized), or the Idempotency-Key was used "
-        "with another request (IDEMPOTENCY_KEY_REUSED)",
-        "422-cancel": "The gateway refused the cancel (CANCEL_DECLINED; the payment is still Authorized), or "
-        "the Idempotency-Key was used with another request (IDEMPOTENCY_KEY_REUSED)",
-        429: "Too many requests for this key (RATE_LIMITED); Retry-After says when to try again",
-        431: "A header is longer than the server accepts, or there are too many (REQUEST_HEADERS_TOO_LARGE)",
-        500: "An unexpected error, logged by PGI (INTERNAL_ERROR)",
-        503: "The payment's gateway cannot be reached; nothing changed (GATEWAY_UNAVAILABLE)",
-    }
-    return {
-        int(str(code).split("-")[0]): OpenApiResponse(ErrorSerializer, description=descriptions[code])
-        for code in codes
-    }
+    """The error responses of an operation on payments (see pgi.api.openapi.error_responses)."""
+    return error_responses(*codes, descriptions=PAYMENT_ERRORS)
 
 
-# Every operation under an API key can answer these (414 and 431 before PGI reads the key).
-KEYED = (401, 406, 414, 429, 431, 500)
-# And every POST with a JSON body and an Idempotency-Key these.
-POSTED = (400, 409, 411, 413, 415)
-
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER,
-    type={"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description="Optional: 1 to 255 printable ASCII characters without spaces. Replays the first "
-    "response for 24 hours; with a body that means something else it is refused. After a crash, a "
-    "retry gets what the first request created.",
-)
-# A replay is the first response as it was, whatever its status, with this header.
-REPLAYED_HEADER = OpenApiParameter(
-    REPLAY_HEADER,
-    type={"type": "string", "enum": ["true"]},
-    location=OpenApiParameter.HEADER,
-    response=True,
-    description="`true` when this is the stored response of an earlier request with the same Idempotency-Key.",
-)
-RETRY_AFTER_HEADER = OpenApiParameter(
-    "Retry-After",
-    type={"type": "string", "pattern": "^[0-9]+$"},
-    location=OpenApiParameter.HEADER,
-    response=[409, 429],
-    description="Seconds to wait before sending again: the rate limit (429) or the lease of a request with "
-    "the same Idempotency-Key still running (409).",
-)
-AUTHENTICATE_HEADER = OpenApiParameter(
-    "WWW-Authenticate",
-    type=str,
-    location=OpenApiParameter.HEADER,
-    response=[401],
-    description='`Bearer realm="pgi"`: the scheme the API key goes in.',
-)
 LOCATION_HEADER = OpenApiParameter(
     "Location",
     type={"type": "string", "format": "uri"},
@@ -119,8 +73,6 @@ LOCATION_HEADER = OpenApiParameter(
     response=[201],
     description="The new payment's URL (`GET` it for the payment as it is now).",
 )
-RESPONSE_HEADERS = [RETRY_AFTER_HEADER, AUTHENTICATE_HEADER]
-POSTED_PARAMETERS = [IDEMPOTENCY_PARAMETER, REPLAYED_HEADER, *RESPONSE_HEADERS]
 
 # Response examples, the same on every operation that answers with a Payment or an Error.
 EXAMPLE_PAYMENT = {
@@ -148,35 +100,19 @@ EXAMPLE_PAYMENT = {
 }
 
 
-def _error_example(name: str, status_code: int, code: str, message: str, details=()) -> OpenApiExample:
-    return OpenApiExample(
-        name,
-        value={"error": {"code": code, "message": message, "details": list(details)}},
-        response_only=True,
-        status_codes=[str(status_code)],
-    )
-
-
 PAYMENT_CREATED_EXAMPLE = OpenApiExample(
     "A completed payment", value=EXAMPLE_PAYMENT, response_only=True, status_codes=["201"]
 )
 PAYMENT_EXAMPLE = OpenApiExample("A payment", value=EXAMPLE_PAYMENT, response_only=True, status_codes=["200"])
-VALIDATION_ERROR_EXAMPLE = _error_example(
-    "An invalid field",
-    400,
-    "VALIDATION_ERROR",
-    "The request has invalid fields.",
-    [{"field": "amount", "message": "USD allows at most 2 decimal places."}],
-)
-NOT_FOUND_EXAMPLE = _error_example("No such payment", 404, "PAYMENT_NOT_FOUND", "No payment with this id.")
-CURRENCY_NOT_ENABLED_EXAMPLE = _error_example(
+NOT_FOUND_EXAMPLE = error_example("No such payment", 404, "PAYMENT_NOT_FOUND", "No payment with this id.")
+CURRENCY_NOT_ENABLED_EXAMPLE = error_example(
     "A currency the merchant does not accept",
     422,
     "CURRENCY_NOT_ENABLED",
     "Merchant merchant456 does not accept JPY.",
     [{"field": "currency", "message": "Enabled: EUR, GBP, USD."}],
 )
-CAPTURE_EXCEEDS_EXAMPLE = _error_example(
+CAPTURE_EXCEEDS_EXAMPLE = error_example(
     "More than was authorized",
     422,
     "CAPTURE_EXCEEDS_AUTHORIZATION",
@@ -279,24 +215,12 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PaymentPageSerializer(serializers.Serializer):
-    next = serializers.URLField(
-        allow_null=True,
-        help_text="URL of the next (older) page, with the same filters and limit; null on the last. "
-        "Follow it as given.",
-    )
-    previous = serializers.URLField(
-        allow_null=True, help_text="URL of the previous (newer) page, with the same filters and limit."
-    )
+class PaymentPageSerializer(PageSerializer):
     results = PaymentOutputSerializer(many=True)
 
 
 def _payment_input(request) -> PaymentInputSerializer:
-    """The body checked once per request: the Idempotency-Key comparison and the view share it."""
-    if not hasattr(request, "_payment_input"):
-        request._payment_input = PaymentInputSerializer(data=request.data)
-        request._payment_input.is_valid()
-    return request._payment_input
+    return input_once(request, PaymentInputSerializer)
 
 
 def _payment_meaning(request) -> dict | None:
@@ -312,12 +236,10 @@ def _payment_meaning(request) -> dict | None:
 
 
 def _with_location(request, response):
-    """A 201 names the new payment's URL, also when it is a replay (whose body is stored text)."""
-    if response.status_code == status.HTTP_201_CREATED:
-        body = response.data if isinstance(response, Response) else json.loads(response.content)
-        path = reverse("payment-detail", kwargs={"payment_id": body["id"]})
-        response["Location"] = request.build_absolute_uri(path)
-    return response
+    """A 201 names the new payment's URL, also when it is a replay."""
+    return with_location(
+        request, response, status_code=status.HTTP_201_CREATED, url_name="payment-detail", kwarg="payment_id"
+    )
 
 
 def _created_answer(payment: Payment) -> tuple[Response, bool]:
@@ -409,12 +331,7 @@ class PaymentCollectionApi(ApiView):
             OpenApiParameter(
                 "merchant", {"type": "string", "minLength": 1, "maxLength": 64}, description=_help("merchant")
             ),
-            OpenApiParameter("cursor", str, description="Opaque position from `next` or `previous`."),
-            OpenApiParameter(
-                "limit",
-                {"type": "integer", "minimum": 1, "maximum": CreatedCursorPagination.max_page_size},
-                description="Page size, 1 to 200 (default 50).",
-            ),
+            *PAGE_PARAMETERS,
             *RESPONSE_HEADERS,
         ],
         responses={200: PaymentPageSerializer, **errors("400-query", *KEYED)},

@@ -4,7 +4,7 @@ import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
 
-from pgi.api.filters import StrictFilterSet
+from pgi.api.filters import MerchantScopedFilterSet
 from pgi.api.serializers import IBAN_SHAPE
 from pgi.money import is_payable_currency
 
@@ -51,8 +51,9 @@ class AccountFilter(django_filters.CharFilter):
     field_class = AccountFilterField
 
 
-class PaymentFilter(StrictFilterSet):
+class PaymentFilter(MerchantScopedFilterSet):
     other_params = ("cursor", "limit")  # read by CreatedCursorPagination
+    listed = "payments"
 
     status = django_filters.MultipleChoiceFilter(
         choices=PaymentStatus.choices, help_text="One or more statuses: `?status=Completed&status=Failed`."
@@ -83,12 +84,3 @@ class PaymentFilter(StrictFilterSet):
     class Meta:
         model = Payment
         fields: list[str] = []
-
-    def __init__(self, data=None, *args, **kwargs):
-        super().__init__(data, *args, **kwargs)
-        principal = getattr(self.request, "user", None)
-        wanted = self.data.get("merchant")
-        # A merchant key sees its own payments only: another merchant's code would list nothing and
-        # look like "no payments there", so it is refused instead.
-        if wanted and principal is not None and not principal.is_platform and wanted != principal.merchant.code:
-            self.param_errors.setdefault("merchant", ["A merchant key lists its own payments only."])

@@ -268,7 +268,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SORT_OPERATIONS": "pgi.api.schema.payments_first",
-    "ENUM_NAME_OVERRIDES": {"PaymentStatus": "payments.models.PaymentStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatus": "payments.models.PaymentStatus",
+        "RefundStatus": "refunds.models.RefundStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "pgi.api.schema.add_payment_links",
@@ -277,6 +280,7 @@ SPECTACULAR_SETTINGS = {
     ],
     "TAGS": [
         {"name": "Payments", "description": "For merchants and the bank's systems, with an API key."},
+        {"name": "Refunds", "description": "Money given back on captured payments, with an API key."},
         {"name": "Gateways", "description": "For payment gateways only: their notifications, signed by them."},
     ],
 }
@@ -326,7 +330,7 @@ if PGI_SANDBOX and PGI_SIMULATOR_ENABLED and not PGI_SIMULATOR_WEBHOOK_SECRET:
 PGI_GATEWAYS: dict[str, dict] = {}
 if PGI_SIMULATOR_ENABLED:
     PGI_GATEWAYS["simulator"] = {
-        "class": "gateways.simulator.SimulatorConnector",
+        "class": "gateways.simulator.connector.SimulatorConnector",
         "webhook_secret": PGI_SIMULATOR_WEBHOOK_SECRET,
         # Seconds before the simulator sends the webhook of an asynchronous (…0202) payment.
         "webhook_delay": float(os.environ.get("PGI_SIMULATOR_WEBHOOK_DELAY", "2")),
@@ -341,7 +345,7 @@ if PGI_SIMULATOR_ENABLED:
 # Stripe and Adyen join when their credentials are in the environment (docs/05, docs/06).
 if os.environ.get("PGI_STRIPE_API_KEY"):
     PGI_GATEWAYS["stripe"] = {
-        "class": "gateways.stripe_connector.StripeConnector",
+        "class": "gateways.stripe.connector.StripeConnector",
         "api_key": os.environ["PGI_STRIPE_API_KEY"],
         "webhook_secret": os.environ.get("PGI_STRIPE_WEBHOOK_SECRET", ""),
         "api_base": os.environ.get("PGI_STRIPE_API_BASE") or None,
@@ -351,7 +355,7 @@ if os.environ.get("PGI_STRIPE_API_KEY"):
     }
 if os.environ.get("PGI_ADYEN_API_KEY"):
     PGI_GATEWAYS["adyen"] = {
-        "class": "gateways.adyen_connector.AdyenConnector",
+        "class": "gateways.adyen.connector.AdyenConnector",
         "api_key": os.environ["PGI_ADYEN_API_KEY"],
         "merchant_account": os.environ["PGI_ADYEN_MERCHANT_ACCOUNT"],
         "hmac_key": os.environ.get("PGI_ADYEN_HMAC_KEY", ""),

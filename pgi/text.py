@@ -1,8 +1,12 @@
-"""Text as a column holds it."""
+"""Text as a database column holds it: one helper instead of a slice at every call site."""
 
 
 def clip(value, limit: int) -> str:
-    """`value` as text of at most `limit` characters that PostgreSQL can store: a gateway's words
-    (or anyone's) may carry NUL or lone surrogates, which are replaced, never stored or raised on."""
+    """`value` as text of at most `limit` characters that PostgreSQL can store.
+
+    A gateway's words may carry NUL (PostgreSQL's text refuses it: it becomes U+FFFD) or lone
+    surrogates (from JSON's \\ud800 escapes; UTF-8 cannot encode them: each becomes "?"). None
+    and other empty values are "", anything else that is not text is its str(). Cut after the
+    replacements, so the result never exceeds `limit`."""
     text = value if isinstance(value, str) else str(value or "")
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")[:limit]

@@ -18,6 +18,7 @@ redoc_view = csp_update({"worker-src": [SELF, "blob:"]})(
 api_v1 = [
     path("", ApiIndexApi.as_view(), name="api-index"),
     path("", include("payments.urls")),
+    path("", include("refunds.urls")),
     path("", include("gateways.urls")),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("schema/swagger", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

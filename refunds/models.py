@@ -61,6 +61,7 @@ class RefundFile(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["sha256"], condition=Q(outcome="accepted"), name="refund_file_once"),
         ]
+        permissions = [("upload_refundfile", "Can upload a bulk refund file")]
 
     def __str__(self) -> str:
         return self.name
@@ -84,6 +85,8 @@ class Refund(models.Model):
     gateway_reference = models.CharField(max_length=128, blank=True, default="")
     failure_code = models.CharField(max_length=64, blank=True, default="")
     failure_message = models.CharField(max_length=255, blank=True, default="")
+    # A bulk file row's idempotency_key: a later file naming it again is refused.
+    bulk_key = models.CharField(max_length=80, null=True, blank=True)
     needs_attention = models.BooleanField(default=False, help_text="Its outcome could not be learned: staff must look.")
     attention_reason = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -95,8 +98,18 @@ class Refund(models.Model):
             models.Index(fields=["merchant", "-created_at", "-id"], name="refund_merchant_created"),
             models.Index(fields=["payment", "-created_at"], name="refund_payment_created"),
             models.Index(fields=["merchant", "status", "-created_at"], name="refund_merchant_status"),
+            # The admin's exact search and the webhooks that name a refund by the gateway's reference.
+            models.Index(fields=["gateway_reference"], name="refund_gateway_reference", condition=~Q(gateway_reference="")),
         ]
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.UniqueConstraint(fields=["bulk_key"], name="refund_bulk_key_once"),
+        ]
+        permissions = [
+            ("cancel_refund", "Can cancel a pending refund not yet sent"),
+            ("retry_refund", "Can retry a failed refund as a new refund"),
+            ("restart_refund", "Can restart a flagged refund"),
+        ]
 
     def __str__(self) -> str:
         return self.id

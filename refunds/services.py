@@ -478,17 +478,29 @@ def refund_cancel(*, refund_id: str, staff_user: str, reason: str) -> Refund:
 
 def refund_retry(*, refund_id: str, staff_user: str) -> Refund:
     """Staff: a Failed refund again, as a new refund of the same amount (the failed one stays as it
-    was, with its own key: the gateway would answer a re-send with the same failure)."""
+    was, with its own key: the gateway would answer a re-send with the same failure).
+
+    Once per failed refund, decided under the payment's lock: a second click (or two staff at once)
+    raises BusinessRuleViolation REFUND_ALREADY_RETRIED instead of refunding twice; when the new
+    refund fails as well, that one is retried."""
     failed = Refund.objects.get(pk=refund_id)
     if failed.status != RefundStatus.FAILED:
         raise BusinessRuleViolation(f"Only a Failed refund can be retried; this one is {failed.status}.", code="REFUND_NOT_RETRYABLE")
-    return refund_create(
-        payment_id=failed.payment_id,
-        amount=failed.amount,
-        reason=failed.reason,
-        metadata={**failed.metadata, "retryOf": failed.id},
-        source=RefundSource.STAFF,
-    )
+    with transaction.atomic():
+        payment = payment_lock(failed.payment_id)
+        earlier = payment.refunds.filter(metadata__retryOf=failed.id).values_list("pk", flat=True).first()
+        if earlier is not None:
+            raise BusinessRuleViolation(f"Refund {failed.id} was already retried as {earlier}.", code="REFUND_ALREADY_RETRIED")
+        refund = refund_add_locked(
+            payment=payment,
+            amount=failed.amount,
+            reason=failed.reason,
+            metadata={**failed.metadata, "retryOf": failed.id},
+            source=RefundSource.STAFF,
+        )
+        transaction.on_commit(lambda: _queue_send(refund.id))
+    logger.info("refund %s retried as %s by %s", failed.id, refund.id, staff_user)
+    return refund
 
 
 def refund_restart(*, refund_id: str, staff_user: str) -> Refund | None:

@@ -139,7 +139,7 @@ def gateway_state_reset():
 
 
 def simulator_outage_set(code: str, down: bool) -> None:
-    from gateways.simulator import simulator_outage_set as switch
+    from gateways.simulator.connector import simulator_outage_set as switch
 
     switch(code, down)
 

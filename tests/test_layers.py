@@ -64,6 +64,11 @@ DOMAIN_FILES = python_files(
     "payments/models.py",
     "payments/selectors.py",
     "payments/tasks.py",
+    "refunds/services.py",
+    "refunds/models.py",
+    "refunds/selectors.py",
+    "refunds/tasks.py",
+    "refunds/handlers.py",
     "gateways",
     exclude=("gateways/apis.py",),  # the webhook intake view: HTTP-facing by design
 )

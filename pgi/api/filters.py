@@ -37,3 +37,18 @@ class StrictFilterSet(django_filters.FilterSet):
     @property
     def errors(self) -> dict:
         return {**self.form.errors, **self.param_errors}
+
+
+class MerchantScopedFilterSet(StrictFilterSet):
+    """A list a merchant key sees only its own part of (a platform key sees every merchant's). Its
+    `merchant` filter may name the key's own merchant only: another merchant's code would list
+    nothing and look like "none there", so it is refused instead. `listed` names what is listed."""
+
+    listed = "items"
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        principal = getattr(self.request, "user", None)
+        wanted = self.data.get("merchant")
+        if wanted and principal is not None and not principal.is_platform and wanted != principal.merchant.code:
+            self.param_errors.setdefault("merchant", [f"A merchant key lists its own {self.listed} only."])

@@ -25,6 +25,13 @@ def _operations(result):
         yield from path_item.values()
 
 
+# From a new refund to the refund and to its payment.
+REFUND_LINKS = {
+    "GetRefund": ("refunds_retrieve", "refund_id", "id", "The refund just accepted, for its status."),
+    "GetPayment": ("payments_retrieve", "payment_id", "paymentId", "The refunded payment, with `refundedAmount`."),
+}
+
+
 def add_payment_links(result, generator, request, public):
     for operation in _operations(result):
         if operation.get("operationId") == "payments_create":
@@ -35,6 +42,15 @@ def add_payment_links(result, generator, request, public):
                     "description": description,
                 }
                 for name, (operation_id, description) in PAYMENT_LINKS.items()
+            }
+        elif operation.get("operationId") == "refunds_create":
+            operation["responses"]["202"]["links"] = {
+                name: {
+                    "operationId": operation_id,
+                    "parameters": {parameter: f"$response.body#/{field}"},
+                    "description": description,
+                }
+                for name, (operation_id, parameter, field, description) in REFUND_LINKS.items()
             }
     return result
 

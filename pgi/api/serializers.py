@@ -242,3 +242,27 @@ class ErrorBodySerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
+
+
+# A page of CreatedCursorPagination; a list's own page serializer adds `results`. No docstring: the
+# schema would take it as every page's description.
+class PageSerializer(serializers.Serializer):
+    next = serializers.URLField(
+        allow_null=True,
+        help_text="URL of the next (older) page, with the same filters and limit; null on the last. "
+        "Follow it as given.",
+    )
+    previous = serializers.URLField(
+        allow_null=True, help_text="URL of the previous (newer) page, with the same filters and limit."
+    )
+
+
+def input_once(request, serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """The request body checked once per request: an Idempotency-Key's `meaning` and the view share it."""
+    if not hasattr(request, "_checked_inputs"):
+        request._checked_inputs = {}
+    checked = request._checked_inputs
+    if serializer_class not in checked:
+        checked[serializer_class] = serializer_class(data=request.data)
+        checked[serializer_class].is_valid()
+    return checked[serializer_class]

@@ -1,5 +1,7 @@
 """The base of PGI's API views."""
 
+import json
+
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -30,6 +32,15 @@ class ApiView(APIView):
             raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
 
 
+def with_location(request, response, *, status_code: int, url_name: str, kwarg: str):
+    """A `status_code` answer names the new object's URL (`url_name`, its id in `kwarg`), also when
+    it is an Idempotency-Key replay (whose body is stored text)."""
+    if response.status_code == status_code:
+        body = response.data if isinstance(response, Response) else json.loads(response.content)
+        response["Location"] = request.build_absolute_uri(reverse(url_name, kwargs={kwarg: body["id"]}))
+    return response
+
+
 class ApiIndexApi(ApiView):
     """`/v1`: where the API's resources are, for a person or a client finding its way. Like the
     schema it needs no key (one that is sent is not checked): it says nothing about any merchant."""
@@ -49,6 +60,7 @@ class ApiIndexApi(ApiView):
                 "version": settings.SPECTACULAR_SETTINGS["VERSION"],
                 "links": {
                     "payments": link("payments"),
+                    "refunds": link("refunds"),
                     "schema": link("schema"),
                     "swaggerUi": link("swagger-ui"),
                     "redoc": link("redoc"),

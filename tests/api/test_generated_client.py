@@ -110,3 +110,43 @@ def test_a_generated_client_gets_each_documented_error_as_the_error_model(genera
     assert refused.parsed.error.code == "CURRENCY_NOT_ENABLED"
     assert refused.parsed.error.details[0].field == "currency"
     assert unauthenticated.status_code == 401 and unauthenticated.parsed.error.code == "UNAUTHENTICATED"
+
+
+def test_a_generated_client_refunds_a_payment(generated, live_server, merchant_key):
+    from pgi_generated_client import AuthenticatedClient
+    from pgi_generated_client.api.payments import payments_create
+    from pgi_generated_client.api.refunds import (
+        refunds_create,
+        refunds_list,
+        refunds_list_for_payment,
+        refunds_retrieve,
+    )
+    from pgi_generated_client.models import (
+        Error,
+        PaymentCreateRequest,
+        Refund,
+        RefundCreateRequest,
+        RefundPage,
+        RefundStatus,
+    )
+
+    client = AuthenticatedClient(base_url=live_server.url, token=merchant_key)
+    payment = payments_create.sync(client=client, body=PaymentCreateRequest.from_dict(SPECIFICATION_EXAMPLE))
+
+    refund = refunds_create.sync(
+        client=client, payment_id=payment.id, body=RefundCreateRequest(amount=20.00, reason="Returned item")
+    )
+    assert isinstance(refund, Refund), refund
+    assert (refund.payment_id, refund.amount, refund.status) == (payment.id, 20.0, RefundStatus.PENDING)
+    too_much = refunds_create.sync(client=client, payment_id=payment.id, body=RefundCreateRequest(amount=30.01))
+    assert isinstance(too_much, Error) and too_much.error.code == "REFUND_EXCEEDS_AVAILABLE"
+
+    assert refunds_retrieve.sync(client=client, refund_id=refund.id).id == refund.id
+    page = refunds_list_for_payment.sync(client=client, payment_id=payment.id)
+    assert isinstance(page, RefundPage) and [r.id for r in page.results] == [refund.id]
+    listed = refunds_list.sync(
+        client=client, payment_id=payment.id, status=[RefundStatus.PENDING, RefundStatus.COMPLETED]
+    )
+    assert [r.id for r in listed.results] == [refund.id]
+    missing = refunds_retrieve.sync(client=client, refund_id="ref_06f3k2a9c1m4q9r7t5w0x2y4z6")
+    assert isinstance(missing, Error) and missing.error.code == "REFUND_NOT_FOUND"

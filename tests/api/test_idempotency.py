@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from gateways.models import SimulatorCharge
-from gateways.simulator import SimulatorConnector
+from gateways.simulator.connector import SimulatorConnector
 from payments.models import Payment, PaymentStatusChange
 from payments.services import payment_process, payment_recover, payment_validate
 from pgi.api.idempotency import Claim, KeyInProgress, request_fingerprint

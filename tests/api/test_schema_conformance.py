@@ -28,8 +28,9 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
-from gateways.simulator import SIGNATURE_HEADER, sign
+from gateways.simulator.webhooks import SIGNATURE_HEADER, sign
 from pgi.merchants.services import api_key_create
+from refunds.services import refund_create
 
 from ..conftest import client_for
 from ..factories import MerchantFactory, PaymentFactory
@@ -51,6 +52,9 @@ CURRENCIES = ("USD", "EUR", "GBP", "JPY", "KWD")
 FUZZ_SETTINGS = dict(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 # Operations on one payment, which read their body only once the payment is found.
 ON_A_PAYMENT = ["payments_capture", "payments_cancel"]
+# Operations on a captured payment, or on one of its refunds.
+ON_A_REFUNDABLE_PAYMENT = ["refunds_create", "refunds_list_for_payment"]
+ON_A_REFUND = ["refunds_retrieve"]
 
 
 def load_schema(**config):
@@ -88,6 +92,15 @@ schema = with_merchant_key(load_schema(phases={"stateful": {"inference": {"algor
 on_a_payment = with_merchant_key(
     load_schema(parameters={"path.payment_id": "a new Authorized payment"}).include(operation_id=ON_A_PAYMENT)
 )
+# Each case of these gets a Completed payment with a refund of 1.00 (or that refund) of its own.
+on_a_refundable_payment = with_merchant_key(
+    load_schema(parameters={"path.payment_id": "a new Completed payment"}).include(
+        operation_id=ON_A_REFUNDABLE_PAYMENT
+    )
+)
+on_a_refund = with_merchant_key(
+    load_schema(parameters={"path.refund_id": "a new refund"}).include(operation_id=ON_A_REFUND)
+)
 
 
 @pytest.fixture
@@ -96,6 +109,7 @@ def merchant_key(transactional_db):
     merchant = MerchantFactory(code="merchant456", name="Demo Merchant", currencies=CURRENCIES)
     PaymentFactory(merchant=merchant)
     PaymentFactory(merchant=merchant, authorized=True)
+    refund_create(payment_id=PaymentFactory(merchant=merchant).id, amount=Decimal("1.00"))  # a refund to list
     MerchantKey.value = api_key_create(name="fuzz", merchant=merchant)[1]
     yield MerchantKey.value
     MerchantKey.value = None
@@ -115,6 +129,22 @@ def authorized_payment_id(merchant_key):
     return create
 
 
+@pytest.fixture
+def refunded_payment_id(merchant_key):
+    """Makes a Completed payment through the API, with a refund of 1.00; returns both ids."""
+    api = client_for(merchant_key)
+
+    def create() -> tuple[str, str]:
+        response = post_json(api, PAYMENTS_URL, payment_body())
+        assert response.status_code == 201 and response.json()["status"] == "Completed", response.content
+        payment_id = response.json()["id"]
+        response = post_json(api, f"{PAYMENTS_URL}/{payment_id}/refunds", {"amount": Decimal("1.00")})
+        assert response.status_code == 202, response.content
+        return payment_id, response.json()["id"]
+
+    return create
+
+
 @schema.parametrize()
 @settings(max_examples=60, **FUZZ_SETTINGS)
 def test_every_operation_answers_as_documented(case, live_server, merchant_key):
@@ -126,6 +156,21 @@ def test_every_operation_answers_as_documented(case, live_server, merchant_key):
 def test_capture_and_cancel_of_an_authorized_payment_answer_as_documented(case, live_server, authorized_payment_id):
     # A fresh payment per case: a malformed body must be refused before it can take or release one.
     case.path_parameters = {"payment_id": authorized_payment_id()}
+    case.call_and_validate(base_url=live_server.url, checks=CHECKS)
+
+
+@on_a_refundable_payment.parametrize()
+@settings(max_examples=30, **FUZZ_SETTINGS)
+def test_refunds_of_a_completed_payment_answer_as_documented(case, live_server, refunded_payment_id):
+    # A fresh payment per case, so that a refund accepted by one case leaves the next one money to refund.
+    case.path_parameters = {"payment_id": refunded_payment_id()[0]}
+    case.call_and_validate(base_url=live_server.url, checks=CHECKS)
+
+
+@on_a_refund.parametrize()
+@settings(max_examples=10, **FUZZ_SETTINGS)
+def test_a_refund_that_exists_answers_as_documented(case, live_server, refunded_payment_id):
+    case.path_parameters = {"refund_id": refunded_payment_id()[1]}
     case.call_and_validate(base_url=live_server.url, checks=CHECKS)
 
 
@@ -180,6 +225,15 @@ HOSTILE_REQUESTS = {
     "an unknown list parameter": ("GET", "/v1/payments?colour=blue", {}, None),
     "an unknown parameter of a payment": ("GET", "/v1/payments/{authorized}?colour=blue", {}, None),
     "a long id with an Idempotency-Key": ("POST", f"/v1/payments/{LONG_ID}/capture", {"Idempotency-Key": "k1"}, "{}"),
+    "refund body []": ("POST", "/v1/payments/{authorized}/refunds", {}, "[]"),
+    "a string for a refund's amount": ("POST", "/v1/payments/{authorized}/refunds", {}, '{"amount": "5.00"}'),
+    "duplicate JSON keys in a refund": ("POST", "/v1/payments/{authorized}/refunds", {}, '{"amount": 1, "amount": 2}'),
+    "a refund of a long id with an Idempotency-Key": (
+        "POST", f"/v1/payments/{LONG_ID}/refunds", {"Idempotency-Key": "k2"}, "{}"),
+    "an empty refund status filter": ("GET", "/v1/refunds?status=", {}, None),
+    "an unknown refunds list parameter": ("GET", "/v1/refunds?colour=blue", {}, None),
+    "an unknown parameter of a payment's refunds": ("GET", "/v1/payments/{authorized}/refunds?colour=blue", {}, None),
+    "a long refund id": ("GET", "/v1/refunds/ref_" + "x" * 240, {}, None),
     "an unsigned notification": ("POST", "/v1/gateways/simulator/webhooks", {}, '{"type": "charge.succeeded"}'),
     "a signature timestamp beyond any clock": (
         "POST", "/v1/gateways/simulator/webhooks", {SIGNATURE_HEADER: f"t={'9' * 400},v1=00"}, "{}"),

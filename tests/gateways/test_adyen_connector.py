@@ -10,7 +10,7 @@ import requests
 import urllib3
 from django.core.exceptions import ImproperlyConfigured
 
-from gateways.adyen_connector import AdyenConnector, _never_connected
+from gateways.adyen.connector import AdyenConnector, _never_connected
 from gateways.base import (
     CaptureRequest,
     ErrorCode,

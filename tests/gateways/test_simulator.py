@@ -40,16 +40,10 @@ from gateways.base import (
     VoidRequest,
 )
 from gateways.models import SimulatorCharge, SimulatorRefund
-from gateways.simulator import (
-    SIGNATURE_HEADER,
-    ReportFormatError,
-    SimulatorConnector,
-    parse_report_csv,
-    sign,
-    simulator_outage,
-    simulator_outage_set,
-)
-from gateways.tasks import simulator_webhook_send
+from gateways.simulator.connector import SimulatorConnector, simulator_outage, simulator_outage_set
+from gateways.simulator.report import ReportFormatError, parse_report_csv
+from gateways.simulator.webhooks import SIGNATURE_HEADER, sign
+from gateways.simulator.tasks import simulator_webhook_send
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +115,7 @@ def signed(body: bytes, *, secret: str = SECRET, timestamp: int | None = None) -
 @pytest.fixture
 def two_simulators_configured(settings):
     """`simulator` and `simulator_b` in PGI_GATEWAYS (the registry rebuilds its connectors)."""
-    options = {"class": "gateways.simulator.SimulatorConnector", "webhook_secret": SECRET, "webhook_delay": 0.5}
+    options = {"class": "gateways.simulator.connector.SimulatorConnector", "webhook_secret": SECRET, "webhook_delay": 0.5}
     settings.PGI_GATEWAYS = {"simulator": dict(options), "simulator_b": dict(options)}
     return settings
 
@@ -582,7 +576,7 @@ def test_an_unreadable_switch_reads_as_up(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr("gateways.simulator.cache.get", broken)
+    monkeypatch.setattr("gateways.simulator.connector.cache.get", broken)
 
     assert simulator_outage("simulator") is False
     assert "unreadable" in caplog.text
@@ -996,7 +990,7 @@ def test_the_command_switches_an_outage_on_and_off(two_simulators_configured):
 
 def test_the_command_reports_a_simulator_configured_down(settings):
     settings.PGI_GATEWAYS = {
-        "simulator": {"class": "gateways.simulator.SimulatorConnector", "webhook_secret": SECRET, "outage": True}
+        "simulator": {"class": "gateways.simulator.connector.SimulatorConnector", "webhook_secret": SECRET, "outage": True}
     }
 
     assert command("outage", "simulator", "status") == "simulator: down (its `outage` option is set in settings)\n"

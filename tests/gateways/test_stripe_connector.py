@@ -26,13 +26,8 @@ from gateways.base import (
     ReportLine,
     VoidRequest,
 )
-from gateways.stripe_connector import (
-    AmountNotAccepted,
-    StripeConnector,
-    _sent_nothing,
-    from_minor_units,
-    to_minor_units,
-)
+from gateways.stripe.amounts import AmountNotAccepted, from_minor_units, to_minor_units
+from gateways.stripe.connector import StripeConnector, _sent_nothing
 
 from .fakes.stripe_server import (
     API_KEY,
@@ -883,7 +878,7 @@ def test_the_registry_builds_it_from_settings(settings, fake):
 
     settings.PGI_GATEWAYS = {
         "stripe": {
-            "class": "gateways.stripe_connector.StripeConnector",
+            "class": "gateways.stripe.connector.StripeConnector",
             "api_key": fake.api_key,
             "webhook_secret": WEBHOOK_SECRET,
             "api_base": fake.url,

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from gateways.models import GatewayNotification
-from gateways.simulator import SIGNATURE_HEADER, sign
+from gateways.simulator.webhooks import SIGNATURE_HEADER, sign
 from payments.models import GatewayOperation, Payment, PaymentStatus
 
 from ..api.helpers import assert_error
@@ -32,12 +32,12 @@ def gateways(settings):
         settings.PGI_GATEWAYS = {
             "simulator": simulator_options(webhook_secret=SIMULATOR_SECRET),
             "stripe": {
-                "class": "gateways.stripe_connector.StripeConnector",
+                "class": "gateways.stripe.connector.StripeConnector",
                 "api_key": API_KEY,
                 "webhook_secret": WEBHOOK_SECRET,
                 "api_base": "http://127.0.0.1:9",
             },
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **adyen.connector_options()},
+            "adyen": {"class": "gateways.adyen.connector.AdyenConnector", **adyen.connector_options()},
         }
         yield adyen
 

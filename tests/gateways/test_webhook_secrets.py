@@ -15,7 +15,7 @@ import pytest
 from gateways.checks import gateway_webhook_secrets_check
 from gateways.models import GatewayNotification
 from gateways.registry import get_connector
-from gateways.simulator import PUBLIC_SECRETS, SIGNATURE_HEADER, sign
+from gateways.simulator.webhooks import PUBLIC_SECRETS, SIGNATURE_HEADER, sign
 from payments.models import Payment, PaymentStatus
 
 from ..api.helpers import assert_error
@@ -193,7 +193,7 @@ def test_simulator_without_a_secret_of_its_own_accepts_no_webhook(settings, clie
 @pytest.mark.django_db
 def test_stripe_without_a_webhook_secret_accepts_no_webhook(settings, client):
     settings.PGI_GATEWAYS = {
-        "stripe": {"class": "gateways.stripe_connector.StripeConnector", "api_key": API_KEY, "webhook_secret": ""}
+        "stripe": {"class": "gateways.stripe.connector.StripeConnector", "api_key": API_KEY, "webhook_secret": ""}
     }
     body = stripe_event("payment_intent.succeeded", {"id": "pi_1", "object": "payment_intent"})
 
@@ -209,7 +209,7 @@ def test_stripe_without_a_webhook_secret_accepts_no_webhook(settings, client):
 def test_adyen_without_an_hmac_key_accepts_no_webhook(settings, client):
     with running_fake_adyen() as fake:
         settings.PGI_GATEWAYS = {
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **fake.connector_options(hmac_key="")}
+            "adyen": {"class": "gateways.adyen.connector.AdyenConnector", **fake.connector_options(hmac_key="")}
         }
         item = notification_item(
             event_code="AUTHORISATION", psp_reference="PSP1", merchant_reference="pay_1", value=100, currency="EUR"

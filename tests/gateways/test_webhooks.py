@@ -8,7 +8,7 @@ import pytest
 
 from gateways.models import GatewayNotification, SimulatorCharge
 from gateways.registry import get_connector
-from gateways.simulator import SIGNATURE_HEADER, sign
+from gateways.simulator.webhooks import SIGNATURE_HEADER, sign
 from payments.models import Payment, PaymentStatus, PaymentStatusChange
 
 from ..api.helpers import PAYMENTS_URL, assert_error, payment_body, post_json

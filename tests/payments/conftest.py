@@ -12,7 +12,7 @@ from ..gateways.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, running_fake
 
 def stripe_options(url: str) -> dict:
     return {
-        "class": "gateways.stripe_connector.StripeConnector",
+        "class": "gateways.stripe.connector.StripeConnector",
         "api_key": API_KEY,
         "webhook_secret": WEBHOOK_SECRET,
         "api_base": url,
@@ -34,7 +34,7 @@ def adyen_gateway(settings, merchant):
     with running_fake_adyen() as fake:
         settings.PGI_GATEWAYS = {
             "simulator": simulator_options(),
-            "adyen": {"class": "gateways.adyen_connector.AdyenConnector", **fake.connector_options()},
+            "adyen": {"class": "gateways.adyen.connector.AdyenConnector", **fake.connector_options()},
         }
         GatewayRoute.objects.create(merchant=merchant, currency="EUR", gateway="adyen", priority=1)
         yield fake

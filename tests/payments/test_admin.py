@@ -111,7 +111,8 @@ def test_payment_page_shows_its_status_history_in_order(admin_client, principal)
 
     assert response.status_code == 200
     formsets = {formset.opts.verbose_name_plural: formset for formset in response.context["inline_admin_formsets"]}
-    assert list(formsets) == ["status history", "gateway attempts"]
+    # Refunds are installed: their inline sits between the history and the attempts.
+    assert list(formsets) == ["status history", "refunds", "gateway attempts"]
     history = [form.form.instance for form in formsets["status history"]]
     assert [(h.from_status, h.to_status) for h in history] == [
         ("", "Pending"),
@@ -467,7 +468,8 @@ def test_status_filter_offers_only_statuses_a_payment_can_reach(admin_client):
 
     [status_filter] = [spec for spec in response.context["cl"].filter_specs if spec.title == "status"]
     offered = [value for value, _ in status_filter.lookup_choices]
-    assert offered == ["Pending", "Processing", "Authorized", "Completed", "Failed", "Cancelled"]
+    # Refunds are installed: a payment can now be partly or wholly refunded.
+    assert offered == ["Pending", "Processing", "Authorized", "Completed", "Failed", "Cancelled", "PartiallyRefunded", "Refunded"]
 
 
 def test_lists_and_pages_write_instants_as_iso_8601_utc(admin_client, merchant):

@@ -14,7 +14,8 @@ from django.utils import timezone
 from gateways.base import GatewayResult, GatewayStatus, GatewayTimeout, GatewayUnavailable, Operation
 from gateways.models import GatewayNotification, SimulatorCharge
 from gateways.registry import get_connector
-from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
+from gateways.simulator.connector import SimulatorConnector
+from gateways.simulator.webhooks import SIGNATURE_HEADER
 from payments.models import GatewayAttempt, Payment, PaymentStatusChange
 from payments.services import payment_apply_gateway_result, payment_recover, payment_recovery_restart, payments_recover
 from payments.services.recovery import recovery_due

@@ -180,7 +180,7 @@ def test_adyen_capture_or_cancel_answered_in_an_unknown_shape_stays_in_flight(ap
 
 @pytest.mark.parametrize("error", [KeyError("amount_received"), TypeError("'NoneType' object"), ValueError("x")])
 def test_any_connector_that_cannot_read_its_answer_leaves_the_payment_processing(api, settings, monkeypatch, error):
-    from gateways.simulator import SimulatorConnector
+    from gateways.simulator.connector import SimulatorConnector
 
     def unreadable(self, request):
         raise error

@@ -74,3 +74,67 @@ def test_an_answer_applied_twice_counts_the_money_once(principal):
     payment.refresh_from_db()
     assert (payment.refunded_amount, Refund.objects.get(pk=refund.id).status) == (Decimal("25.00"), RefundStatus.COMPLETED)
     assert not refund_claim(refund.id)  # final: nothing left to send
+
+
+@pytest.mark.parametrize(
+    ("amount", "status", "failure_code"),
+    [("10.02", RefundStatus.FAILED, "DECLINED"), ("10.00", RefundStatus.COMPLETED, "")],
+)
+def test_the_simulators_refund_test_values_decline_or_complete(principal, amount, status, failure_code):
+    payment = completed_payment(principal)
+    refund = refund_create(payment_id=payment.id, amount=Decimal(amount), principal=principal)
+
+    refunds_process()
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.failure_code) == (status, failure_code)
+
+
+def test_a_refund_whose_answer_timed_out_is_sent_again_with_its_key_and_refunded_once(principal):
+    from gateways.models import SimulatorRefund
+    from tests.factories import make_due
+
+    payment = completed_payment(principal)
+    refund = refund_create(payment_id=payment.id, amount=Decimal("10.08"), principal=principal)
+
+    assert refunds_process()["waiting"] == 1
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PENDING
+    make_due(payment.id)
+    assert refunds_process()["completed"] == 1
+
+    payment.refresh_from_db()
+    assert (payment.refunded_amount, SimulatorRefund.objects.filter(refund_id=refund.id).count()) == (Decimal("10.08"), 1)
+    assert list(GatewayAttempt.objects.filter(operation="refund").values_list("outcome", flat=True)) == ["timeout", "succeeded"]
+
+
+def test_a_pending_refund_is_completed_by_the_simulators_signed_webhook(principal, client, django_capture_on_commit_callbacks, monkeypatch):
+    from gateways.simulator import tasks
+
+    delivered = []
+    monkeypatch.setattr(tasks.simulator_refund_webhook_send, "apply_async", lambda args, countdown: delivered.append(args))
+    payment = completed_payment(principal)
+    refund = refund_create(payment_id=payment.id, amount=Decimal("10.20"), principal=principal)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert refunds_process()["waiting"] == 1
+    [(reference, code)] = delivered
+    # What the task does, with the test client standing in for PGI's webhook URL.
+    from gateways.registry import get_connector
+    from gateways.simulator.ledger import simulator_refund_complete
+    from gateways.simulator.webhooks import SIGNATURE_HEADER
+
+    simulated = simulator_refund_complete(code=code, reference=reference)
+    connector = get_connector(code)
+    body = connector.webhook_body(simulated.charge, refund=simulated)
+    response = client.post(
+        f"/v1/gateways/{code}/webhooks", data=body, content_type="application/json",
+        headers={SIGNATURE_HEADER: connector.signature(body)},
+    )
+
+    assert response.status_code == 200, response.content
+    refund.refresh_from_db()
+    payment.refresh_from_db()
+    assert (refund.status, payment.refunded_amount, payment.status) == (
+        RefundStatus.COMPLETED, Decimal("10.20"), PaymentStatus.PARTIALLY_REFUNDED
+    )

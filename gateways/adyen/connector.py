@@ -21,21 +21,15 @@ retry with the same idempotency key, which is what recovery does; failing over t
 could charge twice.
 """
 
-import base64
 import binascii
-import csv
 import datetime
-import hmac
-import io
-import json
 import logging
 import ssl
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
 import Adyen
 import requests
-import schwifty
 import urllib3.exceptions
 from Adyen.exceptions import (
     AdyenAPIAuthenticationError,
@@ -47,19 +41,16 @@ from Adyen.exceptions import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
+from pgi.text import clip
 
-from .base import (
+from ..base import (
     CaptureRequest,
     Connector,
     ErrorCode,
-    GatewayError,
     GatewayResult,
     GatewayStatus,
     GatewayTimeout,
     GatewayUnavailable,
-    InvalidNotification,
-    InvalidSignature,
     Operation,
     PaymentRequest,
     RefundRequest,
@@ -72,113 +63,17 @@ from .base import (
     WebhookReply,
     idempotency_key,
 )
+from .amounts import NotPayable, from_minor_units, parse_from_account, to_minor_units
+from .codes import IN_PROGRESS_ERROR, REFUSAL_REASONS, REQUEST_ERRORS, SHOPPER_ACTIONS
+from .report import report_lines
+from .webhooks import notification_events
 
 logger = logging.getLogger(__name__)
-
-# Adyen's minor units where they differ from ISO 4217 (docs.adyen.com, "Currency codes and minor
-# units": "For CLP, CVE, IDR, and ISK the standard has a different number of decimals"). Every other
-# currency uses the ISO 4217 exponent from pgi.money.
-ADYEN_EXPONENTS = {"CLP": 2, "CVE": 0, "IDR": 0, "ISK": 2}
 
 # The metadata key that records the capture mode of a payment, for people reading it in Adyen's
 # Customer Area. Adyen echoes it in additionalData, which its HMAC does not sign: PGI never decides
 # on it (an AUTHORISATION's capture follows PGI's own record of the payment).
 CAPTURE_METADATA_KEY = "pgiCapture"
-
-# refusalReasonCode -> (normalized code, Adyen's refusalReason text), from Adyen's refusal reasons
-# page. The text is also what an AUTHORISATION notification carries in `reason` when it failed.
-REFUSAL_REASONS: dict[str, tuple[ErrorCode, str]] = {
-    "2": (ErrorCode.DECLINED, "Refused"),
-    "3": (ErrorCode.DECLINED, "Referral"),
-    "4": (ErrorCode.GATEWAY_ERROR, "Acquirer Error"),
-    "5": (ErrorCode.INVALID_ACCOUNT, "Blocked Card"),
-    "6": (ErrorCode.CARD_EXPIRED, "Expired Card"),
-    "7": (ErrorCode.INVALID_REQUEST, "Invalid Amount"),
-    "8": (ErrorCode.INVALID_ACCOUNT, "Invalid Card Number"),
-    "9": (ErrorCode.GATEWAY_ERROR, "Issuer Unavailable"),
-    "10": (ErrorCode.DECLINED, "Not supported"),
-    "11": (ErrorCode.AUTHENTICATION_REQUIRED, "3D Not Authenticated"),
-    "12": (ErrorCode.INSUFFICIENT_FUNDS, "Not enough balance"),
-    "14": (ErrorCode.FRAUD_SUSPECTED, "Acquirer Fraud"),
-    "15": (ErrorCode.DECLINED, "Cancelled"),
-    "16": (ErrorCode.DECLINED, "Shopper Cancelled"),
-    "17": (ErrorCode.DECLINED, "Invalid Pin"),
-    "18": (ErrorCode.DECLINED, "Pin tries exceeded"),
-    "19": (ErrorCode.DECLINED, "Pin validation not possible"),
-    "20": (ErrorCode.FRAUD_SUSPECTED, "FRAUD"),
-    "21": (ErrorCode.GATEWAY_ERROR, "Not Submitted"),
-    "22": (ErrorCode.FRAUD_SUSPECTED, "FRAUD-CANCELLED"),
-    "23": (ErrorCode.DECLINED, "Transaction Not Permitted"),
-    "24": (ErrorCode.DECLINED, "CVC Declined"),
-    "25": (ErrorCode.DECLINED, "Restricted Card"),
-    # The shopper withdrew the permission to charge the stored card: do not use the token again.
-    "26": (ErrorCode.INVALID_ACCOUNT, "Revocation Of Auth"),
-    "27": (ErrorCode.DECLINED, "Declined Non Generic"),
-    "28": (ErrorCode.LIMIT_EXCEEDED, "Withdrawal amount exceeded"),
-    "29": (ErrorCode.LIMIT_EXCEEDED, "Withdrawal count exceeded"),
-    "31": (ErrorCode.FRAUD_SUSPECTED, "Issuer Suspected Fraud"),
-    "32": (ErrorCode.DECLINED, "AVS Declined"),
-    "33": (ErrorCode.AUTHENTICATION_REQUIRED, "Card requires online pin"),
-    "34": (ErrorCode.INVALID_ACCOUNT, "No checking account available on Card"),
-    "35": (ErrorCode.INVALID_ACCOUNT, "No savings account available on Card"),
-    "36": (ErrorCode.AUTHENTICATION_REQUIRED, "Mobile pin required"),
-    "37": (ErrorCode.DECLINED, "Contactless fallback"),
-    "38": (ErrorCode.AUTHENTICATION_REQUIRED, "Authentication required"),
-    "39": (ErrorCode.AUTHENTICATION_REQUIRED, "RReq not received from DS"),
-    "40": (ErrorCode.DECLINED, "Current AID is in Penalty Box"),
-    "41": (ErrorCode.AUTHENTICATION_REQUIRED, "CVM Required Restart Payment"),
-    "42": (ErrorCode.AUTHENTICATION_REQUIRED, "3DS Authentication Error"),
-    "43": (ErrorCode.AUTHENTICATION_REQUIRED, "Online PIN required"),
-    "44": (ErrorCode.DECLINED, "Try another interface"),
-    "45": (ErrorCode.DECLINED, "Chip downgrade mode"),
-    "46": (ErrorCode.DECLINED, "Transaction blocked by Adyen to prevent excessive retry fees"),
-}
-REFUSAL_BY_TEXT = {text.lower(): code for code, text in REFUSAL_REASONS.values()}
-
-# Adyen errorCode of a 400/422 answer -> normalized code; any other refused request is
-# INVALID_REQUEST. 704 is not here: it means "in progress", see _call.
-REQUEST_ERRORS = {
-    "101": ErrorCode.INVALID_ACCOUNT,  # Invalid card number
-    "800": ErrorCode.INVALID_ACCOUNT,  # Contract not found
-    "803": ErrorCode.INVALID_ACCOUNT,  # PaymentDetail not found (unknown stored payment method)
-    "905": ErrorCode.INVALID_ACCOUNT,  # Payment details are not supported
-}
-IN_PROGRESS_ERROR = "704"  # "request already processed or in progress" for a repeated Idempotency-Key
-
-# resultCodes that want the shopper in front of a browser or an app: PGI cannot do that.
-SHOPPER_ACTIONS = {"RedirectShopper", "IdentifyShopper", "ChallengeShopper", "PresentToShopper"}
-
-# Time zone abbreviations seen in the reports' TimeZone column, as fixed UTC offsets in hours.
-# Ambiguous ones (CST, IST) are left out on purpose: set the account's report time zone to UTC.
-REPORT_TIME_ZONES = {
-    "UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2, "EET": 2, "EEST": 3,
-    "MSK": 3, "SGT": 8, "HKT": 8, "JST": 9, "AEST": 10, "AEDT": 11, "BRT": -3, "EST": -5, "EDT": -4,
-    "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
-}  # fmt: skip
-
-REPORT_KINDS = {
-    "settled": ReportLine.Kind.PAYMENT,
-    "settledexternally": ReportLine.Kind.PAYMENT,
-    "settledbulk": ReportLine.Kind.PAYMENT,
-    "refunded": ReportLine.Kind.REFUND,
-    "refundedexternally": ReportLine.Kind.REFUND,
-    "refundedbulk": ReportLine.Kind.REFUND,
-    "chargeback": ReportLine.Kind.CHARGEBACK,
-    "chargebackexternally": ReportLine.Kind.CHARGEBACK,
-    "secondchargeback": ReportLine.Kind.CHARGEBACK,
-    "fee": ReportLine.Kind.FEE,
-    "misccosts": ReportLine.Kind.FEE,
-    "paymentcost": ReportLine.Kind.FEE,
-    "chargebackreversed": ReportLine.Kind.OTHER,
-    "refundedreversed": ReportLine.Kind.OTHER,
-}
-# Lifecycle records: status changes in which no money was booked (the report lists one line per
-# status, so a settled payment also has Received, Authorised and SentForSettle lines).
-REPORT_LIFECYCLE = {
-    "received", "authorised", "sentforsettle", "sentforrefund", "refused", "cancelled", "expired",
-    "error", "retried", "reversed", "capturefailed", "refundfailed", "authorisationschemefee",
-}  # fmt: skip
-REPORT_FEE_COLUMNS = ("Commission (SC)", "Markup (SC)", "Scheme Fees (SC)", "Interchange (SC)")
 
 
 class _Refused(Exception):
@@ -189,71 +84,6 @@ class _Refused(Exception):
         self.error_code = error_code
         self.message = message
 
-
-class _NotPayable(Exception):
-    """The request cannot be put to Adyen at all (amount not in Adyen's minor units, bad account)."""
-
-    def __init__(self, error_code: str, message: str):
-        super().__init__(message)
-        self.error_code = error_code
-        self.message = message
-
-
-def adyen_exponent(currency: str) -> int:
-    """Adyen's number of minor-unit digits for a currency. Raises UnknownCurrency."""
-    return ADYEN_EXPONENTS.get(currency, currency_exponent(currency))
-
-
-def to_minor_units(amount: Decimal, currency: str) -> int:
-    """The amount as Adyen's integer `value`. Raises _NotPayable when Adyen cannot carry it
-    (IDR 10.50: Adyen takes IDR without decimals) and never rounds."""
-    try:
-        scaled = amount.scaleb(adyen_exponent(currency))
-    except UnknownCurrency as exc:
-        raise _NotPayable(ErrorCode.INVALID_REQUEST, f"Adyen does not take currency {currency}.") from exc
-    if scaled != scaled.to_integral_value():
-        raise _NotPayable(
-            ErrorCode.INVALID_REQUEST,
-            f"{amount} {currency} has more decimals than Adyen accepts for {currency} "
-            f"({adyen_exponent(currency)}).",
-        )
-    return int(scaled)
-
-
-# Adyen's `value` is a 64-bit integer of minor units; anything longer is not an Adyen amount.
-MAX_MINOR_UNITS = 10**18
-
-
-def from_minor_units(value: Any, currency: str) -> Decimal | None:
-    """Adyen's integer `value` as a Decimal amount, written with the ISO 4217 digits when that
-    loses nothing. None when the value or the currency is not usable."""
-    try:
-        amount = Decimal(int(value)).scaleb(-adyen_exponent(currency))
-        return quantize(amount, currency) if fits_currency(amount, currency) else amount
-    except (TypeError, ValueError, UnknownCurrency, InvalidOperation):
-        return None
-
-
-def parse_from_account(from_account: str) -> tuple[str, str]:
-    """`<shopperReference>:<storedPaymentMethodId>` -> (shopperReference, storedPaymentMethodId),
-    split at the last colon. Raises _NotPayable for anything else, and for a bare IBAN: PGI does
-    not send account numbers to Adyen; store the SEPA mandate or card with Adyen and send its id."""
-    shopper, sep, stored = from_account.strip().rpartition(":")
-    if sep and shopper.strip() and stored.strip():
-        return shopper.strip(), stored.strip()
-    try:
-        schwifty.IBAN(from_account)
-    except (ValueError, schwifty.exceptions.SchwiftyException):
-        pass
-    else:
-        raise _NotPayable(
-            ErrorCode.INVALID_ACCOUNT,
-            "Adyen payments take a stored payment method, not an IBAN: send "
-            "'<shopperReference>:<storedPaymentMethodId>'.",
-        )
-    raise _NotPayable(
-        ErrorCode.INVALID_ACCOUNT, "fromAccount must be '<shopperReference>:<storedPaymentMethodId>' for Adyen."
-    )
 
 
 def _never_connected(exc: BaseException) -> bool:
@@ -289,20 +119,7 @@ def _error_details(exc: AdyenAPIResponseError) -> tuple[str, str]:
     body = exc.message if isinstance(exc.message, dict) else {}
     code = str(body.get("errorCode") or exc.error_code or "")
     message = body.get("message") or (exc.raw_response if isinstance(exc.raw_response, str) else "") or ""
-    return code, str(message)[:500]
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    """A header by name, whatever its case (Django's request.headers is case-insensitive; a dict
-    is not)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return ""
+    return code, clip(str(message), 500)
 
 
 class AdyenConnector(Connector):
@@ -451,7 +268,7 @@ class AdyenConnector(Connector):
         try:
             value = to_minor_units(request.amount, request.currency)
             shopper_reference, stored_id = parse_from_account(request.from_account)
-        except _NotPayable as exc:
+        except NotPayable as exc:
             return GatewayResult(
                 status=GatewayStatus.DECLINED,
                 amount=request.amount,
@@ -469,7 +286,7 @@ class AdyenConnector(Connector):
             "recurringProcessingModel": "UnscheduledCardOnFile",
             "metadata": {
                 CAPTURE_METADATA_KEY: "immediate" if request.capture else "manual",
-                "pgiMerchant": request.merchant_code[:80],
+                "pgiMerchant": clip(request.merchant_code, 80),
             },
         }
         if request.capture:
@@ -581,7 +398,7 @@ class AdyenConnector(Connector):
             answer = self._call(
                 f"{what} of {payment_id}", method, body, gateway_reference, key=key
             )
-        except (_Refused, _NotPayable) as exc:
+        except (_Refused, NotPayable) as exc:
             return GatewayResult(
                 status=GatewayStatus.DECLINED,
                 reference=gateway_reference,
@@ -615,7 +432,7 @@ class AdyenConnector(Connector):
                 request.gateway_reference,
                 key=idempotency_key(Operation.REFUND, request.refund_id),
             )
-        except (_Refused, _NotPayable) as exc:
+        except (_Refused, NotPayable) as exc:
             return RefundResult(
                 status=RefundStatus.FAILED,
                 amount=request.amount,
@@ -647,165 +464,18 @@ class AdyenConnector(Connector):
         return "" if self.hmac_key else "no PGI_ADYEN_HMAC_KEY is set"
 
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:
-        """Adyen's standard notification: `{"live": "false", "notificationItems":
-        [{"NotificationRequestItem": {...}}, ...]}`.
-
-        Every item must carry a valid HMAC signature (additionalData.hmacSignature, checked with
-        the SDK's is_valid_hmac_notification), and, when webhook_username is set, the request must
-        carry those Basic credentials; otherwise InvalidSignature and nothing is returned. Adyen's
-        HMAC signs no timestamp and Adyen retries for days, so old eventDates are accepted: the
-        event id (pspReference, eventCode, success) lets PGI drop a repeated delivery.
-
-        Items for other merchant accounts and event codes PGI does not act on yield no event.
-        """
+        """See webhooks.notification_events: HMAC-signed items, Basic credentials when configured."""
         if not self.hmac_key:
             raise WebhookNotConfigured(self.webhook_problem())
-        self._check_basic_auth(headers)
-        try:
-            payload = json.loads(body, parse_float=Decimal)
-            items = [entry["NotificationRequestItem"] for entry in payload["notificationItems"]]
-            live = str(payload.get("live", "")).lower()
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            # The signatures are inside the body: one that cannot be read cannot be verified.
-            raise InvalidSignature("The body is not an Adyen notification; it cannot be verified.") from exc
-        if not items or not all(isinstance(item, dict) for item in items):
-            raise InvalidSignature("The notification has no items to verify.")
-        for item in items:
-            self._check_hmac(item)
-        # Verified: whatever fails from here is a notification PGI cannot read, not a forgery.
-        if live != ("true" if self.environment == "live" else "false"):
-            raise InvalidNotification(f"A notification with live={live[:10]!r} sent to the Adyen {self.environment} connector.")
-        events = []
-        for item in items:
-            if item.get("merchantAccountCode") != self.merchant_account:
-                logger.info("Adyen notification for merchant account %s ignored", item.get("merchantAccountCode"))
-                continue
-            try:
-                event = self._event(item)
-            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
-                raise InvalidNotification("A notification item lacks a field PGI needs.") from exc
-            if event is not None:
-                events.append(event)
-        return events
-
-    def _check_basic_auth(self, headers: Mapping[str, str]) -> None:
-        if not self.webhook_username:
-            return
-        expected = "Basic " + base64.b64encode(f"{self.webhook_username}:{self.webhook_password}".encode()).decode()
-        given = _header(headers, "Authorization")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise InvalidSignature("Missing or wrong HTTP Basic credentials.")
-
-    def _check_hmac(self, item: dict) -> None:
-        additional = item.get("additionalData")
-        if not isinstance(additional, dict) or not additional.get("hmacSignature"):
-            raise InvalidSignature("A notification item has no HMAC signature.")
-        try:
-            valid = Adyen.util.is_valid_hmac_notification(item, self.hmac_key)
-        except (KeyError, TypeError, ValueError, AttributeError, RecursionError, binascii.Error) as exc:
-            raise InvalidSignature("A notification item cannot be verified.") from exc
-        if not valid:
-            raise InvalidSignature("A notification item's HMAC signature does not match.")
-
-    def _event(self, item: dict) -> WebhookEvent | None:
-        event_code = item["eventCode"]
-        success = str(item.get("success", "")).lower() == "true"
-        psp_reference = item["pspReference"]
-        original_reference = item.get("originalReference", "") or ""
-        merchant_reference = item.get("merchantReference", "") or ""
-        additional = item.get("additionalData") or {}
-        reason = item.get("reason", "") or ""
-        amount_field = item.get("amount") or {}
-        currency = amount_field.get("currency", "")
-        value = amount_field.get("value")
-        if value is not None and not (isinstance(value, int) and abs(value) < MAX_MINOR_UNITS):
-            raise ValueError(f"amount value {str(value)[:30]!r}")
-        amount = from_minor_units(amount_field.get("value"), currency) if currency else None
-        event_id = f"{psp_reference}:{event_code}:{'true' if success else 'false'}"
-        common = {"event_id": event_id, "raw_type": event_code}
-
-        def payment_event(
-            operation: Operation, status: GatewayStatus, error_code: str = "", message: str = "", **flags
-        ):
-            reference = psp_reference if operation is Operation.AUTHORIZE else (original_reference or psp_reference)
-            result = GatewayResult(
-                status=status,
-                reference=reference,
-                amount=amount,
-                currency=currency,
-                error_code=error_code,
-                error_message=message,
-            )
-            return WebhookEvent(
-                operation=operation,
-                payment_id=merchant_reference,
-                result=result,
-                gateway_reference=reference,
-                **common,
-                **flags,
-            )
-
-        def refund_event(status: RefundStatus, message: str = ""):
-            result = RefundResult(
-                status=status,
-                reference=psp_reference,
-                amount=amount,
-                currency=currency,
-                error_code=ErrorCode.GATEWAY_ERROR if status is RefundStatus.FAILED else "",
-                error_message=message,
-            )
-            # A refund notification names the refund (merchantReference = PGI's refund id) and the
-            # payment's pspReference (originalReference), not PGI's payment id.
-            return WebhookEvent(
-                operation=Operation.REFUND,
-                payment_id="",
-                refund_id=merchant_reference,
-                refund_result=result,
-                gateway_reference=original_reference,
-                **common,
-            )
-
-        # Only signed fields (pspReference, originalReference, merchantAccountCode, merchantReference,
-        # amount, eventCode, success) decide what moves; `reason` and additionalData are not signed
-        # and only name a refusal's code and text, or pick the kind of a CANCEL_OR_REFUND (a wrong
-        # pick names nothing it could move: docs/06-gateway-adyen.md).
-        failed = f"Adyen: {reason}" if reason else "Adyen reported a failure."
-        if event_code == "AUTHORISATION":
-            if not success:
-                error_code = REFUSAL_BY_TEXT.get(reason.lower(), ErrorCode.DECLINED)
-                return payment_event(Operation.AUTHORIZE, GatewayStatus.DECLINED, error_code, reason)
-            # Whether it was captured too is what PGI asked (captureDelayHours 0), kept in PGI's
-            # record of the payment; the metadata echoed in additionalData is not signed.
-            return payment_event(Operation.AUTHORIZE, GatewayStatus.AUTHORIZED, captured_if_requested=True)
-        if event_code == "OFFER_CLOSED":
-            # A pending payment the shopper never completed: it lapsed, nothing moved.
-            return payment_event(Operation.AUTHORIZE, GatewayStatus.CANCELLED) if success else None
-        if event_code == "CAPTURE":
-            if success:
-                return payment_event(Operation.CAPTURE, GatewayStatus.SUCCEEDED)
-            return payment_event(Operation.CAPTURE, GatewayStatus.DECLINED, ErrorCode.GATEWAY_ERROR, failed)
-        if event_code == "CAPTURE_FAILED":
-            return payment_event(Operation.CAPTURE, GatewayStatus.DECLINED, ErrorCode.GATEWAY_ERROR, failed)
-        if event_code == "CANCELLATION":
-            if success:
-                return payment_event(Operation.VOID, GatewayStatus.CANCELLED)
-            return payment_event(Operation.VOID, GatewayStatus.DECLINED, ErrorCode.GATEWAY_ERROR, failed)
-        if event_code == "CANCEL_OR_REFUND":
-            action = additional.get("modification.action", "")
-            if action == "refund":
-                return refund_event(RefundStatus.SUCCEEDED if success else RefundStatus.FAILED, reason)
-            if action == "cancel":
-                if success:
-                    return payment_event(Operation.VOID, GatewayStatus.CANCELLED)
-                return payment_event(Operation.VOID, GatewayStatus.DECLINED, ErrorCode.GATEWAY_ERROR, failed)
-            logger.warning("Adyen CANCEL_OR_REFUND %s without modification.action ignored", psp_reference)
-            return None
-        if event_code == "REFUND":
-            return refund_event(RefundStatus.SUCCEEDED if success else RefundStatus.FAILED, "" if success else failed)
-        if event_code in {"REFUND_FAILED", "REFUNDED_REVERSED"}:
-            reversed_ = event_code == "REFUNDED_REVERSED"
-            return refund_event(RefundStatus.FAILED, "Adyen: the refund was returned." if reversed_ else failed)
-        return None
+        return notification_events(
+            headers=headers,
+            body=body,
+            hmac_key=self.hmac_key,
+            webhook_username=self.webhook_username,
+            webhook_password=self.webhook_password,
+            environment=self.environment,
+            merchant_account=self.merchant_account,
+        )
 
     # --- reports -------------------------------------------------------------------------------
 
@@ -828,61 +498,4 @@ class AdyenConnector(Connector):
             raise GatewayUnavailable(f"Adyen has no payments accounting report for {day} yet.")
         if response.status_code != 200:
             raise GatewayUnavailable(f"Adyen report for {day}: HTTP {response.status_code}.")
-        return self._report_lines(response.content.decode("utf-8-sig"))
-
-    def _report_lines(self, text: str) -> list[ReportLine]:
-        lines = []
-        reader = csv.DictReader(io.StringIO(text))
-        for number, row in enumerate(reader, start=2):
-            try:
-                line = self._report_line(row)
-            except (KeyError, ValueError, InvalidOperation, TypeError) as exc:
-                raise GatewayError(f"Adyen report line {number} cannot be read: {exc!r}") from exc
-            if line is not None:
-                lines.append(line)
-        return lines
-
-    def _report_line(self, row: dict[str, str]) -> ReportLine | None:
-        record_type = (row.get("Record Type") or "").strip()
-        kind = REPORT_KINDS.get(record_type.lower())
-        if kind is None and record_type.lower() in REPORT_LIFECYCLE:
-            return None
-        if (row.get("Merchant Account") or self.merchant_account) != self.merchant_account:
-            return None
-        kind = kind or ReportLine.Kind.OTHER
-        currency = (row.get("Main Currency") or row.get("Settlement Currency") or "").strip()
-        fee_values = [Decimal(row[name]) for name in REPORT_FEE_COLUMNS if (row.get(name) or "").strip()]
-        fee_total = sum((abs(value) for value in fee_values), Decimal(0)) if fee_values else None
-        main_amount = (row.get("Main Amount") or "").strip()
-        if main_amount:
-            amount = abs(Decimal(main_amount))
-        elif kind is ReportLine.Kind.FEE and fee_total is not None:
-            amount = fee_total
-        else:
-            raise ValueError("no Main Amount")
-        # Costs are in the settlement currency: they go in `fee` only when that is the line's currency.
-        same_currency = (row.get("Settlement Currency") or "").strip() in {"", currency}
-        fee = fee_total if same_currency and kind is not ReportLine.Kind.FEE else None
-        return ReportLine(
-            kind=kind,
-            gateway_reference=(row.get("Psp Reference") or "").strip(),
-            payment_id=(row.get("Merchant Reference") or "").strip(),
-            amount=amount,
-            currency=currency,
-            booked_at=self._booked_at(row["Booking Date"], row.get("TimeZone") or "UTC"),
-            fee=fee,
-            refund_id=(row.get("Modification Merchant Reference") or "").strip()
-            if kind is ReportLine.Kind.REFUND
-            else "",
-            status=record_type,
-        )
-
-    @staticmethod
-    def _booked_at(value: str, zone: str) -> datetime.datetime:
-        """`YYYY-MM-DD HH:MM:SS` in the report's TimeZone -> an aware UTC datetime."""
-        hours = REPORT_TIME_ZONES.get(zone.strip().upper())
-        if hours is None:
-            raise ValueError(f"unknown report time zone {zone!r}; set the report time zone to UTC")
-        naive = datetime.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
-        local = naive.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=hours)))
-        return local.astimezone(datetime.timezone.utc)
+        return report_lines(response.content.decode("utf-8-sig"), merchant_account=self.merchant_account)

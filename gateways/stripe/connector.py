@@ -50,11 +50,10 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import requests
 import stripe
 import urllib3
-from django.conf import settings
 
-from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
+from pgi.text import clip
 
-from .base import (
+from ..base import (
     CaptureRequest,
     Connector,
     ErrorCode,
@@ -62,8 +61,6 @@ from .base import (
     GatewayStatus,
     GatewayTimeout,
     GatewayUnavailable,
-    InvalidNotification,
-    InvalidSignature,
     Operation,
     PaymentRequest,
     RefundRequest,
@@ -75,126 +72,25 @@ from .base import (
     WebhookNotConfigured,
     idempotency_key,
 )
+from .amounts import AmountNotAccepted, to_minor_units
+from .report import report_lines
+from .results import (
+    METADATA_MERCHANT,
+    METADATA_PAYMENT_ID,
+    METADATA_REASON,
+    METADATA_REFUND_ID,
+    METADATA_VALUE_MAX,
+    decline,
+    metadata_value,
+    payment_result,
+    refund_result,
+    value_of,
+)
+from .webhooks import webhook_events
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-SIGNATURE_HEADER = "Stripe-Signature"
-METADATA_PAYMENT_ID = "pgi_payment_id"
-METADATA_MERCHANT = "pgi_merchant"
-METADATA_REFUND_ID = "pgi_refund_id"
-METADATA_REASON = "pgi_reason"
-METADATA_VALUE_MAX = 500  # Stripe's limit on a metadata value
-
-# --- Amounts ------------------------------------------------------------------------------
-# Stripe wants integers in minor units. Where its minor unit differs from ISO 4217's
-# (docs.stripe.com/currencies#special-cases), this table wins:
-STRIPE_EXPONENT_OVERRIDES = {
-    "ISK": 2,  # ISO 0; Stripe keeps ISK two-decimal in the API (100 = 1 króna)
-    "MGA": 0,  # ISO 2; zero-decimal at Stripe
-}
-# Stripe accepts only multiples of this many minor units: ISK in whole krónur, and the
-# three-decimal currencies with a last digit of 0 ("round amounts to the nearest ten"). An amount
-# that does not fit is refused here, before any call, rather than rounded: PGI never changes an
-# amount on the merchant's behalf. (HUF and TWD are two-decimal for charges; their whole-unit rule
-# concerns payouts only.)
-MINOR_UNIT_STEP = {"ISK": 100, "BHD": 10, "JOD": 10, "KWD": 10, "OMR": 10, "TND": 10}
-
-
-class AmountNotAccepted(ValueError):
-    """The amount cannot be written as Stripe wants it in that currency."""
-
-
-def stripe_exponent(currency: str) -> int:
-    currency = currency.upper()
-    if currency in STRIPE_EXPONENT_OVERRIDES:
-        return STRIPE_EXPONENT_OVERRIDES[currency]
-    return currency_exponent(currency)
-
-
-def to_minor_units(amount: Decimal, currency: str) -> int:
-    """The integer Stripe expects for `amount` (Decimal, never float). Raises AmountNotAccepted."""
-    currency = currency.upper()
-    try:
-        exponent = stripe_exponent(currency)
-    except UnknownCurrency as exc:
-        raise AmountNotAccepted(f"{currency} is not a currency Stripe can charge.") from exc
-    minor = amount.scaleb(exponent)
-    if not minor.is_finite() or minor != minor.to_integral_value() or minor <= 0:
-        raise AmountNotAccepted(f"{amount} {currency} cannot be sent to Stripe (it takes {exponent} decimals).")
-    step = MINOR_UNIT_STEP.get(currency, 1)
-    if int(minor) % step:
-        smallest = Decimal(step).scaleb(-exponent)
-        raise AmountNotAccepted(f"Stripe accepts {currency} amounts only in steps of {smallest}; got {amount}.")
-    return int(minor)
-
-
-def from_minor_units(minor: int, currency: str) -> Decimal:
-    """Stripe's integer as a Decimal amount, written with the ISO 4217 decimals when exact."""
-    currency = currency.upper()
-    value = Decimal(int(minor)).scaleb(-stripe_exponent(currency))
-    return quantize(value, currency) if fits_currency(value, currency) else value
-
-
-# --- Codes --------------------------------------------------------------------------------
-# Stripe's decline codes (docs.stripe.com/declines/codes) and card error codes onto PGI's. Anything
-# not listed is a plain DECLINED; Stripe's own code and message stay in the result's message.
-DECLINE_CODES: dict[str, ErrorCode] = {
-    "insufficient_funds": ErrorCode.INSUFFICIENT_FUNDS,
-    "expired_card": ErrorCode.CARD_EXPIRED,
-    "fraudulent": ErrorCode.FRAUD_SUSPECTED,
-    "stolen_card": ErrorCode.FRAUD_SUSPECTED,
-    "lost_card": ErrorCode.FRAUD_SUSPECTED,
-    "pickup_card": ErrorCode.FRAUD_SUSPECTED,
-    "merchant_blacklist": ErrorCode.FRAUD_SUSPECTED,
-    "security_violation": ErrorCode.FRAUD_SUSPECTED,
-    "incorrect_number": ErrorCode.INVALID_ACCOUNT,
-    "invalid_number": ErrorCode.INVALID_ACCOUNT,
-    "invalid_account": ErrorCode.INVALID_ACCOUNT,
-    "incorrect_cvc": ErrorCode.INVALID_ACCOUNT,
-    "invalid_cvc": ErrorCode.INVALID_ACCOUNT,
-    "invalid_expiry_month": ErrorCode.INVALID_ACCOUNT,
-    "invalid_expiry_year": ErrorCode.INVALID_ACCOUNT,
-    "authentication_required": ErrorCode.AUTHENTICATION_REQUIRED,
-    "card_velocity_exceeded": ErrorCode.LIMIT_EXCEEDED,
-    "withdrawal_count_limit_exceeded": ErrorCode.LIMIT_EXCEEDED,
-    "processing_error": ErrorCode.GATEWAY_ERROR,
-    "issuer_not_available": ErrorCode.GATEWAY_ERROR,
-    "try_again_later": ErrorCode.GATEWAY_ERROR,
-    "reenter_transaction": ErrorCode.GATEWAY_ERROR,
-}
-# A refund's failure_reason (docs.stripe.com/api/refunds/object#refund_object-failure_reason).
-REFUND_FAILURES: dict[str, ErrorCode] = {
-    "expired_or_canceled_card": ErrorCode.CARD_EXPIRED,
-    "lost_or_stolen_card": ErrorCode.INVALID_ACCOUNT,
-    "insufficient_funds": ErrorCode.INSUFFICIENT_FUNDS,
-    "declined": ErrorCode.DECLINED,
-}
-REFUND_STATUSES = {
-    "succeeded": RefundStatus.SUCCEEDED,
-    "pending": RefundStatus.PENDING,
-    "requires_action": RefundStatus.PENDING,
-    "failed": RefundStatus.FAILED,
-    "canceled": RefundStatus.FAILED,
-}
-AUTHENTICATION_MESSAGE = "The payment needs the shopper's authentication (3-D Secure), which PGI cannot complete."
-
-# Webhook event types and the operation each reports. payment_intent.succeeded is CAPTURE for a
-# manual-capture PaymentIntent and AUTHORIZE otherwise (decided per event).
-PAYMENT_EVENTS: dict[str, Operation | None] = {
-    "payment_intent.succeeded": None,
-    "payment_intent.amount_capturable_updated": Operation.AUTHORIZE,
-    "payment_intent.payment_failed": Operation.AUTHORIZE,
-    "payment_intent.processing": Operation.AUTHORIZE,
-    "payment_intent.canceled": Operation.VOID,
-}
-REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
-
-# Balance transaction types (docs.stripe.com/api/balance_transactions/object#balance_transaction_object-type).
-PAYMENT_TYPES = frozenset({"charge", "payment"})
-REFUND_TYPES = frozenset({"refund", "payment_refund"})
-FEE_TYPES = frozenset({"stripe_fee", "stripe_fx_fee", "tax_fee", "application_fee"})
 
 
 def _sent_nothing(cause: BaseException | None) -> bool:
@@ -224,40 +120,12 @@ def _describe(cause: BaseException | None) -> str:
     if cause is None:
         return "no detail"
     text = str(cause)
-    return f"{type(cause).__name__}: {text[:200]}" if text else type(cause).__name__
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        wanted = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == wanted), None)
-    return value
-
-
-def _get(obj: Any, key: str) -> Any:
-    """A field of a Stripe object (the SDK's objects are not dicts) or of a dict; None if absent."""
-    if obj is None:
-        return None
-    try:
-        return obj[key]
-    except KeyError:
-        return None
-
-
-def _metadata(obj: Any, key: str) -> str:
-    return str(_get(_get(obj, "metadata"), key) or "")
+    return f"{type(cause).__name__}: {clip(text, 200)}" if text else type(cause).__name__
 
 
 def _search_literal(value: str) -> str:
     """A value as a quoted string of Stripe's search query language."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _source_id(source: Any) -> str:
-    if not source:
-        return ""
-    return source if isinstance(source, str) else str(_get(source, "id") or "")
 
 
 class StripeConnector(Connector):
@@ -345,56 +213,12 @@ class StripeConnector(Connector):
 
     # --- results --------------------------------------------------------------------------
 
-    def _payment_result(self, intent: Any) -> GatewayResult:
-        currency = str(intent["currency"]).upper()
-        status = intent["status"]
-        fields = {"reference": intent["id"], "currency": currency}
-        if status == "succeeded":
-            amount = from_minor_units(intent["amount_received"], currency)
-            return GatewayResult(GatewayStatus.SUCCEEDED, amount=amount, **fields)
-        amount = from_minor_units(intent["amount"], currency)
-        if status == "requires_capture":
-            capturable = _get(intent, "amount_capturable") or intent["amount"]
-            return GatewayResult(GatewayStatus.AUTHORIZED, amount=from_minor_units(capturable, currency), **fields)
-        if status == "canceled":
-            return GatewayResult(GatewayStatus.CANCELLED, amount=amount, **fields)
-        if status == "requires_action":
-            return GatewayResult(
-                GatewayStatus.DECLINED,
-                amount=amount,
-                error_code=ErrorCode.AUTHENTICATION_REQUIRED,
-                error_message=AUTHENTICATION_MESSAGE,
-                **fields,
-            )
-        if status in ("requires_payment_method", "requires_confirmation"):
-            error = _get(intent, "last_payment_error")
-            if error:
-                code, message = self._decline(error)
-                return GatewayResult(
-                    GatewayStatus.DECLINED, amount=amount, error_code=code, error_message=message, **fields
-                )
-            return GatewayResult(
-                GatewayStatus.DECLINED,
-                amount=amount,
-                error_code=ErrorCode.GATEWAY_ERROR,
-                error_message=f"Stripe holds no payment attempt for this PaymentIntent ({status}).",
-                **fields,
-            )
-        # "processing", and any status newer than this code: the outcome comes later.
-        return GatewayResult(GatewayStatus.PENDING, amount=amount, **fields)
-
-    @staticmethod
-    def _decline(error: Any) -> tuple[ErrorCode, str]:
-        stripe_code = _get(error, "decline_code") or _get(error, "code") or ""
-        message = _get(error, "message") or "The payment was declined."
-        return DECLINE_CODES.get(stripe_code, ErrorCode.DECLINED), message
-
     def _declined(self, exc: stripe.StripeError, request: PaymentRequest) -> GatewayResult:
         error = exc.error
-        intent = _get(error, "payment_intent") if error else None
-        if intent and _get(intent, "status") not in (None, "requires_payment_method", "requires_confirmation"):
-            return self._payment_result(intent)  # the error came with a PaymentIntent that says otherwise
-        code, message = self._decline(error or {"code": exc.code, "message": exc.user_message})
+        intent = value_of(error, "payment_intent") if error else None
+        if intent and value_of(intent, "status") not in (None, "requires_payment_method", "requires_confirmation"):
+            return payment_result(intent)  # the error came with a PaymentIntent that says otherwise
+        code, message = decline(error or {"code": exc.code, "message": exc.user_message})
         return GatewayResult(
             GatewayStatus.DECLINED,
             reference=intent["id"] if intent else "",
@@ -409,10 +233,10 @@ class StripeConnector(Connector):
     ) -> GatewayResult:
         """A 400 to a capture or void. Refused because of the PaymentIntent's state: what that state
         is, with ALREADY_PROCESSED. Refused for its content: DECLINED with INVALID_REQUEST."""
-        intent = _get(exc.error, "payment_intent") if exc.error else None
+        intent = value_of(exc.error, "payment_intent") if exc.error else None
         if exc.code == "payment_intent_unexpected_state" and intent:
             return dataclasses.replace(
-                self._payment_result(intent),
+                payment_result(intent),
                 error_code=ErrorCode.ALREADY_PROCESSED,
                 error_message=exc.user_message or "",
             )
@@ -423,23 +247,6 @@ class StripeConnector(Connector):
             currency=currency,
             error_code=ErrorCode.INVALID_REQUEST,
             error_message=exc.user_message or "",
-        )
-
-    def _refund_result(self, refund: Any) -> RefundResult:
-        currency = str(refund["currency"]).upper()
-        status = REFUND_STATUSES.get(refund["status"], RefundStatus.PENDING)
-        error_code, error_message = "", ""
-        if status is RefundStatus.FAILED:
-            reason = _get(refund, "failure_reason") or refund["status"]
-            error_code = REFUND_FAILURES.get(reason, ErrorCode.GATEWAY_ERROR)
-            error_message = f"Stripe: refund {refund['status']} ({reason})."
-        return RefundResult(
-            status=status,
-            reference=refund["id"],
-            amount=from_minor_units(refund["amount"], currency),
-            currency=currency,
-            error_code=error_code,
-            error_message=error_message,
         )
 
     # --- Connector ------------------------------------------------------------------------
@@ -480,7 +287,7 @@ class StripeConnector(Connector):
             raise self._conflict(exc, f"authorize {request.payment_id}") from exc
         except stripe.InvalidRequestError as exc:
             unknown_method = exc.code == "resource_missing" and exc.param == "payment_method"
-            intent = _get(exc.error, "payment_intent") if exc.error else None
+            intent = value_of(exc.error, "payment_intent") if exc.error else None
             return GatewayResult(
                 GatewayStatus.DECLINED,
                 reference=intent["id"] if intent else "",
@@ -489,7 +296,7 @@ class StripeConnector(Connector):
                 error_code=ErrorCode.INVALID_ACCOUNT if unknown_method else ErrorCode.INVALID_REQUEST,
                 error_message=exc.user_message or "",
             )
-        return self._payment_result(intent)
+        return payment_result(intent)
 
     def capture(self, request: CaptureRequest) -> GatewayResult:
         return self._settle_hold(
@@ -534,7 +341,7 @@ class StripeConnector(Connector):
             return self._refused(
                 exc, reference=request.gateway_reference, amount=request.amount, currency=request.currency
             )
-        return self._payment_result(intent)
+        return payment_result(intent)
 
     def refund(self, request: RefundRequest) -> RefundResult:
         what = f"refund {request.refund_id} of {request.payment_id}"
@@ -551,7 +358,7 @@ class StripeConnector(Connector):
         metadata = {METADATA_REFUND_ID: request.refund_id, METADATA_PAYMENT_ID: request.payment_id}
         if request.reason:
             # Stripe's own `reason` takes three fixed words; PGI's free text goes in the metadata.
-            metadata[METADATA_REASON] = request.reason[:METADATA_VALUE_MAX]
+            metadata[METADATA_REASON] = clip(request.reason, METADATA_VALUE_MAX)
         params = {"payment_intent": request.gateway_reference, "amount": amount, "metadata": metadata}
         options = {"idempotency_key": idempotency_key(Operation.REFUND, request.refund_id)}
         try:
@@ -571,7 +378,7 @@ class StripeConnector(Connector):
                 error_code=ErrorCode.ALREADY_PROCESSED if already else ErrorCode.INVALID_REQUEST,
                 error_message=exc.user_message or "",
             )
-        return self._refund_result(refund)
+        return refund_result(refund)
 
     def status(self, *, payment_id: str, gateway_reference: str = "") -> GatewayResult | None:
         """By PaymentIntent id when PGI has one; otherwise by searching the metadata for PGI's payment
@@ -595,7 +402,7 @@ class StripeConnector(Connector):
                     exc.user_message,
                 )
             else:
-                return self._payment_result(intent)
+                return payment_result(intent)
         query = f"metadata[{_search_literal(METADATA_PAYMENT_ID)}]:{_search_literal(payment_id)}"
         try:
             found = self._send(
@@ -615,68 +422,16 @@ class StripeConnector(Connector):
         # Several only if the same payment was sent under an expired key: report the one that went furthest.
         rank = {"succeeded": 0, "requires_capture": 1, "processing": 2}
         furthest = min(intents, key=lambda intent: (rank.get(intent["status"], 3), -intent["created"]))
-        return self._payment_result(furthest)
+        return payment_result(furthest)
 
     def webhook_problem(self) -> str:
         return "" if self._webhook_secret else "no PGI_STRIPE_WEBHOOK_SECRET is set"
 
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> Sequence[WebhookEvent]:
-        """One Stripe event per delivery, verified with the SDK's own check (HMAC-SHA256 of
-        "<t>.<body>" with the endpoint secret; `t` not older than PGI_WEBHOOK_TOLERANCE_SECONDS).
-        Types PGI does not act on give an empty list: acknowledged, nothing changes."""
+        """See webhooks.webhook_events: verified with the endpoint's signing secret."""
         if not self._webhook_secret:
             raise WebhookNotConfigured(self.webhook_problem())
-        header = _header(headers, SIGNATURE_HEADER) or ""
-        if not header.isascii():  # the SDK's compare_digest raises TypeError on other text
-            raise InvalidSignature("Stripe signature refused: the header is not ASCII.")
-        try:
-            stripe.WebhookSignature.verify_header(
-                body, header, self._webhook_secret, tolerance=settings.PGI_WEBHOOK_TOLERANCE_SECONDS
-            )
-        except stripe.SignatureVerificationError as exc:
-            raise InvalidSignature(f"Stripe signature refused: {exc.user_message}") from exc
-        except (ValueError, TypeError, IndexError) as exc:  # a body that is not UTF-8, a garbled header
-            raise InvalidSignature("Stripe signature refused: the delivery cannot be verified.") from exc
-        # Verified: whatever fails from here is a notification PGI cannot read, not a forgery.
-        try:
-            event = self._client.construct_event_without_verification(body)
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # not a snapshot event
-            raise InvalidNotification("The body is not a Stripe event.") from exc
-        try:
-            return self._events(event)
-        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
-            raise InvalidNotification(f"The Stripe event {_get(event, 'id')} is not as expected: {exc!r}"[:500]) from exc
-
-    def _events(self, event: Any) -> list[WebhookEvent]:
-        event_type = event["type"]
-        obj = event["data"]["object"]
-        if event_type in PAYMENT_EVENTS:
-            operation = PAYMENT_EVENTS[event_type]
-            if operation is None:
-                operation = Operation.CAPTURE if _get(obj, "capture_method") == "manual" else Operation.AUTHORIZE
-            return [
-                WebhookEvent(
-                    event_id=event["id"],
-                    operation=operation,
-                    payment_id=_metadata(obj, METADATA_PAYMENT_ID),
-                    result=self._payment_result(obj),
-                    gateway_reference=obj["id"],
-                    raw_type=event_type,
-                )
-            ]
-        if event_type in REFUND_EVENTS:
-            return [
-                WebhookEvent(
-                    event_id=event["id"],
-                    operation=Operation.REFUND,
-                    payment_id=_metadata(obj, METADATA_PAYMENT_ID),
-                    refund_id=_metadata(obj, METADATA_REFUND_ID),
-                    refund_result=self._refund_result(obj),
-                    gateway_reference=str(_get(obj, "payment_intent") or ""),
-                    raw_type=event_type,
-                )
-            ]
-        return []
+        return webhook_events(self._client, headers=headers, body=body, secret=self._webhook_secret)
 
     def fetch_report(self, day: datetime.date) -> Sequence[ReportLine]:
         """Every balance transaction Stripe created on `day` (UTC), all pages, sources expanded.
@@ -700,48 +455,7 @@ class StripeConnector(Connector):
         except (stripe.InvalidRequestError, stripe.IdempotencyError) as exc:
             raise GatewayUnavailable(f"{self.code}: Stripe refused {what}: {exc.user_message}") from exc
         payment_ids: dict[str, str] = {}
-        # Stripe lists the newest first; the report reads oldest first.
-        lines = [self._report_line(transaction, payment_ids) for transaction in reversed(transactions)]
-        lines.sort(key=lambda line: line.booked_at)
-        return lines
-
-    def _report_line(self, transaction: Any, payment_ids: dict[str, str]) -> ReportLine:
-        kind = self._report_kind(transaction)
-        currency = str(transaction["currency"]).upper()
-        source = _get(transaction, "source")
-        source_obj = source if source is not None and not isinstance(source, str) else None
-        intent_id = str(_get(source_obj, "payment_intent") or "") if source_obj else ""
-        payment_id = _metadata(source_obj, METADATA_PAYMENT_ID) if source_obj else ""
-        if not payment_id and intent_id and kind is not ReportLine.Kind.FEE:
-            payment_id = self._payment_id_of(intent_id, payment_ids)
-        if kind is ReportLine.Kind.PAYMENT or kind is ReportLine.Kind.CHARGEBACK:
-            reference = intent_id or _source_id(source) or transaction["id"]
-        else:
-            reference = _source_id(source) or transaction["id"]
-        return ReportLine(
-            kind=kind,
-            gateway_reference=reference,
-            payment_id=payment_id,
-            amount=abs(from_minor_units(transaction["amount"], currency)),
-            currency=currency,
-            booked_at=datetime.datetime.fromtimestamp(transaction["created"], tz=datetime.UTC),
-            fee=from_minor_units(transaction["fee"], currency),
-            refund_id=_metadata(source_obj, METADATA_REFUND_ID) if kind is ReportLine.Kind.REFUND else "",
-            status=str(_get(transaction, "status") or ""),
-        )
-
-    @staticmethod
-    def _report_kind(transaction: Any) -> ReportLine.Kind:
-        kind, category = transaction["type"], _get(transaction, "reporting_category") or ""
-        if kind in PAYMENT_TYPES:
-            return ReportLine.Kind.PAYMENT
-        if kind in REFUND_TYPES:
-            return ReportLine.Kind.REFUND
-        if category == "dispute" or kind == "dispute":
-            return ReportLine.Kind.CHARGEBACK
-        if kind in FEE_TYPES or category == "fee":
-            return ReportLine.Kind.FEE
-        return ReportLine.Kind.OTHER  # dispute reversals, payouts, transfers, partial-capture reversals …
+        return report_lines(transactions, lambda intent_id: self._payment_id_of(intent_id, payment_ids))
 
     def _payment_id_of(self, intent_id: str, known: dict[str, str]) -> str:
         """PGI's payment id from a PaymentIntent's metadata (for sources that do not carry it, such as
@@ -756,5 +470,5 @@ class StripeConnector(Connector):
             except stripe.InvalidRequestError:
                 known[intent_id] = ""
             else:
-                known[intent_id] = _metadata(intent, METADATA_PAYMENT_ID)
+                known[intent_id] = metadata_value(intent, METADATA_PAYMENT_ID)
         return known[intent_id]
