@@ -17,7 +17,8 @@ from gateways.base import Operation
 from gateways.models import GatewayNotification, SimulatorRefund
 from gateways.registry import get_connector
 from gateways.services import notification_receive
-from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
+from gateways.simulator.connector import SimulatorConnector
+from gateways.simulator.webhooks import SIGNATURE_HEADER
 from payments.models import GatewayAttempt, GatewayOperation, OperationKind, Payment, PaymentStatus, PaymentStatusChange
 from pgi.errors import BusinessRuleViolation
 from refunds.models import Refund, RefundStatus, RefundStatusChange, new_refund_id

@@ -12,7 +12,8 @@ from gateways.breaker import breaker_for
 from gateways.models import GatewayNotification, SimulatorCharge, SimulatorRefund
 from gateways.registry import get_connector
 from gateways.services import notification_receive
-from gateways.simulator import SIGNATURE_HEADER, SimulatorConnector
+from gateways.simulator.connector import SimulatorConnector
+from gateways.simulator.webhooks import SIGNATURE_HEADER
 from payments.models import GatewayAttempt, OperationStatus, Payment, PaymentStatus
 from pgi.errors import BusinessRuleViolation
 from refunds.models import Refund, RefundStatus, RefundStatusChange

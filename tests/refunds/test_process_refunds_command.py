@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from gateways.base import GatewayUnavailable
-from gateways.simulator import SimulatorConnector
+from gateways.simulator.connector import SimulatorConnector
 from payments.models import GatewayAttempt, GatewayOperation
 from refunds.models import Refund, RefundStatus
 from refunds.services import refund_create
