@@ -32,26 +32,21 @@ class Command(BaseCommand):
         if dry_run:
             self._list(limit)
             return
-        # One lease per batch_size refunds, as the beat job takes them: a lease long enough for one
-        # batch of sends, not for the whole of a large --limit.
         counts = dict.fromkeys(OUTCOMES, 0)
         total = refunds_due_list(limit=limit).count()  # an estimate for the bar: more may fall due meanwhile
         # tqdm writes \r updates: the raw stream, not Django's wrapper that ends every write with a newline.
         with tqdm(total=total, unit="refund", file=self.stderr._out, disable=options["verbosity"] == 0) as bar:
 
-            seen = dict.fromkeys(OUTCOMES, 0)
-
             def progress(refund_id: str, outcome: str) -> None:
-                seen[outcome] += 1
-                bar.set_postfix(seen, refresh=False)
+                counts[outcome] += 1
+                bar.set_postfix(counts, refresh=False)
                 bar.update(1)
 
+            # batch_size at a time, as the beat job takes them: each run's lease covers one batch of
+            # sends, not the whole of a large --limit.
             remaining = limit
             while remaining > 0:
-                run = refunds_process(limit=min(batch_size, remaining), progress=progress)
-                taken = sum(run.values())
-                for outcome, count in run.items():
-                    counts[outcome] = counts.get(outcome, 0) + count
+                taken = sum(refunds_process(limit=min(batch_size, remaining), progress=progress).values())
                 remaining -= taken
                 if taken == 0:
                     break  # nothing due any more: each refund sent moved on (final, or a later look)
