@@ -73,7 +73,7 @@ def django_env(args: argparse.Namespace, db_url: str) -> dict:
         "PGI_SIMULATOR_LATENCY": "0",
         "PGI_SANDBOX": "true",
         "DJANGO_DEBUG": "0",  # no query log growing with every statement
-        "PGI_RECOVERY_BATCH_SIZE": str(args.batch_size),
+        "PGI_REFUND_BATCH_SIZE": str(args.batch_size),
     }
 
 

@@ -384,6 +384,13 @@ PGI_RECOVERY = {
     "batch_size": int(os.environ.get("PGI_RECOVERY_BATCH_SIZE", "100")),
     "lease_seconds": int(os.environ.get("PGI_RECOVERY_LEASE_SECONDS", "300")),
 }
+# The refund job (refunds.tasks.refunds_process, beat every minute): each run takes batches of
+# batch_size due refunds until none is due or run_seconds have passed, so a large bulk file is sent
+# at the pace of the gateway, not of one batch a minute. Backoff and tries are PGI_RECOVERY's.
+PGI_REFUNDS = {
+    "batch_size": int(os.environ.get("PGI_REFUND_BATCH_SIZE", "200")),
+    "run_seconds": int(os.environ.get("PGI_REFUND_RUN_SECONDS", "50")),
+}
 # Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {
     "failure_threshold": int(os.environ.get("PGI_BREAKER_FAILURES", "5")),

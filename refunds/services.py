@@ -10,6 +10,7 @@ payment's row lock again: once, whichever comes first.
 """
 
 import logging
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -451,6 +452,24 @@ def refunds_process(*, limit: int | None = None, progress=None) -> dict[str, int
         if progress is not None:
             progress(refund_id, outcome)
     return counts
+
+
+def refunds_process_run(*, seconds: float | None = None, batch_size: int | None = None) -> dict[str, int]:
+    """The beat job: batches of refunds_process until nothing is due or `seconds` have passed
+    (settings.PGI_REFUNDS), so that one run sends a large bulk file's refunds by the thousand
+    while the next run, a minute later, never finds this one still going."""
+    from django.conf import settings
+
+    seconds = settings.PGI_REFUNDS["run_seconds"] if seconds is None else seconds
+    batch_size = batch_size or settings.PGI_REFUNDS["batch_size"]
+    deadline = time.monotonic() + seconds
+    totals = {"completed": 0, "failed": 0, "waiting": 0, "flagged": 0}
+    while True:
+        counts = refunds_process(limit=batch_size)
+        for outcome, count in counts.items():
+            totals[outcome] += count
+        if not any(counts.values()) or time.monotonic() >= deadline:
+            return totals
 
 
 def refund_cancel(*, refund_id: str, staff_user: str, reason: str) -> Refund:

@@ -16,4 +16,4 @@ def refund_send(refund_id: str) -> str:
 
 @shared_task(ignore_result=True)
 def refunds_process() -> dict[str, int]:
-    return services.refunds_process()
+    return services.refunds_process_run()

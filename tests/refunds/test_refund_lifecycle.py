@@ -138,3 +138,25 @@ def test_a_pending_refund_is_completed_by_the_simulators_signed_webhook(principa
     assert (refund.status, payment.refunded_amount, payment.status) == (
         RefundStatus.COMPLETED, Decimal("10.20"), PaymentStatus.PARTIALLY_REFUNDED
     )
+
+
+def test_one_run_of_the_job_takes_batch_after_batch_until_nothing_is_due(principal):
+    from refunds.services import refunds_process_run
+
+    payment = completed_payment(principal)
+    for _ in range(5):
+        refund_create(payment_id=payment.id, amount=Decimal("1.00"), principal=principal)
+
+    assert refunds_process_run(seconds=60, batch_size=2) == {"completed": 5, "failed": 0, "waiting": 0, "flagged": 0}
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("5.00")
+
+
+def test_a_run_takes_no_new_batch_once_its_time_is_up(principal):
+    from refunds.services import refunds_process_run
+
+    payment = completed_payment(principal)
+    for _ in range(3):
+        refund_create(payment_id=payment.id, amount=Decimal("1.00"), principal=principal)
+
+    assert refunds_process_run(seconds=0, batch_size=2)["completed"] == 2

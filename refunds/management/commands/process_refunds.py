@@ -1,6 +1,6 @@
 """Run the refunds batch now, as beat's `process-refunds` job does, with a progress bar.
 
-    manage.py process_refunds                 one batch (PGI_RECOVERY batch_size), as the beat job
+    manage.py process_refunds                 one batch (PGI_REFUNDS batch_size), as a batch of the beat job
     manage.py process_refunds --limit 5000    up to 5000 due refunds, taken batch_size at a time
     manage.py process_refunds --dry-run       list what is due (id, payment, amount, attempts); change nothing
 """
@@ -20,12 +20,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--limit", type=int, help="At most this many refunds (default: one batch, PGI_RECOVERY batch_size)."
+            "--limit", type=int, help="At most this many refunds (default: one batch, PGI_REFUND_BATCH_SIZE)."
         )
         parser.add_argument("--dry-run", action="store_true", help="List the due refunds; send nothing, claim nothing.")
 
     def handle(self, *args, limit: int | None, dry_run: bool, **options):
-        batch_size = settings.PGI_RECOVERY["batch_size"]
+        batch_size = settings.PGI_REFUNDS["batch_size"]
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1.")
         limit = limit or batch_size
