@@ -256,6 +256,8 @@ def banner(
             f"Its failures count as a real outage's: {breaker['failures']} within {breaker['window']} s open the breaker, which",
             f"then keeps the simulator out for {breaker['open']} s (or until reset on the gateway status page below).",
             'Authorize only: add "capture": false, then POST /v1/payments/{id}/capture or /cancel.',
+            "Simulator refund amounts ending in .02 are declined, .08 time out after refunding (the",
+            "refund job sends them again and they complete, refunded once), .20 complete by webhook.",
             f"Gateway state (breakers, outage switch): {local_url}/admin/gateways/status/",
             "Press Ctrl-C to stop.",
             rule,
