@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-n", "--refunds", type=int, default=100_000, help="due refunds to process")
     p.add_argument("--per-payment", type=int, default=100, help="refunds of 1.00 on each payment of this many units")
-    p.add_argument("--batch-size", type=int, default=100, help="refunds per batch run (PGI_RECOVERY batch_size)")
+    p.add_argument("--batch-size", type=int, default=200, help="refunds per batch (PGI_REFUND_BATCH_SIZE)")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server (no database)")
     p.add_argument("--database", default="pgi_bench_refunds_batch", help="bench database: DROPPED and recreated")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/3", help="Redis for the breaker and outage switch")

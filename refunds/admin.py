@@ -71,7 +71,7 @@ def failed_not_retried(queryset):
     retries = Refund.objects.annotate(retry_of=KT("metadata__retryOf")).filter(
         payment=OuterRef("payment"), retry_of=OuterRef("pk")
     )
-    return queryset.filter(status=RefundStatus.FAILED).exclude(Exists(retries))
+    return queryset.filter(status=RefundStatus.FAILED, needs_attention=False).exclude(Exists(retries))
 
 
 class RefundFileFilter(admin.SimpleListFilter):
@@ -244,14 +244,15 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         user = request.user.get_username()
         restarted = [
             refund_id
-            for refund_id in queryset.filter(needs_attention=True).values_list("pk", flat=True)
+            for refund_id in queryset.filter(needs_attention=True, status=RefundStatus.PENDING).values_list("pk", flat=True)
             if refund_restart(refund_id=refund_id, staff_user=user) is not None
         ]
         self.message_user(
             request,
             f"Restarted {len(restarted)} refund(s); the next run of the batch job sends the Pending ones again."
             if restarted
-            else "None of the selected refunds was flagged.",
+            else "None of the selected refunds was a flagged Pending refund (a final one stays flagged until it is "
+            "settled against the gateway's report).",
             messages.SUCCESS if restarted else messages.WARNING,
         )
 
@@ -283,6 +284,12 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def attention_state(self, obj: Refund) -> str:
         if not obj.needs_attention:
             return "-"
+        if obj.status != RefundStatus.PENDING:
+            return format_html(
+                '<span class="pgi-flag">Flagged</span> Staff must look: {}. Its amount stays held (not refundable '
+                "again, not retryable) until it is settled against the gateway's report.",
+                obj.attention_reason,
+            )
         return format_html(
             '<span class="pgi-flag">Flagged</span> Staff must look: {}. Only the gateway knows whether it refunded: '
             "check there, then restart it (the next run asks again).",

@@ -56,11 +56,14 @@ def _policy() -> dict:
 
 
 def refund_available(payment: Payment) -> Decimal:
-    """What can still be refunded: the captured amount minus what is refunded or in flight. Decide
-    on it only under the payment's row lock."""
+    """What can still be refunded: the captured amount minus what is refunded, in flight, or held
+    by a flag (a Failed or Cancelled refund the gateway says it made: until staff settle it, its
+    money may be gone). Decide on it only under the payment's row lock."""
     captured = payment.captured_amount if payment.captured_amount is not None else payment.amount
-    in_flight = payment.refunds.filter(status=RefundStatus.PENDING).aggregate(total=Sum("amount"))["total"]
-    return captured - payment.refunded_amount - (in_flight or Decimal(0))
+    held = payment.refunds.filter(
+        Q(status=RefundStatus.PENDING) | Q(needs_attention=True) & ~Q(status=RefundStatus.COMPLETED)
+    ).aggregate(total=Sum("amount"))["total"]
+    return captured - payment.refunded_amount - (held or Decimal(0))
 
 
 def refund_check(*, payment: Payment, amount: Decimal | None) -> Decimal:
@@ -505,6 +508,12 @@ def refund_retry(*, refund_id: str, staff_user: str) -> Refund:
     failed = Refund.objects.get(pk=refund_id)
     if failed.status != RefundStatus.FAILED:
         raise BusinessRuleViolation(f"Only a Failed refund can be retried; this one is {failed.status}.", code="REFUND_NOT_RETRYABLE")
+    if failed.needs_attention:
+        # The gateway said it made this refund after all: a retry could refund twice.
+        raise BusinessRuleViolation(
+            f"Refund {failed.id} is flagged: the gateway contradicts its failure. Settle it against the gateway first.",
+            code="REFUND_FLAGGED",
+        )
     with transaction.atomic():
         payment = payment_lock(failed.payment_id)
         earlier = payment.refunds.filter(metadata__retryOf=failed.id).values_list("pk", flat=True).first()
@@ -523,10 +532,13 @@ def refund_retry(*, refund_id: str, staff_user: str) -> Refund:
 
 
 def refund_restart(*, refund_id: str, staff_user: str) -> Refund | None:
-    """Staff: clear a refund's flag and try again on the next run. None if it is not flagged."""
+    """Staff: clear a Pending refund's flag and send it again on the next run. None if it is not a
+    flagged Pending refund: a final refund that the gateway contradicts is not asked again (no
+    gateway offers a refund lookup); its flag stays, and its amount stays held, until it is settled
+    against the gateway's report."""
     with transaction.atomic():
         _payment, refund = _locked(refund_id)
-        if not refund.needs_attention:
+        if not refund.needs_attention or refund.status != RefundStatus.PENDING:
             return None
         cleared = refund.attention_reason
         if refund.status == RefundStatus.PENDING:

@@ -160,3 +160,27 @@ def test_a_run_takes_no_new_batch_once_its_time_is_up(principal):
         refund_create(payment_id=payment.id, amount=Decimal("1.00"), principal=principal)
 
     assert refunds_process_run(seconds=0, batch_size=2)["completed"] == 2
+
+
+def test_a_failed_refund_the_gateway_later_says_it_made_holds_its_amount_and_cannot_be_retried(principal):
+    from refunds.services import refund_available, refund_restart, refund_retry
+
+    payment = completed_payment(principal)
+    refund = refund_create(payment_id=payment.id, amount=Decimal("30.02"), principal=principal)
+    refunds_process()
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.FAILED
+    payment.refresh_from_db()
+    assert refund_available(payment) == Decimal("100.00")
+
+    late = RefundResult(GatewayRefundStatus.SUCCEEDED, reference="sim_re_late", amount=Decimal("30.02"), currency="USD")
+    refund = refund_apply_result(refund_id=refund.id, result=late, source="webhook")
+
+    assert (refund.status, refund.needs_attention) == (RefundStatus.FAILED, True)
+    payment.refresh_from_db()
+    assert refund_available(payment) == Decimal("69.98")
+    with pytest.raises(BusinessRuleViolation) as retried:
+        refund_retry(refund_id=refund.id, staff_user="staff")
+    assert retried.value.code == "REFUND_FLAGGED"
+    assert refund_restart(refund_id=refund.id, staff_user="staff") is None
+    assert Refund.objects.get(pk=refund.id).needs_attention
