@@ -92,9 +92,9 @@ def refund_file_upload(*, name: str, content: bytes, user) -> RefundFile:
             f"The file has {len(content):,} bytes; at most {MAX_FILE_BYTES // (1024 * 1024)} MB are taken. Split it.",
             code="REFUND_FILE_TOO_LARGE",
         )
-    sha256 = hashlib.sha256(content).hexdigest()
-    _refuse_if_accepted(sha256)
     rows, errors = refund_file_parse(content)
+    sha256 = rows_digest(rows) if rows and not errors else hashlib.sha256(content).hexdigest()
+    _refuse_if_accepted(sha256)
     if rows:
         try:
             with transaction.atomic():
@@ -113,6 +113,16 @@ def refund_file_upload(*, name: str, content: bytes, user) -> RefundFile:
         error_report=error_report(errors),
         uploaded_by=user,
     )
+
+
+def rows_digest(rows: list[Row]) -> str:
+    """The SHA-256 of what a file's rows say, not of its bytes: the same rows saved again by a
+    spreadsheet (CRLF line ends, a BOM, quotes, 30 for 30.00) are the same file."""
+    digest = hashlib.sha256()
+    for row in rows:
+        amount = "" if row.amount is None else format(row.amount.normalize(), "f")
+        digest.update("\x1f".join((row.payment_id, amount, row.reason, row.key)).encode("utf-8", "surrogatepass") + b"\x1e")
+    return digest.hexdigest()
 
 
 def _refuse_if_accepted(sha256: str) -> None:

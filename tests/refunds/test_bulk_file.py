@@ -218,6 +218,18 @@ def test_the_same_accepted_content_is_refused_a_second_time(merchant, uploader):
     assert Refund.objects.count() == 2
 
 
+def test_the_same_rows_saved_again_by_a_spreadsheet_are_refused(merchant, uploader):
+    payments = captured_payments(merchant, 2)
+    refund_file_upload(name="a.csv", content=csv_bytes([(p.id, "1.00", "damaged", "") for p in payments]), user=uploader)
+    resaved = "\ufeffpayment_id,amount,reason\r\n" + "".join(f'"{p.id}",1,"damaged"\r\n' for p in payments)
+
+    with pytest.raises(RefundFileRefused) as refused:
+        refund_file_upload(name="a (1).csv", content=resaved.encode("utf-8"), user=uploader)
+
+    assert refused.value.code == "REFUND_FILE_DUPLICATE"
+    assert Refund.objects.count() == 2
+
+
 def test_rejected_content_may_be_uploaded_again(merchant, uploader):
     (payment,) = captured_payments(merchant, 1)
     content = csv_bytes([(payment.id, "11.00", "", "")])
