@@ -10,3 +10,10 @@ def clip(value, limit: int) -> str:
     replacements, so the result never exceeds `limit`."""
     text = value if isinstance(value, str) else str(value or "")
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
+def a_or_an(word: str, *, start: bool = False) -> str:
+    """`word` with its indefinite article, by its first letter: "an Authorized", "a Completed";
+    with `start`, as the start of a sentence ("An Authorized")."""
+    article = "an" if word[:1].lower() in "aeiou" else "a"
+    return f"{article.title() if start else article} {word}"

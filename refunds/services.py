@@ -37,7 +37,7 @@ from payments.services.recovery import backoff_seconds
 from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
 from pgi.merchants.principals import Principal
 from pgi.money import currency_exponent, fits_currency, format_money, quantize
-from pgi.text import clip
+from pgi.text import a_or_an, clip
 
 from .models import Refund, RefundFile, RefundSource, RefundStatus, RefundStatusChange, new_refund_id
 from .signals import refund_status_changed
@@ -72,7 +72,8 @@ def refund_check(*, payment: Payment, amount: Decimal | None) -> Decimal:
     or REFUND_EXCEEDS_AVAILABLE. `payment` must be locked for the answer to hold."""
     if payment.status not in REFUNDABLE:
         raise BusinessRuleViolation(
-            f"A {payment.status} payment cannot be refunded; only a captured one (Completed or PartiallyRefunded) can.",
+            f"{a_or_an(payment.status, start=True)} payment cannot be refunded; only a captured one "
+            "(Completed or PartiallyRefunded) can.",
             code="PAYMENT_NOT_REFUNDABLE",
         )
     available = refund_available(payment)

@@ -9,7 +9,7 @@ import re
 from decimal import Decimal
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import BaseParser
 
 from pgi.errors import ErrorDetail, PayloadTooLarge, ValidationFailed
@@ -108,6 +108,13 @@ class DecimalJSONParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        request = parser_context.get("request")
+        coding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower() if request is not None else ""
+        if coding not in ("", "identity"):
+            # A compressed body is not read: the JSON inside it is not what the bytes say.
+            raise UnsupportedMediaType(
+                media_type, detail=f"Content-Encoding {coding[:32]!r} is not accepted; send the JSON uncompressed."
+            )
         try:
             data = loads_strict(read_body(stream).decode(encoding))
         except DuplicateKey as exc:

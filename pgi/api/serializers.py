@@ -1,7 +1,7 @@
 """Serializer building blocks shared by the API's input and output serializers."""
 
 import re
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -45,11 +45,11 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class StrictInputSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so that a typo is an error rather than silently dropped.
-
-    Its fields must be strict building blocks (StrictCharField, StrictBooleanField, AmountField,
-    MetadataField, nested StrictInputSerializers): a lenient DRF field is a programming error.
-    """
+    # Refuses fields it does not know, so that a typo is an error rather than silently dropped.
+    # Its fields must be strict building blocks (StrictCharField, StrictBooleanField, AmountField,
+    # MetadataField, nested StrictInputSerializers): a lenient DRF field is a programming error.
+    # (A comment, not a docstring: drf-spectacular would publish a docstring as every request
+    # body's description in the OpenAPI document.)
 
     read_only_names: tuple[str, ...] = ()
 
@@ -100,7 +100,7 @@ class AmountField(serializers.Field):
         "invalid": "Must be a JSON number.",
         "positive": "Must be greater than zero.",
         "too_large": f"Must have at most {MAX_INTEGER_DIGITS} digits before the decimal point.",
-        "too_precise": f"Must have at most {AMOUNT_DECIMAL_PLACES} decimal places.",
+        "too_precise": "Has more decimal places than the currency allows.",
     }
 
     def to_internal_value(self, data):
@@ -108,7 +108,9 @@ class AmountField(serializers.Field):
             self.fail("invalid")
         if data <= 0:
             self.fail("positive")
-        normalized = data.normalize()
+        # With as many digits of precision as the number has, normalize only drops trailing zeros:
+        # the default context (28 digits) would round 10.00999999999999999999999999999 to 10.01.
+        normalized = data.normalize(Context(prec=max(len(data.as_tuple().digits), 1)))
         sign, digits, exponent = normalized.as_tuple()
         if len(digits) + exponent > MAX_INTEGER_DIGITS:
             self.fail("too_large")

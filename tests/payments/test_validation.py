@@ -45,6 +45,16 @@ def test_invalid_amount_is_a_validation_error_on_amount(api, raw_amount, message
     assert_nothing_written()
 
 
+@pytest.mark.parametrize("raw_amount", ["10.00999999999999999999999999999", "1.00000000000000000000000000001", "50.001"])
+def test_an_amount_with_more_digits_than_the_currency_is_refused_never_rounded(api, raw_amount):
+    body = f'{{"amount": {raw_amount}, "currency": "USD", "fromAccount": "account123"}}'
+
+    response = post_json(api, PAYMENTS_URL, body)
+
+    assert_error(response, 400, "VALIDATION_ERROR", field="amount")
+    assert_nothing_written()
+
+
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_number_literals_are_malformed_json(api, constant):
     body = f'{{"amount": {constant}, "currency": "USD", "fromAccount": "account123"}}'
@@ -316,3 +326,14 @@ def test_body_just_under_the_upload_limit_is_read(api, settings):
     response = post_json(api, PAYMENTS_URL, body)
 
     assert response.status_code == 201, response.content
+
+
+def test_a_compressed_body_is_unsupported_media_type_not_malformed(api):
+    import gzip
+
+    body = gzip.compress(dumps(payment_body()).encode())
+
+    response = api.post(PAYMENTS_URL, data=body, content_type="application/json", headers={"Content-Encoding": "gzip"})
+
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_nothing_written()
