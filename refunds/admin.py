@@ -168,7 +168,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         ("Gateway", {"fields": ["gateway", "gateway_reference", "operation_state"]}),
         ("Attention", {"fields": ["attention_state"]}),
-        ("Record", {"fields": ["metadata", "bulk_key", "api_key", "created", "updated"]}),
+        ("Record", {"fields": ["metadata", "bulk_key", "api_key_link", "created", "updated"]}),
     ]
 
     def get_queryset(self, request):
@@ -378,6 +378,13 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="retry")
     def retries(self, obj: Refund) -> str:
         return retry_links(obj)
+
+    @admin.display(description="API key")
+    def api_key_link(self, obj: Refund) -> str:
+        if obj.api_key_id is None:
+            return "-"
+        url = reverse("admin:merchants_apikey_change", args=[obj.api_key_id])
+        return format_html('<a href="{}">{}</a>', url, obj.api_key)
 
     @admin.display(description="timestamp (reached this status, UTC)", ordering="status_changed_at")
     def timestamp(self, obj: Refund) -> str:

@@ -188,7 +188,7 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return obj.name
         return format_html('<span title="{}">{}…</span>', obj.name, obj.name[: NAME_SHOWN - 1])
 
-    @admin.display(description="SHA-256 of the file (the same content is taken once)")
+    @admin.display(description="SHA-256 of the file")
     def fingerprint(self, obj: RefundFile) -> str:
         return obj.sha256
 
