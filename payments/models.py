@@ -185,10 +185,10 @@ FOLLOW_UPS = frozenset({OperationKind.CAPTURE, OperationKind.VOID})
 
 
 class OperationStatus(models.TextChoices):
-    PENDING = "pending", "pending: sent or being sent, outcome not known yet"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed", "failed: refused by the gateway, or overtaken"
-    NOT_SENT = "not_sent", "not sent: the gateway could not be reached; nothing happened there"
+    PENDING = "pending", "pending (sent or being sent, answer not known yet)"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed (refused by the gateway, or ended by another answer)"
+    NOT_SENT = "not_sent", "not sent (the gateway could not be reached; nothing happened there)"
 
 
 class GatewayOperationQuerySet(models.QuerySet):

@@ -3,19 +3,25 @@
 Read-only like the payments: a refund's status changes only through refunds.services (the
 payment's row lock, the history line, the signal). Staff act through three actions, each behind a
 permission of its own: retry a Failed refund (as a new refund), cancel a Pending one that never
-reached the gateway (with a reason, on a confirmation page), restart a flagged one. Bulk files are
+reached the gateway (with a reason, on a confirmation page), restart a flagged one. The refund's
+page offers the same three as buttons (act_view), through the same action methods. Bulk files are
 in admin_files; the payment's page lists its refunds (payment_inline_add).
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.fields.json import KT
+from django.http import Http404
+from django.shortcuts import redirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from payments.admin import GatewayFilter, payment_inline_add
 from payments.models import Payment
@@ -29,6 +35,14 @@ from .services import refund_cancel, refund_restart, refund_retry
 
 # One request acts on at most this many refunds (each is its own transaction under its payment's lock).
 ACTION_LIMIT = 200
+
+# The buttons on a refund's page: action, label, whether the refund's state allows it. Cancel is
+# offered on any Pending refund: whether it may have reached the gateway is refund_cancel's to say.
+PAGE_ACTIONS = [
+    ("retry_failed", "Retry as a new refund", lambda refund: refund.status == RefundStatus.FAILED and not retried_as(refund)),
+    ("cancel_pending", "Cancel…", lambda refund: refund.status == RefundStatus.PENDING),
+    ("restart_flagged", "Restart", lambda refund: refund.needs_attention),
+]
 
 
 class RefundStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -64,6 +78,22 @@ class AttentionFilter(admin.SimpleListFilter):
         if self.value() == "failed":
             return failed_not_retried(queryset)
         return queryset
+
+
+def retried_as(refund: Refund) -> str | None:
+    """The id of the refund that retried this one, if any (refund_retry marks it retryOf)."""
+    retries = Refund.objects.filter(payment_id=refund.payment_id, metadata__retryOf=refund.pk)
+    return retries.values_list("pk", flat=True).first()
+
+
+def retry_links(refund: Refund) -> str:
+    """'Retry of ref_…' and 'Retried as ref_…', each a link to that refund's page; '-' when neither."""
+    links = [
+        (label, reverse("admin:refunds_refund_change", args=[other]), other)
+        for label, other in [("Retry of", (refund.metadata or {}).get("retryOf")), ("Retried as", retried_as(refund))]
+        if other
+    ]
+    return format_html_join("; ", '{} <a href="{}">{}</a>', links) if links else "-"
 
 
 def failed_not_retried(queryset):
@@ -132,17 +162,51 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "refund_file_link",
                     "failure_code",
                     "failure_message",
-                    "retry_of",
+                    "retries",
                 ]
             },
         ),
         ("Gateway", {"fields": ["gateway", "gateway_reference", "operation_state"]}),
         ("Attention", {"fields": ["attention_state"]}),
-        ("Record", {"fields": ["metadata", "bulk_key", "api_key", "created", "updated"]}),
+        ("Record", {"fields": ["metadata", "bulk_key", "api_key_link", "created", "updated"]}),
     ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("operation")
+
+    # --- The refund's page: its actions as buttons ------------------------------------------------
+
+    def get_urls(self):
+        # Before the admin's own: its "<path:object_id>/" would take these too.
+        act = path(
+            "<path:object_id>/act/<str:action>/",
+            self.admin_site.admin_view(require_POST(self.act_view)),
+            name="refunds_refund_act",
+        )
+        return [act, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        refund = self.get_object(request, object_id)
+        offered = self.get_actions(request)
+        buttons = [
+            {"name": name, "label": label, "url": reverse("admin:refunds_refund_act", args=[refund.pk, name])}
+            for name, label, allowed in PAGE_ACTIONS
+            if refund is not None and name in offered and allowed(refund)
+        ]
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "refund_actions": buttons})
+
+    def act_view(self, request, object_id: str, action: str):
+        """One of the list's actions on this refund alone, by the same method and permission; back to
+        the refund's page after it (cancel answers with its confirmation page first)."""
+        offered = self.get_actions(request)
+        if action not in offered:
+            raise PermissionDenied
+        queryset = self.get_queryset(request).filter(pk=object_id)
+        if not queryset.exists():
+            raise Http404
+        func, _name, _description = offered[action]
+        response = func(self, request, queryset)
+        return response or redirect("admin:refunds_refund_change", object_id)
 
     def get_search_results(self, request, queryset, search_term):
         """Exact matches only, each an index lookup: ids by their prefix, else the refund's gateway
@@ -184,7 +248,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             try:
                 new = refund_retry(refund_id=refund_id, staff_user=user)
             except BusinessRuleViolation as exc:
-                self.message_user(request, f"{refund_id} not retried: {exc.message} ({exc.code})", messages.ERROR)
+                self.message_user(request, f"Refund {refund_id} not retried: {exc.message} ({exc.code})", messages.ERROR)
                 continue
             url = reverse("admin:refunds_refund_change", args=[new.pk])
             self.message_user(
@@ -231,11 +295,11 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             try:
                 refund_cancel(refund_id=refund_id, staff_user=user, reason=reason)
             except BusinessRuleViolation as exc:
-                self.message_user(request, f"{refund_id} not cancelled: {exc.message} ({exc.code})", messages.ERROR)
+                self.message_user(request, f"Refund {refund_id} not cancelled: {exc.message} ({exc.code})", messages.ERROR)
                 continue
             cancelled += 1
         if cancelled:
-            self.message_user(request, f"Cancelled {cancelled} refund(s): {reason}", messages.SUCCESS)
+            self.message_user(request, f"Cancelled {cancelled} refund{pluralize(cancelled)}: {reason}", messages.SUCCESS)
 
     @admin.action(description="Restart the selected flagged refunds", permissions=["restart"])
     def restart_flagged(self, request, queryset):
@@ -249,7 +313,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ]
         self.message_user(
             request,
-            f"Restarted {len(restarted)} refund(s); the next run of the batch job sends the Pending ones again."
+            f"Restarted {len(restarted)} refund{pluralize(len(restarted))}; the next run of the batch job sends the Pending ones again."
             if restarted
             else "None of the selected refunds was a flagged Pending refund (a final one stays flagged until it is "
             "settled against the gateway's report).",
@@ -318,12 +382,16 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         url = reverse("admin:refunds_refundfile_change", args=[obj.refund_file_id])
         return format_html('<a href="{}">file #{}</a>', url, obj.refund_file_id)
 
-    @admin.display(description="retry of")
-    def retry_of(self, obj: Refund) -> str:
-        earlier = (obj.metadata or {}).get("retryOf")
-        if not earlier:
+    @admin.display(description="retry")
+    def retries(self, obj: Refund) -> str:
+        return retry_links(obj)
+
+    @admin.display(description="API key")
+    def api_key_link(self, obj: Refund) -> str:
+        if obj.api_key_id is None:
             return "-"
-        return format_html('<a href="{}">{}</a>', reverse("admin:refunds_refund_change", args=[earlier]), earlier)
+        url = reverse("admin:merchants_apikey_change", args=[obj.api_key_id])
+        return format_html('<a href="{}">{}</a>', url, obj.api_key)
 
     @admin.display(description="timestamp (reached this status, UTC)", ordering="status_changed_at")
     def timestamp(self, obj: Refund) -> str:
@@ -339,11 +407,12 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 class PaymentRefundInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """The payment's refunds, oldest first; each links to its own page."""
+    """The payment's refunds, oldest first; each links to its own page. Its summary line (the id
+    again) is hidden by admin.css, as the payment's other inlines'."""
 
     model = Refund
     fk_name = "payment"
-    fields = ["refund_link", "amount_display", "status", "created"]
+    fields = ["refund_link", "amount_display", "status", "reason", "source", "retries", "created"]
     ordering = ["created_at", "id"]
     extra = 0
     can_delete = False
@@ -359,6 +428,10 @@ class PaymentRefundInline(ReadOnlyAdminMixin, admin.TabularInline):
     @admin.display(description="amount")
     def amount_display(self, obj: Refund) -> str:
         return format_money(obj.amount, obj.currency)
+
+    @admin.display(description="retry")
+    def retries(self, obj: Refund) -> str:
+        return retry_links(obj)
 
     @admin.display(description="created (UTC)")
     def created(self, obj: Refund) -> str:

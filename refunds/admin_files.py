@@ -15,16 +15,43 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.template.defaultfilters import pluralize
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from pgi.admin_format import instant
+from pgi.admin_format import instant, spreadsheet_safe
 from pgi.admin_readonly import ReadOnlyAdminMixin
 
 from .bulk import KEY_COLUMN, MAX_FILE_BYTES, REQUIRED_COLUMNS, RefundFileRefused, refund_file_upload
 from .models import RefundFile
 
 ERRORS_SHOWN = 50  # on the file's page; the report has them all
+NAME_SHOWN = 60  # characters of a file's name in the list; the whole name is its title
+
+
+def report_lines(refund_file: RefundFile) -> list[list[str]]:
+    """The error report's lines (row, column, code, error) without its header."""
+    report = RefundFile.objects.values_list("error_report", flat=True).get(pk=refund_file.pk)
+    return list(csv.reader(io.StringIO(report)))[1:]
+
+
+def unguarded(cell: str) -> str:
+    """A report cell as the page shows it: without the quote spreadsheet_safe put before a formula."""
+    return cell[1:] if cell.startswith("'") and spreadsheet_safe(cell[1:]) == cell else cell
+
+
+def error_summary(refund_file: RefundFile) -> str:
+    """'3 errors in 2 of its 15 rows', counting the rows that have one; or, when no row was read
+    (the header, the encoding, no rows), the errors of the file as a whole with their codes."""
+    n = refund_file.errors
+    if not n:
+        return "none"
+    lines = report_lines(refund_file)
+    if not refund_file.rows:
+        codes = ", ".join(dict.fromkeys(line[2] for line in lines))
+        return f"{n} error{pluralize(n)} in the file as a whole, no row read ({codes})"
+    bad, rows = len({line[0] for line in lines}), refund_file.rows
+    return f"{n} error{pluralize(n)} in {bad} of its {rows} row{pluralize(rows)}"
 
 
 class RefundFileUploadForm(forms.Form):
@@ -47,7 +74,7 @@ class RefundFileUploadForm(forms.Form):
 
 @admin.register(RefundFile)
 class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["file_number", "name", "outcome", "rows", "totals", "errors", "uploaded_by", "uploaded"]
+    list_display = ["file_number", "short_name", "outcome", "rows", "totals", "errors", "uploaded_by", "uploaded"]
     list_filter = ["outcome"]
     list_select_related = ["uploaded_by"]
     date_hierarchy = "uploaded_at"
@@ -57,14 +84,20 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "outcome",
         "rows",
         "totals",
-        "errors",
+        "error_count",
         "uploaded_by",
         "uploaded",
-        "sha256",
+        "fingerprint",
         "refunds_link",
         "downloads",
         "error_preview",
     ]
+
+    def get_fields(self, request, obj=None):
+        # An accepted file has no errors to count or show.
+        if obj is not None and obj.outcome == RefundFile.Outcome.ACCEPTED:
+            return [f for f in self.fields if f not in ("error_count", "error_preview")]
+        return self.fields
 
     def get_queryset(self, request):
         # The content (up to 20 MB) and the report are read only when downloaded.
@@ -108,18 +141,20 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/refunds/refundfile/upload.html", context)
 
     def _tell(self, request, refund_file: RefundFile) -> None:
+        rows = refund_file.rows
         if refund_file.outcome == RefundFile.Outcome.ACCEPTED:
             self.message_user(
                 request,
-                f"Accepted {refund_file.name}: {refund_file.rows} refund(s), {self.totals(refund_file)}. "
-                "They are Pending; the batch job sends them, starting within a minute.",
+                f"Accepted {refund_file.name}: {rows} refund{pluralize(rows)}, {self.totals(refund_file)}. "
+                f"{'They are' if rows > 1 else 'It is'} Pending; the batch job sends "
+                f"{'them' if rows > 1 else 'it'}, starting within a minute.",
                 messages.SUCCESS,
             )
         else:
             self.message_user(
                 request,
-                f"Rejected {refund_file.name}: {refund_file.errors} error(s) in {refund_file.rows} row(s); no refund was made. "
-                "Correct the rows in the report and upload the whole file again.",
+                f"Rejected {refund_file.name}: {error_summary(refund_file)}; no refund was made. "
+                "Correct the file (the report lists every error) and upload the whole file again.",
                 messages.ERROR,
             )
 
@@ -147,6 +182,20 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def file_number(self, obj: RefundFile) -> str:
         return f"#{obj.pk}"
 
+    @admin.display(description="name", ordering="name")
+    def short_name(self, obj: RefundFile) -> str:
+        if len(obj.name) <= NAME_SHOWN:
+            return obj.name
+        return format_html('<span title="{}">{}…</span>', obj.name, obj.name[: NAME_SHOWN - 1])
+
+    @admin.display(description="SHA-256 of the file")
+    def fingerprint(self, obj: RefundFile) -> str:
+        return obj.sha256
+
+    @admin.display(description="errors")
+    def error_count(self, obj: RefundFile) -> str:
+        return error_summary(obj)
+
     @admin.display(description="totals")
     def totals(self, obj: RefundFile) -> str:
         return ", ".join(f"{total} {code}" for code, total in obj.total_by_currency.items()) or "-"
@@ -160,7 +209,7 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if obj.outcome != RefundFile.Outcome.ACCEPTED:
             return "none: the file was rejected"
         url = reverse("admin:refunds_refund_changelist") + f"?file={obj.pk}"
-        return format_html('<a href="{}">the {} refunds of this file</a>', url, obj.rows)
+        return format_html('<a href="{}">the {} refund{} of this file</a>', url, obj.rows, pluralize(obj.rows))
 
     @admin.display(description="downloads")
     def downloads(self, obj: RefundFile) -> str:
@@ -182,8 +231,7 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def error_preview(self, obj: RefundFile) -> str:
         if not obj.errors:
             return "-"
-        report = RefundFile.objects.values_list("error_report", flat=True).get(pk=obj.pk)
-        lines = list(csv.reader(io.StringIO(report)))[1 : ERRORS_SHOWN + 1]
+        lines = [[unguarded(cell) for cell in line] for line in report_lines(obj)[:ERRORS_SHOWN]]
         rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", lines)
         return format_html(
             '<table class="pgi-file-errors" id="file-errors"><thead><tr><th>Row</th><th>Column</th><th>Code</th>'

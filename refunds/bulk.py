@@ -140,7 +140,8 @@ def _refuse_if_accepted(sha256: str) -> None:
 
 
 def error_report(errors: list[RowError]) -> str:
-    """The CSV staff download: every cell quoted, none a formula (values from the file are quoted back)."""
+    """The CSV staff download: every cell quoted, none a formula. Each message starts with a word, so
+    that only a cell echoing the file (a column name from its header) ever needs the guard's quote."""
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(REPORT_HEADER)
@@ -214,7 +215,7 @@ def _row(number: int, header: list[str], cells: list[str], seen_keys: dict[str, 
                 number,
                 "payment_id",
                 "INVALID_PAYMENT_ID",
-                f"{clip(value.get('payment_id', ''), 40)!r} is not a payment id (pay_ and 26 characters)",
+                f"payment id {clip(value.get('payment_id', ''), 40)!r} is not one (pay_ and 26 characters)",
             )
         )
     amount = _amount(value.get("amount", ""))
@@ -233,7 +234,7 @@ def _row(number: int, header: list[str], cells: list[str], seen_keys: dict[str, 
                 number,
                 KEY_COLUMN,
                 "DUPLICATE_KEY_IN_FILE",
-                f"{key!r} is also on row {seen_keys[key]}; a key names one refund",
+                f"key {key!r} is also on row {seen_keys[key]}; a key names one refund",
             )
         )
     elif key:
@@ -246,13 +247,13 @@ def _amount(text: str) -> Decimal | RowError:
         return RowError(0, "", "AMOUNT_REQUIRED", "no amount")
     if not AMOUNT_SHAPE.fullmatch(text):
         return RowError(
-            0, "", "INVALID_AMOUNT", f"{clip(text, 40)!r} is not an amount: digits, and a point before decimals (12.50)"
+            0, "", "INVALID_AMOUNT", f"amount {clip(text, 40)!r} is not one: digits, and a point before decimals (12.50)"
         )
     amount = Decimal(text)
     if amount <= 0:
-        return RowError(0, "", "AMOUNT_NOT_POSITIVE", f"{text} is not greater than zero")
+        return RowError(0, "", "AMOUNT_NOT_POSITIVE", f"amount {text} is not greater than zero")
     if not is_storable_amount(amount):
-        return RowError(0, "", "INVALID_AMOUNT", f"{clip(text, 40)} is too large, or has more than 4 decimals")
+        return RowError(0, "", "INVALID_AMOUNT", f"amount {clip(text, 40)} is too large, or has more than 4 decimals")
     return amount
 
 
@@ -381,7 +382,7 @@ def _keys_used(rows: list[Row]) -> list[RowError]:
             "bulk_key", "pk", "refund_file_id"
         )
         errors += [
-            RowError(numbers[key], KEY_COLUMN, "KEY_ALREADY_USED", f"{key!r} is refund {pk}'s, from file #{file_id}")
+            RowError(numbers[key], KEY_COLUMN, "KEY_ALREADY_USED", f"key {key!r} is refund {pk}'s, from file #{file_id}")
             for key, pk, file_id in used
         ]
     return errors

@@ -28,12 +28,13 @@ class RefundStatus(models.TextChoices):
 
 
 class RefundSource(models.TextChoices):
-    API = "api"
+    # Labels as the admin's filter and history show them, one case throughout.
+    API = "api", "API"
     BULK_FILE = "bulk_file", "bulk file"
-    GATEWAY = "gateway"
-    WEBHOOK = "webhook"
-    SYSTEM = "system"
-    STAFF = "staff"
+    GATEWAY = "gateway", "gateway"
+    WEBHOOK = "webhook", "webhook"
+    SYSTEM = "system", "system"
+    STAFF = "staff", "staff"
 
 
 class RefundFile(models.Model):

@@ -9,7 +9,9 @@ import pytest
 from playwright import sync_api
 
 from payments.services import payment_process, payment_validate
+from refunds.bulk import refund_file_upload
 from refunds.services import refund_create
+from tests.refunds.conftest import failed_refund
 
 from .test_admin_staff_browser import LAPTOP, WIDTHS, logged_in_page
 
@@ -20,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def refund_files(principal, django_user_model, tmp_path):
     """Captured payments, one refund already Pending, and two files to upload: one with errors, one
     right. Made before the browser starts (see test_admin_staff_browser.busy_day)."""
-    django_user_model.objects.create_superuser("staff", "staff@example.com", "correct-horse-battery")
+    staff = django_user_model.objects.create_superuser("staff", "staff@example.com", "correct-horse-battery")
     payments = []
     for amount, currency in [("100.00", "USD"), ("250.00", "USD"), ("12000", "JPY")]:
         draft = payment_validate(
@@ -29,6 +31,8 @@ def refund_files(principal, django_user_model, tmp_path):
         payments.append(payment_process(draft=draft, principal=principal))
     usd, usd_2, jpy = payments
     refund_create(payment_id=usd.id, amount=Decimal("60.00"), reason="partial return")
+    # A rejected file with a very long name: the files list must still fit a laptop.
+    refund_file_upload(name="returns-" + "very-long-name-" * 20 + ".csv", content=b"payment_id,amount,reason\n", user=staff)
     bad = tmp_path / "returns-december.csv"
     bad.write_text(
         "payment_id,amount,reason,idempotency_key\n"
@@ -56,6 +60,7 @@ def test_a_rejected_file_shows_its_errors_and_the_corrected_one_is_accepted(
 
     page.goto(f"{live_server.url}/admin/refunds/refundfile/add/")
     sync_api.expect(page.locator("#file-format")).to_be_visible()
+    assert page.locator(".breadcrumbs a").all_text_contents() == ["Home", "Refunds", "Refund files"]
     assert page.evaluate(WIDTHS)["page"] <= LAPTOP["width"]
     page.screenshot(path=artifacts / "admin-refund-file-upload.png", full_page=True)
 
@@ -63,7 +68,7 @@ def test_a_rejected_file_shows_its_errors_and_the_corrected_one_is_accepted(
     page.click("#refund-file-form input[type=submit]")
     errors = page.locator("#file-errors tbody tr")
     sync_api.expect(errors).to_have_count(5)
-    sync_api.expect(page.locator(".messagelist .error")).to_contain_text("Rejected returns-december.csv: 5 error(s)")
+    sync_api.expect(page.locator(".messagelist .error")).to_contain_text("Rejected returns-december.csv: 5 errors in 5 of its 5 rows")
     for code in ("REFUND_EXCEEDS_AVAILABLE", "AMOUNT_PRECISION", "PAYMENT_NOT_FOUND", "DUPLICATE_KEY_IN_FILE"):
         sync_api.expect(page.locator("#file-errors")).to_contain_text(code)
     assert page.evaluate(WIDTHS)["page"] <= LAPTOP["width"]
@@ -78,9 +83,10 @@ def test_a_rejected_file_shows_its_errors_and_the_corrected_one_is_accepted(
     page.set_input_files("#id_file", str(good))
     page.click("#refund-file-form input[type=submit]")
     sync_api.expect(page.locator(".messagelist .success")).to_contain_text(
-        "Accepted returns-december-fixed.csv: 3 refund(s)"
+        "Accepted returns-december-fixed.csv: 3 refunds"
     )
     sync_api.expect(page.locator("div.field-totals")).to_contain_text("500 JPY, 52.35 USD")
+    sync_api.expect(page.locator("div.field-error_preview")).to_have_count(0)
     page.screenshot(path=artifacts / "admin-refund-file-accepted.png", full_page=True)
 
     page.click("div.field-refunds_link a")
@@ -91,7 +97,53 @@ def test_a_rejected_file_shows_its_errors_and_the_corrected_one_is_accepted(
     assert widths["page"] <= LAPTOP["width"]
 
     page.goto(f"{live_server.url}/admin/refunds/refundfile/")
-    sync_api.expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    sync_api.expect(page.locator("#result_list tbody tr")).to_have_count(3)
     widths = page.evaluate(WIDTHS)
     page.screenshot(path=artifacts / "admin-list-refunds-refundfile.png", full_page=True)
     assert [name for name, right in widths["headers"] if right > min(widths["box"], LAPTOP["width"])] == [], widths
+
+    page.click("#result_list tbody tr:last-child th a")  # the file with the long name
+    sync_api.expect(page.locator("div.field-error_count")).to_contain_text("NO_ROWS")
+    assert page.evaluate(WIDTHS)["page"] <= LAPTOP["width"]
+    page.screenshot(path=artifacts / "admin-refund-file-long-name.png", full_page=True)
+
+
+@pytest.fixture
+def failed(principal, django_user_model):
+    """A captured payment with a Failed refund, made before the browser starts."""
+    django_user_model.objects.create_superuser("staff", "staff@example.com", "correct-horse-battery")
+    draft = payment_validate(
+        principal=principal, amount=Decimal("80.00"), currency="USD", from_account="account123", to_merchant=None
+    )
+    payment = payment_process(draft=draft, principal=principal)
+    return failed_refund(payment)
+
+
+def test_a_failed_refund_is_retried_from_its_page_and_the_payment_lists_both(
+    live_server, plain_static, failed, browser, artifacts
+):
+    page = logged_in_page(browser, live_server)
+
+    page.goto(f"{live_server.url}/admin/refunds/refund/{failed.pk}/change/")
+    assert page.locator(".object-tools button").all_text_contents() == ["Retry as a new refund"]
+    page.screenshot(path=artifacts / "admin-refund-failed.png", full_page=True)
+
+    page.click("#refund-retry_failed")
+    sync_api.expect(page.locator(".messagelist .success")).to_contain_text(f"Refund {failed.pk} retried as ref_")
+    sync_api.expect(page.locator("div.field-retries")).to_contain_text("Retried as ref_")
+    sync_api.expect(page.locator(".object-tools button")).to_have_count(0)
+    page.screenshot(path=artifacts / "admin-refund-retried.png", full_page=True)
+
+    page.click("div.field-retries a")
+    sync_api.expect(page.locator("div.field-retries")).to_contain_text(f"Retry of {failed.pk}")
+
+    page.goto(f"{live_server.url}/admin/payments/payment/{failed.payment_id}/change/")
+    sync_api.expect(page.locator("#refunds-group tbody tr.has_original")).to_have_count(2)
+    sync_api.expect(page.locator("#refunds-group td.original p").first).to_be_hidden()
+    sync_api.expect(page.locator("#refunds-group")).to_contain_text("Retried as")
+    assert page.evaluate(WIDTHS)["page"] <= LAPTOP["width"]
+    page.screenshot(path=artifacts / "admin-payment-refunds.png", full_page=True)
+
+    page.goto(f"{live_server.url}/admin/refunds/refund/")
+    sources = page.locator("#changelist-filter details:has(summary:text-is('By source')) li a").all_text_contents()
+    assert sources == ["All", "API", "bulk file", "gateway", "webhook", "system", "staff"], sources
