@@ -188,7 +188,7 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return obj.name
         return format_html('<span title="{}">{}…</span>', obj.name, obj.name[: NAME_SHOWN - 1])
 
-    @admin.display(description="SHA-256 of the file")
+    @admin.display(description="SHA-256 of its rows (of its bytes when no row could be read)")
     def fingerprint(self, obj: RefundFile) -> str:
         return obj.sha256
 

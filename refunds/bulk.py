@@ -93,7 +93,7 @@ def refund_file_upload(*, name: str, content: bytes, user) -> RefundFile:
             code="REFUND_FILE_TOO_LARGE",
         )
     rows, errors = refund_file_parse(content)
-    sha256 = rows_digest(rows) if rows and not errors else hashlib.sha256(content).hexdigest()
+    sha256 = rows_digest(rows) if rows else hashlib.sha256(content).hexdigest()
     _refuse_if_accepted(sha256)
     if rows:
         try:
