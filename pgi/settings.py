@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "payments",
     "refunds",
     "gateways",
+    "pgi.events",
     "pgi.web",
 ]
 

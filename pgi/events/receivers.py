@@ -1,0 +1,1 @@
+"""Receivers of the domain signals that write the outbox (filled in by the events work)."""
