@@ -403,6 +403,14 @@ PGI_CIRCUIT_BREAKER_OVERRIDES: dict[str, dict] = {}
 PGI_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("PGI_WEBHOOK_TOLERANCE_SECONDS", "300"))
 
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# Events (docs/09-events.md): the topics the outbox rows go to, and how long sent rows are kept
+# before events_prune (beat, hourly) deletes them, prune_batch_size rows per DELETE.
+PGI_EVENTS = {
+    "payment_events_topic": os.environ.get("PGI_EVENTS_PAYMENT_TOPIC", "payment-events"),
+    "notifications_topic": os.environ.get("PGI_EVENTS_NOTIFICATIONS_TOPIC", "payment-notifications"),
+    "retention_days": int(os.environ.get("PGI_EVENTS_RETENTION_DAYS", "7")),
+    "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
+}
 
 # --- Celery -------------------------------------------------------------------------------
 if REDIS_URL:
@@ -450,6 +458,7 @@ CELERY_BEAT_SCHEDULE = {
     "recover-payments": {"task": "payments.tasks.payments_recover", "schedule": 60.0},
     "expire-authorizations": {"task": "payments.tasks.authorizations_expire", "schedule": 300.0},
     "process-refunds": {"task": "refunds.tasks.refunds_process", "schedule": 60.0},
+    "prune-sent-events": {"task": "pgi.events.tasks.events_prune", "schedule": 3600.0},
 }
 
 LOGGING = {

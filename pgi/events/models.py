@@ -7,10 +7,28 @@ from the broker's delivery report; delivery is at least once, and `event_id` let
 duplicates.
 """
 
+import json
 import uuid
+from decimal import Decimal
 
+import simplejson
 from django.db import models
 from django.db.models import Q
+
+
+class DecimalJSONEncoder(json.JSONEncoder):
+    """Writes Decimal as its exact JSON number (50.00), never through a float."""
+
+    def encode(self, o):
+        return simplejson.dumps(o, use_decimal=True, ensure_ascii=False, separators=(",", ":"))
+
+
+class DecimalJSONDecoder(json.JSONDecoder):
+    """Reads JSON numbers with a point as Decimal: PostgreSQL's jsonb keeps 50.00 as written."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["parse_float"] = Decimal
+        super().__init__(*args, **kwargs)
 
 
 class OutboxEvent(models.Model):
@@ -19,7 +37,12 @@ class OutboxEvent(models.Model):
     topic = models.CharField(max_length=128)
     key = models.CharField(max_length=64, help_text="The Kafka message key: the payment id, so one payment's events stay in order.")
     event_type = models.CharField(max_length=64)
-    payload = models.JSONField(help_text="The message body, exactly as published.")
+    # `body` is what the relay publishes, byte for byte (UTF-8): jsonb would reorder the keys.
+    # `payload` is the same message for queries and the admin, its amounts read back as Decimal.
+    body = models.TextField(help_text="The message, exactly as published (UTF-8 JSON).")
+    payload = models.JSONField(
+        encoder=DecimalJSONEncoder, decoder=DecimalJSONDecoder, help_text="The message, for queries and the admin."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)

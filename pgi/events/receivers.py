@@ -1,1 +1,31 @@
-"""Receivers of the domain signals that write the outbox (filled in by the events work)."""
+"""Receivers of the domain signals: each writes the change's outbox rows in the change's transaction.
+
+No broker call here: the relay publishes the rows after they commit. A receiver that raises rolls
+the status change back with it, so the event and the change commit together or not at all. One
+INSERT per change (two for an outcome, which is also told on payment-notifications). A bulk
+refund file sends refund_status_changed per refund, so it writes a row per refund.
+"""
+
+from django.dispatch import receiver
+from django.utils import timezone
+
+from payments.models import Payment
+from payments.signals import payment_status_changed
+from refunds.models import Refund
+from refunds.signals import refund_status_changed
+
+from .models import OutboxEvent
+from .payloads import outbox_rows, payment_message, refund_message
+
+
+@receiver(payment_status_changed, sender=Payment, dispatch_uid="events.payment_status_changed")
+def payment_status_changed_write(sender, *, payment: Payment, from_status: str, **kwargs) -> None:
+    message = payment_message(payment=payment, from_status=from_status, now=timezone.now())
+    OutboxEvent.objects.bulk_create(outbox_rows(message))
+
+
+@receiver(refund_status_changed, sender=Refund, dispatch_uid="events.refund_status_changed")
+def refund_status_changed_write(sender, *, refund: Refund, from_status: str, **kwargs) -> None:
+    message = refund_message(refund=refund, from_status=from_status, now=timezone.now())
+    OutboxEvent.objects.bulk_create(outbox_rows(message))
+
