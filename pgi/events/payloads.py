@@ -141,7 +141,7 @@ def notification_message(message: dict) -> dict:
         payment=message["paymentId"],
         money=f"{details['amount']} {details['currency']}",
         merchant=details.get("toMerchant", ""),
-        why=f": {details['failureMessage']}" if details.get("failureMessage") else "",
+        why=f": {details['failureMessage'].rstrip('.')}" if details.get("failureMessage") else "",
     )
     return {**message, "eventId": str(uuid.uuid4()), "message": sentence}
 

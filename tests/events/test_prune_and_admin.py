@@ -1,0 +1,79 @@
+"""Sent rows are pruned after the retention, in batches; the outbox is listed for engineers only."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from pgi.events.models import OutboxEvent
+from pgi.events.services import events_prune
+from pgi.events.tasks import events_prune as events_prune_task
+
+pytestmark = pytest.mark.django_db
+
+
+def outbox_row(*, sent_days_ago: float | None, event_type="PAYMENT_PROCESSED", key="pay_x") -> OutboxEvent:
+    sent_at = None if sent_days_ago is None else timezone.now() - timedelta(days=sent_days_ago)
+    return OutboxEvent.objects.create(
+        topic="payment-events", key=key, event_type=event_type, body="{}", payload={}, sent_at=sent_at
+    )
+
+
+def test_sent_rows_past_the_retention_are_deleted_in_batches_and_nothing_else():
+    old = [outbox_row(sent_days_ago=8) for _ in range(5)]
+    recent = outbox_row(sent_days_ago=6)
+    unsent_old = outbox_row(sent_days_ago=None)
+    OutboxEvent.objects.filter(pk=unsent_old.pk).update(created_at=timezone.now() - timedelta(days=30))
+
+    assert events_prune(batch_size=2) == 5
+
+    assert not OutboxEvent.objects.filter(pk__in=[row.pk for row in old]).exists()
+    assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {recent.pk, unsent_old.pk}
+
+
+def test_the_beat_task_takes_the_retention_from_settings(settings):
+    settings.PGI_EVENTS = {**settings.PGI_EVENTS, "retention_days": 1, "prune_batch_size": 10}
+    outbox_row(sent_days_ago=2)
+    kept = outbox_row(sent_days_ago=0.5)
+
+    assert events_prune_task.apply().get() == 1
+
+    assert list(OutboxEvent.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_the_prune_task_is_on_the_beat_schedule():
+    entries = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
+    assert "pgi.events.tasks.events_prune" in entries
+
+
+def test_superusers_see_the_outbox_under_engineering_filtered_by_sent(admin_client):
+    waiting = outbox_row(sent_days_ago=None, key="pay_waiting")
+    outbox_row(sent_days_ago=1, key="pay_sent")
+    url = reverse("admin:events_outboxevent_changelist")
+
+    index = admin_client.get(reverse("admin:index"))
+    engineering = next(s for s in index.context["app_list"] if s["name"] == "Engineering")
+    unsent = admin_client.get(url, {"sent": "no"})
+    by_type = admin_client.get(url, {"event_type": "PAYMENT_PROCESSED"})
+    detail = admin_client.get(reverse("admin:events_outboxevent_change", args=[waiting.pk]))
+
+    assert url in [entry["admin_url"] for entry in engineering["models"]]
+    assert [row.pk for row in unsent.context["cl"].result_list] == [waiting.pk]
+    assert by_type.context["cl"].result_count == 2
+    assert detail.status_code == 200
+    assert not detail.context["has_change_permission"] and not detail.context["has_delete_permission"]
+
+
+def test_staff_who_are_not_superusers_do_not_see_the_outbox(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    staff = django_user_model.objects.create_user("teller", password="pw", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["view_payment", "view_outboxevent"]))
+    client.force_login(staff)
+
+    index = client.get(reverse("admin:index"))
+
+    listed = {entry["admin_url"] for s in index.context["app_list"] for entry in s["models"]}
+    assert reverse("admin:events_outboxevent_changelist") not in listed
