@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import simplejson
 from django.conf import settings
-from django.utils import timezone
 
 from payments.models import Payment, PaymentStatus
 from pgi.money import quantize
