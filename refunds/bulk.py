@@ -30,7 +30,7 @@ from pgi.text import clip
 
 from .models import Refund, RefundFile, RefundSource, RefundStatus, RefundStatusChange, new_refund_id
 from .services import REFUNDABLE
-from .signals import refund_status_changed
+from .signals import refunds_received_in_bulk
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 REQUIRED_COLUMNS = ("payment_id", "amount", "reason")
@@ -443,13 +443,11 @@ def _write(rows: list[Row], held: dict[str, Held], refund_file: RefundFile) -> N
         ("refund_id", "to_status", "source", "reason"),
         [(refund_id, RefundStatus.PENDING, RefundSource.BULK_FILE, why) for refund_id in ids],
     )
-    # Sent inside the transaction, as for a single refund, to each receiver for each refund. With
-    # none connected (today) there is nothing to tell, and the 100,000 Refund instances a large
-    # file would need are not built. A receiver that writes a row per refund would make a large
-    # file slow: it should then take a bulk signal instead.
-    if refund_status_changed.has_listeners(Refund):
-        for refund in Refund.objects.filter(refund_file=refund_file).iterator(chunk_size=BATCH):
-            refund_status_changed.send(sender=Refund, refund=refund, from_status="", source=RefundSource.BULK_FILE)
+    # Announced once, inside the transaction, for the whole file (refunds_received_in_bulk): a
+    # receiver writes its rows for all of them at once, not one statement per refund.
+    refunds_received_in_bulk.send(
+        sender=Refund, refunds=Refund.objects.filter(refund_file=refund_file), source=RefundSource.BULK_FILE
+    )
 
 
 def _operation_ids(keys: list[str]) -> dict[str, int]:

@@ -3,7 +3,7 @@
 No broker call here: the relay publishes the rows after they commit. A receiver that raises rolls
 the status change back with it, so the event and the change commit together or not at all. One
 INSERT per change (two for an outcome, which is also told on payment-notifications). A bulk
-refund file sends refund_status_changed per refund, so it writes a row per refund.
+refund file's refunds come in one signal and are written in batches.
 """
 
 from django.dispatch import receiver
@@ -12,7 +12,7 @@ from django.utils import timezone
 from payments.models import Payment
 from payments.signals import payment_status_changed
 from refunds.models import Refund
-from refunds.signals import refund_status_changed
+from refunds.signals import refund_status_changed, refunds_received_in_bulk
 
 from .models import OutboxEvent
 from .payloads import outbox_rows, payment_message, refund_message
@@ -29,3 +29,20 @@ def refund_status_changed_write(sender, *, refund: Refund, from_status: str, **k
     message = refund_message(refund=refund, from_status=from_status, now=timezone.now())
     OutboxEvent.objects.bulk_create(outbox_rows(message))
 
+
+
+@receiver(refunds_received_in_bulk, sender=Refund, dispatch_uid="events.refunds_received_in_bulk")
+def refunds_received_in_bulk_write(sender, *, refunds, **kwargs) -> None:
+    """REFUND_CREATED for each refund of a bulk file, in batches of BULK_BATCH rows."""
+    now = timezone.now()
+    batch: list[OutboxEvent] = []
+    for refund in refunds.order_by("pk").iterator(chunk_size=BULK_BATCH):
+        batch.extend(outbox_rows(refund_message(refund=refund, from_status="", now=now)))
+        if len(batch) >= BULK_BATCH:
+            OutboxEvent.objects.bulk_create(batch)
+            batch = []
+    if batch:
+        OutboxEvent.objects.bulk_create(batch)
+
+
+BULK_BATCH = 2000

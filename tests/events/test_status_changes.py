@@ -119,3 +119,22 @@ def test_a_refund_cancelled_by_staff_is_published(process, principal):
 
     assert types_for(payment.id)[-2:] == ["REFUND_CREATED", "REFUND_CANCELLED"]
     assert OutboxEvent.objects.filter(event_type="REFUND_CANCELLED", topic="payment-notifications").count() == 0
+
+
+def test_a_bulk_file_announces_each_of_its_refunds_once(merchant):
+    from django.contrib.auth import get_user_model
+
+    from refunds.bulk import refund_file_upload
+    from tests.factories import PaymentFactory
+
+    user = get_user_model().objects.create_user("uploader", is_staff=True)
+    payments = [PaymentFactory(merchant=merchant, amount="10.00", captured_amount="10.00") for _ in range(3)]
+    content = ("payment_id,amount,reason\n" + "".join(f"{p.id},4.00,damaged\n" for p in payments)).encode()
+
+    refund_file = refund_file_upload(name="r.csv", content=content, user=user)
+
+    created = OutboxEvent.objects.filter(event_type="REFUND_CREATED")
+    assert sorted(created.values_list("key", flat=True)) == sorted(p.id for p in payments)
+    assert set(created.values_list("payload__details__refundId", flat=True)) == set(
+        refund_file.refunds.values_list("pk", flat=True)
+    )

@@ -16,7 +16,7 @@ from refunds import bulk
 from refunds.bulk import RefundFileRefused, refund_file_upload
 from refunds.models import Refund, RefundFile, RefundSource, RefundStatus, RefundStatusChange
 from refunds.services import refund_create, refunds_due, refunds_process
-from refunds.signals import refund_status_changed
+from refunds.signals import refunds_received_in_bulk
 
 from .conftest import captured_payments
 from .test_refund_lifecycle import completed_payment
@@ -47,16 +47,16 @@ def test_a_file_of_two_thousand_rows_is_accepted_whole(merchant, uploader):
     rows += [(p.id, "1000", "", f"jpy-{i}") for i, p in enumerate(jpy)]
     signalled = []
 
-    def receiver(sender, refund, from_status, source, **kwargs):
-        signalled.append((refund.id, from_status, source))
+    def receiver(sender, refunds, source, **kwargs):
+        signalled.extend((refund.id, "", source) for refund in refunds)
 
-    refund_status_changed.connect(receiver)
+    refunds_received_in_bulk.connect(receiver)
     try:
         started = time.monotonic()
         refund_file = refund_file_upload(name="returns.csv", content=csv_bytes(rows), user=uploader)
         took = time.monotonic() - started
     finally:
-        refund_status_changed.disconnect(receiver)
+        refunds_received_in_bulk.disconnect(receiver)
 
     assert refund_file.outcome == RefundFile.Outcome.ACCEPTED
     assert (refund_file.rows, refund_file.errors, refund_file.uploaded_by) == (2000, 0, uploader)
