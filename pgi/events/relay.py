@@ -33,7 +33,7 @@ RELAY_LOCK_KEY = 0x7067692D72656C61
 # After SIGTERM, how long the relay still waits for the reports of what it already sent. What is
 # not reported by then stays unsent and is published again by the next leader (a duplicate, no loss).
 SHUTDOWN_GRACE_SECONDS = 8.0
-ADMIN_TIMEOUT_SECONDS = 10.0
+ADMIN_TIMEOUT_SECONDS = 5.0
 
 
 def message_bytes(row) -> bytes:
