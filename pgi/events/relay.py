@@ -225,7 +225,9 @@ class Relay:
         headers = [("eventId", str(row.event_id).encode()), ("eventType", row.event_type.encode())]
         while True:
             try:
-                producer.produce(row.topic, value=message_bytes(row), key=row.key.encode(), headers=headers, on_delivery=on_delivery)
+                producer.produce(
+                    row.topic, value=message_bytes(row), key=row.key.encode(), headers=headers, on_delivery=on_delivery
+                )
                 return
             except BufferError:  # the local queue is full: let reports drain it
                 producer.poll(0.1)
@@ -281,8 +283,9 @@ class Relay:
             self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": log})
         try:
             existing = self._admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
+            partitions, replication = self.config["topic_partitions"], self.config["topic_replication_factor"]
             new = [
-                NewTopic(topic, num_partitions=self.config["topic_partitions"], replication_factor=self.config["topic_replication_factor"])
+                NewTopic(topic, num_partitions=partitions, replication_factor=replication)
                 for topic in sorted(missing - set(existing))
             ]
             futures = self._admin.create_topics(new, request_timeout=ADMIN_TIMEOUT_SECONDS) if new else {}
