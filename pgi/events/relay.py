@@ -191,6 +191,10 @@ class Relay:
             except RelayBrokerError as exc:
                 log.warning("%s: %s", self.name, exc)
                 delivered = 0
+            except KafkaException as exc:  # whatever the client raised: a new producer, a new try
+                log.warning("%s: Kafka client error, starting a new producer: %s", self.name, exc)
+                self._producer, self._producer_broken, self._admin = None, False, None
+                delivered = 0
             if not delivered:
                 self.stopping.wait(self.config["idle_seconds"])
 
@@ -213,9 +217,13 @@ class Relay:
                 failed.setdefault(str(err)[:255], []).append(row_id)
 
         for row in rows:
+            if self._producer_broken:
+                break  # the rest stay unsent for the new producer: order kept, nothing lost
             self._produce(producer, row, functools.partial(report, row.id), failed)
         self._reports_await(producer)
         self._mark(delivered=delivered, failed=failed)
+        if failed:  # a topic may have gone with a broker's data (a restarted dev broker): look again
+            self._known_topics.clear()
         if self._producer_broken:
             self._producer, self._producer_broken = None, False
         self.delivered_count += len(delivered)
@@ -231,13 +239,23 @@ class Relay:
                 return
             except BufferError:  # the local queue is full: let reports drain it
                 producer.poll(0.1)
-            except KafkaException as exc:  # refused before sending (too large, bad topic): this row alone
-                failed.setdefault(str(exc)[:255], []).append(row.id)
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    self._producer_broken = True
+                else:  # refused before sending (too large, bad topic): this row alone
+                    failed.setdefault(str(exc)[:255], []).append(row.id)
                 return
 
     def _reports_await(self, producer: Producer) -> None:
         give_up_at = None
-        while producer.flush(0.2) > 0:
+        while True:
+            try:
+                if producer.flush(0.2) == 0:
+                    return
+            except KafkaException as exc:  # fatal: what is unreported stays unsent for a new producer
+                log.warning("%s: producer failed, starting a new one: %s", self.name, exc)
+                self._producer_broken = True
+                return
             if self.stopping.is_set():
                 give_up_at = give_up_at or time.monotonic() + SHUTDOWN_GRACE_SECONDS
                 if time.monotonic() > give_up_at:
@@ -273,7 +291,9 @@ class Relay:
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():  # the idempotent producer cannot go on: a new one after this batch
             self._producer_broken = True
-        log.warning("%s: producer: %s", self.name, err)
+        # Each failed connection is also in librdkafka's own log lines; say once that all are down.
+        level = logging.WARNING if err.fatal() or err.code() == KafkaError._ALL_BROKERS_DOWN else logging.DEBUG
+        log.log(level, "%s: producer: %s", self.name, err)
 
     def _topics_ensure(self, topics: set[str]) -> None:
         missing = topics - self._known_topics

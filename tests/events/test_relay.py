@@ -272,3 +272,49 @@ def test_a_relay_killed_between_publishing_and_marking_loses_nothing_and_duplica
     for key, ids in by_key.items():  # each key's events twice over, each time in order
         in_order = [str(row.event_id) for row in rows if row.key == key]
         assert ids == in_order + in_order
+
+
+def test_a_broker_that_stops_and_comes_back_gets_the_rows_written_meanwhile(topic, settings, tmp_path):
+    from pgi.embedded_broker import free_port, start_broker
+
+    settings.PGI_EVENTS = {**settings.PGI_EVENTS, "delivery_timeout_seconds": 2}
+    port = free_port()
+    broker, bootstrap = start_broker(port=port, log_path=tmp_path / "broker.log")
+    settings.KAFKA_BOOTSTRAP_SERVERS = bootstrap
+    try:
+        with running(Relay()):
+            before = outbox_rows(topic, keys=["pay_a"], per_key=3)
+            wait_until(all_sent, timeout=30, what="the first rows marked sent")
+            broker.terminate()
+            broker.wait(10)
+            meanwhile = outbox_rows(topic, keys=["pay_a", "pay_b"], per_key=3)
+            time.sleep(3)
+            assert set(OutboxEvent.objects.filter(sent_at__isnull=True)) == set(meanwhile)
+            broker, _ = start_broker(port=port, log_path=tmp_path / "broker.log")  # memory only: a new, empty broker
+            wait_until(all_sent, timeout=30, what="the rows written while the broker was down marked sent")
+        messages = consumed(bootstrap, topic, expected=len(meanwhile), settle=1.0)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+    assert len(before) == 3
+    by_key = defaultdict(list)
+    for message in messages:
+        by_key[message.key].append(message.headers["eventId"])
+    for key in ("pay_a", "pay_b"):
+        assert by_key[key] == [str(row.event_id) for row in meanwhile if row.key == key]
+    assert {row.attempts for row in OutboxEvent.objects.filter(id__in=[r.id for r in meanwhile])} != {0}
+
+
+def test_sigterm_stops_the_relay_command_cleanly_after_it_published(kafka_bootstrap, topic, tmp_path):
+    rows = outbox_rows(topic, keys=["pay_a"], per_key=3)
+    process = relay_subprocess(kafka_bootstrap, tmp_path / "relay.log")
+    try:
+        wait_until(all_sent, timeout=30, what="the rows marked sent")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0, (tmp_path / "relay.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert len(consumed(kafka_bootstrap, topic, expected=len(rows), settle=0.5)) == len(rows)
