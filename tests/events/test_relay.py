@@ -210,6 +210,22 @@ def test_a_lock_file_admits_one_holder_and_frees_on_close(tmp_path):
     second.release()
 
 
+def test_an_advisory_lock_admits_one_holder_and_is_lost_with_its_connection():
+    from pgi.events.relay import PostgresLeaderLock
+
+    first, second = PostgresLeaderLock(), PostgresLeaderLock()
+    try:
+        assert first.try_acquire() and first.still_held()
+        assert not second.try_acquire()
+        with connection.cursor() as cursor:  # the leader's session ends, as when its host dies
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first._connection.connection.info.backend_pid])
+        assert not first.still_held()
+        wait_until(second.try_acquire, timeout=5, what="the lock free again")
+    finally:
+        first.release()
+        second.release()
+
+
 def relay_subprocess(bootstrap: str, log_path: Path) -> subprocess.Popen:
     """`manage.py relay_events` on the test database and broker."""
     db = settings.DATABASES["default"]
