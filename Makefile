@@ -27,7 +27,7 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# Migrate, collectstatic, demo data, then broker + gunicorn + Celery worker + beat (scripts/run.py).
+# Migrate, collectstatic, demo data, then broker + gunicorn + Celery worker + beat + outbox relay (scripts/run.py).
 # DATABASE_URL, REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, PORT and PGI_VAR_DIR are read from the environment.
 run: install
 	$(BIN)/python scripts/run.py

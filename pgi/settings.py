@@ -412,6 +412,17 @@ PGI_EVENTS = {
     "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
 }
 
+# The outbox relay (`manage.py relay_events`, docs/09-events-relay.md). It publishes to
+# KAFKA_BOOTSTRAP_SERVERS and creates a missing topic with these partitions and replication factor.
+PGI_EVENTS = {
+    "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "500")),
+    "idle_seconds": float(os.environ.get("PGI_EVENTS_IDLE_SECONDS", "0.5")),
+    "lock_poll_seconds": float(os.environ.get("PGI_EVENTS_LOCK_POLL_SECONDS", "1")),
+    "delivery_timeout_seconds": float(os.environ.get("PGI_EVENTS_DELIVERY_TIMEOUT_SECONDS", "30")),
+    "topic_partitions": int(os.environ.get("PGI_EVENTS_TOPIC_PARTITIONS", "3")),
+    "topic_replication_factor": int(os.environ.get("PGI_EVENTS_TOPIC_REPLICATION", "1")),
+}
+
 # --- Celery -------------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)

@@ -4,8 +4,8 @@
 Steps: migrate, collectstatic, `manage.py demo_setup` (demo merchant, its keys and the admin password,
 kept in PGI_VAR_DIR/demo-credentials.env across restarts),
 then the children: the bundled Kafka-compatible broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
-gunicorn, a Celery worker and Celery beat. When GET /health answers 200 it prints a banner with the
-URLs, the keys and a curl to paste. Ctrl-C or SIGTERM stops every child; if one child dies, the
+gunicorn, a Celery worker, Celery beat and the outbox relay (`manage.py relay_events`). When
+GET /health answers 200 it prints a banner with the URLs, the keys and a curl to paste. Ctrl-C or SIGTERM stops every child; if one child dies, the
 others are stopped and this exits non-zero.
 
 With no DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS it runs on the embedded defaults that
@@ -361,6 +361,8 @@ def main() -> int:
             [sys.executable, "-m", "celery", "-A", "pgi", "beat", "-S", "django", "--loglevel", "INFO"],
             env,
         )
+        # Publishes the outbox to the broker above; on SQLite it leads by a lock file in PGI_VAR_DIR.
+        supervisor.spawn("relay", [sys.executable, str(ROOT / "manage.py"), "relay_events"], env)
         say(f"Started {', '.join(supervisor.names)}; waiting for {local_url}/health …")
         body = wait_until_healthy(supervisor, f"{local_url}/health", env["PGI_HEALTH_TOKEN"])
         if not wait_for_log(supervisor, log_dir / "worker.log", " ready.", timeout=60):

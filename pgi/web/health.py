@@ -50,6 +50,18 @@ CHECKS = {
 }
 
 
+def outbox_relay_detail() -> dict:
+    """How far the outbox relay is behind. Shown with the checks but never a reason for 503: the
+    events wait in the outbox while the relay is down, and payments go on; monitoring alerts on the age."""
+    from pgi.events.selectors import relay_lag
+
+    try:
+        unsent, oldest_seconds = relay_lag()
+    except Exception as exc:  # reported, not raised, like a check
+        return {"detail": f"{type(exc).__name__}: {exc}"}
+    return {"unsent": unsent, "oldestUnsentSeconds": round(oldest_seconds, 1)}
+
+
 def run_checks() -> dict[str, dict]:
     results = {}
     for name, check in CHECKS.items():

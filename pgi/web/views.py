@@ -7,17 +7,19 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
 from .docs import base_url_of, doc_page, doc_pages
-from .health import checks_memo, may_see_health_details
+from .health import checks_memo, may_see_health_details, outbox_relay_detail
 
 
 def health(request):
     """200 `{"status": "ok"}` when every backing service answers, 503 `{"status": "unavailable"}`
-    otherwise. Staff sessions and holders of PGI_HEALTH_TOKEN also get each check's detail."""
+    otherwise. Staff sessions and holders of PGI_HEALTH_TOKEN also get each check's detail and the
+    outbox relay's lag (which never makes it 503)."""
     checks = checks_memo.get()
     ok = all(check["ok"] for check in checks.values())
     body = {"status": "ok" if ok else "unavailable"}
     if may_see_health_details(request):
         body["checks"] = checks
+        body["outboxRelay"] = outbox_relay_detail()
     return JsonResponse(body, status=200 if ok else 503)
 
 

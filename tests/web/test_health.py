@@ -130,3 +130,26 @@ def test_a_hanging_backend_holds_one_thread_while_other_callers_get_the_last_ans
 
     assert response.status_code == 200
     assert waited < 2
+
+
+def test_token_holder_sees_the_outbox_relay_lag_which_never_fails_health(client, health_token):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pgi.events.models import OutboxEvent
+
+    row = OutboxEvent.objects.create(topic="payments", key="pay_1", event_type="payment.completed", payload={})
+    OutboxEvent.objects.filter(id=row.id).update(created_at=timezone.now() - timedelta(hours=2))
+    OutboxEvent.objects.create(topic="payments", key="pay_2", event_type="payment.completed", payload={})
+
+    response = client.get("/health", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+    assert response.status_code == 200
+    lag = response.json()["outboxRelay"]
+    assert lag["unsent"] == 2
+    assert 7200 <= lag["oldestUnsentSeconds"] < 7300
+
+
+def test_public_answer_does_not_show_the_outbox_relay_lag(client):
+    assert "outboxRelay" not in client.get("/health").json()
