@@ -404,17 +404,14 @@ PGI_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("PGI_WEBHOOK_TOLERANCE_SECOND
 
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 # Events (docs/09-events.md): the topics the outbox rows go to, and how long sent rows are kept
-# before events_prune (beat, hourly) deletes them, prune_batch_size rows per DELETE.
+# before events_prune (beat, hourly) deletes them, prune_batch_size rows per DELETE. The relay
+# (`manage.py relay_events`) publishes to KAFKA_BOOTSTRAP_SERVERS and creates a missing topic with
+# these partitions and replication factor.
 PGI_EVENTS = {
     "payment_events_topic": os.environ.get("PGI_EVENTS_PAYMENT_TOPIC", "payment-events"),
     "notifications_topic": os.environ.get("PGI_EVENTS_NOTIFICATIONS_TOPIC", "payment-notifications"),
     "retention_days": int(os.environ.get("PGI_EVENTS_RETENTION_DAYS", "7")),
     "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
-}
-
-# The outbox relay (`manage.py relay_events`, docs/09-events-relay.md). It publishes to
-# KAFKA_BOOTSTRAP_SERVERS and creates a missing topic with these partitions and replication factor.
-PGI_EVENTS = {
     "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "500")),
     "idle_seconds": float(os.environ.get("PGI_EVENTS_IDLE_SECONDS", "0.5")),
     "lock_poll_seconds": float(os.environ.get("PGI_EVENTS_LOCK_POLL_SECONDS", "1")),

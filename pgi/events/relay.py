@@ -3,7 +3,7 @@
 One relay leads at a time (a PostgreSQL session advisory lock, or a lock file on SQLite); the
 others wait for the lock. A row is marked sent only from the broker's delivery report, so a relay
 that dies between the two leaves the row unsent and the next leader publishes it again: consumers
-drop the duplicate by its `eventId` header. The long story: docs/09-events-relay.md.
+drop the duplicate by its `eventId` header. The long story: docs/09-events.md (The relay).
 """
 
 import fcntl
