@@ -133,12 +133,8 @@ class Payment(models.Model):
     def open_operation(self) -> "GatewayOperation | None":
         """The operation whose outcome is still unknown and that holds the payment: its
         authorization while Processing, else a capture or void in flight (refunds run beside
-        them and are not counted). Read from `operations_in_flight` when a selector prefetched it."""
-        if hasattr(self, "operations_in_flight"):
-            candidates = self.operations_in_flight
-        else:
-            candidates = self.operations.filter(status=OperationStatus.PENDING)
-        return next((op for op in candidates if op.kind != OperationKind.REFUND), None)
+        them and are not counted). Read fresh: decide on it under the payment's row lock."""
+        return self.operations.pending().exclude(kind=OperationKind.REFUND).order_by("created_at", "id").first()
 
     @property
     def pending_operation(self) -> str:

@@ -86,9 +86,9 @@ def operations_end(*, payment: Payment, to_status: str, finish: dict[str, str]) 
 
 
 def operation_in_flight(payment: Payment) -> GatewayOperation | None:
-    """The operation holding the payment (its authorization while Processing, else a capture or
-    void in flight), read fresh: call it under the payment's row lock to decide on it."""
-    return payment.operations.pending().exclude(kind=OperationKind.REFUND).order_by("created_at", "id").first()
+    """The operation holding the payment (Payment.open_operation); call it under the payment's row
+    lock to decide on it."""
+    return payment.open_operation()
 
 
 def operation_look_later(operation: GatewayOperation, *, look_at: datetime | None, attempts: int | None = None) -> None:
