@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "refunds",
     "gateways",
     "pgi.events",
+    "payment_requests",
     "pgi.web",
 ]
 
@@ -418,6 +419,21 @@ PGI_EVENTS = {
     "delivery_timeout_seconds": float(os.environ.get("PGI_EVENTS_DELIVERY_TIMEOUT_SECONDS", "30")),
     "topic_partitions": int(os.environ.get("PGI_EVENTS_TOPIC_PARTITIONS", "3")),
     "topic_replication_factor": int(os.environ.get("PGI_EVENTS_TOPIC_REPLICATION", "1")),
+}
+# Payment requests (docs/09-events.md, "Payment requests"): `manage.py consume_payment_requests`
+# reads `topic` in consumer group `group_id`, acting as the platform API key named `api_key_name`,
+# and sends what it cannot process to `dlq_topic`. Topics it creates take PGI_EVENTS' partitions.
+PGI_PAYMENT_REQUESTS = {
+    "topic": os.environ.get("PGI_PAYMENT_REQUESTS_TOPIC", "payment-requests"),
+    "dlq_topic": os.environ.get("PGI_PAYMENT_REQUESTS_DLQ_TOPIC", "payment-requests.dlq"),
+    "group_id": os.environ.get("PGI_PAYMENT_REQUESTS_GROUP", "pgi-payment-requests"),
+    "api_key_name": os.environ.get("PGI_PAYMENT_REQUESTS_KEY_NAME", "payment-requests"),
+    # librdkafka's default (45 s) makes a group join take ~20 s; a dead consumer's partitions move on after this.
+    "session_timeout_ms": int(os.environ.get("PGI_PAYMENT_REQUESTS_SESSION_TIMEOUT_MS", "10000")),
+    # An unexpected error is retried this many times before the message goes to the DLQ; a database
+    # or broker outage is retried for as long as it lasts, each wait at most retry_max_seconds.
+    "max_attempts": int(os.environ.get("PGI_PAYMENT_REQUESTS_MAX_ATTEMPTS", "5")),
+    "retry_max_seconds": float(os.environ.get("PGI_PAYMENT_REQUESTS_RETRY_MAX_SECONDS", "30")),
 }
 
 # --- Celery -------------------------------------------------------------------------------

@@ -301,21 +301,35 @@ class Relay:
             return
         if self._admin is None:
             self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": log})
-        try:
-            existing = self._admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
-            partitions, replication = self.config["topic_partitions"], self.config["topic_replication_factor"]
-            new = [
-                NewTopic(topic, num_partitions=partitions, replication_factor=replication)
-                for topic in sorted(missing - set(existing))
-            ]
-            futures = self._admin.create_topics(new, request_timeout=ADMIN_TIMEOUT_SECONDS) if new else {}
-            for topic, future in futures.items():
-                try:
-                    future.result(timeout=ADMIN_TIMEOUT_SECONDS + 5)
-                    log.info("%s: created topic %s", self.name, topic)
-                except KafkaException as exc:
-                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise
-        except KafkaException as exc:
-            raise RelayBrokerError(f"cannot list or create topics at {self.bootstrap}: {exc}") from exc
+        topics_create_missing(
+            self._admin,
+            missing,
+            partitions=self.config["topic_partitions"],
+            replication=self.config["topic_replication_factor"],
+            name=self.name,
+            bootstrap=self.bootstrap,
+        )
         self._known_topics |= missing
+
+
+def topics_create_missing(
+    admin: AdminClient, topics: set[str], *, partitions: int, replication: int, name: str, bootstrap: str
+) -> None:
+    """Create those of `topics` the broker does not have; one created meanwhile by another process
+    is fine. Raises RelayBrokerError when the broker cannot list or create them."""
+    try:
+        existing = admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
+        new = [
+            NewTopic(topic, num_partitions=partitions, replication_factor=replication)
+            for topic in sorted(topics - set(existing))
+        ]
+        futures = admin.create_topics(new, request_timeout=ADMIN_TIMEOUT_SECONDS) if new else {}
+        for topic, future in futures.items():
+            try:
+                future.result(timeout=ADMIN_TIMEOUT_SECONDS + 5)
+                log.info("%s: created topic %s", name, topic)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    except KafkaException as exc:
+        raise RelayBrokerError(f"cannot list or create topics at {bootstrap}: {exc}") from exc

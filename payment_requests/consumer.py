@@ -1,0 +1,247 @@
+"""The `payment-requests` consumer: each message through payment_request_process, its offset
+committed only once the outcome is stored (the payment with its request id, or the message on the
+dead-letter topic, confirmed by the broker).
+
+A crash before the commit delivers the message again, and its request id absorbs it. A message
+that cannot be processed goes to the dead-letter topic with the reason in its headers, and the
+consumer goes on. A database or broker outage is waited out: the message is read again, nothing is
+committed, nothing goes to the dead-letter topic. The long story: docs/09-events.md.
+"""
+
+import logging
+import threading
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from pgi.events.relay import RelayBrokerError, topics_create_missing
+
+from .messages import Refused, message_read
+from .services import Origin, RequesterKeyRevoked, payment_request_process, requester_principal
+
+log = logging.getLogger(__name__)
+
+# After SIGTERM, how long a dead-letter message already sent may still wait for its report.
+SHUTDOWN_GRACE_SECONDS = 8.0
+REASON_MAX = 1000  # header bytes: the reason, cut, for people; the code is what to switch on
+
+
+class DeadLetterNotStored(Exception):
+    """The broker did not confirm the dead-letter message: the offset stays uncommitted."""
+
+
+def dead_letter_headers(message: Message, refused: Refused) -> list[tuple[str, bytes]]:
+    """The original message's headers, then why it is here and where it came from."""
+    reason = refused.reason.encode("utf-8", "replace")
+    if len(reason) > REASON_MAX:
+        reason = reason[: REASON_MAX - 3].decode("utf-8", "ignore").encode() + b"..."
+    headers = list(message.headers() or [])
+    headers += [
+        ("error-code", refused.code.encode()),
+        ("error-reason", reason),
+        ("original-topic", message.topic().encode()),
+        ("original-partition", str(message.partition()).encode()),
+        ("original-offset", str(message.offset()).encode()),
+    ]
+    if refused.request_id:
+        headers.append(("request-id", refused.request_id.encode()))
+    return headers
+
+
+class PaymentRequestConsumer:
+    """Consumes until stop() (the command calls it on SIGTERM). One message at a time, so each
+    partition is processed in order; more partitions and more consumers in the group go faster."""
+
+    def __init__(self, *, name: str = "payment-requests"):
+        self.config = dict(settings.PGI_PAYMENT_REQUESTS)
+        self.events_config = dict(settings.PGI_EVENTS)
+        self.bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS
+        self.name = name
+        self.stopping = threading.Event()
+        self.assigned = threading.Event()  # set while the group has given this consumer partitions
+        self.counts = {"created": 0, "duplicate": 0, "dead_lettered": 0, "retried": 0}
+        self._attempts: dict[tuple[str, int, int], int] = {}
+        self._producer: Producer | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        consumer = None
+        try:
+            self._topics_ensure()
+            if self.stopping.is_set():
+                return
+            consumer = Consumer(self._consumer_config())
+            consumer.subscribe([self.config["topic"]], on_assign=self._on_assign, on_revoke=self._on_revoke)
+            log.info("%s: consuming %s at %s", self.name, self.config["topic"], self.bootstrap)
+            while not self.stopping.is_set():
+                message = consumer.poll(0.5)
+                if message is None:
+                    continue
+                if message.error():
+                    log.warning("%s: %s", self.name, message.error())
+                    continue
+                self._handle(consumer, message)
+        finally:
+            if consumer is not None:
+                consumer.close()  # leaves the group at once; nothing uncommitted is committed
+            if self._producer is not None:
+                self._producer.flush(SHUTDOWN_GRACE_SECONDS)
+            self.assigned.clear()
+            connection.close()
+
+    def _consumer_config(self) -> dict:
+        session = self.config["session_timeout_ms"]
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "group.id": self.config["group_id"],
+            "client.id": f"pgi-{self.name}",
+            "enable.auto.commit": False,  # committed by hand, after the outcome is stored
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",  # a new group reads what was sent before it joined
+            "isolation.level": "read_committed",
+            "session.timeout.ms": session,
+            "heartbeat.interval.ms": max(100, session // 5),
+            "error_cb": self._on_error,
+            "logger": log,
+        }
+
+    def _on_assign(self, consumer, partitions) -> None:
+        log.info("%s: assigned %s", self.name, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing")
+        if partitions:
+            self.assigned.set()
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        self.assigned.clear()
+        self._attempts.clear()
+
+    def _on_error(self, err: KafkaError) -> None:
+        level = logging.WARNING if err.fatal() or err.code() == KafkaError._ALL_BROKERS_DOWN else logging.DEBUG
+        log.log(level, "%s: %s", self.name, err)
+
+    def _topics_ensure(self) -> None:
+        """Both topics, created if missing (subscribing to a missing topic only logs errors)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": log})
+        while not self.stopping.is_set():
+            try:
+                topics_create_missing(
+                    admin,
+                    {self.config["topic"], self.config["dlq_topic"]},
+                    partitions=self.events_config["topic_partitions"],
+                    replication=self.events_config["topic_replication_factor"],
+                    name=self.name,
+                    bootstrap=self.bootstrap,
+                )
+                return
+            except RelayBrokerError as exc:
+                log.warning("%s: %s; trying again", self.name, exc)
+                self.stopping.wait(self.events_config["idle_seconds"] * 4)
+
+    def _handle(self, consumer: Consumer, message: Message) -> None:
+        where = (message.topic(), message.partition(), message.offset())
+        try:
+            outcome = self._process(message)
+        except (DatabaseError, RequesterKeyRevoked, DeadLetterNotStored, KafkaException, BufferError) as exc:
+            # An outage, not the message's fault: read it again later, however long it lasts.
+            log.warning("%s: %s[%d]@%d not processed, trying again: %s", self.name, *where, exc)
+            if isinstance(exc, DatabaseError):
+                connection.close()
+            self._again(consumer, message, attempts=self._attempts.get(where, 0) + 1)
+            return
+        except Exception as exc:  # a fault of PGI's with this message: a few more tries, then the DLQ
+            attempts = self._attempts.get(where, 0) + 1
+            log.exception("%s: %s[%d]@%d failed (attempt %d)", self.name, *where, attempts)
+            if attempts < self.config["max_attempts"]:
+                self._attempts[where] = attempts
+                self._again(consumer, message, attempts=attempts)
+                return
+            refused = Refused("PROCESSING_ERROR", f"Processing failed {attempts} times: {type(exc).__name__}: {exc}")
+            try:
+                self._dead_letter(message, refused)
+            except (DeadLetterNotStored, KafkaException, BufferError) as dlq_exc:
+                log.warning("%s: %s[%d]@%d not dead-lettered, trying again: %s", self.name, *where, dlq_exc)
+                self._again(consumer, message, attempts=attempts)
+                return
+            outcome = "dead_lettered"
+        self._attempts.pop(where, None)
+        self.counts[outcome] += 1
+        self._commit(consumer, message)
+
+    def _process(self, message: Message) -> str:
+        """The message's outcome stored: "created", "duplicate" or "dead_lettered"."""
+        try:
+            read = message_read(message.value())
+            principal = requester_principal(name=self.config["api_key_name"])
+            origin = Origin(topic=message.topic(), partition=message.partition(), offset=message.offset())
+            handled = payment_request_process(message=read, origin=origin, principal=principal)
+        except Refused as refused:
+            log.warning("%s: %s[%d]@%d refused, to the DLQ: %s", self.name, *self._where(message), refused)
+            self._dead_letter(message, refused)
+            return "dead_lettered"
+        log.info(
+            "%s: request %s %s payment %s (%s)",
+            self.name,
+            read.request_id,
+            "created" if handled.created else "had already created",
+            handled.payment.id,
+            handled.payment.status,
+        )
+        return "created" if handled.created else "duplicate"
+
+    @staticmethod
+    def _where(message: Message) -> tuple[str, int, int]:
+        return message.topic(), message.partition(), message.offset()
+
+    def _dead_letter(self, message: Message, refused: Refused) -> None:
+        """The original bytes and key on the dead-letter topic; returns once the broker stored it.
+        Raises DeadLetterNotStored when it did not (the message is read again later)."""
+        if self._producer is None:
+            self._producer = Producer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "message.timeout.ms": int(self.events_config["delivery_timeout_seconds"] * 1000),
+                    "client.id": f"pgi-{self.name}-dlq",
+                    "error_cb": self._on_error,
+                    "logger": log,
+                }
+            )
+        reports: list[KafkaError | None] = []
+        self._producer.produce(
+            self.config["dlq_topic"],
+            value=message.value(),
+            key=message.key(),
+            headers=dead_letter_headers(message, refused),
+            on_delivery=lambda err, msg: reports.append(err),
+        )
+        while not reports:
+            self._producer.poll(0.2)
+            if self.stopping.is_set() and not reports:
+                self._producer.flush(SHUTDOWN_GRACE_SECONDS)
+                break
+        if not reports or reports[0] is not None:
+            if reports and reports[0].fatal():
+                self._producer = None  # an idempotent producer cannot go on after a fatal error
+            raise DeadLetterNotStored(str(reports[0]) if reports else "stopping before the broker confirmed it")
+
+    def _again(self, consumer: Consumer, message: Message, *, attempts: int) -> None:
+        """Read the message again after a pause: the partition goes back to its offset (what was
+        already fetched after it is dropped), nothing is committed."""
+        self.counts["retried"] += 1
+        try:
+            consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
+        except KafkaException as exc:  # the partition was taken away meanwhile: its next owner reads it
+            log.info("%s: cannot rewind %s[%d]: %s", self.name, message.topic(), message.partition(), exc)
+        self.stopping.wait(min(self.config["retry_max_seconds"], 0.5 * 2 ** min(attempts - 1, 10)))
+
+    def _commit(self, consumer: Consumer, message: Message) -> None:
+        """Commit the offset after this message, synchronously. If the partition has moved to another
+        consumer meanwhile, the message is delivered again there and its request id absorbs it."""
+        try:
+            consumer.commit(message=message, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("%s: offset of %s[%d]@%d not committed: %s", self.name, *self._where(message), exc)
