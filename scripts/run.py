@@ -4,7 +4,8 @@
 Steps: migrate, collectstatic, `manage.py demo_setup` (demo merchant, its keys and the admin password,
 kept in PGI_VAR_DIR/demo-credentials.env across restarts),
 then the children: the bundled Kafka-compatible broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
-gunicorn, a Celery worker, Celery beat and the outbox relay (`manage.py relay_events`). When
+gunicorn, a Celery worker, Celery beat, the outbox relay (`manage.py relay_events`) and the
+payment-requests consumer (`manage.py consume_payment_requests`). When
 GET /health answers 200 it prints a banner with the URLs, the keys and a curl to paste. Ctrl-C or SIGTERM stops every child; if one child dies, the
 others are stopped and this exits non-zero.
 
@@ -363,6 +364,8 @@ def main() -> int:
         )
         # Publishes the outbox to the broker above; on SQLite it leads by a lock file in PGI_VAR_DIR.
         supervisor.spawn("relay", [sys.executable, str(ROOT / "manage.py"), "relay_events"], env)
+        # Takes payments from the payment-requests topic of the same broker; refusals go to its DLQ.
+        supervisor.spawn("consumer", [sys.executable, str(ROOT / "manage.py"), "consume_payment_requests"], env)
         say(f"Started {', '.join(supervisor.names)}; waiting for {local_url}/health …")
         body = wait_until_healthy(supervisor, f"{local_url}/health", env["PGI_HEALTH_TOKEN"])
         if not wait_for_log(supervisor, log_dir / "worker.log", " ready.", timeout=60):
