@@ -10,6 +10,7 @@ committed, nothing goes to the dead-letter topic. The long story: docs/09-events
 
 import logging
 import threading
+import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -62,7 +63,9 @@ class PaymentRequestConsumer:
         self.stopping = threading.Event()
         self.assigned = threading.Event()  # set while the group has given this consumer partitions
         self.counts = {"created": 0, "duplicate": 0, "dead_lettered": 0, "retried": 0}
-        self._attempts: dict[tuple[str, int, int], int] = {}
+        # Per message in hand: tries so far (for the pause), and unexpected failures (for the DLQ).
+        self._tries: dict[tuple[str, int, int], int] = {}
+        self._faults: dict[tuple[str, int, int], int] = {}
         self._producer: Producer | None = None
 
     def stop(self) -> None:
@@ -116,7 +119,8 @@ class PaymentRequestConsumer:
 
     def _on_revoke(self, consumer, partitions) -> None:
         self.assigned.clear()
-        self._attempts.clear()
+        self._tries.clear()
+        self._faults.clear()
 
     def _on_error(self, err: KafkaError) -> None:
         level = logging.WARNING if err.fatal() or err.code() == KafkaError._ALL_BROKERS_DOWN else logging.DEBUG
@@ -141,7 +145,7 @@ class PaymentRequestConsumer:
                 self.stopping.wait(self.events_config["idle_seconds"] * 4)
 
     def _handle(self, consumer: Consumer, message: Message) -> None:
-        where = (message.topic(), message.partition(), message.offset())
+        where = self._where(message)
         try:
             outcome = self._process(message)
         except (DatabaseError, RequesterKeyRevoked, DeadLetterNotStored, KafkaException, BufferError) as exc:
@@ -149,24 +153,24 @@ class PaymentRequestConsumer:
             log.warning("%s: %s[%d]@%d not processed, trying again: %s", self.name, *where, exc)
             if isinstance(exc, DatabaseError):
                 connection.close()
-            self._again(consumer, message, attempts=self._attempts.get(where, 0) + 1)
+            self._again(consumer, message)
             return
         except Exception as exc:  # a fault of PGI's with this message: a few more tries, then the DLQ
-            attempts = self._attempts.get(where, 0) + 1
-            log.exception("%s: %s[%d]@%d failed (attempt %d)", self.name, *where, attempts)
-            if attempts < self.config["max_attempts"]:
-                self._attempts[where] = attempts
-                self._again(consumer, message, attempts=attempts)
+            faults = self._faults[where] = self._faults.get(where, 0) + 1
+            log.exception("%s: %s[%d]@%d failed (attempt %d)", self.name, *where, faults)
+            if faults < self.config["max_attempts"]:
+                self._again(consumer, message)
                 return
-            refused = Refused("PROCESSING_ERROR", f"Processing failed {attempts} times: {type(exc).__name__}: {exc}")
+            refused = Refused("PROCESSING_ERROR", f"Processing failed {faults} times: {type(exc).__name__}: {exc}")
             try:
                 self._dead_letter(message, refused)
             except (DeadLetterNotStored, KafkaException, BufferError) as dlq_exc:
                 log.warning("%s: %s[%d]@%d not dead-lettered, trying again: %s", self.name, *where, dlq_exc)
-                self._again(consumer, message, attempts=attempts)
+                self._again(consumer, message)
                 return
             outcome = "dead_lettered"
-        self._attempts.pop(where, None)
+        self._tries.pop(where, None)
+        self._faults.pop(where, None)
         self.counts[outcome] += 1
         self._commit(consumer, message)
 
@@ -197,7 +201,17 @@ class PaymentRequestConsumer:
 
     def _dead_letter(self, message: Message, refused: Refused) -> None:
         """The original bytes and key on the dead-letter topic; returns once the broker stored it.
-        Raises DeadLetterNotStored when it did not (the message is read again later)."""
+        Raises DeadLetterNotStored when it did not (the message is read again later). A message too
+        large for the dead-letter topic with its headers goes there without its value."""
+        headers = dead_letter_headers(message, refused)
+        error = self._produce_stored(message.key(), message.value(), headers)
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            error = self._produce_stored(message.key(), None, [*headers, ("value-dropped", b"too large")])
+        if error is not None:
+            raise DeadLetterNotStored(str(error))
+
+    def _produce_stored(self, key, value, headers) -> KafkaError | None:
+        """Produce one message to the dead-letter topic and wait for its report: None once stored."""
         if self._producer is None:
             self._producer = Producer(
                 {
@@ -211,32 +225,37 @@ class PaymentRequestConsumer:
                 }
             )
         reports: list[KafkaError | None] = []
-        self._producer.produce(
-            self.config["dlq_topic"],
-            value=message.value(),
-            key=message.key(),
-            headers=dead_letter_headers(message, refused),
-            on_delivery=lambda err, msg: reports.append(err),
-        )
+        try:
+            self._producer.produce(
+                self.config["dlq_topic"], value=value, key=key, headers=headers, on_delivery=lambda err, msg: reports.append(err)
+            )
+        except KafkaException as exc:  # refused before sending (too large, say)
+            if exc.args[0].fatal():
+                self._producer = None
+            return exc.args[0]
+        give_up_at = None
         while not reports:
             self._producer.poll(0.2)
-            if self.stopping.is_set() and not reports:
-                self._producer.flush(SHUTDOWN_GRACE_SECONDS)
-                break
-        if not reports or reports[0] is not None:
-            if reports and reports[0].fatal():
-                self._producer = None  # an idempotent producer cannot go on after a fatal error
-            raise DeadLetterNotStored(str(reports[0]) if reports else "stopping before the broker confirmed it")
+            if self.stopping.is_set():
+                give_up_at = give_up_at or time.monotonic() + SHUTDOWN_GRACE_SECONDS
+                if time.monotonic() > give_up_at:
+                    return KafkaError(KafkaError._TIMED_OUT, "stopping before the broker confirmed it")
+        if reports[0] is not None and reports[0].fatal():
+            self._producer = None  # an idempotent producer cannot go on after a fatal error
+        return reports[0]
 
-    def _again(self, consumer: Consumer, message: Message, *, attempts: int) -> None:
-        """Read the message again after a pause: the partition goes back to its offset (what was
-        already fetched after it is dropped), nothing is committed."""
+    def _again(self, consumer: Consumer, message: Message) -> None:
+        """Read the message again after a pause, doubling with each try up to retry_max_seconds:
+        the partition goes back to its offset (what was fetched after it is dropped), nothing is
+        committed."""
+        where = self._where(message)
+        tries = self._tries[where] = self._tries.get(where, 0) + 1
         self.counts["retried"] += 1
         try:
             consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
         except KafkaException as exc:  # the partition was taken away meanwhile: its next owner reads it
             log.info("%s: cannot rewind %s[%d]: %s", self.name, message.topic(), message.partition(), exc)
-        self.stopping.wait(min(self.config["retry_max_seconds"], 0.5 * 2 ** min(attempts - 1, 10)))
+        self.stopping.wait(min(self.config["retry_max_seconds"], 0.5 * 2 ** min(tries - 1, 10)))
 
     def _commit(self, consumer: Consumer, message: Message) -> None:
         """Commit the offset after this message, synchronously. If the partition has moved to another

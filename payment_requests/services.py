@@ -61,8 +61,14 @@ def requester_principal(*, name: str) -> Principal:
     return Principal(api_key=active)
 
 
+def _meaning(message: PaymentRequestMessage) -> dict:
+    """The payment asked for, defaults applied: with no reference of its own the request id names
+    it, so every event of the payment names its request."""
+    return {**message.payment, "reference": message.payment["reference"] or message.request_id}
+
+
 def _fingerprint(message: PaymentRequestMessage) -> str:
-    return request_fingerprint("KAFKA", "payment-requests", message.payment)
+    return request_fingerprint("KAFKA", "payment-requests", _meaning(message))
 
 
 def _already(message: PaymentRequestMessage, fingerprint: str) -> Handled | None:
@@ -91,7 +97,7 @@ def payment_request_process(*, message: PaymentRequestMessage, origin: Origin, p
     handled = _already(message, fingerprint)
     if handled is not None:
         return handled
-    data = message.payment
+    data = _meaning(message)
     try:
         draft = payment_validate(
             principal=principal,
@@ -99,8 +105,7 @@ def payment_request_process(*, message: PaymentRequestMessage, origin: Origin, p
             currency=data["currency"],
             from_account=data["from_account"],
             to_merchant=data.get("to_merchant"),
-            # Every event of the payment names its request when the sender gave no reference of its own.
-            reference=data["reference"] or message.request_id,
+            reference=data["reference"],
             description=data["description"],
             metadata=data["metadata"],
             capture=data["capture"],

@@ -90,3 +90,22 @@ def test_a_refusal_names_the_request_id_only_when_it_is_well_formed():
 
     assert good_id.value.request_id == "tps-0009"
     assert bad_id.value.request_id == ""
+
+
+def test_dead_letter_headers_keep_the_messages_own_then_say_why_and_where_in_at_most_1000_bytes():
+    from types import SimpleNamespace
+
+    from payment_requests.consumer import dead_letter_headers
+
+    message = SimpleNamespace(
+        headers=lambda: [("traceparent", b"00-abc")], topic=lambda: "payment-requests", partition=lambda: 2, offset=lambda: 41
+    )
+
+    headers = dead_letter_headers(message, Refused("VALIDATION_ERROR", "é" * 3000, request_id="tps-1"))
+
+    assert [name for name, _ in headers] == [
+        "traceparent", "error-code", "error-reason", "original-topic", "original-partition", "original-offset", "request-id"
+    ]
+    values = dict(headers)
+    assert len(values["error-reason"]) <= 1000 and values["error-reason"].decode().endswith("é...")
+    assert (values["original-partition"], values["original-offset"], values["request-id"]) == (b"2", b"41", b"tps-1")

@@ -58,6 +58,14 @@ def test_the_same_request_again_creates_nothing_and_names_the_first_payment(bank
     assert Payment.objects.count() == 1 and OutboxEvent.objects.count() == events
 
 
+def test_a_reference_equal_to_the_request_id_means_the_same_as_none(bank_merchant):
+    first = process(requestId="tps-0007")
+
+    again = process(requestId="tps-0007", reference="tps-0007")
+
+    assert not again.created and again.payment.id == first.payment.id
+
+
 def test_the_same_request_id_with_another_payment_is_refused_and_creates_nothing(bank_merchant):
     first = process(requestId="tps-0003", amount="50.00")
 
