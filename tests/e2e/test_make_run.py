@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from confluent_kafka import Producer
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180  # migrate + collectstatic + four processes, on a busy 2-core CI machine
@@ -23,6 +24,7 @@ WEBHOOK_TIMEOUT = 30
 REFUND_TIMEOUT = 20  # the worker's task sends it at once; beat's batch job comes only every 60 s
 RECOVERY_TIMEOUT = 150  # beat runs recovery every 60 s; its first run comes one interval after start
 STOP_TIMEOUT = 40
+KAFKA_CONSUMER_TIMEOUT = 60  # the consumer joins its group (~5 s on the bundled broker), then pays
 HTTP_TIMEOUT = 15
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
@@ -222,6 +224,28 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
             answer = requests.post(f"{base_url}/payments", json=dict(new_payment, **overrides), headers=headers, timeout=HTTP_TIMEOUT)
             assert answer.status_code == 201, answer.text
             return answer.json()
+
+        # A bank system's payment request on Kafka: taken once by the consumer, however often sent.
+        request = b'{"requestId": "tps-e2e-0001", "amount": 12.50, "currency": "USD", ' \
+            b'"fromAccount": "account123", "toMerchant": "merchant456"}'
+        producer = Producer({"bootstrap.servers": banner_value(banner, "Kafka bootstrap")})
+        for _ in range(2):
+            producer.produce("payment-requests", value=request, key=b"tps")
+        assert producer.flush(10) == 0
+        found = []
+        deadline = time.monotonic() + KAFKA_CONSUMER_TIMEOUT
+        while time.monotonic() < deadline and not found:
+            found = requests.get(
+                f"{base_url}/payments", params={"reference": "tps-e2e-0001"}, headers=headers, timeout=HTTP_TIMEOUT
+            ).json()["results"]
+            time.sleep(0.5)
+        assert [(p["amount"], p["status"]) for p in found] == [(12.50, "Completed")], found
+        consumer_log = var_dir / "log" / "consumer.log"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "request tps-e2e-0001 had already created" not in consumer_log.read_text():
+            time.sleep(0.2)
+        again = requests.get(f"{base_url}/payments", params={"reference": "tps-e2e-0001"}, headers=headers, timeout=HTTP_TIMEOUT)
+        assert [p["id"] for p in again.json()["results"]] == [found[0]["id"]], consumer_log.read_text()
 
         # A client's mistake is no warning in the web log.
         assert requests.get(f"{base_url}/payments/pay_unknown", headers=headers, timeout=HTTP_TIMEOUT).status_code == 404

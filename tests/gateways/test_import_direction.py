@@ -75,6 +75,13 @@ def test_the_domain_apps_import_no_events():
     }
 
 
+def test_the_domain_apps_import_no_payment_requests():
+    # payment_requests is an interface above payments (a Kafka consumer, as the API is an HTTP one).
+    assert {app: forbidden_imports(app, ("payment_requests",)) for app in ("gateways", "payments", "refunds")} == {
+        "gateways": {}, "payments": {}, "refunds": {}
+    }
+
+
 @pytest.mark.parametrize("app", ["gateways", "payments"])
 def test_a_domain_import_under_a_package_is_reported(tmp_path, app):
     package = tmp_path / "pkg" / "sub"
