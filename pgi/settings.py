@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "refunds",
     "gateways",
     "pgi.events",
+    "pgi.webhooks",
     "pgi.web",
 ]
 
@@ -419,6 +420,25 @@ PGI_EVENTS = {
     "topic_partitions": int(os.environ.get("PGI_EVENTS_TOPIC_PARTITIONS", "3")),
     "topic_replication_factor": int(os.environ.get("PGI_EVENTS_TOPIC_REPLICATION", "1")),
 }
+# Merchant webhooks (docs/10-webhooks.md): the fan-out from the outbox and the sending, both Celery
+# tasks on beat. A failed attempt is retried after each of retry_schedule's seconds in turn (with
+# ±jitter), spanning over 24 hours; after the last, the delivery has failed. URLs that resolve to
+# loopback, private, link-local or other non-public addresses are refused unless
+# allow_private_urls (default: in the sandbox only, so `make run` and tests can post to 127.0.0.1).
+PGI_WEBHOOKS = {
+    "allow_private_urls": env_bool("PGI_WEBHOOKS_ALLOW_PRIVATE_URLS", PGI_SANDBOX),
+    "retry_schedule": [int(x) for x in env_list("PGI_WEBHOOKS_RETRY_SCHEDULE", "60,300,1800,7200,18000,36000,36000")],
+    "jitter": float(os.environ.get("PGI_WEBHOOKS_JITTER", "0.1")),
+    "connect_timeout": float(os.environ.get("PGI_WEBHOOKS_CONNECT_TIMEOUT", "3")),
+    "read_timeout": float(os.environ.get("PGI_WEBHOOKS_READ_TIMEOUT", "10")),
+    "response_body_limit": int(os.environ.get("PGI_WEBHOOKS_RESPONSE_BODY_LIMIT", "2048")),
+    "rotation_hours": int(os.environ.get("PGI_WEBHOOKS_ROTATION_HOURS", "24")),
+    "fanout_batch_size": int(os.environ.get("PGI_WEBHOOKS_FANOUT_BATCH_SIZE", "500")),
+    "send_batch_size": int(os.environ.get("PGI_WEBHOOKS_SEND_BATCH_SIZE", "20")),
+    "send_concurrency": int(os.environ.get("PGI_WEBHOOKS_SEND_CONCURRENCY", "8")),
+    "run_seconds": int(os.environ.get("PGI_WEBHOOKS_RUN_SECONDS", "8")),
+    "max_endpoints_per_merchant": int(os.environ.get("PGI_WEBHOOKS_MAX_ENDPOINTS", "16")),
+}
 
 # --- Celery -------------------------------------------------------------------------------
 if REDIS_URL:
@@ -467,6 +487,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-authorizations": {"task": "payments.tasks.authorizations_expire", "schedule": 300.0},
     "process-refunds": {"task": "refunds.tasks.refunds_process", "schedule": 60.0},
     "prune-sent-events": {"task": "pgi.events.tasks.events_prune", "schedule": 3600.0},
+    "fan-out-webhooks": {"task": "pgi.webhooks.tasks.webhooks_fan_out", "schedule": 5.0},
+    "send-webhooks": {"task": "pgi.webhooks.tasks.webhooks_send", "schedule": 10.0},
 }
 
 LOGGING = {

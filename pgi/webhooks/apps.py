@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class WebhooksConfig(AppConfig):
+    name = "pgi.webhooks"
+    label = "webhooks"
+    verbose_name = "Merchant webhooks"
