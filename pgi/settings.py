@@ -273,6 +273,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PaymentStatus": "payments.models.PaymentStatus",
         "RefundStatus": "refunds.models.RefundStatus",
+        "WebhookDeliveryStatus": "pgi.webhooks.models.DeliveryStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -283,6 +284,7 @@ SPECTACULAR_SETTINGS = {
     "TAGS": [
         {"name": "Payments", "description": "For merchants and the bank's systems, with an API key."},
         {"name": "Refunds", "description": "Money given back on captured payments, with an API key."},
+        {"name": "Webhooks", "description": "Where PGI posts a merchant's events, signed, and how each delivery went."},
         {"name": "Gateways", "description": "For payment gateways only: their notifications, signed by them."},
     ],
 }
