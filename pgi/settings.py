@@ -440,6 +440,7 @@ PGI_WEBHOOKS = {
     "send_concurrency": int(os.environ.get("PGI_WEBHOOKS_SEND_CONCURRENCY", "8")),
     "run_seconds": int(os.environ.get("PGI_WEBHOOKS_RUN_SECONDS", "8")),
     "max_endpoints_per_merchant": int(os.environ.get("PGI_WEBHOOKS_MAX_ENDPOINTS", "16")),
+    "retention_days": int(os.environ.get("PGI_WEBHOOKS_RETENTION_DAYS", "30")),  # of finished deliveries
 }
 
 # --- Celery -------------------------------------------------------------------------------
@@ -491,6 +492,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-sent-events": {"task": "pgi.events.tasks.events_prune", "schedule": 3600.0},
     "fan-out-webhooks": {"task": "pgi.webhooks.tasks.webhooks_fan_out", "schedule": 5.0},
     "send-webhooks": {"task": "pgi.webhooks.tasks.webhooks_send", "schedule": 10.0},
+    "prune-webhook-deliveries": {"task": "pgi.webhooks.tasks.webhooks_prune", "schedule": 3600.0},
 }
 
 LOGGING = {

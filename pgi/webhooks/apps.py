@@ -5,3 +5,6 @@ class WebhooksConfig(AppConfig):
     name = "pgi.webhooks"
     label = "webhooks"
     verbose_name = "Merchant webhooks"
+
+    def ready(self):
+        from . import checks  # noqa: F401  registers the deploy check

@@ -318,6 +318,26 @@ def webhooks_send_run(*, run_seconds: float | None = None) -> int:
             return total
 
 
+def deliveries_prune(*, older_than_days: int | None = None, batch_size: int = 1000) -> int:
+    """Delete finished deliveries (succeeded or failed), with their attempts, created more than
+    `older_than_days` (PGI_WEBHOOKS["retention_days"]) ago; returns how many. Batches of ids, each
+    DELETE its own short transaction. Pending deliveries are never deleted."""
+    days = webhooks_settings()["retention_days"] if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(
+            WebhookDelivery.objects.exclude(status=DeliveryStatus.PENDING)
+            .filter(created_at__lt=cutoff)
+            .values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            return deleted
+        with transaction.atomic():
+            WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+            deleted += WebhookDelivery.objects.filter(id__in=ids).delete()[0]
+
+
 # --- Redelivery -------------------------------------------------------------------------------------
 
 

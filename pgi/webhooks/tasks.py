@@ -16,3 +16,9 @@ def webhooks_fan_out() -> int:
 def webhooks_send() -> int:
     """Beat, every 10 s (and woken by the fan-out and by redeliveries): send what is due."""
     return services.webhooks_send_run()
+
+
+@shared_task(ignore_result=True)
+def webhooks_prune() -> int:
+    """Beat, hourly: delete finished deliveries older than PGI_WEBHOOKS["retention_days"]."""
+    return services.deliveries_prune()

@@ -20,7 +20,7 @@ from pgi.webhooks.services import (
     delivery_redeliver,
     endpoint_secret_rotate,
 )
-from pgi.webhooks.tasks import webhooks_fan_out, webhooks_send
+from pgi.webhooks.tasks import webhooks_fan_out, webhooks_prune, webhooks_send
 from tests.events.conftest import processed
 
 pytestmark = pytest.mark.django_db
@@ -349,5 +349,49 @@ def test_the_prune_job_keeps_sent_rows_not_fanned_out_yet(principal):
 
 def test_both_tasks_are_on_the_beat_schedule(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert {"pgi.webhooks.tasks.webhooks_fan_out", "pgi.webhooks.tasks.webhooks_send"} <= tasks
+    assert {f"pgi.webhooks.tasks.webhooks_{name}" for name in ("fan_out", "send", "prune")} <= tasks
 
+
+
+def test_finished_deliveries_past_the_retention_are_pruned_and_pending_ones_kept(principal, merchant, endpoint_for, receiver):
+    endpoint_for(merchant)
+    processed(principal)
+    deliveries_fan_out()
+    receiver.answers.append((500, b""))
+    deliveries_send_due()  # one failed attempt (pending), the others succeeded
+    pending = WebhookDelivery.objects.get(status=DeliveryStatus.PENDING)
+    WebhookDelivery.objects.update(created_at=timezone.now() - timedelta(days=31))
+    finished = WebhookDelivery.objects.exclude(pk=pending.pk).count()
+    assert finished >= 1
+
+    assert webhooks_prune.apply().get() == finished
+
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [pending.pk]
+    assert WebhookAttempt.objects.filter(delivery=pending).count() == 1
+    assert WebhookAttempt.objects.count() == 1
+
+
+def test_check_deploy_refuses_private_urls_outside_the_sandbox(settings):
+    from pgi.webhooks.checks import private_urls_check
+
+    settings.PGI_SANDBOX = False
+    settings.PGI_WEBHOOKS = {**settings.PGI_WEBHOOKS, "allow_private_urls": True}
+    assert [message.id for message in private_urls_check()] == ["pgi.E030"]
+    settings.PGI_WEBHOOKS = {**settings.PGI_WEBHOOKS, "allow_private_urls": False}
+    assert private_urls_check() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_worker_fans_out_and_sends_through_the_broker(celery_worker, principal, merchant, endpoint_for, receiver):
+    import time
+
+    endpoint, secret = endpoint_for(merchant, ["PAYMENT_PROCESSED"])
+    processed(principal)
+
+    webhooks_fan_out.delay()  # as beat does; the fan-out wakes webhooks_send on its commit
+
+    deadline = time.monotonic() + 30
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [got.headers["PGI-Event-Type"] for got in receiver.received] == ["PAYMENT_PROCESSED"]
+    assert guide_verify()(secret, receiver.received[0].headers["PGI-Signature"], receiver.received[0].body)
