@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import certifi
 from django.conf import settings
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -153,14 +154,14 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> PostResult:
     except UnsafeUrl as exc:
         return done(error=str(exc))
     parsed = parse_url(url)
-    pool_class = _CheckedHTTPSPool if parsed.scheme == "https" else _CheckedHTTPPool
-    pool = pool_class(
-        parsed.host,
-        parsed.port,
-        timeout=Timeout(connect=config["connect_timeout"], read=config["read_timeout"]),
-        maxsize=1,
-        retries=False,
-    )
+    timeout = Timeout(connect=config["connect_timeout"], read=config["read_timeout"])
+    if parsed.scheme == "https":
+        # Certificates checked against the host name, with Mozilla's roots (as requests does): a slim
+        # container image may have no system bundle.
+        pool = _CheckedHTTPSPool(parsed.host, parsed.port, timeout=timeout, maxsize=1, retries=False,
+                                 cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+    else:
+        pool = _CheckedHTTPPool(parsed.host, parsed.port, timeout=timeout, maxsize=1, retries=False)
     pool.allow_private = config["allow_private_urls"]
     try:
         response = pool.urlopen(

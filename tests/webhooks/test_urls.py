@@ -105,3 +105,20 @@ def test_a_delivery_to_an_url_that_became_private_is_a_failed_attempt(principal,
     attempt = WebhookDelivery.objects.get().attempt_rows.get()
     assert attempt.response_status is None and "non-public" in attempt.error
     assert receiver.received == []
+
+
+def test_an_https_receiver_with_an_untrusted_certificate_gets_nothing(receiver):
+    # A self-signed certificate for 127.0.0.1 (tests/webhooks/untrusted-localhost.*, test-only): the
+    # TLS handshake fails, so no body is sent and the attempt records why.
+    import ssl
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(here / "untrusted-localhost.pem", here / "untrusted-localhost.key")
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+
+    result = post(receiver.url.replace("http://", "https://"), body=b"{}", headers={})
+
+    assert result.status is None and "CERTIFICATE_VERIFY_FAILED" in result.error
+    assert receiver.received == []
