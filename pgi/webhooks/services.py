@@ -20,6 +20,7 @@ from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
 from pgi.events.models import OutboxEvent
 from pgi.events.payloads import events_settings
 from pgi.merchants.models import Merchant
+from pgi.text import clip
 
 from .models import ALL_EVENTS, EVENT_TYPES, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .net import PostResult, UnsafeUrl, post, url_check, webhooks_settings
@@ -270,7 +271,9 @@ def attempt_record(*, delivery: WebhookDelivery, attempt: WebhookAttempt, result
             error=result.error,
             succeeded=result.succeeded,
         )
-        locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+        locked = WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).first()
+        if locked is None:
+            return  # the endpoint was deleted, with its deliveries, while the attempt ran
         if locked.status != DeliveryStatus.PENDING or locked.attempts != attempt.number:
             return  # the lease lapsed and a later attempt owns the delivery: this one is history only
         locked.last_response_status = result.status
@@ -358,11 +361,11 @@ def delivery_redeliver(*, delivery: WebhookDelivery, requested_by: str, now: dat
             locked.status = DeliveryStatus.PENDING
             locked.redelivery_only = True
             locked.next_attempt_at = now
-            locked.redelivery_requested_by = requested_by
+            locked.redelivery_requested_by = clip(requested_by, 150)
             locked.save()
         elif not running and locked.next_attempt_at > now:
             locked.next_attempt_at = now
-            locked.redelivery_requested_by = requested_by
+            locked.redelivery_requested_by = clip(requested_by, 150)
             locked.save()
         transaction.on_commit(wake_sender)
     return locked

@@ -395,3 +395,18 @@ def test_a_celery_worker_fans_out_and_sends_through_the_broker(celery_worker, pr
         time.sleep(0.1)
     assert [got.headers["PGI-Event-Type"] for got in receiver.received] == ["PAYMENT_PROCESSED"]
     assert guide_verify()(secret, receiver.received[0].headers["PGI-Signature"], receiver.received[0].body)
+
+
+def test_an_endpoint_deleted_while_its_attempt_runs_is_no_error(principal, subscribed):
+    from pgi.webhooks.net import PostResult
+    from pgi.webhooks.services import attempt_record, endpoint_delete
+
+    endpoint, _ = subscribed
+    processed(principal)
+    deliveries_fan_out()
+    [(delivery, attempt)] = deliveries_claim(limit=1, now=timezone.now())
+    endpoint_delete(endpoint=endpoint)
+
+    attempt_record(delivery=delivery, attempt=attempt, result=PostResult(200, "ok", "", 5), now=timezone.now())
+
+    assert not WebhookDelivery.objects.exists()
