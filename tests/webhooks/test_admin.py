@@ -155,3 +155,15 @@ def test_webhooks_are_listed_under_merchants(admin_client):
     merchants = next(section for section in sections if section["app_label"] == "merchants")
 
     assert {"Webhook endpoints", "Webhook deliveries"} <= {entry["name"] for entry in merchants["models"]}
+
+
+def test_an_endpoints_page_links_to_its_deliveries_and_the_lists_render(viewer, delivered):
+    endpoint = delivered.endpoint
+    page = viewer.get(reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])).content.decode()
+    link = reverse("admin:webhooks_webhookdelivery_changelist") + f"?endpoint__id__exact={endpoint.pk}"
+
+    assert link in page and endpoint.secret not in page
+    listed = viewer.get(link)
+    assert listed.status_code == 200 and list(listed.context["cl"].result_list) == [delivered]
+    endpoints = viewer.get(reverse("admin:webhooks_webhookendpoint_changelist"))
+    assert endpoints.status_code == 200 and endpoint.secret not in endpoints.content.decode()
