@@ -55,8 +55,8 @@ INSTALLED_APPS = [
     "refunds",
     "gateways",
     "pgi.events",
-    "pgi.webhooks",
     "pgi.web",
+    "pgi.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -405,23 +405,6 @@ PGI_CIRCUIT_BREAKER_OVERRIDES: dict[str, dict] = {}
 # Webhook timestamps older or newer than this are refused (replay protection).
 PGI_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("PGI_WEBHOOK_TOLERANCE_SECONDS", "300"))
 
-KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-# Events (docs/09-events.md): the topics the outbox rows go to, and how long sent rows are kept
-# before events_prune (beat, hourly) deletes them, prune_batch_size rows per DELETE. The relay
-# (`manage.py relay_events`) publishes to KAFKA_BOOTSTRAP_SERVERS and creates a missing topic with
-# these partitions and replication factor.
-PGI_EVENTS = {
-    "payment_events_topic": os.environ.get("PGI_EVENTS_PAYMENT_TOPIC", "payment-events"),
-    "notifications_topic": os.environ.get("PGI_EVENTS_NOTIFICATIONS_TOPIC", "payment-notifications"),
-    "retention_days": int(os.environ.get("PGI_EVENTS_RETENTION_DAYS", "7")),
-    "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
-    "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "500")),
-    "idle_seconds": float(os.environ.get("PGI_EVENTS_IDLE_SECONDS", "0.5")),
-    "lock_poll_seconds": float(os.environ.get("PGI_EVENTS_LOCK_POLL_SECONDS", "1")),
-    "delivery_timeout_seconds": float(os.environ.get("PGI_EVENTS_DELIVERY_TIMEOUT_SECONDS", "30")),
-    "topic_partitions": int(os.environ.get("PGI_EVENTS_TOPIC_PARTITIONS", "3")),
-    "topic_replication_factor": int(os.environ.get("PGI_EVENTS_TOPIC_REPLICATION", "1")),
-}
 # Merchant webhooks (docs/10-webhooks.md): the fan-out from the outbox and the sending, both Celery
 # tasks on beat. A failed attempt is retried after each of retry_schedule's seconds in turn (with
 # ±jitter), spanning over 24 hours; after the last, the delivery has failed. URLs that resolve to
@@ -441,6 +424,24 @@ PGI_WEBHOOKS = {
     "run_seconds": int(os.environ.get("PGI_WEBHOOKS_RUN_SECONDS", "8")),
     "max_endpoints_per_merchant": int(os.environ.get("PGI_WEBHOOKS_MAX_ENDPOINTS", "16")),
     "retention_days": int(os.environ.get("PGI_WEBHOOKS_RETENTION_DAYS", "30")),  # of finished deliveries
+}
+
+KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# Events (docs/09-events.md): the topics the outbox rows go to, and how long sent rows are kept
+# before events_prune (beat, hourly) deletes them, prune_batch_size rows per DELETE. The relay
+# (`manage.py relay_events`) publishes to KAFKA_BOOTSTRAP_SERVERS and creates a missing topic with
+# these partitions and replication factor.
+PGI_EVENTS = {
+    "payment_events_topic": os.environ.get("PGI_EVENTS_PAYMENT_TOPIC", "payment-events"),
+    "notifications_topic": os.environ.get("PGI_EVENTS_NOTIFICATIONS_TOPIC", "payment-notifications"),
+    "retention_days": int(os.environ.get("PGI_EVENTS_RETENTION_DAYS", "7")),
+    "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
+    "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "500")),
+    "idle_seconds": float(os.environ.get("PGI_EVENTS_IDLE_SECONDS", "0.5")),
+    "lock_poll_seconds": float(os.environ.get("PGI_EVENTS_LOCK_POLL_SECONDS", "1")),
+    "delivery_timeout_seconds": float(os.environ.get("PGI_EVENTS_DELIVERY_TIMEOUT_SECONDS", "30")),
+    "topic_partitions": int(os.environ.get("PGI_EVENTS_TOPIC_PARTITIONS", "3")),
+    "topic_replication_factor": int(os.environ.get("PGI_EVENTS_TOPIC_REPLICATION", "1")),
 }
 
 # --- Celery -------------------------------------------------------------------------------
