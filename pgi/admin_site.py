@@ -29,7 +29,7 @@ class Section:
 # before their apps exist. Every model not named here is engineering's.
 SECTIONS = (
     Section("payments", "Payments and refunds", (("payments", "payment"), ("refunds", None))),
-    Section("merchants", "Merchants", (("merchants", "merchant"), ("merchants", "apikey"))),
+    Section("merchants", "Merchants", (("merchants", "merchant"), ("merchants", "apikey"), ("webhooks", None))),
     Section("gateways", "Gateways", (("gateways", "gatewaynotification"),)),
     Section("settlements", "Settlement and reconciliation", (("settlements", None),)),
 )

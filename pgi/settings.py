@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "pgi.events",
     "payment_requests",
     "pgi.web",
+    "pgi.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -273,6 +274,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PaymentStatus": "payments.models.PaymentStatus",
         "RefundStatus": "refunds.models.RefundStatus",
+        "WebhookDeliveryStatus": "pgi.webhooks.models.DeliveryStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -283,6 +285,7 @@ SPECTACULAR_SETTINGS = {
     "TAGS": [
         {"name": "Payments", "description": "For merchants and the bank's systems, with an API key."},
         {"name": "Refunds", "description": "Money given back on captured payments, with an API key."},
+        {"name": "Webhooks", "description": "Where PGI posts a merchant's events, signed, and how each delivery went."},
         {"name": "Gateways", "description": "For payment gateways only: their notifications, signed by them."},
     ],
 }
@@ -403,6 +406,27 @@ PGI_CIRCUIT_BREAKER_OVERRIDES: dict[str, dict] = {}
 # Webhook timestamps older or newer than this are refused (replay protection).
 PGI_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("PGI_WEBHOOK_TOLERANCE_SECONDS", "300"))
 
+# Merchant webhooks (docs/10-webhooks.md): the fan-out from the outbox and the sending, both Celery
+# tasks on beat. A failed attempt is retried after each of retry_schedule's seconds in turn (with
+# ±jitter), spanning over 24 hours; after the last, the delivery has failed. URLs that resolve to
+# loopback, private, link-local or other non-public addresses are refused unless
+# allow_private_urls (default: in the sandbox only, so `make run` and tests can post to 127.0.0.1).
+PGI_WEBHOOKS = {
+    "allow_private_urls": env_bool("PGI_WEBHOOKS_ALLOW_PRIVATE_URLS", PGI_SANDBOX),
+    "retry_schedule": [int(x) for x in env_list("PGI_WEBHOOKS_RETRY_SCHEDULE", "60,300,1800,7200,18000,36000,36000")],
+    "jitter": float(os.environ.get("PGI_WEBHOOKS_JITTER", "0.1")),
+    "connect_timeout": float(os.environ.get("PGI_WEBHOOKS_CONNECT_TIMEOUT", "3")),
+    "read_timeout": float(os.environ.get("PGI_WEBHOOKS_READ_TIMEOUT", "10")),
+    "response_body_limit": int(os.environ.get("PGI_WEBHOOKS_RESPONSE_BODY_LIMIT", "2048")),
+    "rotation_hours": int(os.environ.get("PGI_WEBHOOKS_ROTATION_HOURS", "24")),
+    "fanout_batch_size": int(os.environ.get("PGI_WEBHOOKS_FANOUT_BATCH_SIZE", "500")),
+    "send_batch_size": int(os.environ.get("PGI_WEBHOOKS_SEND_BATCH_SIZE", "20")),
+    "send_concurrency": int(os.environ.get("PGI_WEBHOOKS_SEND_CONCURRENCY", "8")),
+    "run_seconds": int(os.environ.get("PGI_WEBHOOKS_RUN_SECONDS", "8")),
+    "max_endpoints_per_merchant": int(os.environ.get("PGI_WEBHOOKS_MAX_ENDPOINTS", "16")),
+    "retention_days": int(os.environ.get("PGI_WEBHOOKS_RETENTION_DAYS", "30")),  # of finished deliveries
+}
+
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 # Events (docs/09-events.md): the topics the outbox rows go to, and how long sent rows are kept
 # before events_prune (beat, hourly) deletes them, prune_batch_size rows per DELETE. The relay
@@ -483,6 +507,9 @@ CELERY_BEAT_SCHEDULE = {
     "expire-authorizations": {"task": "payments.tasks.authorizations_expire", "schedule": 300.0},
     "process-refunds": {"task": "refunds.tasks.refunds_process", "schedule": 60.0},
     "prune-sent-events": {"task": "pgi.events.tasks.events_prune", "schedule": 3600.0},
+    "fan-out-webhooks": {"task": "pgi.webhooks.tasks.webhooks_fan_out", "schedule": 5.0},
+    "send-webhooks": {"task": "pgi.webhooks.tasks.webhooks_send", "schedule": 10.0},
+    "prune-webhook-deliveries": {"task": "pgi.webhooks.tasks.webhooks_prune", "schedule": 3600.0},
 }
 
 LOGGING = {

@@ -216,8 +216,27 @@ class MetadataField(serializers.DictField):
         return value
 
 
+class StrictListField(serializers.ListField):
+    """A JSON array only (DRF's ListField also takes a form's repeated values), of strict items,
+    with a required max_length."""
+
+    default_error_messages = {"not_a_list": "Must be a JSON array."}
+
+    def __init__(self, **kwargs):
+        assert kwargs.get("max_length") is not None, "every list input is bounded"
+        assert isinstance(kwargs.get("child"), STRICT_INPUT_FIELDS), "its items are strict fields"
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 # The input fields that read only their own JSON type; StrictInputSerializer accepts no others.
-STRICT_INPUT_FIELDS = (StrictCharField, StrictBooleanField, AmountField, MetadataField, StrictInputSerializer)
+STRICT_INPUT_FIELDS = (
+    StrictCharField, StrictBooleanField, AmountField, MetadataField, StrictInputSerializer, StrictListField
+)
 
 
 class BlankAsNullCharField(serializers.CharField):

@@ -47,12 +47,25 @@ class OutboxEvent(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=255, blank=True, default="")
+    # Whose event it is, for merchant webhooks (pgi.webhooks): a refund's message does not name the
+    # merchant. No foreign-key constraint: one check fewer on the payment's commit, and the row is
+    # only ever written by the receivers from a payment's or a refund's own merchant.
+    merchant = models.ForeignKey(
+        "merchants.Merchant", on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    # When pgi.webhooks turned the row into deliveries (or found no endpoint for it); NULL: not yet.
+    # Only payment-events rows are fanned out; events_prune keeps a row until this is set.
+    webhooks_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
         indexes = [
             models.Index(fields=["id"], name="outbox_unsent", condition=Q(sent_at__isnull=True)),
             models.Index(fields=["sent_at"], name="outbox_sent_at", condition=Q(sent_at__isnull=False)),
+            # The webhooks fan-out's queue (the default topic's name: the index serves that one).
+            models.Index(
+                fields=["id"], name="outbox_webhooks_due", condition=Q(webhooks_at__isnull=True, topic="payment-events")
+            ),
         ]
 
     def __str__(self) -> str:

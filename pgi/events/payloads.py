@@ -145,16 +145,17 @@ def notification_message(message: dict) -> dict:
     return {**message, "eventId": str(uuid.uuid4()), "message": sentence}
 
 
-def outbox_rows(message: dict) -> list[OutboxEvent]:
-    """The unsaved outbox rows for a payment-events message: one, and a notification for an outcome."""
+def outbox_rows(message: dict, *, merchant_id: int | None = None) -> list[OutboxEvent]:
+    """The unsaved outbox rows for a payment-events message: one, and a notification for an outcome.
+    `merchant_id` is whose event it is (merchant webhooks are fanned out by it)."""
     config = events_settings()
-    rows = [_row(config["payment_events_topic"], message)]
+    rows = [_row(config["payment_events_topic"], message, merchant_id)]
     if message["event"] in NOTIFIED:
-        rows.append(_row(config["notifications_topic"], notification_message(message)))
+        rows.append(_row(config["notifications_topic"], notification_message(message), merchant_id))
     return rows
 
 
-def _row(topic: str, message: dict) -> OutboxEvent:
+def _row(topic: str, message: dict, merchant_id: int | None) -> OutboxEvent:
     return OutboxEvent(
         event_id=uuid.UUID(message["eventId"]),
         topic=topic,
@@ -162,6 +163,7 @@ def _row(topic: str, message: dict) -> OutboxEvent:
         event_type=message["event"],
         payload=message,
         body=json_text(message),
+        merchant_id=merchant_id,
     )
 
 

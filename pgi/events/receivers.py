@@ -21,13 +21,13 @@ from .payloads import outbox_rows, payment_message, refund_message
 @receiver(payment_status_changed, sender=Payment, dispatch_uid="events.payment_status_changed")
 def payment_status_changed_write(sender, *, payment: Payment, from_status: str, **kwargs) -> None:
     message = payment_message(payment=payment, from_status=from_status, now=timezone.now())
-    OutboxEvent.objects.bulk_create(outbox_rows(message))
+    OutboxEvent.objects.bulk_create(outbox_rows(message, merchant_id=payment.merchant_id))
 
 
 @receiver(refund_status_changed, sender=Refund, dispatch_uid="events.refund_status_changed")
 def refund_status_changed_write(sender, *, refund: Refund, from_status: str, **kwargs) -> None:
     message = refund_message(refund=refund, from_status=from_status, now=timezone.now())
-    OutboxEvent.objects.bulk_create(outbox_rows(message))
+    OutboxEvent.objects.bulk_create(outbox_rows(message, merchant_id=refund.merchant_id))
 
 
 
@@ -37,7 +37,8 @@ def refunds_received_in_bulk_write(sender, *, refunds, **kwargs) -> None:
     now = timezone.now()
     batch: list[OutboxEvent] = []
     for refund in refunds.order_by("pk").iterator(chunk_size=BULK_BATCH):
-        batch.extend(outbox_rows(refund_message(refund=refund, from_status="", now=now)))
+        message = refund_message(refund=refund, from_status="", now=now)
+        batch.extend(outbox_rows(message, merchant_id=refund.merchant_id))
         if len(batch) >= BULK_BATCH:
             OutboxEvent.objects.bulk_create(batch)
             batch = []

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import OutboxEvent
@@ -11,7 +12,8 @@ from .payloads import events_settings
 def events_prune(*, older_than_days: int | None = None, batch_size: int | None = None) -> int:
     """Delete sent rows older than `older_than_days` (PGI_EVENTS["retention_days"]) and return how
     many. Batches of `batch_size` ids, each DELETE its own short transaction, so the relay's and the
-    payments' inserts never wait behind one long delete. Unsent rows are never deleted."""
+    payments' inserts never wait behind one long delete. Unsent rows are never deleted, nor
+    payment-events rows that merchant webhooks (pgi.webhooks) have not fanned out yet."""
     config = events_settings()
     days = config["retention_days"] if older_than_days is None else older_than_days
     size = config["prune_batch_size"] if batch_size is None else batch_size
@@ -21,6 +23,7 @@ def events_prune(*, older_than_days: int | None = None, batch_size: int | None =
         # The partial index outbox_sent_at serves this: sent rows only, oldest first.
         ids = list(
             OutboxEvent.objects.filter(sent_at__isnull=False, sent_at__lt=cutoff)
+            .exclude(Q(webhooks_at__isnull=True) & Q(topic=config["payment_events_topic"]))
             .order_by("sent_at")
             .values_list("id", flat=True)[:size]
         )

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.django_db
 
 def outbox_row(*, sent_days_ago: float | None, event_type="PAYMENT_PROCESSED", key="pay_x") -> OutboxEvent:
     sent_at = None if sent_days_ago is None else timezone.now() - timedelta(days=sent_days_ago)
+    # Fanned out to merchant webhooks when sent (a row not fanned out is kept: tests/webhooks).
     return OutboxEvent.objects.create(
-        topic="payment-events", key=key, event_type=event_type, body="{}", payload={}, sent_at=sent_at
+        topic="payment-events", key=key, event_type=event_type, body="{}", payload={}, sent_at=sent_at,
+        webhooks_at=sent_at,
     )
 
 

@@ -51,7 +51,7 @@ def test_the_status_change_and_its_event_commit_together(principal):
 def test_a_receiver_that_fails_rolls_the_status_change_back(principal, monkeypatch):
     payment = pending(principal)
 
-    def broken(message):
+    def broken(message, **kwargs):
         raise RuntimeError("outbox unavailable")
 
     monkeypatch.setattr(receivers, "outbox_rows", broken)

@@ -68,9 +68,11 @@ def test_pgi_imports_no_domain_app_and_no_gateway():
     assert {path: names for path, names in found.items() if not path.startswith("pgi/events/")} == {}
 
 
-def test_the_domain_apps_import_no_events():
-    # They send signals; pgi/events receives them. A domain app importing it would turn that round.
-    assert {app: forbidden_imports(app, ("pgi.events",)) for app in ("gateways", "payments", "refunds")} == {
+def test_the_domain_apps_import_no_events_and_no_webhooks():
+    # They send signals; pgi/events receives them, and pgi/webhooks reads its outbox. A domain app
+    # importing either would turn that round.
+    listeners = ("pgi.events", "pgi.webhooks")
+    assert {app: forbidden_imports(app, listeners) for app in ("gateways", "payments", "refunds")} == {
         "gateways": {}, "payments": {}, "refunds": {}
     }
 
