@@ -418,6 +418,8 @@ PGI_EVENTS = {
     "delivery_timeout_seconds": float(os.environ.get("PGI_EVENTS_DELIVERY_TIMEOUT_SECONDS", "30")),
     "topic_partitions": int(os.environ.get("PGI_EVENTS_TOPIC_PARTITIONS", "3")),
     "topic_replication_factor": int(os.environ.get("PGI_EVENTS_TOPIC_REPLICATION", "1")),
+    # The admin shows the relay's lag in red when the oldest unsent event is older than this.
+    "lag_warn_seconds": float(os.environ.get("PGI_EVENTS_LAG_WARN_SECONDS", "60")),
 }
 
 # --- Celery -------------------------------------------------------------------------------

@@ -20,3 +20,8 @@ def relay_lag() -> tuple[int, float]:
     if not found["count"]:
         return 0, 0.0
     return found["count"], max(0.0, (timezone.now() - found["oldest"]).total_seconds())
+
+
+def outbox_oldest_unsent() -> OutboxEvent | None:
+    """The next row the relay publishes: its `attempts` and `last_error` say why it still waits."""
+    return OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id").first()
