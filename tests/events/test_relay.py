@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from pgi.events import relay as relay_module
 from pgi.events.models import OutboxEvent
 from pgi.events.relay import FileLeaderLock, Relay, message_bytes
-from pgi.events.selectors import relay_lag
+from pgi.events.selectors import outbox_unsent, relay_lag
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,6 +114,17 @@ def test_message_bytes_is_the_body_when_the_row_has_one_else_the_payload_as_json
     assert message_bytes(SimpleNamespace(payload={"paymentId": "pay_1", "note": "café"})) == (
         '{"paymentId":"pay_1","note":"café"}'.encode()
     )
+
+
+def test_the_read_during_a_batch_leaves_out_the_rows_in_flight_and_finds_a_lower_id_committed_late(topic):
+    rows = outbox_rows(topic, keys=["pay_a"], per_key=6)
+    # The batch in flight is rows 0, 2 and 3: row 1 committed after that batch was read.
+    in_flight = [rows[0].id, rows[2].id, rows[3].id]
+
+    following = outbox_unsent(limit=2, excluding=in_flight)
+
+    assert [row.id for row in following] == [rows[1].id, rows[4].id]
+    assert following[0].payload == rows[1].payload and following[0].body == ""  # no body: the payload
 
 
 def test_rows_are_published_in_order_per_key_and_marked_sent(kafka_bootstrap, topic):
