@@ -412,7 +412,7 @@ PGI_EVENTS = {
     "notifications_topic": os.environ.get("PGI_EVENTS_NOTIFICATIONS_TOPIC", "payment-notifications"),
     "retention_days": int(os.environ.get("PGI_EVENTS_RETENTION_DAYS", "7")),
     "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
-    "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "500")),
+    "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "2000")),
     "idle_seconds": float(os.environ.get("PGI_EVENTS_IDLE_SECONDS", "0.5")),
     "lock_poll_seconds": float(os.environ.get("PGI_EVENTS_LOCK_POLL_SECONDS", "1")),
     "delivery_timeout_seconds": float(os.environ.get("PGI_EVENTS_DELIVERY_TIMEOUT_SECONDS", "30")),
