@@ -184,7 +184,7 @@ class Relay:
             if time.monotonic() - checked >= self.config["lock_poll_seconds"]:
                 if not lock.still_held():
                     log.warning("%s: lost the leader lock; waiting for it again", self.name)
-                    return
+                    break
                 checked = time.monotonic()
             try:
                 delivered = self.publish_batch()
@@ -202,7 +202,10 @@ class Relay:
             if not delivered:
                 self._prefetched = None
                 self.stopping.wait(self.config["idle_seconds"])
-        self._marks_flush()  # stopping or standing down: what the broker acknowledged is marked
+        # Stopping or standing down: what the broker acknowledged is marked; what was read ahead is
+        # dropped (another leader may publish it meanwhile).
+        self._prefetched = None
+        self._marks_flush()
 
     def _marks_flush(self) -> None:
         try:
@@ -221,8 +224,10 @@ class Relay:
         and reads the next one, leaving out the rows in flight; after a failure it drops what it
         read and reads again from the oldest unsent row, the failed ones first."""
         limit = self.config["batch_size"]
-        rows = self._prefetched if self._prefetched is not None else outbox_unsent(limit=limit)
-        self._prefetched = None
+        rows, self._prefetched = self._prefetched, None
+        if rows is None:
+            self._marks_write()  # before a read from the oldest unsent row, or it returns them again
+            rows = outbox_unsent(limit=limit)
         if not rows:
             self._marks_write()
             return 0
@@ -246,7 +251,8 @@ class Relay:
             if not self._producer_broken:
                 self._prefetched = outbox_unsent(limit=limit, excluding=[row.id for row in rows])
         except DatabaseError:
-            self._reports_await(producer)  # nothing of this batch is marked: it is sent again
+            self._reports_await(producer)
+            self._unmarked = self._unmarked + delivered  # marked by the next try, or sent again
             raise
         self._reports_await(producer)
         self._unmarked = delivered
