@@ -437,12 +437,14 @@ PGI_EVENTS = {
     "notifications_topic": os.environ.get("PGI_EVENTS_NOTIFICATIONS_TOPIC", "payment-notifications"),
     "retention_days": int(os.environ.get("PGI_EVENTS_RETENTION_DAYS", "7")),
     "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
-    "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "500")),
+    "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "2000")),
     "idle_seconds": float(os.environ.get("PGI_EVENTS_IDLE_SECONDS", "0.5")),
     "lock_poll_seconds": float(os.environ.get("PGI_EVENTS_LOCK_POLL_SECONDS", "1")),
     "delivery_timeout_seconds": float(os.environ.get("PGI_EVENTS_DELIVERY_TIMEOUT_SECONDS", "30")),
     "topic_partitions": int(os.environ.get("PGI_EVENTS_TOPIC_PARTITIONS", "3")),
     "topic_replication_factor": int(os.environ.get("PGI_EVENTS_TOPIC_REPLICATION", "1")),
+    # The admin shows the relay's lag in red when the oldest unsent event is older than this.
+    "lag_warn_seconds": float(os.environ.get("PGI_EVENTS_LAG_WARN_SECONDS", "60")),
 }
 # Payment requests (docs/09-events.md, "Payment requests"): `manage.py consume_payment_requests`
 # reads `topic` in consumer group `group_id`, acting as the platform API key named `api_key_name`,

@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .models import OutboxEvent
-from .selectors import outbox_unsent
+from .selectors import UnsentRow, outbox_unsent
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,10 @@ class Relay:
         self._producer_broken = False
         self._admin: AdminClient | None = None
         self._known_topics: set[str] = set()
+        # Pipelining (docs/09-events.md, The relay): the ids of the last batch, all acknowledged,
+        # whose marks are written while the next batch is in flight; and the next batch, read then.
+        self._unmarked: list[int] = []
+        self._prefetched: list[UnsentRow] | None = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -180,7 +184,7 @@ class Relay:
             if time.monotonic() - checked >= self.config["lock_poll_seconds"]:
                 if not lock.still_held():
                     log.warning("%s: lost the leader lock; waiting for it again", self.name)
-                    return
+                    break
                 checked = time.monotonic()
             try:
                 delivered = self.publish_batch()
@@ -196,14 +200,36 @@ class Relay:
                 self._producer, self._producer_broken, self._admin = None, False, None
                 delivered = 0
             if not delivered:
+                self._prefetched = None
                 self.stopping.wait(self.config["idle_seconds"])
+        # Stopping or standing down: what the broker acknowledged is marked; what was read ahead is
+        # dropped (another leader may publish it meanwhile).
+        self._prefetched = None
+        self._marks_flush()
+
+    def _marks_flush(self) -> None:
+        try:
+            self._mark(delivered=self._unmarked, failed={})
+        except DatabaseError as exc:  # left unsent: published again by the next leader (a duplicate)
+            log.warning("%s: could not mark %d delivered row(s): %s", self.name, len(self._unmarked), exc)
+            connection.close()
+        self._unmarked = []
 
     def publish_batch(self) -> int:
-        """Publish the next batch of unsent rows and mark those the broker acknowledged; returns
-        how many were acknowledged. Waits for every report before the next batch, so a row sent
-        again after a failure never overtakes a later row of the same key from another batch."""
-        rows = outbox_unsent(limit=self.config["batch_size"])
+        """Publish the next batch of unsent rows; returns how many the broker acknowledged.
+
+        Every report of a batch is awaited before the next batch is produced, so a row sent again
+        after a failure never overtakes a later row of the same key from another batch. While the
+        broker stores a batch, the relay writes the marks of the previous one (all acknowledged)
+        and reads the next one, leaving out the rows in flight; after a failure it drops what it
+        read and reads again from the oldest unsent row, the failed ones first."""
+        limit = self.config["batch_size"]
+        rows, self._prefetched = self._prefetched, None
+        if rows is None:
+            self._marks_write()  # before a read from the oldest unsent row, or it returns them again
+            rows = outbox_unsent(limit=limit)
         if not rows:
+            self._marks_write()
             return 0
         self._topics_ensure({row.topic for row in rows})
         producer = self._producer_get()
@@ -220,8 +246,20 @@ class Relay:
             if self._producer_broken:
                 break  # the rest stay unsent for the new producer: order kept, nothing lost
             self._produce(producer, row, functools.partial(report, row.id), failed)
+        try:
+            self._marks_write()
+            if not self._producer_broken:
+                self._prefetched = outbox_unsent(limit=limit, excluding=[row.id for row in rows])
+        except DatabaseError:
+            self._reports_await(producer)
+            self._unmarked = self._unmarked + delivered  # marked by the next try, or sent again
+            raise
         self._reports_await(producer)
-        self._mark(delivered=delivered, failed=failed)
+        self._unmarked = delivered
+        if failed or self._producer_broken:
+            self._prefetched = None
+            self._marks_write()
+            self._mark(delivered=[], failed=failed)
         if failed:  # a topic may have gone with a broker's data (a restarted dev broker): look again
             self._known_topics.clear()
         if self._producer_broken:
@@ -229,7 +267,13 @@ class Relay:
         self.delivered_count += len(delivered)
         return len(delivered)
 
-    def _produce(self, producer: Producer, row: OutboxEvent, on_delivery, failed: dict) -> None:
+    def _marks_write(self) -> None:
+        """Mark the last batch's acknowledged rows sent (an error leaves them for the next try)."""
+        if self._unmarked:
+            self._mark(delivered=self._unmarked, failed={})
+            self._unmarked = []
+
+    def _produce(self, producer: Producer, row: UnsentRow, on_delivery, failed: dict) -> None:
         headers = [("eventId", str(row.event_id).encode()), ("eventType", row.event_type.encode())]
         while True:
             try:
@@ -264,7 +308,16 @@ class Relay:
 
     @staticmethod
     def _mark(*, delivered: list[int], failed: dict[str, list[int]]) -> None:
-        if delivered:
+        if delivered and connection.vendor == "postgresql":
+            # The ids as one array parameter: the ORM's IN (%s, %s, …) spells out every id, which
+            # cost more than the UPDATE itself on a batch of thousands.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {OutboxEvent._meta.db_table} SET sent_at = %s, attempts = attempts + 1, last_error = ''"
+                    " WHERE id = ANY(%s) AND sent_at IS NULL",
+                    [timezone.now(), delivered],
+                )
+        elif delivered:
             OutboxEvent.objects.filter(id__in=delivered, sent_at__isnull=True).update(
                 sent_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
             )

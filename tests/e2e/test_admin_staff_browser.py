@@ -14,6 +14,7 @@ from gateways.models import GatewayNotification
 from payments.models import Payment, PaymentStatus
 from payments.services import payment_process, payment_validate
 from pgi.api.models import IdempotencyRecord
+from pgi.events.models import OutboxEvent
 from pgi.merchants.models import ApiKey
 from pgi.merchants.services import api_key_create
 from tests.factories import MerchantFactory, PaymentFactory
@@ -151,6 +152,7 @@ def test_index_shows_today_and_the_payments_needing_attention(live_server, plain
         "gateways/gatewaynotification/",
         "gateways/simulatorcharge/",
         "api/idempotencyrecord/",
+        "events/outboxevent/",
     ],
 )
 def test_every_list_fits_a_laptop_screen(live_server, plain_static, busy_day, browser, artifacts, path):
@@ -182,3 +184,37 @@ def test_payments_list_shows_totals_and_marks_only_flagged_rows(
     sync_api.expect(page.locator("h2", has_text="Status history")).to_be_visible()
     assert page.evaluate(WIDTHS)["page"] <= LAPTOP["width"]
     page.screenshot(path=artifacts / "admin-payment.png", full_page=True)
+
+
+@pytest.fixture
+def late_outbox(busy_day):
+    """The day's events unpublished (no relay runs), the oldest waiting for four minutes after failed tries."""
+    oldest = OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id").first()
+    OutboxEvent.objects.filter(pk=oldest.pk).update(
+        created_at=timezone.now() - timedelta(minutes=4),
+        attempts=4,
+        last_error="KafkaError{code=_MSG_TIMED_OUT,val=-192,str=\"Local: Message timed out\"}",
+    )
+    return oldest
+
+
+def test_the_relay_lag_is_red_on_the_index_and_above_the_outbox_when_events_wait_too_long(
+    live_server, plain_static, late_outbox, browser, artifacts
+):
+    page = logged_in_page(browser, live_server)
+
+    lag = page.locator("#pgi-relay #relay-lag")
+    sync_api.expect(lag).to_have_attribute("data-late", "yes")
+    sync_api.expect(lag).to_contain_text("has waited 4 min")
+    sync_api.expect(lag.locator(".pgi-lag-warning")).to_contain_text("Local: Message timed out")
+    heading = page.eval_on_selector("#pgi-relay > h2", "e => getComputedStyle(e).backgroundColor")
+    today = page.eval_on_selector("#pgi-today > h2", "e => getComputedStyle(e).backgroundColor")
+    assert heading != today  # the late panel's heading is red, not the admin's blue
+    page.locator("#pgi-relay").screenshot(path=artifacts / "admin-index-relay-lag.png")
+    page.screenshot(path=artifacts / "admin-index-relay-late.png", full_page=True)
+
+    page.click("#pgi-relay #relay-lag a:has-text('not published yet')")
+    sync_api.expect(page.locator("#changelist #relay-lag")).to_have_attribute("data-late", "yes")
+    sync_api.expect(page.locator("#result_list tbody tr").first).to_be_visible()
+    assert page.evaluate(WIDTHS)["page"] <= LAPTOP["width"]
+    page.screenshot(path=artifacts / "admin-outbox-relay-late.png", full_page=True)

@@ -1,4 +1,5 @@
-"""Sent rows are pruned after the retention, in batches; the outbox is listed for engineers only."""
+"""Sent rows are pruned after the retention, in batches; the outbox is listed for engineers only,
+and the relay's lag is shown on its list and on the index to whoever may view it."""
 
 from datetime import timedelta
 
@@ -79,3 +80,63 @@ def test_staff_who_are_not_superusers_do_not_see_the_outbox(client, django_user_
 
     listed = {entry["admin_url"] for s in index.context["app_list"] for entry in s["models"]}
     assert reverse("admin:events_outboxevent_changelist") not in listed
+
+
+RELAY_PANEL = "admin/events/relay_lag_panel.html"
+
+
+def panels(response) -> dict[str, dict]:
+    return {panel["template"]: panel for panel in response.context["panels"]}
+
+
+def test_the_index_and_the_outbox_list_show_the_lag_in_red_once_the_oldest_waits_too_long(admin_client, settings):
+    settings.PGI_EVENTS = {**settings.PGI_EVENTS, "lag_warn_seconds": 60}
+    oldest = outbox_row(sent_days_ago=None, key="pay_old")
+    OutboxEvent.objects.filter(pk=oldest.pk).update(
+        created_at=timezone.now() - timedelta(minutes=5), attempts=3, last_error="KafkaError{code=_MSG_TIMED_OUT}"
+    )
+    outbox_row(sent_days_ago=None, key="pay_new")
+    outbox_row(sent_days_ago=1, key="pay_sent")
+
+    index = admin_client.get(reverse("admin:index"))
+    listing = admin_client.get(reverse("admin:events_outboxevent_changelist"))
+
+    panel = panels(index)[RELAY_PANEL]
+    assert (panel["unsent"], panel["late"], panel["oldest"].pk) == (2, True, oldest.pk)
+    assert 300 <= panel["oldest_seconds"] < 310 and panel["oldest_age"].startswith("5 min")
+    assert listing.context["relay_lag"]["unsent"] == 2 and listing.context["relay_lag"]["late"]
+    for page in (index, listing):
+        html = page.content.decode()
+        assert 'id="relay-lag" data-unsent="2" data-late="yes"' in html
+        assert "pgi-lag-late" in html and "KafkaError{code=_MSG_TIMED_OUT}" in html
+        assert reverse("admin:events_outboxevent_change", args=[oldest.pk]) in html
+    assert 'id="pgi-relay"' in index.content.decode()
+
+
+def test_a_fresh_backlog_is_not_late_and_an_empty_outbox_says_everything_is_published(admin_client, settings):
+    settings.PGI_EVENTS = {**settings.PGI_EVENTS, "lag_warn_seconds": 60}
+    waiting = outbox_row(sent_days_ago=None)
+
+    fresh = panels(admin_client.get(reverse("admin:index")))[RELAY_PANEL]
+    OutboxEvent.objects.filter(pk=waiting.pk).update(sent_at=timezone.now())
+    drained = admin_client.get(reverse("admin:index"))
+
+    assert (fresh["unsent"], fresh["late"]) == (1, False)
+    assert (panels(drained)[RELAY_PANEL]["unsent"], panels(drained)[RELAY_PANEL]["late"]) == (0, False)
+    assert 'data-unsent="0" data-late="no"' in drained.content.decode()
+    assert "Every event is published" in drained.content.decode()
+
+
+@pytest.mark.parametrize(("codenames", "shown"), [(["view_payment"], False), (["view_payment", "view_outboxevent"], True)])
+def test_the_lag_panel_is_shown_to_staff_who_may_view_the_outbox(client, django_user_model, codenames, shown):
+    from django.contrib.auth.models import Permission
+
+    staff = django_user_model.objects.create_user("teller", password="pw", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client.force_login(staff)
+
+    index = client.get(reverse("admin:index"))
+
+    assert (RELAY_PANEL in panels(index)) is shown
+    assert "admin/payments/dashboard.html" in panels(index)
+    assert (client.get(reverse("admin:events_outboxevent_changelist")).status_code == 200) is shown

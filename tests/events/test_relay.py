@@ -1,5 +1,6 @@
 """The outbox relay against the bundled broker: order per key, marks from delivery reports only,
-an unreachable broker, two relays at once, and a relay killed between publishing and marking."""
+an unreachable broker, a broker killed while 200 payments are taken, two relays at once, and a relay
+killed between publishing and marking."""
 
 import contextlib
 import json
@@ -22,7 +23,7 @@ from django.db import connection, transaction
 from pgi.events import relay as relay_module
 from pgi.events.models import OutboxEvent
 from pgi.events.relay import FileLeaderLock, Relay, message_bytes
-from pgi.events.selectors import relay_lag
+from pgi.events.selectors import outbox_unsent, relay_lag
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,6 +114,17 @@ def test_message_bytes_is_the_body_when_the_row_has_one_else_the_payload_as_json
     assert message_bytes(SimpleNamespace(payload={"paymentId": "pay_1", "note": "café"})) == (
         '{"paymentId":"pay_1","note":"café"}'.encode()
     )
+
+
+def test_the_read_during_a_batch_leaves_out_the_rows_in_flight_and_finds_a_lower_id_committed_late(topic):
+    rows = outbox_rows(topic, keys=["pay_a"], per_key=6)
+    # The batch in flight is rows 0, 2 and 3: row 1 committed after that batch was read.
+    in_flight = [rows[0].id, rows[2].id, rows[3].id]
+
+    following = outbox_unsent(limit=2, excluding=in_flight)
+
+    assert [row.id for row in following] == [rows[1].id, rows[4].id]
+    assert following[0].payload == rows[1].payload and following[0].body == ""  # no body: the payload
 
 
 def test_rows_are_published_in_order_per_key_and_marked_sent(kafka_bootstrap, topic):
@@ -320,6 +332,79 @@ def test_a_broker_that_stops_and_comes_back_gets_the_rows_written_meanwhile(topi
     for key in ("pay_a", "pay_b"):
         assert by_key[key] == [str(row.event_id) for row in meanwhile if row.key == key]
     assert {row.attempts for row in OutboxEvent.objects.filter(id__in=[r.id for r in meanwhile])} != {0}
+
+
+def test_a_broker_killed_while_200_payments_are_taken_loses_no_event_and_the_new_one_gets_every_unsent_event_in_order(
+    principal, settings, tmp_path
+):
+    """The broker is killed (SIGKILL) after the first 80 payments and comes back, memory only, so
+    empty, on the same port after 140. What was marked sent before the kill was acknowledged by the
+    old broker; every other row must reach the new one, each payment's events in their order; a
+    duplicate is the same message again, under the same eventId."""
+    from pgi.embedded_broker import free_port, start_broker
+
+    from .conftest import processed
+
+    settings.PGI_EVENTS = {**settings.PGI_EVENTS, "delivery_timeout_seconds": 2}
+    port = free_port()
+    broker, bootstrap = start_broker(port=port, log_path=tmp_path / "broker.log")
+    settings.KAFKA_BOOTSTRAP_SERVERS = bootstrap
+    payments = []
+    try:
+        with running(Relay(name="relay-through-the-outage")):
+            for n in range(200):
+                if n == 80:
+                    wait_until(lambda: OutboxEvent.objects.filter(sent_at__isnull=False).exists(), timeout=30, what="some rows sent")
+                    broker.kill()
+                    broker.wait(10)
+                if n == 140:
+                    # The batch in flight at the kill is over once a row counts a failed attempt:
+                    # from then on nothing is marked sent until the new broker answers.
+                    wait_until(
+                        lambda: OutboxEvent.objects.filter(sent_at__isnull=True, attempts__gt=0).exists(),
+                        timeout=30,
+                        what="a delivery failing while the broker is down",
+                    )
+                    sent_before = set(OutboxEvent.objects.filter(sent_at__isnull=False).values_list("event_id", flat=True))
+                    broker, _ = start_broker(port=port, log_path=tmp_path / "broker.log")
+                payments.append(processed(principal, from_account=f"account{n % 7}"))
+            wait_until(all_sent, timeout=90, what="every row marked sent after the broker came back")
+        rows = list(OutboxEvent.objects.order_by("id"))
+        expected = [row for row in rows if row.event_id not in sent_before]
+        messages = [
+            message
+            for name in (settings.PGI_EVENTS["payment_events_topic"], settings.PGI_EVENTS["notifications_topic"])
+            for message in consumed(bootstrap, name, expected=sum(r.topic == name for r in expected), timeout=60, settle=2.0)
+        ]
+    finally:
+        broker.kill()
+        broker.wait(10)
+
+    # Nothing lost: every payment has its events, every row ended sent.
+    assert {row.key for row in rows} == {payment.id for payment in payments}
+    assert len(sent_before) > 0 and len(expected) > 0
+    assert all(row.sent_at for row in rows)
+    # The new broker holds exactly the rows not acknowledged before the kill, each one byte for byte.
+    by_event_id = {str(row.event_id): row for row in rows}
+    received = Counter(m.headers["eventId"] for m in messages)
+    assert set(received) == {str(row.event_id) for row in expected}
+    for message in messages:
+        row = by_event_id[message.headers["eventId"]]
+        assert (message.key, message.value) == (row.key, message_bytes(row))
+    # Each payment's events, duplicates dropped by eventId, arrive in the order they were written,
+    # from one partition per topic.
+    seen, by_key, partitions = set(), defaultdict(list), defaultdict(set)
+    for message in messages:
+        row = by_event_id[message.headers["eventId"]]
+        partitions[(row.topic, row.key)].add(message.partition)
+        if message.headers["eventId"] not in seen:
+            seen.add(message.headers["eventId"])
+            by_key[(row.topic, row.key)].append(row.id)
+    assert all(len(found) == 1 for found in partitions.values())
+    for (name, key), ids in by_key.items():
+        assert ids == [row.id for row in expected if (row.topic, row.key) == (name, key)], (name, key)
+    print(f"\n{len(rows)} rows; {len(sent_before)} acknowledged before the kill; {len(messages)} messages in the new broker,"
+          f" {sum(n - 1 for n in received.values())} duplicates")
 
 
 def test_sigterm_stops_the_relay_command_cleanly_after_it_published(kafka_bootstrap, topic, tmp_path):

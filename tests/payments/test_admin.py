@@ -327,6 +327,15 @@ def test_staff_who_are_not_superusers_do_not_see_engineering_models(client, djan
     assert [section["name"] for section in sidebar] == ["Payments and refunds", "Merchants"]
 
 
+def index_panels(response) -> dict[str, dict]:
+    """The index's panels by template: the payments dashboard, the event relay's lag."""
+    return {panel["template"]: panel for panel in response.context["panels"]}
+
+
+def dashboard(response) -> dict:
+    return index_panels(response)["admin/payments/dashboard.html"]
+
+
 def test_index_shows_todays_figures_per_gateway_and_currency(admin_client, merchant):
     now = timezone.now()
     for gateway, currency, amount, status in [
@@ -341,7 +350,7 @@ def test_index_shows_todays_figures_per_gateway_and_currency(admin_client, merch
     yesterday = PaymentFactory(merchant=merchant, gateway="stripe", currency="JPY", amount=Decimal("999"))
     Payment.objects.filter(pk=yesterday.pk).update(created_at=now - timedelta(days=1))
 
-    [panel] = admin_client.get(reverse("admin:index")).context["panels"]
+    panel = dashboard(admin_client.get(reverse("admin:index")))
 
     figures = {(row["gateway"], row["currency"]): row for row in panel["figures"]}
     assert list(figures) == [("simulator", "USD"), ("stripe", "JPY")]
@@ -364,7 +373,7 @@ def test_index_lists_flagged_payments_and_those_processing_past_their_first_reco
 
     response = admin_client.get(reverse("admin:index"))
 
-    [panel] = response.context["panels"]
+    panel = dashboard(response)
     assert [row["payment"] for row in panel["attention"]] == [flagged, looked, overdue]
     assert panel["attention_total"] == 3
     html = response.content.decode()
