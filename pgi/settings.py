@@ -420,8 +420,8 @@ PGI_WEBHOOKS = {
     "response_body_limit": int(os.environ.get("PGI_WEBHOOKS_RESPONSE_BODY_LIMIT", "2048")),
     "rotation_hours": int(os.environ.get("PGI_WEBHOOKS_ROTATION_HOURS", "24")),
     "fanout_batch_size": int(os.environ.get("PGI_WEBHOOKS_FANOUT_BATCH_SIZE", "500")),
-    "send_batch_size": int(os.environ.get("PGI_WEBHOOKS_SEND_BATCH_SIZE", "20")),
-    "send_concurrency": int(os.environ.get("PGI_WEBHOOKS_SEND_CONCURRENCY", "8")),
+    "send_concurrency": int(os.environ.get("PGI_WEBHOOKS_SEND_CONCURRENCY", "8")),  # attempts in flight per worker
+    "endpoint_concurrency": int(os.environ.get("PGI_WEBHOOKS_ENDPOINT_CONCURRENCY", "2")),  # of those, per endpoint
     "run_seconds": int(os.environ.get("PGI_WEBHOOKS_RUN_SECONDS", "8")),
     "max_endpoints_per_merchant": int(os.environ.get("PGI_WEBHOOKS_MAX_ENDPOINTS", "16")),
     "retention_days": int(os.environ.get("PGI_WEBHOOKS_RETENTION_DAYS", "30")),  # of finished deliveries

@@ -141,7 +141,10 @@ class WebhookEndpointCreateInputSerializer(StrictInputSerializer):
 
     url = WebhookUrlField()
     eventTypes = EventTypesField()
-    description = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
+    description = StrictCharField(
+        max_length=255, required=False, allow_blank=True, allow_null=True, default="",
+        help_text="A note for the merchant's own use; null or empty for none.",
+    )
     enabled = StrictBooleanField(required=False, default=True)
     merchant = StrictCharField(
         max_length=64,
@@ -155,7 +158,9 @@ class WebhookEndpointUpdateInputSerializer(StrictInputSerializer):
 
     url = WebhookUrlField(required=False)
     eventTypes = EventTypesField(required=False)
-    description = StrictCharField(max_length=255, required=False, allow_blank=True)
+    description = StrictCharField(
+        max_length=255, required=False, allow_blank=True, allow_null=True, help_text="null or empty clears it."
+    )
     enabled = StrictBooleanField(required=False)
 
 
@@ -346,7 +351,7 @@ class WebhookEndpointCollectionApi(ApiView):
             merchant=_merchant_for(request.user, data.get("merchant")),
             url=data["url"],
             event_types=data["eventTypes"],
-            description=data["description"],
+            description=data["description"] or "",
             enabled=data["enabled"],
         )
         return _with_secret(endpoint, secret, status.HTTP_201_CREATED)
@@ -395,7 +400,7 @@ class WebhookEndpointDetailApi(ApiView):
             endpoint=endpoint,
             url=data.get("url"),
             event_types=data.get("eventTypes"),
-            description=data.get("description"),
+            description=(data["description"] or "") if "description" in data else None,
             enabled=data.get("enabled"),
         )
         return Response(WebhookEndpointOutputSerializer(endpoint).data)

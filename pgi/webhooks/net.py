@@ -33,13 +33,29 @@ def webhooks_settings() -> dict:
     return settings.PGI_WEBHOOKS
 
 
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def address_is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is link-local anyway
-    if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
-        ip = ip.ipv4_mapped
+    addresses = [ip]
+    if ip.version == 6:
+        # An IPv6 address that carries an IPv4 one reaches that one: ::ffff:127.0.0.1 (mapped),
+        # 2002:a9fe:a9fe:: (6to4), Teredo, and 64:ff9b::a9fe:a9fe (NAT64) all lead to private
+        # addresses when what they carry is private. Each carried address must be public too.
+        if ip.ipv4_mapped is not None:
+            addresses.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            addresses.append(ip.sixtofour)
+        if ip.teredo is not None:
+            addresses.extend(ip.teredo)
+        if any(ip in network for network in NAT64):
+            addresses.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.ipv4_mapped is not None:  # the mapped address alone decides (::ffff:0:0/96 is "reserved")
+            addresses = [ip.ipv4_mapped]
     # is_global is False for private, loopback, link-local, shared (100.64/10), reserved and
     # unspecified addresses and for documentation ranges; multicast can be "global": refused too.
-    return ip.is_global and not ip.is_multicast
+    return all(each.is_global and not each.is_multicast for each in addresses)
 
 
 def resolve(host: str, port: int, *, allow_private: bool) -> list[tuple]:
@@ -63,11 +79,15 @@ def url_check(url: str, *, allow_private: bool | None = None) -> None:
     and (unless private URLs are allowed) a host that resolves to public addresses only."""
     if allow_private is None:
         allow_private = webhooks_settings()["allow_private_urls"]
+    if not url.isprintable() or any(char.isspace() for char in url):
+        raise UnsafeUrl("The URL must not contain spaces or control characters.")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise UnsafeUrl("Not a valid URL.") from exc
+    if port == 0:
+        raise UnsafeUrl("Not a valid port.")
     if parts.scheme not in ("http", "https"):
         raise UnsafeUrl("Only http and https URLs are accepted.")
     if not parts.hostname:

@@ -9,8 +9,8 @@ records the answer. The story: docs/10-webhooks.md.
 import logging
 import random
 import time
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -199,16 +199,37 @@ def _lease() -> timedelta:
     return timedelta(seconds=2 * (config["connect_timeout"] + config["read_timeout"]) + 30)
 
 
-def deliveries_claim(*, limit: int, now: datetime) -> list[tuple[WebhookDelivery, WebhookAttempt]]:
+def deliveries_claim(
+    *, limit: int, now: datetime, room: dict[int, int] | None = None
+) -> list[tuple[WebhookDelivery, WebhookAttempt]]:
     """Due deliveries of enabled endpoints, each with its new attempt row, its next attempt pushed to
-    the lease's end. SKIP LOCKED, so concurrent workers take different deliveries."""
+    the lease's end. SKIP LOCKED, so concurrent workers take different deliveries.
+
+    `room` caps what one endpoint may take: {endpoint id: attempts it may still start}; an endpoint
+    not named may start PGI_WEBHOOKS["endpoint_concurrency"]. So a slow or dead receiver holds a
+    few of the sender's slots, never all of them, and other merchants' deliveries keep going."""
+    cap = max(1, webhooks_settings()["endpoint_concurrency"])
+    room = dict(room or {})
     with transaction.atomic():
-        deliveries = list(
+        candidates = (
             WebhookDelivery.objects.due(now)
             .select_related("endpoint")
             .select_for_update(skip_locked=True, of=("self",))
-            .order_by("next_attempt_at")[:limit]
+            .order_by("next_attempt_at")
         )
+        full = [endpoint_id for endpoint_id, left in room.items() if left <= 0]
+        if full:
+            candidates = candidates.exclude(endpoint_id__in=full)
+        deliveries = []
+        # Rows locked but not taken (over an endpoint's room) are released at the commit, untouched;
+        # the caller claims again with that endpoint excluded.
+        for delivery in candidates[:limit]:
+            left = room.get(delivery.endpoint_id, cap)
+            if left > 0:
+                room[delivery.endpoint_id] = left - 1
+                deliveries.append(delivery)
+                if len(deliveries) == limit:
+                    break
         # An attempt left unanswered by a worker that died: its lease lapsed, so it is closed here.
         WebhookAttempt.objects.filter(delivery__in=deliveries, finished_at__isnull=True).update(
             finished_at=now, error="No answer recorded: the worker stopped during the attempt."
@@ -291,34 +312,66 @@ def attempt_record(*, delivery: WebhookDelivery, attempt: WebhookAttempt, result
 
 def _send(pair: tuple[WebhookDelivery, WebhookAttempt]) -> PostResult:
     delivery, _attempt = pair
-    now = timezone.now()
-    return post(delivery.endpoint.url, body=delivery.body.encode(), headers=delivery_headers(delivery, now=now))
+    started = time.monotonic()
+    try:
+        return post(delivery.endpoint.url, body=delivery.body.encode(), headers=delivery_headers(delivery, now=timezone.now()))
+    except Exception as exc:  # one delivery's failure is its own: it never stops the others
+        logger.exception("webhook delivery %s: the attempt failed", delivery.id)
+        return PostResult(None, "", clip(f"{type(exc).__name__}: {exc}", 255), int((time.monotonic() - started) * 1000))
 
 
-def deliveries_send_due(*, limit: int | None = None) -> int:
-    """One batch: claim what is due, post each (several at once, outside any transaction), record
-    each answer. Returns how many were attempted."""
-    config = webhooks_settings()
-    claimed = deliveries_claim(limit=limit or config["send_batch_size"], now=timezone.now())
-    if not claimed:
-        return 0
-    # Threads do the HTTP only; the answers are recorded here, on this thread's connection.
-    with ThreadPoolExecutor(max_workers=max(1, min(config["send_concurrency"], len(claimed)))) as pool:
-        results = list(pool.map(_send, claimed))
-    for (delivery, attempt), result in zip(claimed, results):
+def _record(delivery: WebhookDelivery, attempt: WebhookAttempt, result: PostResult) -> None:
+    try:
         attempt_record(delivery=delivery, attempt=attempt, result=result, now=timezone.now())
-    return len(claimed)
+    except Exception:  # left to the lease: the delivery is taken again when it lapses
+        logger.exception("webhook delivery %s: the answer could not be recorded", delivery.id)
+
+
+def _send_pool(*, deadline: float | None) -> int:
+    """Keep up to PGI_WEBHOOKS["send_concurrency"] attempts in flight: a slot freed by an answer is
+    filled at once with the next due delivery, so one slow receiver never holds up a batch, and no
+    endpoint has more than PGI_WEBHOOKS["endpoint_concurrency"] attempts in flight. Stops claiming
+    when nothing is due (or at `deadline`), then waits for the attempts in flight. The HTTP is done
+    on the pool's threads; the database work (claims, answers) on this one, outside the posts."""
+    config = webhooks_settings()
+    slots = max(1, config["send_concurrency"])
+    cap = max(1, config["endpoint_concurrency"])
+    in_flight: dict[Future, tuple[WebhookDelivery, WebhookAttempt]] = {}
+    busy: Counter[int] = Counter()
+    attempted = 0
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        claiming = True
+        while True:
+            while claiming and len(in_flight) < slots:
+                room = {endpoint_id: cap - count for endpoint_id, count in busy.items() if count}
+                claimed = deliveries_claim(limit=slots - len(in_flight), now=timezone.now(), room=room)
+                for pair in claimed:
+                    in_flight[pool.submit(_send, pair)] = pair
+                    busy[pair[0].endpoint_id] += 1
+                attempted += len(claimed)
+                if deadline is not None and time.monotonic() >= deadline:
+                    claiming = False
+                if not claimed:
+                    break
+            if not in_flight:
+                return attempted
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                delivery, attempt = in_flight.pop(future)
+                busy[delivery.endpoint_id] -= 1
+                _record(delivery, attempt, future.result())
+
+
+def deliveries_send_due() -> int:
+    """Send everything due now (new deliveries, retries, redeliveries), each endpoint a few at a
+    time, and record each answer. Returns how many attempts were made."""
+    return _send_pool(deadline=None)
 
 
 def webhooks_send_run(*, run_seconds: float | None = None) -> int:
-    """Batches until nothing is due or `run_seconds` have passed; returns the attempts made."""
-    deadline = time.monotonic() + (run_seconds if run_seconds is not None else webhooks_settings()["run_seconds"])
-    total = 0
-    while True:
-        sent = deliveries_send_due()
-        total += sent
-        if not sent or time.monotonic() >= deadline:
-            return total
+    """As deliveries_send_due, but no new attempt starts after `run_seconds` (the beat task's run)."""
+    run = run_seconds if run_seconds is not None else webhooks_settings()["run_seconds"]
+    return _send_pool(deadline=time.monotonic() + run)
 
 
 def deliveries_prune(*, older_than_days: int | None = None, batch_size: int = 1000) -> int:

@@ -75,6 +75,9 @@ def test_no_delivery_is_sent_in_a_payment_request(api, registered, receiver):
         ({"url": "http://127.0.0.1:8000/", "eventTypes": ["*", "PAYMENT_CREATED"]}, "eventTypes"),
         ({"url": "http://127.0.0.1:8000/", "eventTypes": ["*"], "enabled": "yes"}, "enabled"),
         ({"eventTypes": ["*"]}, "url"),
+        ({"url": " http://127.0.0.1:8000/", "eventTypes": ["*"]}, "url"),
+        ({"url": "http://127.0.0.1:8000/\n", "eventTypes": ["*"]}, "url"),
+        ({"url": "http://127.0.0.1:8000/", "eventTypes": ["*"], "description": 5}, "description"),
     ],
 )
 def test_invalid_bodies_are_refused_in_the_error_format(api, allow_private, body, field):
@@ -222,3 +225,14 @@ def test_redelivery_to_a_disabled_endpoint_is_refused(api, principal, registered
 def test_ids_no_row_can_have_are_404(api):
     assert_error(api.get(f"{ENDPOINTS}/nope"), 404, "WEBHOOK_ENDPOINT_NOT_FOUND")
     assert_error(api.get("/v1/webhook-deliveries/wd_x"), 404, "WEBHOOK_DELIVERY_NOT_FOUND")
+
+
+def test_a_null_description_means_none_on_create_and_clears_it_on_patch(api, registered, receiver):
+    created = post_json(api, ENDPOINTS, {"url": receiver.url, "eventTypes": ["*"], "description": None})
+    assert created.status_code == 201 and created.json()["description"] is None
+
+    cleared = patch_json(api, f"{ENDPOINTS}/{registered['id']}", {"description": None})
+    assert cleared.status_code == 200 and cleared.json()["description"] is None
+    assert WebhookEndpoint.objects.get(pk=registered["id"]).description == ""
+    untouched = patch_json(api, f"{ENDPOINTS}/{created.json()['id']}", {"enabled": False})
+    assert untouched.json()["description"] is None and untouched.json()["enabled"] is False

@@ -306,7 +306,8 @@ def test_a_claimed_attempt_is_held_by_its_lease_and_taken_again_after_it(princip
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_workers_claim_different_deliveries(merchant, endpoint_for):
+def test_concurrent_workers_claim_different_deliveries(merchant, endpoint_for, settings):
+    settings.PGI_WEBHOOKS = {**settings.PGI_WEBHOOKS, "endpoint_concurrency": 40}  # one endpoint, all 40
     endpoint, _ = endpoint_for(merchant)
     WebhookDelivery.objects.bulk_create(
         WebhookDelivery(endpoint=endpoint, event_id=f"00000000-0000-0000-0000-{n:012d}", event_type="PAYMENT_CREATED",
@@ -410,3 +411,22 @@ def test_an_endpoint_deleted_while_its_attempt_runs_is_no_error(principal, subsc
     attempt_record(delivery=delivery, attempt=attempt, result=PostResult(200, "ok", "", 5), now=timezone.now())
 
     assert not WebhookDelivery.objects.exists()
+
+
+def test_a_claim_takes_no_more_than_an_endpoints_room_and_skips_full_endpoints(merchant, endpoint_for, settings):
+    settings.PGI_WEBHOOKS = {**settings.PGI_WEBHOOKS, "endpoint_concurrency": 2}
+    busy, _ = endpoint_for(merchant)
+    other, _ = endpoint_for(merchant, path="/other")
+    now = timezone.now()
+    WebhookDelivery.objects.bulk_create(
+        [WebhookDelivery(endpoint=busy, event_id=f"00000000-0000-0000-0000-{n:012d}", event_type="PAYMENT_CREATED",
+                         body="{}", next_attempt_at=now - timedelta(minutes=10)) for n in range(6)]
+        + [WebhookDelivery(endpoint=other, event_id=f"00000000-0000-0000-0001-{n:012d}", event_type="PAYMENT_CREATED",
+                           body="{}", next_attempt_at=now) for n in range(3)]
+    )
+
+    first = deliveries_claim(limit=5, now=now)  # five locked, all the busy endpoint's: two taken
+    assert [d.endpoint_id for d, _ in first] == [busy.pk, busy.pk]
+    second = deliveries_claim(limit=8, now=now, room={busy.pk: 0})  # it is full: the others'
+    assert sorted(d.endpoint_id for d, _ in second) == [other.pk] * 2  # and two is their room too
+    assert WebhookDelivery.objects.filter(endpoint=busy, attempts=0).count() == 4

@@ -122,3 +122,31 @@ def test_an_https_receiver_with_an_untrusted_certificate_gets_nothing(receiver):
 
     assert result.status is None and "CERTIFICATE_VERIFY_FAILED" in result.error
     assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [" http://93.184.215.14/hooks", "http://93.184.215.14/hooks ", "\thttp://93.184.215.14/hooks",
+     "http://93.184.215.14/ho oks", "http://93.184.215.14/hooks\n", "http://93.184.215.14:0/hooks"],
+)
+def test_whitespace_control_characters_and_port_zero_are_refused_even_when_private_urls_are_allowed(url, allow_private):
+    with pytest.raises(UnsafeUrl):
+        url_check(url)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+        "2002:0a00:0001::1",  # 6to4 of 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, its client 192.0.2.45
+    ],
+)
+def test_ipv6_addresses_carrying_a_private_ipv4_address_are_not_public(address):
+    assert not address_is_public(address)
+
+
+def test_ipv6_addresses_carrying_a_public_ipv4_address_are_public():
+    assert address_is_public("64:ff9b::808:808") and address_is_public("2002:808:808::1")
