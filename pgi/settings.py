@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "pgi.api",
     "payments",
     "refunds",
+    "settlements",
     "gateways",
     "pgi.events",
     "pgi.web",
@@ -392,6 +393,18 @@ PGI_REFUNDS = {
     "batch_size": int(os.environ.get("PGI_REFUND_BATCH_SIZE", "200")),
     "run_seconds": int(os.environ.get("PGI_REFUND_RUN_SECONDS", "50")),
 }
+# Settlement (docs/08-batch-processing.md): the daily cut-off (HH:MM in time_zone) that beat's
+# `settle-daily` job is created with (staff change it in the admin: the job settles up to the time
+# its schedule names), the days from cut-off to payout, and the bank's own account that payout files
+# pay from (the debtor of pain.001).
+PGI_SETTLEMENT = {
+    "cutoff_time": os.environ.get("PGI_SETTLEMENT_CUTOFF_TIME", "00:00"),
+    "time_zone": os.environ.get("PGI_SETTLEMENT_TIME_ZONE", "UTC"),
+    "payout_days": int(os.environ.get("PGI_SETTLEMENT_PAYOUT_DAYS", "1")),
+    "debtor_name": os.environ.get("PGI_SETTLEMENT_DEBTOR_NAME", "PGI Bank"),
+    "debtor_iban": os.environ.get("PGI_SETTLEMENT_DEBTOR_IBAN", "DE89370400440532013000"),
+    "debtor_bic": os.environ.get("PGI_SETTLEMENT_DEBTOR_BIC", "COBADEFFXXX"),
+}
 # Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {
     "failure_threshold": int(os.environ.get("PGI_BREAKER_FAILURES", "5")),
@@ -458,6 +471,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Seeded into django-celery-beat's tables on start; staff edit them in the admin afterwards.
+# `settle-daily` is not here: a crontab seeded on every start would undo a staff edit of its time,
+# which is the settlement cut-off; settlements' migration 0002 creates it once from PGI_SETTLEMENT.
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-idempotency-keys": {
         "task": "pgi.api.tasks.idempotency_keys_purge",

@@ -1,0 +1,368 @@
+"""Settlement writes: the batch run (set-based SQL), payout status changes, payout files.
+
+A run settles, per merchant and currency, every captured payment and every completed refund up to
+the cut-off that no batch holds yet. Each batch is one transaction: an advisory lock on the
+merchant and currency, the batch row (unique on merchant, currency and cut-off: a rerun finds it and
+stops), its lines in one INSERT … SELECT (each payment and refund unique among lines: settled once),
+and its totals as sums over those lines. Python never loops over the rows.
+"""
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from payments.models import Payment, PaymentStatus, PaymentStatusChange
+from pgi.errors import BusinessRuleViolation
+from pgi.merchants.models import Merchant
+from pgi.text import clip
+from refunds.models import Refund, RefundStatus
+
+from .fees import Fee, fee_params, fee_sql
+from .models import (
+    BATCH_TRANSITIONS,
+    BatchStatus,
+    FeePlanCurrency,
+    LineKind,
+    PayoutFile,
+    SettlementBatch,
+    SettlementLine,
+    SettlementStatusChange,
+    new_settlement_id,
+)
+from .payout_files import payout_file_builders
+from .signals import settlement_completed
+
+# pg_advisory_xact_lock(LOCK_CLASS, hashtext(merchant:currency)): one run at a time per pair.
+LOCK_CLASS = 0x5E77
+# Money taken: the captured amount (all of it unless a capture took part). Refunds are lines of their own.
+CHARGED = (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+SYSTEM = "system"
+
+P = Payment._meta.db_table
+C = PaymentStatusChange._meta.db_table
+R = Refund._meta.db_table
+B = SettlementBatch._meta.db_table
+L = SettlementLine._meta.db_table
+
+
+def settlement_settings() -> dict:
+    return {
+        "cutoff_time": "00:00",
+        "time_zone": "UTC",
+        "payout_days": 1,
+        "debtor_name": "PGI Bank",
+        "debtor_iban": "",
+        "debtor_bic": "",
+        **getattr(settings, "PGI_SETTLEMENT", {}),
+    }
+
+
+SCHEDULE_NAME = "settle-daily"
+
+
+def settlement_schedule() -> tuple[dt.time, zoneinfo.ZoneInfo]:
+    """The daily cut-off time and its time zone: those of beat's `settle-daily` crontab as staff
+    left it in the admin (when it names one hour and one minute), else PGI_SETTLEMENT's."""
+    from django_celery_beat.models import PeriodicTask
+
+    config = settlement_settings()
+    task = PeriodicTask.objects.filter(name=SCHEDULE_NAME).select_related("crontab").first()
+    crontab = task.crontab if task is not None else None
+    if crontab is not None and crontab.hour.isdigit() and crontab.minute.isdigit():
+        return dt.time(int(crontab.hour), int(crontab.minute)), zoneinfo.ZoneInfo(str(crontab.timezone))
+    hour, minute = (int(part) for part in config["cutoff_time"].split(":"))
+    return dt.time(hour, minute), zoneinfo.ZoneInfo(config["time_zone"])
+
+
+def settlement_cutoff_latest(now: dt.datetime | None = None) -> dt.datetime:
+    """The most recent cut-off at or before `now`: today's cut-off time in the settlement time
+    zone if it has passed, else yesterday's. What the daily beat job settles up to, so a late or
+    repeated run settles the same cut-off."""
+    at, zone = settlement_schedule()
+    local = (now or timezone.now()).astimezone(zone)
+    cutoff = dt.datetime.combine(local.date(), at, tzinfo=zone)
+    if cutoff > local:
+        cutoff = dt.datetime.combine(local.date() - dt.timedelta(days=1), at, tzinfo=zone)
+    return cutoff.astimezone(dt.UTC)
+
+
+def payout_date_for(cutoff: dt.datetime) -> dt.date:
+    """The cut-off's local date plus payout_days, moved past a weekend."""
+    _, zone = settlement_schedule()
+    day = cutoff.astimezone(zone).date() + dt.timedelta(days=settlement_settings()["payout_days"])
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return day
+
+
+@dataclass(frozen=True)
+class Pair:
+    merchant_id: int
+    currency: str
+
+
+def _unsettled_payments(where_merchant: str = "") -> str:
+    """Captured payments up to %(cutoff)s on no payment line, flagged ones left until staff clear them.
+    When a payment was captured is the time of its move to Completed in its status history."""
+    charged = ", ".join(f"'{status}'" for status in CHARGED)
+    return (
+        f"FROM {P} p JOIN {C} c ON c.payment_id = p.id AND c.to_status = 'Completed'"
+        f" WHERE p.status IN ({charged}) AND NOT p.needs_attention AND c.created_at <= %(cutoff)s {where_merchant}"
+        f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.payment_id = p.id AND l.kind = 'payment')"
+    )
+
+
+def _unsettled_refunds(where_merchant: str = "") -> str:
+    return (
+        f"FROM {R} r WHERE r.status = '{RefundStatus.COMPLETED}' AND r.status_changed_at <= %(cutoff)s {where_merchant}"
+        f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.refund_id = r.id)"
+    )
+
+
+def settlement_pairs(*, cutoff: dt.datetime, merchant: Merchant | None = None) -> list[Pair]:
+    """The merchants and currencies with something to settle up to the cut-off."""
+    params = {"cutoff": cutoff, "merchant": merchant.pk if merchant else None}
+    sql = (
+        f"SELECT p.merchant_id, p.currency {_unsettled_payments('AND (%(merchant)s::bigint IS NULL OR p.merchant_id = %(merchant)s)')}"
+        f" UNION SELECT r.merchant_id, r.currency {_unsettled_refunds('AND (%(merchant)s::bigint IS NULL OR r.merchant_id = %(merchant)s)')}"
+        " ORDER BY 1, 2"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [Pair(merchant_id, currency) for merchant_id, currency in cursor.fetchall()]
+
+
+def merchant_fee(*, merchant_id: int, currency: str) -> Fee:
+    """The merchant's fee in a currency; no plan: no fee; no currency row: the percentage alone."""
+    plan = getattr(Merchant.objects.filter(pk=merchant_id).select_related("fee_plan").first(), "fee_plan", None)
+    if plan is None:
+        return Fee.none()
+    row = FeePlanCurrency.objects.filter(plan=plan, currency=currency).first()
+    if row is None:
+        return Fee(basis_points=plan.basis_points, fixed=Decimal(0), minimum=None)
+    return Fee(basis_points=plan.basis_points, fixed=row.fixed, minimum=row.minimum)
+
+
+def _lines_select() -> str:
+    """The lines of a batch (%(batch)s) for one merchant and currency: payments with their fees,
+    refunds, and earlier batches carried forward."""
+    mine_p = "AND p.merchant_id = %(merchant)s AND p.currency = %(currency)s"
+    mine_r = "AND r.merchant_id = %(merchant)s AND r.currency = %(currency)s"
+    return (
+        f"SELECT %(batch)s, '{LineKind.PAYMENT}', id, NULL, NULL, amount, fee, amount - fee, occurred_at FROM"
+        f" (SELECT id, amount, occurred_at, {fee_sql('amount')} AS fee FROM"
+        f"  (SELECT p.id, COALESCE(p.captured_amount, p.amount) AS amount, c.created_at AS occurred_at"
+        f"   {_unsettled_payments(mine_p)}) a) s"
+        f" UNION ALL SELECT %(batch)s, '{LineKind.REFUND}', r.payment_id, r.id, NULL, r.amount, 0, -r.amount,"
+        f" r.status_changed_at {_unsettled_refunds(mine_r)}"
+        f" UNION ALL SELECT %(batch)s, '{LineKind.CARRY}', NULL, NULL, b.id, b.net_amount, 0, b.net_amount, b.cutoff"
+        f" FROM {B} b WHERE b.merchant_id = %(merchant)s AND b.currency = %(currency)s"
+        f" AND b.status = '{BatchStatus.CARRIED_FORWARD}' AND b.cutoff < %(cutoff)s"
+        f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.carried_batch_id = b.id)"
+    )
+
+
+LINE_COLUMNS = "batch_id, kind, payment_id, refund_id, carried_batch_id, amount, fee, net, occurred_at"
+TOTALS = (
+    "COALESCE(SUM(amount) FILTER (WHERE kind = 'payment'), 0),"
+    " COALESCE(SUM(amount) FILTER (WHERE kind = 'refund'), 0),"
+    " COALESCE(SUM(fee), 0),"
+    " COALESCE(SUM(amount) FILTER (WHERE kind = 'carry'), 0),"
+    " COALESCE(SUM(net), 0),"
+    " COUNT(*) FILTER (WHERE kind = 'payment'),"
+    " COUNT(*) FILTER (WHERE kind = 'refund'),"
+    " COUNT(*)"
+)
+
+
+@dataclass(frozen=True)
+class Totals:
+    gross: Decimal
+    refunds: Decimal
+    fees: Decimal
+    carried: Decimal
+    net: Decimal
+    payments: int
+    refunds_count: int
+    lines: int
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    merchant_id: int
+    currency: str
+    batch_id: str | None  # None: nothing settled (a dry run, an existing batch, or nothing left)
+    created: bool
+    totals: Totals | None
+
+
+def _params(pair: Pair, cutoff: dt.datetime, fee: Fee, batch_id: str | None) -> dict:
+    return {
+        "batch": batch_id,
+        "merchant": pair.merchant_id,
+        "currency": pair.currency,
+        "cutoff": cutoff,
+        **fee_params(fee, pair.currency),
+    }
+
+
+def settlement_preview(*, pair: Pair, cutoff: dt.datetime) -> Totals:
+    """What settling the pair now would give, writing nothing (`settle --dry-run`)."""
+    fee = merchant_fee(merchant_id=pair.merchant_id, currency=pair.currency)
+    sql = f"SELECT {TOTALS} FROM ({_lines_select()}) AS x({LINE_COLUMNS})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _params(pair, cutoff, fee, None))
+        return Totals(*cursor.fetchone())
+
+
+def settlement_batch_create(*, pair: Pair, cutoff: dt.datetime) -> PairOutcome:
+    """Settle one merchant and currency up to the cut-off, in one transaction. A batch already
+    made for this cut-off is left as it is (created False); so is a pair with nothing left."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_CLASS, f"{pair.merchant_id}:{pair.currency}"]
+            )
+        fee = merchant_fee(merchant_id=pair.merchant_id, currency=pair.currency)
+        merchant = Merchant.objects.get(pk=pair.merchant_id)
+        now = timezone.now()
+        batch_id = new_settlement_id()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {B} (id, merchant_id, currency, cutoff, status, status_reason, status_changed_at,"
+                " gross_amount, refund_amount, fee_amount, carried_amount, net_amount, payment_count, refund_count,"
+                " fee_basis_points, fee_fixed, fee_minimum, payee_name, payee_iban, payee_bic, payout_date,"
+                " created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, '', %s, 0, 0, 0, 0, 0, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (merchant_id, currency, cutoff) DO NOTHING RETURNING id",
+                [
+                    batch_id, pair.merchant_id, pair.currency, cutoff, BatchStatus.PENDING, now,
+                    fee.basis_points, fee.fixed, fee.minimum, merchant.name, merchant.settlement_iban,
+                    merchant.settlement_bic, payout_date_for(cutoff), now, now,
+                ],
+            )
+            if cursor.fetchone() is None:
+                return PairOutcome(pair.merchant_id, pair.currency, None, False, None)
+            cursor.execute(
+                f"INSERT INTO {L} ({LINE_COLUMNS}) {_lines_select()} ON CONFLICT DO NOTHING",
+                _params(pair, cutoff, fee, batch_id),
+            )
+            cursor.execute(f"SELECT {TOTALS} FROM {L} WHERE batch_id = %s", [batch_id])
+            totals = Totals(*cursor.fetchone())
+        if totals.lines == 0:
+            SettlementBatch.objects.filter(pk=batch_id).delete()
+            return PairOutcome(pair.merchant_id, pair.currency, None, False, None)
+        status, reason = _first_status(totals.net, merchant)
+        SettlementBatch.objects.filter(pk=batch_id).update(
+            gross_amount=totals.gross,
+            refund_amount=totals.refunds,
+            fee_amount=totals.fees,
+            carried_amount=totals.carried,
+            net_amount=totals.net,
+            payment_count=totals.payments,
+            refund_count=totals.refunds_count,
+            status=status,
+            status_reason=reason,
+        )
+        batch = SettlementBatch.objects.select_related("merchant").get(pk=batch_id)
+        SettlementStatusChange.objects.create(batch=batch, to_status=status, reason=reason, changed_by=SYSTEM)
+        if status != BatchStatus.CARRIED_FORWARD and batch.payee_iban:
+            payout_files_generate(batch=batch)
+        settlement_completed.send(sender=SettlementBatch, batch=batch)
+        return PairOutcome(pair.merchant_id, pair.currency, batch_id, True, totals)
+
+
+def _first_status(net: Decimal, merchant: Merchant) -> tuple[str, str]:
+    if net <= 0:
+        return BatchStatus.CARRIED_FORWARD, "NET_NOT_POSITIVE: carried into the next batch"
+    if not merchant.settlement_iban:
+        return BatchStatus.HELD, "NO_SETTLEMENT_ACCOUNT: the merchant has no IBAN"
+    return BatchStatus.PENDING, ""
+
+
+def settlement_run(
+    *,
+    cutoff: dt.datetime,
+    merchant: Merchant | None = None,
+    dry_run: bool = False,
+    progress: Callable[[PairOutcome], None] | None = None,
+    pairs: list[Pair] | None = None,
+) -> list[PairOutcome]:
+    """Settle every merchant and currency (or `merchant`'s) up to `cutoff`, one batch each.
+
+    Raises BusinessRuleViolation for a cut-off in the future (what is captured before it but after
+    the run would wait for the next cut-off, and a rerun of this one would not take it) and on a
+    database that is not PostgreSQL (the SQL needs its advisory locks)."""
+    if connection.vendor != "postgresql":
+        raise BusinessRuleViolation("Settlement runs on PostgreSQL only.", code="SETTLEMENT_NEEDS_POSTGRESQL")
+    if cutoff > timezone.now():
+        raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
+    outcomes = []
+    for pair in pairs if pairs is not None else settlement_pairs(cutoff=cutoff, merchant=merchant):
+        if dry_run:
+            outcome = PairOutcome(pair.merchant_id, pair.currency, None, False, settlement_preview(pair=pair, cutoff=cutoff))
+        else:
+            outcome = settlement_batch_create(pair=pair, cutoff=cutoff)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
+    return outcomes
+
+
+def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, reason: str) -> SettlementBatch:
+    """Staff: mark a batch paid out, hold it (a reason is required), or release a hold. Under the
+    batch's row lock; raises BusinessRuleViolation for a move its status does not allow."""
+    with transaction.atomic():
+        batch = SettlementBatch.objects.select_for_update().get(pk=batch_id)
+        if to_status not in BATCH_TRANSITIONS[batch.status]:
+            raise BusinessRuleViolation(
+                f"A {batch.get_status_display()} batch cannot become {BatchStatus(to_status).label}.",
+                code="SETTLEMENT_STATUS_NOT_ALLOWED",
+            )
+        if to_status == BatchStatus.HELD and not reason.strip():
+            raise BusinessRuleViolation("A hold needs a reason.", code="SETTLEMENT_HOLD_REASON_REQUIRED")
+        if to_status == BatchStatus.PAID_OUT and not batch.payout_files.exists():
+            raise BusinessRuleViolation("The batch has no payout files.", code="SETTLEMENT_NO_PAYOUT_FILES")
+        SettlementStatusChange.objects.create(
+            batch=batch, from_status=batch.status, to_status=to_status, reason=clip(reason, 255), changed_by=staff_user
+        )
+        batch.status = to_status
+        batch.status_reason = clip(reason, 255)
+        batch.status_changed_at = timezone.now()
+        batch.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+        return batch
+
+
+def payout_files_generate(*, batch: SettlementBatch) -> list[PayoutFile]:
+    """Build (or build again) the batch's payout files from its own fields. A batch made without a
+    settlement account takes the merchant's current one first. Raises BusinessRuleViolation when
+    there is nothing to pay or no account to pay to."""
+    import hashlib
+
+    if batch.net_amount <= 0:
+        raise BusinessRuleViolation("The batch pays nothing.", code="SETTLEMENT_NOTHING_TO_PAY")
+    with transaction.atomic():
+        if not batch.payee_iban:
+            merchant = batch.merchant
+            if not merchant.settlement_iban:
+                raise BusinessRuleViolation("The merchant has no settlement account.", code="NO_SETTLEMENT_ACCOUNT")
+            batch.payee_name, batch.payee_iban, batch.payee_bic = (
+                merchant.name, merchant.settlement_iban, merchant.settlement_bic
+            )
+            batch.save(update_fields=["payee_name", "payee_iban", "payee_bic", "updated_at"])
+        files = []
+        for kind, (name, build) in payout_file_builders(batch, settlement_settings()).items():
+            content = build()
+            file, _ = PayoutFile.objects.update_or_create(
+                batch=batch,
+                kind=kind,
+                defaults={"name": name, "content": content, "sha256": hashlib.sha256(content).hexdigest()},
+            )
+            files.append(file)
+        return files

@@ -1,0 +1,13 @@
+"""The daily settlement job (beat's `settle-daily`, at PGI_SETTLEMENT's cut-off time and zone)."""
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(ignore_result=True)
+def settlements_settle() -> dict[str, int]:
+    """Settle up to the latest cut-off. A rerun (beat firing twice, a redelivered message, a second
+    worker) finds the batches made and adds nothing."""
+    outcomes = services.settlement_run(cutoff=services.settlement_cutoff_latest())
+    return {"batches": sum(outcome.created for outcome in outcomes), "pairs": len(outcomes)}
