@@ -13,13 +13,7 @@ from pgi.ids import is_id
 from pgi.merchants.principals import Principal
 from pgi.money import quantize
 
-from .models import (
-    PAYMENT_ID_PREFIX,
-    GatewayOperation,
-    OperationKind,
-    Payment,
-    PaymentStatus,
-)
+from .models import PAYMENT_ID_PREFIX, GatewayOperation, OperationKind, Payment, PaymentStatus
 
 # Columns that apps above payments add to its API's rows without payments importing them (the
 # settlement id: settlements.apps): {name: a function returning the expression}. Each is part of the
