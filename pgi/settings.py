@@ -273,6 +273,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PaymentStatus": "payments.models.PaymentStatus",
         "RefundStatus": "refunds.models.RefundStatus",
+        "SettlementPayoutStatus": "settlements.models.BatchStatus",
+        "SettlementLineKind": "settlements.models.LineKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -283,6 +285,7 @@ SPECTACULAR_SETTINGS = {
     "TAGS": [
         {"name": "Payments", "description": "For merchants and the bank's systems, with an API key."},
         {"name": "Refunds", "description": "Money given back on captured payments, with an API key."},
+        {"name": "Settlements", "description": "What PGI pays each merchant, batch by batch, with an API key."},
         {"name": "Gateways", "description": "For payment gateways only: their notifications, signed by them."},
     ],
 }
