@@ -404,6 +404,8 @@ PGI_SETTLEMENT = {
     "cutoff_time": os.environ.get("PGI_SETTLEMENT_CUTOFF_TIME", "00:00"),
     "time_zone": os.environ.get("PGI_SETTLEMENT_TIME_ZONE", "UTC"),
     "payout_days": int(os.environ.get("PGI_SETTLEMENT_PAYOUT_DAYS", "1")),
+    # How far back before the cut-off a run looks for what is not settled yet (`settle --full`: all).
+    "lookback_days": int(os.environ.get("PGI_SETTLEMENT_LOOKBACK_DAYS", "31")),
     "debtor_name": os.environ.get("PGI_SETTLEMENT_DEBTOR_NAME", "PGI Bank"),
     "debtor_iban": os.environ.get("PGI_SETTLEMENT_DEBTOR_IBAN", "DE89370400440532013000"),
     "debtor_bic": os.environ.get("PGI_SETTLEMENT_DEBTOR_BIC", "COBADEFFXXX"),

@@ -56,6 +56,7 @@ def settlement_settings() -> dict:
         "cutoff_time": "00:00",
         "time_zone": "UTC",
         "payout_days": 1,
+        "lookback_days": 31,
         "debtor_name": "PGI Bank",
         "debtor_iban": "",
         "debtor_bic": "",
@@ -101,6 +102,13 @@ def payout_date_for(cutoff: dt.datetime) -> dt.date:
     return day
 
 
+def _require_postgresql() -> None:
+    # Advisory locks, numeric arithmetic (SQLite's is floating point: no place for money), INSERT
+    # in a CTE: the settlement SQL is PostgreSQL's. `make run` on SQLite skips the job (tasks.py).
+    if connection.vendor != "postgresql":
+        raise BusinessRuleViolation("Settlement runs on PostgreSQL only.", code="SETTLEMENT_NEEDS_POSTGRESQL")
+
+
 @dataclass(frozen=True)
 class Pair:
     merchant_id: int
@@ -109,25 +117,41 @@ class Pair:
 
 def _unsettled_payments(where_merchant: str = "") -> str:
     """Captured payments up to %(cutoff)s on no payment line, flagged ones left until staff clear them.
-    When a payment was captured is the time of its move to Completed in its status history."""
+    When a payment was captured is the time of its move to Completed in its status history.
+
+    %(since)s bounds the scan (the payment_status_changed index): a payment captured since then has
+    its status changed since then. None: every payment ever captured (a full sweep)."""
     charged = ", ".join(f"'{status}'" for status in CHARGED)
     return (
         f"FROM {P} p JOIN {C} c ON c.payment_id = p.id AND c.to_status = 'Completed'"
         f" WHERE p.status IN ({charged}) AND NOT p.needs_attention AND c.created_at <= %(cutoff)s {where_merchant}"
+        " AND (%(since)s::timestamptz IS NULL OR p.status_changed_at >= %(since)s)"
         f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.payment_id = p.id AND l.kind = 'payment')"
     )
 
 
 def _unsettled_refunds(where_merchant: str = "") -> str:
+    """Completed refunds up to %(cutoff)s on no line; created since %(since)s unless None."""
     return (
         f"FROM {R} r WHERE r.status = '{RefundStatus.COMPLETED}' AND r.status_changed_at <= %(cutoff)s {where_merchant}"
+        " AND (%(since)s::timestamptz IS NULL OR r.created_at >= %(since)s)"
         f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.refund_id = r.id)"
     )
 
 
-def settlement_pairs(*, cutoff: dt.datetime, merchant: Merchant | None = None) -> list[Pair]:
+def settlement_since(cutoff: dt.datetime, *, full: bool = False) -> dt.datetime | None:
+    """How far back a run looks for what is not settled yet: PGI_SETTLEMENT lookback_days before the
+    cut-off, so a run reads the recent payments only, not every payment ever captured. A full sweep
+    (None) also finds older stragglers: a payment flagged for weeks and then cleared."""
+    return None if full else cutoff - dt.timedelta(days=settlement_settings()["lookback_days"])
+
+
+def settlement_pairs(*, cutoff: dt.datetime, merchant: Merchant | None = None, full: bool = False) -> list[Pair]:
     """The merchants and currencies with something to settle up to the cut-off."""
-    params = {"cutoff": cutoff, "merchant": merchant.pk if merchant else None}
+    _require_postgresql()
+    params = {
+        "cutoff": cutoff, "since": settlement_since(cutoff, full=full), "merchant": merchant.pk if merchant else None
+    }
     sql = (
         f"SELECT p.merchant_id, p.currency {_unsettled_payments('AND (%(merchant)s::bigint IS NULL OR p.merchant_id = %(merchant)s)')}"
         f" UNION SELECT r.merchant_id, r.currency {_unsettled_refunds('AND (%(merchant)s::bigint IS NULL OR r.merchant_id = %(merchant)s)')}"
@@ -202,26 +226,27 @@ class PairOutcome:
     totals: Totals | None
 
 
-def _params(pair: Pair, cutoff: dt.datetime, fee: Fee, batch_id: str | None) -> dict:
+def _params(pair: Pair, cutoff: dt.datetime, fee: Fee, batch_id: str | None, full: bool) -> dict:
     return {
         "batch": batch_id,
         "merchant": pair.merchant_id,
         "currency": pair.currency,
         "cutoff": cutoff,
+        "since": settlement_since(cutoff, full=full),
         **fee_params(fee, pair.currency),
     }
 
 
-def settlement_preview(*, pair: Pair, cutoff: dt.datetime) -> Totals:
+def settlement_preview(*, pair: Pair, cutoff: dt.datetime, full: bool = False) -> Totals:
     """What settling the pair now would give, writing nothing (`settle --dry-run`)."""
     fee = merchant_fee(merchant_id=pair.merchant_id, currency=pair.currency)
     sql = f"SELECT {TOTALS} FROM ({_lines_select()}) AS x({LINE_COLUMNS})"
     with connection.cursor() as cursor:
-        cursor.execute(sql, _params(pair, cutoff, fee, None))
+        cursor.execute(sql, _params(pair, cutoff, fee, None, full))
         return Totals(*cursor.fetchone())
 
 
-def settlement_batch_create(*, pair: Pair, cutoff: dt.datetime) -> PairOutcome:
+def settlement_batch_create(*, pair: Pair, cutoff: dt.datetime, full: bool = False) -> PairOutcome:
     """Settle one merchant and currency up to the cut-off, in one transaction. A batch already
     made for this cut-off is left as it is (created False); so is a pair with nothing left."""
     with transaction.atomic():
@@ -249,14 +274,20 @@ def settlement_batch_create(*, pair: Pair, cutoff: dt.datetime) -> PairOutcome:
             )
             if cursor.fetchone() is None:
                 return PairOutcome(pair.merchant_id, pair.currency, None, False, None)
+            # The "not settled yet" probes must use the lines' unique indexes. While the lines table
+            # is (or was last analyzed) empty, the planner would scan it instead, once per payment:
+            # inside the INSERT that grows it, that is quadratic (a first batch of 50,000 payments
+            # took minutes). Sequential scans are off for this one statement.
+            cursor.execute("SET LOCAL enable_seqscan = off")
             # The totals are sums over exactly the lines this statement inserted (RETURNING), in
             # the same statement: no second pass over a million lines.
             cursor.execute(
                 f"WITH inserted AS (INSERT INTO {L} ({LINE_COLUMNS}) {_lines_select()} ON CONFLICT DO NOTHING"
                 f" RETURNING kind, amount, fee, net) SELECT {TOTALS} FROM inserted",
-                _params(pair, cutoff, fee, batch_id),
+                _params(pair, cutoff, fee, batch_id, full),
             )
             totals = Totals(*cursor.fetchone())
+            cursor.execute("SET LOCAL enable_seqscan TO DEFAULT")
         if totals.lines == 0:
             SettlementBatch.objects.filter(pk=batch_id).delete()
             return PairOutcome(pair.merchant_id, pair.currency, None, False, None)
@@ -295,22 +326,24 @@ def settlement_run(
     dry_run: bool = False,
     progress: Callable[[PairOutcome], None] | None = None,
     pairs: list[Pair] | None = None,
+    full: bool = False,
 ) -> list[PairOutcome]:
     """Settle every merchant and currency (or `merchant`'s) up to `cutoff`, one batch each.
 
-    Raises BusinessRuleViolation for a cut-off in the future (what is captured before it but after
+    `full`: look at every payment and refund ever, not only the last lookback_days (see
+    settlement_since). Raises BusinessRuleViolation for a cut-off in the future (what is captured before it but after
     the run would wait for the next cut-off, and a rerun of this one would not take it) and on a
     database that is not PostgreSQL (the SQL needs its advisory locks)."""
-    if connection.vendor != "postgresql":
-        raise BusinessRuleViolation("Settlement runs on PostgreSQL only.", code="SETTLEMENT_NEEDS_POSTGRESQL")
+    _require_postgresql()
     if cutoff > timezone.now():
         raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
     outcomes = []
-    for pair in pairs if pairs is not None else settlement_pairs(cutoff=cutoff, merchant=merchant):
+    for pair in pairs if pairs is not None else settlement_pairs(cutoff=cutoff, merchant=merchant, full=full):
         if dry_run:
-            outcome = PairOutcome(pair.merchant_id, pair.currency, None, False, settlement_preview(pair=pair, cutoff=cutoff))
+            totals = settlement_preview(pair=pair, cutoff=cutoff, full=full)
+            outcome = PairOutcome(pair.merchant_id, pair.currency, None, False, totals)
         else:
-            outcome = settlement_batch_create(pair=pair, cutoff=cutoff)
+            outcome = settlement_batch_create(pair=pair, cutoff=cutoff, full=full)
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome)

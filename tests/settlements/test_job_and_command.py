@@ -87,7 +87,7 @@ def test_the_command_dry_run_reports_and_writes_nothing_then_settles_one_merchan
 
     out = io.StringIO()
     call_command("settle", "--cutoff", cutoff.isoformat(), "--merchant", "shop-c", stdout=out, stderr=io.StringIO())
-    assert "batches created 1" in out.getvalue()
+    assert "batches created 1," in out.getvalue()
     assert list(SettlementBatch.objects.values_list("merchant__code", flat=True)) == ["shop-c"]
 
 
@@ -103,3 +103,15 @@ def test_the_command_refuses_a_future_cutoff():
     future = (timezone.now() + dt.timedelta(days=1)).isoformat()
     with pytest.raises(CommandError, match="future"):
         call_command("settle", "--cutoff", future, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_on_sqlite_the_job_is_skipped_and_the_command_says_why(monkeypatch, caplog):
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+
+    assert settlements_settle.apply().get() == {"batches": 0, "pairs": 0}
+    assert "settle-daily skipped: Settlement runs on PostgreSQL only." in caplog.text
+    with pytest.raises(CommandError, match="PostgreSQL only"):
+        call_command("settle", "--cutoff", "2026-01-01T00:00:00Z", stdout=io.StringIO(), stderr=io.StringIO())

@@ -301,3 +301,14 @@ def test_two_runs_with_different_cutoffs_settle_each_payment_once():
     assert SettlementLine.objects.filter(kind=LineKind.PAYMENT).count() == 100
     assert SettlementBatch.objects.filter(merchant=merchant).aggregate(s=Sum("payment_count"))["s"] == 100
     assert connection.vendor == "postgresql"
+
+
+def test_a_straggler_older_than_the_lookback_waits_for_a_full_sweep(shop):
+    old = captured_payment(merchant=shop, amount="8.00", captured_at=CUTOFF - dt.timedelta(days=40))
+    captured_payment(merchant=shop, amount="2.00", captured_at=BEFORE)
+
+    settlement_run(cutoff=CUTOFF)
+    assert not SettlementLine.objects.filter(payment=old).exists()
+
+    settlement_run(cutoff=NOW - dt.timedelta(minutes=1), full=True)
+    assert SettlementLine.objects.get(payment=old).batch.cutoff == NOW - dt.timedelta(minutes=1)

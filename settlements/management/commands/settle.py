@@ -4,11 +4,13 @@
     manage.py settle --cutoff 2026-12-01T00:00:00Z     up to that moment (naive: in the settlement time zone)
     manage.py settle --cutoff … --merchant shop-1      that merchant only
     manage.py settle --cutoff … --dry-run              the totals each batch would have; writes nothing
+    manage.py settle --full                            every payment ever, not only PGI_SETTLEMENT lookback_days
 
 Running a cut-off again adds nothing: its batches exist.
 """
 
 import datetime as dt
+import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
@@ -46,8 +48,11 @@ class Command(BaseCommand):
         parser.add_argument("--cutoff", help="ISO 8601; default: the latest cut-off of the settle-daily schedule.")
         parser.add_argument("--merchant", help="A merchant code: settle this merchant only.")
         parser.add_argument("--dry-run", action="store_true", help="Show each batch's totals; write nothing.")
+        parser.add_argument(
+            "--full", action="store_true", help="Look at every payment and refund ever, not only the lookback window."
+        )
 
-    def handle(self, *args, cutoff: str | None, merchant: str | None, dry_run: bool, **options):
+    def handle(self, *args, cutoff: str | None, merchant: str | None, dry_run: bool, full: bool, **options):
         moment = _cutoff(cutoff)
         chosen = None
         if merchant:
@@ -55,7 +60,10 @@ class Command(BaseCommand):
             if chosen is None:
                 raise CommandError(f"No merchant {merchant!r}.")
         codes = dict(Merchant.objects.values_list("pk", "code"))
-        pairs = settlement_pairs(cutoff=moment, merchant=chosen)
+        try:
+            pairs = settlement_pairs(cutoff=moment, merchant=chosen, full=full)
+        except ApplicationError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s) to settle")
         created = existing = 0
         # tqdm writes \r updates: the raw stream, not Django's wrapper that ends every write with a newline.
@@ -74,9 +82,13 @@ class Command(BaseCommand):
                         file=self.stdout._out,
                     )
 
+            started = time.monotonic()
             try:
-                settlement_run(cutoff=moment, merchant=chosen, dry_run=dry_run, progress=progress, pairs=pairs)
+                settlement_run(
+                    cutoff=moment, merchant=chosen, dry_run=dry_run, progress=progress, pairs=pairs, full=full
+                )
             except ApplicationError as exc:
                 raise CommandError(str(exc)) from exc
         if not dry_run:
-            self.stdout.write(f"batches created {created}, already settled or empty {existing}")
+            seconds = time.monotonic() - started
+            self.stdout.write(f"batches created {created}, already settled or empty {existing} in {seconds:.2f} s")
