@@ -29,7 +29,6 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -163,15 +162,17 @@ def seed(db_url: str, args: argparse.Namespace, captured_at: datetime) -> None:
 
 def baseline(db_url: str, cutoff: datetime) -> tuple[float, dict]:
     """The same aggregation as one GROUP BY per kind: {(merchant_id, currency): [gross, fees, refunds]}."""
-    params = {"cutoff": cutoff, **fee_params(FEE, "EUR")}  # EUR and USD have the same digits
+    # The same window as the run's (PGI_SETTLEMENT lookback_days, 31 by default).
+    since = cutoff - timedelta(days=31)
+    params = {"cutoff": cutoff, "since": since, **fee_params(FEE, "EUR")}  # EUR and USD have the same digits
     sql = (
         "WITH pay AS (SELECT p.merchant_id, p.currency, SUM(a.amount) AS gross, SUM(" + fee_sql("a.amount") + ") AS fees"
         " FROM payments_payment p JOIN payments_paymentstatuschange c ON c.payment_id = p.id AND c.to_status = 'Completed'"
         " CROSS JOIN LATERAL (SELECT COALESCE(p.captured_amount, p.amount) AS amount) a"
         " WHERE p.status IN ('Completed', 'PartiallyRefunded', 'Refunded') AND NOT p.needs_attention"
-        " AND c.created_at <= %(cutoff)s GROUP BY 1, 2),"
+        " AND c.created_at <= %(cutoff)s AND p.status_changed_at >= %(since)s GROUP BY 1, 2),"
         " ref AS (SELECT merchant_id, currency, SUM(amount) AS refunds FROM refunds_refund"
-        " WHERE status = 'Completed' AND status_changed_at <= %(cutoff)s GROUP BY 1, 2)"
+        " WHERE status = 'Completed' AND status_changed_at <= %(cutoff)s AND created_at >= %(since)s GROUP BY 1, 2)"
         " SELECT pay.merchant_id, pay.currency, pay.gross, pay.fees, COALESCE(ref.refunds, 0)"
         " FROM pay LEFT JOIN ref USING (merchant_id, currency)"
     )
@@ -182,25 +183,32 @@ def baseline(db_url: str, cutoff: datetime) -> tuple[float, dict]:
     return elapsed, {(m, c): [g, f, r] for m, c, g, f, r in rows}
 
 
+# Runs manage.py in this child and, at its exit, writes the peak resident memory of the child's own
+# memory (VmHWM). Not ru_maxrss: that also counts the memory of the parent the child was forked
+# from, here the seed's million ids.
+PEAK_WRAPPER = (
+    "import atexit, runpy, sys\n"
+    "def peak():\n"
+    "    hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0].split()[1]\n"
+    "    sys.stderr.write(f'\\nVmHWM {hwm}\\n')\n"
+    "atexit.register(peak)\n"
+    "sys.argv = ['manage.py', *sys.argv[1:]]\n"
+    "runpy.run_path('manage.py', run_name='__main__')\n"
+)
+
+
 def settle(env: dict, cutoff: datetime) -> tuple[float, int, str]:
-    """`manage.py settle` in a child process: (seconds, its peak RSS in KiB, its stdout). The child
-    is reaped with os.wait4, whose rusage is that child's own (getrusage(RUSAGE_CHILDREN) would give
-    the largest of every child so far, migrate's included)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "manage.py", "settle", "--cutoff", cutoff.isoformat(), "-v0"],
-            cwd=REPO, env=env, stdout=out, stderr=err,
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        elapsed = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if child.returncode != 0:
-        raise RuntimeError(f"manage.py settle failed:\n{stdout}\n{stderr}")
-    return elapsed, usage.ru_maxrss, stdout  # ru_maxrss: KiB on Linux
+    """`manage.py settle` in a child process: (seconds, its peak RSS in KiB, its stdout)."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-c", PEAK_WRAPPER, "settle", "--cutoff", cutoff.isoformat(), "-v0"],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"manage.py settle failed:\n{completed.stdout}\n{completed.stderr}")
+    peak = int(re.search(r"VmHWM (\d+)", completed.stderr).group(1))
+    return elapsed, peak, completed.stdout
 
 
 def batch_totals(db_url: str, cutoff: datetime) -> dict:

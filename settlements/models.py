@@ -143,7 +143,7 @@ class SettlementLine(models.Model):
     forward. The unique constraints are what settles each exactly once."""
 
     id = models.BigAutoField(primary_key=True)
-    batch = models.ForeignKey(SettlementBatch, on_delete=models.CASCADE, related_name="lines")
+    batch = models.ForeignKey(SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False)
     kind = models.CharField(max_length=8, choices=LineKind.choices)
     # No index of their own: the unique constraints below are the indexes that find a payment's,
     # a refund's or a carried batch's line (fewer indexes to write a million lines into).
@@ -173,6 +173,8 @@ class SettlementLine(models.Model):
                 name="settlement_line_kind_fits",
             ),
         ]
+        # A batch's lines in order, a page at a time (the API's cursor is the line id).
+        indexes = [models.Index(fields=["batch", "id"], name="settlement_line_batch")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.refund_id or self.payment_id or self.carried_batch_id}"
