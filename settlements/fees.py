@@ -35,20 +35,28 @@ def fee_of(amount: Decimal, fee: Fee, currency: str) -> Decimal:
     return max(total, fee.minimum) if fee.minimum is not None else total
 
 
-def fee_sql(amount: str) -> str:
-    """SQL for fee_of(amount) over the column expression `amount`, with named parameters
-    %(bps)s, %(divisor)s (10 ** (4 - digits)), %(unit)s (10 ** -digits), %(fixed)s, %(minimum)s.
+def fee_sql(
+    amount: str,
+    bps: str = "%(bps)s",
+    divisor: str = "%(divisor)s",
+    unit: str = "%(unit)s",
+    fixed: str = "%(fixed)s",
+    minimum: str = "%(minimum)s",
+) -> str:
+    """SQL for fee_of(amount) over the column expression `amount`. The fee's parts are SQL too:
+    by default the named parameters of fee_params, else columns (one fee plan per row): basis
+    points, divisor (10 ** (4 - digits)), unit (10 ** -digits), fixed, minimum.
 
     `scaled` is the percentage in minor units, exact: numeric division keeps at least 16 digits,
     and amounts have 4. Half-even: below half down, above half up, exactly half to the even unit.
     GREATEST skips a NULL minimum.
     """
-    scaled = f"({amount} * %(bps)s / %(divisor)s)"
+    scaled = f"({amount} * {bps} / {divisor})"
     rounded = (
         f"(FLOOR({scaled}) + CASE WHEN {scaled} - FLOOR({scaled}) > 0.5 THEN 1"
         f" WHEN {scaled} - FLOOR({scaled}) < 0.5 THEN 0 ELSE MOD(FLOOR({scaled}), 2) END)"
     )
-    return f"GREATEST({rounded} * %(unit)s + %(fixed)s, %(minimum)s)"
+    return f"GREATEST({rounded} * {unit} + {fixed}, {minimum})"
 
 
 def fee_params(fee: Fee, currency: str) -> dict:

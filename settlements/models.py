@@ -146,11 +146,19 @@ class SettlementLine(models.Model):
     batch = models.ForeignKey(SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False)
     kind = models.CharField(max_length=8, choices=LineKind.choices)
     # No index of their own: the unique constraints below are the indexes that find a payment's,
-    # a refund's or a carried batch's line (fewer indexes to write a million lines into).
+    # a refund's or a carried batch's line (fewer indexes to write a million lines into). The
+    # payment and refund are no foreign keys in the database (db_constraint=False): lines are
+    # written only by the batch's INSERT … SELECT, which takes the ids from those rows, and PGI
+    # never deletes a payment or a refund; a constraint would look every line's payment up again at
+    # commit, a third of a million-line batch's time (bench/README.md).
     payment = models.ForeignKey(
-        Payment, on_delete=models.PROTECT, related_name="+", null=True, blank=True, db_index=False
+        Payment, on_delete=models.DO_NOTHING, related_name="+", null=True, blank=True, db_index=False,
+        db_constraint=False,
     )
-    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, related_name="+", null=True, blank=True, db_index=False)
+    refund = models.ForeignKey(
+        Refund, on_delete=models.DO_NOTHING, related_name="+", null=True, blank=True, db_index=False,
+        db_constraint=False,
+    )
     carried_batch = models.ForeignKey(
         SettlementBatch, on_delete=models.PROTECT, related_name="+", null=True, blank=True, db_index=False
     )
@@ -164,8 +172,13 @@ class SettlementLine(models.Model):
         constraints = [
             # payment_id is set on refund lines too (the refunded payment): the rule is on payment lines.
             models.UniqueConstraint(fields=["payment"], condition=Q(kind="payment"), name="settlement_payment_once"),
-            models.UniqueConstraint(fields=["refund"], name="settlement_refund_once"),
-            models.UniqueConstraint(fields=["carried_batch"], name="settlement_carry_once"),
+            # Partial: the many lines without a refund or a carried batch put nothing in these indexes.
+            models.UniqueConstraint(
+                fields=["refund"], condition=Q(refund__isnull=False), name="settlement_refund_once"
+            ),
+            models.UniqueConstraint(
+                fields=["carried_batch"], condition=Q(carried_batch__isnull=False), name="settlement_carry_once"
+            ),
             models.CheckConstraint(
                 condition=(Q(kind="payment") & Q(payment__isnull=False) & Q(refund__isnull=True))
                 | (Q(kind="refund") & Q(refund__isnull=False) & Q(payment__isnull=False))

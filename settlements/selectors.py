@@ -17,7 +17,8 @@ def payment_settlement_id() -> Subquery:
 
 def refund_settlement_id() -> Subquery:
     """The batch holding the refund's line (unique: settlement_refund_once), for refund_list."""
-    return Subquery(SettlementLine.objects.filter(refund=OuterRef("pk")).values("batch_id")[:1])
+    lines = SettlementLine.objects.filter(refund=OuterRef("pk"), refund__isnull=False).values("batch_id")
+    return Subquery(lines[:1])
 
 
 def settlement_list(*, principal: Principal) -> QuerySet[SettlementBatch]:

@@ -66,6 +66,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s) to settle")
         created = existing = 0
+        # The bar counts merchants and currencies: the lines of all of them are one INSERT (the bar
+        # waits through it), then each batch gets its totals, files and event.
         # tqdm writes \r updates: the raw stream, not Django's wrapper that ends every write with a newline.
         with tqdm(total=len(pairs), unit="batch", file=self.stderr._out, disable=options["verbosity"] == 0) as bar:
 
@@ -84,9 +86,7 @@ class Command(BaseCommand):
 
             started = time.monotonic()
             try:
-                settlement_run(
-                    cutoff=moment, merchant=chosen, dry_run=dry_run, progress=progress, pairs=pairs, full=full
-                )
+                settlement_run(cutoff=moment, merchant=chosen, dry_run=dry_run, progress=progress, full=full)
             except ApplicationError as exc:
                 raise CommandError(str(exc)) from exc
         if not dry_run:
