@@ -19,9 +19,19 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from pgi.api.openapi import KEYED, PAGE_PARAMETERS, RESPONSE_HEADERS, error_example, error_responses
+from pgi.api.openapi import (
+    KEYED,
+    PAGE_PARAMETERS,
+    RESPONSE_HEADERS,
+    error_example,
+    error_responses,
+)
 from pgi.api.pagination import LIMIT_TEXT, CreatedCursorPagination
-from pgi.api.serializers import BlankAsNullCharField, CurrencyAmountField, PageSerializer
+from pgi.api.serializers import (
+    BlankAsNullCharField,
+    CurrencyAmountField,
+    PageSerializer,
+)
 from pgi.api.views import ApiView
 
 from .filters import SettlementFilter, SettlementLinePageFilter

@@ -1,10 +1,11 @@
 """Settlement writes: the batch run (set-based SQL), payout status changes, payout files.
 
 A run settles, per merchant and currency, every captured payment and every completed refund up to
-the cut-off that no batch holds yet. Each batch is one transaction: an advisory lock on the
-merchant and currency, the batch row (unique on merchant, currency and cut-off: a rerun finds it and
-stops), its lines in one INSERT … SELECT (each payment and refund unique among lines: settled once),
-and its totals as sums over those lines. Python never loops over the rows.
+the cut-off that no batch holds yet, all in one transaction: an advisory lock (one run at a time),
+a batch row per merchant and currency (unique on merchant, currency and cut-off: a rerun finds them
+and stops), the lines of all of them in one INSERT … SELECT (each payment and refund unique among
+lines: settled once), and each batch's totals as sums over exactly the lines inserted. Python never
+loops over the rows.
 """
 
 import datetime as dt
