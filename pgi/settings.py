@@ -399,7 +399,8 @@ PGI_REFUNDS = {
 # Settlement (docs/08-batch-processing.md): the daily cut-off (HH:MM in time_zone) that beat's
 # `settle-daily` job is created with (staff change it in the admin: the job settles up to the time
 # its schedule names), the days from cut-off to payout, and the bank's own account that payout files
-# pay from (the debtor of pain.001).
+# pay from (the debtor of pain.001: an example account in the sandbox only; unset, batches are held
+# with NO_DEBTOR_ACCOUNT until it is set and their files are built again).
 PGI_SETTLEMENT = {
     "cutoff_time": os.environ.get("PGI_SETTLEMENT_CUTOFF_TIME", "00:00"),
     "time_zone": os.environ.get("PGI_SETTLEMENT_TIME_ZONE", "UTC"),
@@ -407,8 +408,8 @@ PGI_SETTLEMENT = {
     # How far back before the cut-off a run looks for what is not settled yet (`settle --full`: all).
     "lookback_days": int(os.environ.get("PGI_SETTLEMENT_LOOKBACK_DAYS", "31")),
     "debtor_name": os.environ.get("PGI_SETTLEMENT_DEBTOR_NAME", "PGI Bank"),
-    "debtor_iban": os.environ.get("PGI_SETTLEMENT_DEBTOR_IBAN", "DE89370400440532013000"),
-    "debtor_bic": os.environ.get("PGI_SETTLEMENT_DEBTOR_BIC", "COBADEFFXXX"),
+    "debtor_iban": os.environ.get("PGI_SETTLEMENT_DEBTOR_IBAN", "DE89370400440532013000" if PGI_SANDBOX else ""),
+    "debtor_bic": os.environ.get("PGI_SETTLEMENT_DEBTOR_BIC", "COBADEFFXXX" if PGI_SANDBOX else ""),
 }
 # Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {

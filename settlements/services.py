@@ -36,7 +36,7 @@ from .models import (
     SettlementStatusChange,
     new_settlement_id,
 )
-from .payout_files import payout_file_builders
+from .payout_files import InvalidPayoutFile, payout_file_builders
 from .signals import settlement_completed
 
 # pg_advisory_xact_lock(LOCK_CLASS, 0): one settlement run at a time.
@@ -320,8 +320,16 @@ def _batch_finish(*, batch_id: str, totals: Totals, merchant: Merchant) -> Settl
     )
     batch = SettlementBatch.objects.select_related("merchant").get(pk=batch_id)
     SettlementStatusChange.objects.create(batch=batch, to_status=status, reason=reason, changed_by=SYSTEM)
-    if status != BatchStatus.CARRIED_FORWARD and batch.payee_iban:
-        payout_files_generate(batch=batch)
+    if status == BatchStatus.PENDING:
+        try:
+            payout_files_generate(batch=batch)
+        except BusinessRuleViolation as exc:  # no debtor account, or a file the XSD refuses: held, not lost
+            reason = f"{exc.code}: {exc.message}"
+            SettlementStatusChange.objects.create(
+                batch=batch, from_status=status, to_status=BatchStatus.HELD, reason=reason, changed_by=SYSTEM
+            )
+            SettlementBatch.objects.filter(pk=batch_id).update(status=BatchStatus.HELD, status_reason=reason)
+            batch.status, batch.status_reason = BatchStatus.HELD, reason
     settlement_completed.send(sender=SettlementBatch, batch=batch)
     return batch
 
@@ -421,11 +429,14 @@ def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, rea
 def payout_files_generate(*, batch: SettlementBatch) -> list[PayoutFile]:
     """Build (or build again) the batch's payout files from its own fields. A batch made without a
     settlement account takes the merchant's current one first. Raises BusinessRuleViolation when
-    there is nothing to pay or no account to pay to."""
+    there is nothing to pay, no account to pay to or from, or a file fails its schema."""
     import hashlib
 
     if batch.net_amount <= 0:
         raise BusinessRuleViolation("The batch pays nothing.", code="SETTLEMENT_NOTHING_TO_PAY")
+    config = settlement_settings()
+    if not config["debtor_iban"]:
+        raise BusinessRuleViolation("PGI_SETTLEMENT_DEBTOR_IBAN is not set.", code="NO_DEBTOR_ACCOUNT")
     with transaction.atomic():
         if not batch.payee_iban:
             merchant = batch.merchant
@@ -436,8 +447,11 @@ def payout_files_generate(*, batch: SettlementBatch) -> list[PayoutFile]:
             )
             batch.save(update_fields=["payee_name", "payee_iban", "payee_bic", "updated_at"])
         files = []
-        for kind, (name, build) in payout_file_builders(batch, settlement_settings()).items():
-            content = build()
+        for kind, (name, build) in payout_file_builders(batch, config).items():
+            try:
+                content = build()
+            except InvalidPayoutFile as exc:
+                raise BusinessRuleViolation(f"The {kind} file is not valid: {exc}", code="INVALID_PAYOUT_FILE") from exc
             file, _ = PayoutFile.objects.update_or_create(
                 batch=batch,
                 kind=kind,

@@ -115,3 +115,13 @@ def test_an_account_is_kept_compact():
     merchant = MerchantFactory(code="shop-z", settlement_iban="de89 3704 0044 0532 0130 00", settlement_bic="cobadeff")
     merchant.full_clean()
     assert (merchant.settlement_iban, merchant.settlement_bic) == ("DE89370400440532013000", "COBADEFF")
+
+
+@pytest.mark.django_db
+def test_without_the_banks_own_account_a_batch_is_held_not_lost(settings):
+    settings.PGI_SETTLEMENT = {**settings.PGI_SETTLEMENT, "debtor_iban": ""}
+
+    batch = settled()
+
+    assert (batch.status, batch.status_reason[:17], batch.payout_files.count()) == (BatchStatus.HELD, "NO_DEBTOR_ACCOUNT", 0)
+    assert batch.net_amount == 1234
