@@ -95,6 +95,7 @@ EXAMPLE_PAYMENT = {
     "capturedAmount": 50.00,
     "authorizationExpiresAt": None,
     "pendingOperation": None,
+    "settlementId": None,
     "createdAt": "2024-05-17T12:34:55Z",
     "updatedAt": "2024-05-17T12:34:56Z",
 }
@@ -184,6 +185,14 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
         source="pending_operation",
         help_text="`capture` or `void` while one is sent and the gateway has not confirmed it; else null.",
     )
+
+    settlementId = serializers.CharField(
+        source="settlement_id",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="The settlement batch (`GET /v1/settlements/{id}`) that settled it; null until settled.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -209,6 +218,7 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
             "capturedAmount",
             "authorizationExpiresAt",
             "pendingOperation",
+            "settlementId",
             "createdAt",
             "updatedAt",
         ]

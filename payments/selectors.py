@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
@@ -14,10 +15,21 @@ from pgi.money import quantize
 
 from .models import PAYMENT_ID_PREFIX, GatewayOperation, OperationKind, Payment, PaymentStatus
 
+# Columns that apps above payments add to its API's rows without payments importing them (the
+# settlement id: settlements.apps): {name: a function returning the expression}. Each is part of the
+# list's own query, so a page stays one query.
+_LIST_ANNOTATIONS: dict[str, Callable[[], object]] = {}
+
+
+def payment_annotation_register(name: str, expression: Callable[[], object]) -> None:
+    _LIST_ANNOTATIONS[name] = expression
+
 
 def payment_list(*, principal: Principal) -> QuerySet[Payment]:
     """The payments the caller may see: its merchant's, or every merchant's for a platform key."""
     qs = Payment.objects.select_related("merchant").with_pending_operation()
+    if _LIST_ANNOTATIONS:
+        qs = qs.annotate(**{name: make() for name, make in _LIST_ANNOTATIONS.items()})
     if not principal.is_platform:
         qs = qs.filter(merchant=principal.merchant)
     return qs

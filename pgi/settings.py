@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "pgi.api",
     "payments",
     "refunds",
+    "settlements",
     "gateways",
     "pgi.events",
     "payment_requests",
@@ -275,6 +276,8 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatus": "payments.models.PaymentStatus",
         "RefundStatus": "refunds.models.RefundStatus",
         "WebhookDeliveryStatus": "pgi.webhooks.models.DeliveryStatus",
+        "SettlementPayoutStatus": "settlements.models.BatchStatus",
+        "SettlementLineKind": "settlements.models.LineKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -285,6 +288,7 @@ SPECTACULAR_SETTINGS = {
     "TAGS": [
         {"name": "Payments", "description": "For merchants and the bank's systems, with an API key."},
         {"name": "Refunds", "description": "Money given back on captured payments, with an API key."},
+        {"name": "Settlements", "description": "What PGI pays each merchant, batch by batch, with an API key."},
         {"name": "Webhooks", "description": "Where PGI posts a merchant's events, signed, and how each delivery went."},
         {"name": "Gateways", "description": "For payment gateways only: their notifications, signed by them."},
     ],
@@ -396,6 +400,21 @@ PGI_REFUNDS = {
     "batch_size": int(os.environ.get("PGI_REFUND_BATCH_SIZE", "200")),
     "run_seconds": int(os.environ.get("PGI_REFUND_RUN_SECONDS", "50")),
 }
+# Settlement (docs/08-batch-processing.md): the daily cut-off (HH:MM in time_zone) that beat's
+# `settle-daily` job is created with (staff change it in the admin: the job settles up to the time
+# its schedule names), the days from cut-off to payout, and the bank's own account that payout files
+# pay from (the debtor of pain.001: an example account in the sandbox only; unset, batches are held
+# with NO_DEBTOR_ACCOUNT until it is set and their files are built again).
+PGI_SETTLEMENT = {
+    "cutoff_time": os.environ.get("PGI_SETTLEMENT_CUTOFF_TIME", "00:00"),
+    "time_zone": os.environ.get("PGI_SETTLEMENT_TIME_ZONE", "UTC"),
+    "payout_days": int(os.environ.get("PGI_SETTLEMENT_PAYOUT_DAYS", "1")),
+    # How far back before the cut-off a run looks for what is not settled yet (`settle --full`: all).
+    "lookback_days": int(os.environ.get("PGI_SETTLEMENT_LOOKBACK_DAYS", "31")),
+    "debtor_name": os.environ.get("PGI_SETTLEMENT_DEBTOR_NAME", "PGI Bank"),
+    "debtor_iban": os.environ.get("PGI_SETTLEMENT_DEBTOR_IBAN", "DE89370400440532013000" if PGI_SANDBOX else ""),
+    "debtor_bic": os.environ.get("PGI_SETTLEMENT_DEBTOR_BIC", "COBADEFFXXX" if PGI_SANDBOX else ""),
+}
 # Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {
     "failure_threshold": int(os.environ.get("PGI_BREAKER_FAILURES", "5")),
@@ -500,6 +519,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Seeded into django-celery-beat's tables on start; staff edit them in the admin afterwards.
+# `settle-daily` is not here: a crontab seeded on every start would undo a staff edit of its time,
+# which is the settlement cut-off; settlements' migration 0002 creates it once from PGI_SETTLEMENT.
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-idempotency-keys": {
         "task": "pgi.api.tasks.idempotency_keys_purge",

@@ -19,6 +19,7 @@ api_v1 = [
     path("", ApiIndexApi.as_view(), name="api-index"),
     path("", include("payments.urls")),
     path("", include("refunds.urls")),
+    path("", include("settlements.urls")),
     path("", include("pgi.webhooks.urls")),
     path("", include("gateways.urls")),
     path("schema", SpectacularAPIView.as_view(), name="schema"),

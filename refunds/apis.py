@@ -75,6 +75,7 @@ EXAMPLE_REFUND = {
     "failureCode": None,
     "failureMessage": None,
     "timestamp": "2024-05-18T09:10:11Z",
+    "settlementId": None,
     "createdAt": "2024-05-18T09:10:11Z",
     "updatedAt": "2024-05-18T09:10:11Z",
 }
@@ -145,6 +146,13 @@ class RefundOutputSerializer(serializers.ModelSerializer):
     failureCode = BlankAsNullCharField(source="failure_code")
     failureMessage = BlankAsNullCharField(source="failure_message")
     timestamp = serializers.DateTimeField(source="status_changed_at", help_text="When the refund reached its status.")
+    settlementId = serializers.CharField(
+        source="settlement_id",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="The settlement batch (`GET /v1/settlements/{id}`) that deducted it; null until settled.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -163,6 +171,7 @@ class RefundOutputSerializer(serializers.ModelSerializer):
             "failureCode",
             "failureMessage",
             "timestamp",
+            "settlementId",
             "createdAt",
             "updatedAt",
         ]

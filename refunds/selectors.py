@@ -1,5 +1,7 @@
 """Refund reads for the API: what a caller may see, one refund by id."""
 
+from collections.abc import Callable
+
 from django.db.models import QuerySet
 
 from payments.models import Payment
@@ -9,11 +11,20 @@ from pgi.merchants.principals import Principal
 
 from .models import REFUND_ID_PREFIX, Refund
 
+# As payments.selectors: columns that apps above refunds add to its API's rows (settlements.apps).
+_LIST_ANNOTATIONS: dict[str, Callable[[], object]] = {}
+
+
+def refund_annotation_register(name: str, expression: Callable[[], object]) -> None:
+    _LIST_ANNOTATIONS[name] = expression
+
 
 def refund_list(*, principal: Principal, payment: Payment | None = None) -> QuerySet[Refund]:
     """The refunds the caller may see (its merchant's, or every merchant's for a platform key),
     those of `payment` only when given."""
     qs = Refund.objects.all()
+    if _LIST_ANNOTATIONS:
+        qs = qs.annotate(**{name: make() for name, make in _LIST_ANNOTATIONS.items()})
     if not principal.is_platform:
         qs = qs.filter(merchant=principal.merchant)
     if payment is not None:

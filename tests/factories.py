@@ -4,7 +4,15 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from payments.models import AttentionCode, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus
+from payments.models import (
+    AttentionCode,
+    GatewayOperation,
+    OperationKind,
+    OperationStatus,
+    Payment,
+    PaymentStatus,
+    PaymentStatusChange,
+)
 from pgi.merchants.models import Merchant, MerchantCurrency
 
 
@@ -104,3 +112,37 @@ def put_in_flight(payment_id: str, kind: str, amount=None, key: str = "", look_a
         by_expiry=by_expiry,
         next_look_at=look_at,
     )
+
+
+def captured_payment(*, merchant, amount, currency="USD", captured_at=None, captured_amount=None, **kwargs) -> Payment:
+    """A Completed payment with the status history line settlement reads its capture time from."""
+    captured_at = captured_at or timezone.now()
+    payment = PaymentFactory(
+        merchant=merchant, amount=Decimal(amount), currency=currency, captured_amount=captured_amount,
+        status_changed_at=captured_at, **kwargs,
+    )
+    change = PaymentStatusChange.objects.create(
+        payment=payment, from_status=PaymentStatus.PROCESSING, to_status=PaymentStatus.COMPLETED, source="gateway"
+    )
+    PaymentStatusChange.objects.filter(pk=change.pk).update(created_at=captured_at)
+    return payment
+
+
+def completed_refund(*, payment: Payment, amount, completed_at=None):
+    """A Completed refund of `payment` (its gateway operation succeeded), as the refund job leaves it."""
+    from refunds.models import Refund, RefundStatus
+
+    completed_at = completed_at or timezone.now()
+    operation = GatewayOperation.objects.create(
+        payment=payment, kind=OperationKind.REFUND, amount=Decimal(amount),
+        idempotency_key=f"ref-{payment.pk}-{GatewayOperation.objects.count()}", status=OperationStatus.SUCCEEDED,
+    )
+    refund = Refund.objects.create(
+        payment=payment, merchant=payment.merchant, operation=operation, amount=Decimal(amount),
+        currency=payment.currency, status=RefundStatus.COMPLETED, status_changed_at=completed_at, gateway=payment.gateway,
+    )
+    Payment.objects.filter(pk=payment.pk).update(
+        refunded_amount=payment.refunded_amount + Decimal(amount), status=PaymentStatus.PARTIALLY_REFUNDED
+    )
+    payment.refresh_from_db()
+    return refund

@@ -69,6 +69,13 @@ DOMAIN_FILES = python_files(
     "refunds/selectors.py",
     "refunds/tasks.py",
     "refunds/handlers.py",
+    "settlements/services.py",
+    "settlements/models.py",
+    "settlements/selectors.py",
+    "settlements/tasks.py",
+    "settlements/fees.py",
+    "settlements/payout_files.py",
+    "settlements/signals.py",
     "gateways",
     exclude=("gateways/apis.py",),  # the webhook intake view: HTTP-facing by design
 )

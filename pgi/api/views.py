@@ -61,6 +61,7 @@ class ApiIndexApi(ApiView):
                 "links": {
                     "payments": link("payments"),
                     "refunds": link("refunds"),
+                    "settlements": link("settlements"),
                     "schema": link("schema"),
                     "swaggerUi": link("swagger-ui"),
                     "redoc": link("redoc"),

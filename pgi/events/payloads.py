@@ -14,6 +14,7 @@ from django.conf import settings
 from payments.models import Payment, PaymentStatus
 from pgi.money import quantize
 from refunds.models import Refund, RefundStatus
+from settlements.models import SettlementBatch
 
 from .models import OutboxEvent
 
@@ -123,6 +124,38 @@ def refund_message(*, refund: Refund, from_status: str, now: datetime) -> dict:
     return _envelope(event_type, refund.payment_id, _failure(details, refund), now)
 
 
+SETTLEMENT_COMPLETED = "SETTLEMENT_COMPLETED"
+
+
+def settlement_message(*, batch: SettlementBatch, now: datetime) -> dict:
+    """The payment-events message for a settlement batch just made. Its own envelope: it names a
+    batch (settlementId, also the Kafka key), not a payment."""
+    def money(amount):
+        return quantize(amount, batch.currency)
+
+    return {
+        "event": SETTLEMENT_COMPLETED,
+        "eventId": str(uuid.uuid4()),
+        "eventVersion": EVENT_VERSION,
+        "occurredAt": utc_text(now),
+        "settlementId": batch.pk,
+        "details": {
+            "merchant": batch.merchant.code,
+            "currency": batch.currency,
+            "cutoff": utc_text(batch.cutoff),
+            "grossAmount": money(batch.gross_amount),
+            "refundAmount": money(batch.refund_amount),
+            "feeAmount": money(batch.fee_amount),
+            "carriedAmount": money(batch.carried_amount),
+            "netAmount": money(batch.net_amount),
+            "paymentCount": batch.payment_count,
+            "refundCount": batch.refund_count,
+            "payoutStatus": batch.status,
+            "payoutDate": batch.payout_date.isoformat(),
+        },
+    }
+
+
 _SENTENCES = {
     "PAYMENT_PROCESSED": "Payment {id} of {money} to {merchant} completed.",
     "PAYMENT_FAILED": "Payment {id} of {money} to {merchant} failed{why}.",
@@ -159,7 +192,7 @@ def _row(topic: str, message: dict, merchant_id: int | None) -> OutboxEvent:
     return OutboxEvent(
         event_id=uuid.UUID(message["eventId"]),
         topic=topic,
-        key=message["paymentId"],
+        key=message.get("paymentId") or message["settlementId"],
         event_type=message["event"],
         payload=message,
         body=json_text(message),

@@ -13,9 +13,11 @@ from payments.models import Payment
 from payments.signals import payment_status_changed
 from refunds.models import Refund
 from refunds.signals import refund_status_changed, refunds_received_in_bulk
+from settlements.models import SettlementBatch
+from settlements.signals import settlement_completed
 
 from .models import OutboxEvent
-from .payloads import outbox_rows, payment_message, refund_message
+from .payloads import outbox_rows, payment_message, refund_message, settlement_message
 
 
 @receiver(payment_status_changed, sender=Payment, dispatch_uid="events.payment_status_changed")
@@ -29,6 +31,10 @@ def refund_status_changed_write(sender, *, refund: Refund, from_status: str, **k
     message = refund_message(refund=refund, from_status=from_status, now=timezone.now())
     OutboxEvent.objects.bulk_create(outbox_rows(message, merchant_id=refund.merchant_id))
 
+
+@receiver(settlement_completed, sender=SettlementBatch, dispatch_uid="events.settlement_completed")
+def settlement_completed_write(sender, *, batch: SettlementBatch, **kwargs) -> None:
+    OutboxEvent.objects.bulk_create(outbox_rows(settlement_message(batch=batch, now=timezone.now())))
 
 
 @receiver(refunds_received_in_bulk, sender=Refund, dispatch_uid="events.refunds_received_in_bulk")

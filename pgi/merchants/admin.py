@@ -98,7 +98,7 @@ class MerchantAdmin(admin.ModelAdmin):
         return ["code", *fields] if obj else fields
 
     def get_fields(self, request, obj=None):
-        fields = ["code", "name", "is_active"]
+        fields = ["code", "name", "is_active", "settlement_iban", "settlement_bic"]
         return [*fields, "issue_key", "created_at", "updated_at"] if obj else fields
 
     def has_delete_permission(self, request, obj=None):

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -10,10 +11,39 @@ merchant_code_validator = RegexValidator(
 )
 
 
+def validate_iban(value: str) -> None:
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        IBAN(value)
+    except SchwiftyException as exc:
+        raise ValidationError(f"Not a valid IBAN: {exc}") from exc
+
+
+def validate_bic(value: str) -> None:
+    from schwifty import BIC
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        BIC(value)
+    except SchwiftyException as exc:
+        raise ValidationError(f"Not a valid BIC: {exc}") from exc
+
+
 class Merchant(models.Model):
     code = models.CharField(max_length=64, unique=True, validators=[merchant_code_validator])
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
+    # Where settlement pays the merchant (settlements: payout files). Kept compact and upper case.
+    settlement_iban = models.CharField(
+        "settlement IBAN", max_length=34, blank=True, default="", validators=[validate_iban],
+        help_text="The account settlement batches are paid to.",
+    )
+    settlement_bic = models.CharField(
+        "settlement BIC", max_length=11, blank=True, default="", validators=[validate_bic],
+        help_text="Its bank's BIC (optional inside SEPA).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -22,6 +52,10 @@ class Merchant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} ({self.name})"
+
+    def clean(self):
+        self.settlement_iban = self.settlement_iban.replace(" ", "").upper()
+        self.settlement_bic = self.settlement_bic.replace(" ", "").upper()
 
 
 class MerchantCurrency(models.Model):

@@ -19,6 +19,7 @@ def test_the_api_root_links_to_payments_the_schema_and_the_docs_without_a_key(pa
     assert links == {
         "payments": "http://testserver/v1/payments",
         "refunds": "http://testserver/v1/refunds",
+        "settlements": "http://testserver/v1/settlements",
         "schema": "http://testserver/v1/schema",
         "swaggerUi": "http://testserver/v1/schema/swagger",
         "redoc": "http://testserver/v1/schema/redoc",

@@ -325,7 +325,7 @@ def test_amounts_are_exact_decimals_everywhere(schema):
 def test_payments_come_before_the_gateways_webhook(schema):
     paths = list(schema["paths"])
 
-    assert [tag["name"] for tag in schema["tags"]] == ["Payments", "Refunds", "Webhooks", "Gateways"]
+    assert [tag["name"] for tag in schema["tags"]] == ["Payments", "Refunds", "Settlements", "Webhooks", "Gateways"]
     assert paths[0] == "/v1/payments"
     assert paths[-1] == "/v1/gateways/{code}/webhooks"
     webhook = schema["paths"]["/v1/gateways/{code}/webhooks"]["post"]

@@ -35,6 +35,7 @@ def validator(name: str) -> Draft202012Validator:
 SCHEMA_FOR_TOPIC_AND_KIND = {
     ("payment-events", "PAYMENT"): "payment-event.schema.json",
     ("payment-events", "REFUND"): "refund-event.schema.json",
+    ("payment-events", "SETTLEMENT"): "settlement-event.schema.json",
     ("payment-notifications", "PAYMENT"): "payment-notification.schema.json",
     ("payment-notifications", "REFUND"): "payment-notification.schema.json",
 }

@@ -61,6 +61,12 @@ def test_payments_imports_no_refunds_or_settlements():
     assert forbidden_imports("payments", ("refunds", "settlements")) == {}
 
 
+def test_refunds_imports_no_settlements():
+    # Settlement reads payments and refunds; they never know it (their API rows take the settlement
+    # id from an annotation settlements registers: payments.selectors, refunds.selectors).
+    assert forbidden_imports("refunds", ("settlements",)) == {}
+
+
 def test_pgi_imports_no_domain_app_and_no_gateway():
     # pgi/merchants, pgi/api, pgi/web and pgi/*.py: URLs and settings name the apps as strings only.
     # pgi/events is the one listener above them all (DESIGN: it listens to the domain apps' signals).
@@ -72,16 +78,14 @@ def test_the_domain_apps_import_no_events_and_no_webhooks():
     # They send signals; pgi/events receives them, and pgi/webhooks reads its outbox. A domain app
     # importing either would turn that round.
     listeners = ("pgi.events", "pgi.webhooks")
-    assert {app: forbidden_imports(app, listeners) for app in ("gateways", "payments", "refunds")} == {
-        "gateways": {}, "payments": {}, "refunds": {}
-    }
+    apps = ("gateways", "payments", "refunds", "settlements")
+    assert {app: forbidden_imports(app, listeners) for app in apps} == dict.fromkeys(apps, {})
 
 
 def test_the_domain_apps_import_no_payment_requests():
     # payment_requests is an interface above payments (a Kafka consumer, as the API is an HTTP one).
-    assert {app: forbidden_imports(app, ("payment_requests",)) for app in ("gateways", "payments", "refunds")} == {
-        "gateways": {}, "payments": {}, "refunds": {}
-    }
+    apps = ("gateways", "payments", "refunds", "settlements")
+    assert {app: forbidden_imports(app, ("payment_requests",)) for app in apps} == dict.fromkeys(apps, {})
 
 
 @pytest.mark.parametrize("app", ["gateways", "payments"])

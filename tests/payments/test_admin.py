@@ -295,13 +295,17 @@ def listed_urls(response) -> set[str]:
 def test_index_puts_payments_merchants_and_gateways_first_and_engineering_last(admin_client):
     response = admin_client.get(reverse("admin:index"))
 
-    assert sections(response) == ["Payments and refunds", "Merchants", "Gateways", "Engineering"]
+    assert sections(response) == [
+        "Payments and refunds", "Merchants", "Gateways", "Settlement and reconciliation", "Engineering"
+    ]
     gateways = response.context["app_list"][2]["models"]
     assert [entry["admin_url"] for entry in gateways] == [
         reverse("admin:gateways_status"),
         reverse("admin:gateways_gatewaynotification_changelist"),
     ]
-    engineering = {entry["admin_url"] for entry in response.context["app_list"][3]["models"]}
+    settlement = [entry["admin_url"] for entry in response.context["app_list"][3]["models"]]
+    assert reverse("admin:settlements_settlementbatch_changelist") in settlement
+    engineering = {entry["admin_url"] for entry in response.context["app_list"][4]["models"]}
     assert reverse("admin:api_idempotencyrecord_changelist") in engineering
     assert reverse("admin:django_celery_beat_solarschedule_changelist") in engineering
     assert reverse("admin:auth_group_changelist") in engineering

@@ -26,6 +26,7 @@ DESIGN_EXTRAS = {
     "capturedAmount",
     "authorizationExpiresAt",
     "pendingOperation",
+    "settlementId",
     "createdAt",
     "updatedAt",
 }

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 REFUNDS_URL = "/v1/refunds"
 REFUND_FIELDS = {
     "id", "paymentId", "amount", "currency", "status", "reason", "metadata", "gateway", "gatewayReference",
-    "failureCode", "failureMessage", "timestamp", "createdAt", "updatedAt",
+    "failureCode", "failureMessage", "timestamp", "settlementId", "createdAt", "updatedAt",
 }
 
 

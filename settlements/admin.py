@@ -1,0 +1,291 @@
+"""Staff admin for settlement: fee plans (editable), batches and their lines (read-only), payout
+files as downloads, and the few things staff do to a batch: mark it paid out, hold it (with a
+reason, on a confirmation page), release a hold, build its payout files again. Every change goes
+through settlements.services (the batch's row lock, the history line)."""
+
+import csv
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from pgi.admin_format import instant
+from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.errors import BusinessRuleViolation
+from pgi.money import fits_currency, format_money, is_payable_currency, quantize
+
+from .models import (
+    BatchStatus,
+    FeePlan,
+    FeePlanCurrency,
+    PayoutFile,
+    SettlementBatch,
+    SettlementLine,
+    SettlementStatusChange,
+)
+from .services import payout_files_generate, settlement_batch_move
+
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pain001": "application/xml"}
+
+
+class FeePlanCurrencyForm(forms.ModelForm):
+    class Meta:
+        model = FeePlanCurrency
+        fields = ["currency", "fixed", "minimum"]
+
+    def clean(self):
+        data = super().clean()
+        currency = data.get("currency", "")
+        if currency and not is_payable_currency(currency):
+            self.add_error("currency", "Not an ISO 4217 currency code (upper case, e.g. USD).")
+            return data
+        for name in ("fixed", "minimum"):
+            value = data.get(name)
+            if currency and value is not None and not fits_currency(value, currency):
+                self.add_error(name, f"More decimals than {currency} has.")
+        return data
+
+
+class FeePlanCurrencyInline(admin.TabularInline):
+    model = FeePlanCurrency
+    form = FeePlanCurrencyForm
+    extra = 1
+
+
+@admin.register(FeePlan)
+class FeePlanAdmin(admin.ModelAdmin):
+    list_display = ["merchant", "basis_points", "currencies"]
+    list_select_related = ["merchant"]
+    search_fields = ["merchant__code", "merchant__name"]
+    autocomplete_fields = ["merchant"]
+    inlines = [FeePlanCurrencyInline]
+
+    @admin.display(description="fixed and minimum")
+    def currencies(self, obj: FeePlan) -> str:
+        return ", ".join(
+            f"{c.currency} +{c.fixed}" + (f" (min {c.minimum})" if c.minimum is not None else "")
+            for c in obj.currencies.all()
+        ) or "-"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("currencies")
+
+
+class StatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = SettlementStatusChange
+    fields = ["at", "from_status", "to_status", "reason", "changed_by"]
+    extra = 0
+    can_delete = False
+    verbose_name = "payout status change"
+    verbose_name_plural = "payout status history"
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("settlements.view_settlementbatch")
+
+    @admin.display(description="at (UTC)")
+    def at(self, obj: SettlementStatusChange) -> str:
+        return instant(obj.created_at)
+
+
+class HoldForm(forms.Form):
+    reason = forms.CharField(
+        max_length=200, help_text="Why the payout is held (recorded in the batch's history).", strip=True
+    )
+
+
+@admin.register(SettlementBatch)
+class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "merchant_code", "currency", "cutoff_display", "net_display", "status", "payout_date"]
+    list_filter = ["status", "currency", "merchant", ("cutoff", admin.DateFieldListFilter)]
+    list_select_related = ["merchant"]
+    show_full_result_count = False
+    search_fields = ["=id", "=merchant__code"]
+    actions = ["mark_paid_out", "hold", "release", "regenerate_files"]
+    inlines = [StatusChangeInline]
+    fieldsets = [
+        ("Batch", {"fields": ["id", "merchant", "currency", "cutoff_display", "status", "status_reason", "payout_date"]}),
+        (
+            "Totals",
+            {"fields": ["gross_display", "refund_display", "fee_display", "carried_display", "net_display", "counts", "lines_link"]},
+        ),
+        ("Fee plan applied", {"fields": ["fee_basis_points", "fee_fixed", "fee_minimum"]}),
+        ("Payee", {"fields": ["payee_name", "payee_iban", "payee_bic", "files"]}),
+    ]
+
+    def get_urls(self):
+        download = path(
+            "<path:object_id>/file/<str:kind>/",
+            self.admin_site.admin_view(self.file_view),
+            name="settlements_settlementbatch_file",
+        )
+        statement = path(
+            "<path:object_id>/statement.csv",
+            self.admin_site.admin_view(self.statement_view),
+            name="settlements_settlementbatch_statement",
+        )
+        return [download, statement, *super().get_urls()]
+
+    def file_view(self, request, object_id: str, kind: str):
+        """A payout file as stored, byte for byte, to staff who may see the batch."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        file = PayoutFile.objects.filter(batch_id=object_id, kind=kind).first()
+        if file is None:
+            raise Http404("No such payout file.")
+        response = HttpResponse(bytes(file.content), content_type=CONTENT_TYPES[file.kind])
+        response["Content-Disposition"] = f'attachment; filename="{file.name}"'
+        response["X-Content-SHA256"] = file.sha256
+        return response
+
+    def statement_view(self, request, object_id: str):
+        """The batch's lines as CSV (the merchant statement), streamed: a batch may have a million."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        batch = get_object_or_404(SettlementBatch, pk=object_id)
+
+        class Echo:
+            def write(self, value):
+                return value
+
+        writer = csv.writer(Echo(), quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+
+        def rows():
+            yield writer.writerow(["kind", "payment_id", "refund_id", "carried_batch_id", "amount", "fee", "net", "occurred_at"])
+            lines = SettlementLine.objects.filter(batch=batch).order_by("id").values_list(
+                "kind", "payment_id", "refund_id", "carried_batch_id", "amount", "fee", "net", "occurred_at"
+            )
+            for kind, payment, refund, carried, amount, fee, net, at in lines.iterator(chunk_size=5000):
+                money = [str(quantize(value, batch.currency)) for value in (amount, fee, net)]
+                yield writer.writerow([kind, payment or "", refund or "", carried or "", *money, instant(at)])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{batch.id}-statement.csv"'
+        return response
+
+    # --- Actions, each behind a permission of its own ---------------------------------------------
+
+    def has_mark_paid_out_permission(self, request) -> bool:
+        return request.user.has_perm("settlements.mark_paid_out_settlementbatch")
+
+    def has_hold_permission(self, request) -> bool:
+        return request.user.has_perm("settlements.hold_settlementbatch")
+
+    def _move(self, request, queryset, to_status: str, reason: str, done: str) -> None:
+        user, moved = request.user.get_username(), 0
+        for batch_id in queryset.order_by("created_at", "id").values_list("pk", flat=True):
+            try:
+                settlement_batch_move(batch_id=batch_id, to_status=to_status, staff_user=user, reason=reason)
+            except BusinessRuleViolation as exc:
+                self.message_user(request, f"Batch {batch_id}: {exc.message} ({exc.code})", messages.ERROR)
+                continue
+            moved += 1
+        if moved:
+            self.message_user(request, f"{done} {moved} batch{pluralize(moved, 'es')}.", messages.SUCCESS)
+
+    @admin.action(description="Mark the selected batches paid out", permissions=["mark_paid_out"])
+    def mark_paid_out(self, request, queryset):
+        self._move(request, queryset, BatchStatus.PAID_OUT, "", "Marked paid out:")
+
+    @admin.action(description="Release the selected held batches", permissions=["hold"])
+    def release(self, request, queryset):
+        self._move(request, queryset, BatchStatus.PENDING, "released", "Released:")
+
+    @admin.action(description="Hold the selected batches…", permissions=["hold"])
+    def hold(self, request, queryset):
+        """A confirmation page with the reason first; its form posts back here with `post`."""
+        form = HoldForm(request.POST if request.POST.get("post") else None)
+        if form.is_bound and form.is_valid():
+            self._move(request, queryset, BatchStatus.HELD, form.cleaned_data["reason"], "Held:")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Hold settlement batches",
+            "opts": self.opts,
+            "form": form,
+            "batches": list(queryset.select_related("merchant").order_by("created_at", "id")),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/settlements/settlementbatch/hold_confirmation.html", context)
+
+    @admin.action(description="Build the payout files of the selected batches again", permissions=["hold"])
+    def regenerate_files(self, request, queryset):
+        for batch in queryset.select_related("merchant"):
+            before = dict(batch.payout_files.values_list("kind", "sha256"))
+            try:
+                files = payout_files_generate(batch=batch)
+            except BusinessRuleViolation as exc:
+                self.message_user(request, f"Batch {batch.id}: {exc.message} ({exc.code})", messages.ERROR)
+                continue
+            same = all(before.get(f.kind) == f.sha256 for f in files)
+            note = "identical to the stored files" if before and same else "stored"
+            self.message_user(request, f"Batch {batch.id}: payout files built, {note}.", messages.SUCCESS)
+
+    # --- Columns and fields ---------------------------------------------------------------------
+
+    @admin.display(description="merchant", ordering="merchant__code")
+    def merchant_code(self, obj: SettlementBatch) -> str:
+        return obj.merchant.code
+
+    @admin.display(description="cut-off (UTC)", ordering="cutoff")
+    def cutoff_display(self, obj: SettlementBatch) -> str:
+        return instant(obj.cutoff)
+
+    @admin.display(description="net", ordering="net_amount")
+    def net_display(self, obj: SettlementBatch) -> str:
+        return format_money(obj.net_amount, obj.currency)
+
+    @admin.display(description="gross (payments)")
+    def gross_display(self, obj: SettlementBatch) -> str:
+        return format_money(obj.gross_amount, obj.currency)
+
+    @admin.display(description="refunds")
+    def refund_display(self, obj: SettlementBatch) -> str:
+        return format_money(obj.refund_amount, obj.currency)
+
+    @admin.display(description="fees")
+    def fee_display(self, obj: SettlementBatch) -> str:
+        return format_money(obj.fee_amount, obj.currency)
+
+    @admin.display(description="carried forward")
+    def carried_display(self, obj: SettlementBatch) -> str:
+        return format_money(obj.carried_amount, obj.currency)
+
+    @admin.display(description="lines")
+    def counts(self, obj: SettlementBatch) -> str:
+        return f"{obj.payment_count} payment(s), {obj.refund_count} refund(s)"
+
+    @admin.display(description="lines and statement")
+    def lines_link(self, obj: SettlementBatch) -> str:
+        lines = reverse("admin:settlements_settlementline_changelist") + f"?batch__id__exact={obj.pk}"
+        statement = reverse("admin:settlements_settlementbatch_statement", args=[obj.pk])
+        return format_html('<a href="{}">Lines</a> · <a href="{}">Statement (CSV)</a>', lines, statement)
+
+    @admin.display(description="payout files")
+    def files(self, obj: SettlementBatch) -> str:
+        files = [
+            (reverse("admin:settlements_settlementbatch_file", args=[obj.pk, f.kind]), f.name, f.sha256[:12])
+            for f in obj.payout_files.all()
+        ]
+        return format_html_join(" · ", '<a href="{}">{}</a> (sha256 {}…)', files) if files else "-"
+
+
+@admin.register(SettlementLine)
+class SettlementLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "batch", "kind", "payment_id", "refund_id", "carried_batch_id", "amount", "fee", "net", "occurred"]
+    list_filter = ["kind"]
+    show_full_result_count = False
+    list_per_page = 100
+    search_fields = ["=payment__id", "=refund__id", "=batch__id"]
+    fields = ["batch", "kind", "payment", "refund", "carried_batch", "amount", "fee", "net", "occurred"]
+
+    @admin.display(description="captured or refunded (UTC)", ordering="occurred_at")
+    def occurred(self, obj: SettlementLine) -> str:
+        return instant(obj.occurred_at)

@@ -1,0 +1,94 @@
+"""Settle now, as beat's `settle-daily` job does, with a progress bar (one step per merchant and currency).
+
+    manage.py settle                                   up to the latest cut-off (the job's schedule)
+    manage.py settle --cutoff 2026-12-01T00:00:00Z     up to that moment (naive: in the settlement time zone)
+    manage.py settle --cutoff … --merchant shop-1      that merchant only
+    manage.py settle --cutoff … --dry-run              the totals each batch would have; writes nothing
+    manage.py settle --full                            every payment ever, not only PGI_SETTLEMENT lookback_days
+
+Running a cut-off again adds nothing: its batches exist.
+"""
+
+import datetime as dt
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
+from tqdm import tqdm
+
+from pgi.errors import ApplicationError
+from pgi.merchants.models import Merchant
+from pgi.money import format_money
+from settlements.services import (
+    settlement_cutoff_latest,
+    settlement_pairs,
+    settlement_run,
+    settlement_schedule,
+)
+
+
+def _cutoff(text: str | None) -> dt.datetime:
+    if not text:
+        return settlement_cutoff_latest()
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise CommandError(f"--cutoff {text!r} is not an ISO 8601 date and time.")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=settlement_schedule()[1])
+    return moment.astimezone(dt.UTC)
+
+
+class Command(BaseCommand):
+    help = "Settle captured payments and completed refunds up to a cut-off, one batch per merchant and currency."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--cutoff", help="ISO 8601; default: the latest cut-off of the settle-daily schedule.")
+        parser.add_argument("--merchant", help="A merchant code: settle this merchant only.")
+        parser.add_argument("--dry-run", action="store_true", help="Show each batch's totals; write nothing.")
+        parser.add_argument(
+            "--full", action="store_true", help="Look at every payment and refund ever, not only the lookback window."
+        )
+
+    def handle(self, *args, cutoff: str | None, merchant: str | None, dry_run: bool, full: bool, **options):
+        moment = _cutoff(cutoff)
+        chosen = None
+        if merchant:
+            chosen = Merchant.objects.filter(code=merchant).first()
+            if chosen is None:
+                raise CommandError(f"No merchant {merchant!r}.")
+        codes = dict(Merchant.objects.values_list("pk", "code"))
+        try:
+            pairs = settlement_pairs(cutoff=moment, merchant=chosen, full=full)
+        except ApplicationError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s) to settle")
+        created = existing = 0
+        # The bar counts merchants and currencies: the lines of all of them are one INSERT (the bar
+        # waits through it), then each batch gets its totals, files and event.
+        # tqdm writes \r updates: the raw stream, not Django's wrapper that ends every write with a newline.
+        with tqdm(total=len(pairs), unit="batch", file=self.stderr._out, disable=options["verbosity"] == 0) as bar:
+
+            def progress(outcome) -> None:
+                nonlocal created, existing
+                created += outcome.created
+                existing += not outcome.created
+                bar.update(1)
+                if dry_run and outcome.totals is not None:
+                    t = outcome.totals
+                    bar.write(
+                        f"{codes[outcome.merchant_id]} {outcome.currency}: {t.payments} payment(s), "
+                        f"{t.refunds_count} refund(s), net {format_money(t.net, outcome.currency)}",
+                        file=self.stdout._out,
+                    )
+
+            started = time.monotonic()
+            try:
+                settlement_run(cutoff=moment, merchant=chosen, dry_run=dry_run, progress=progress, full=full)
+            except ApplicationError as exc:
+                raise CommandError(str(exc)) from exc
+        if not dry_run:
+            seconds = time.monotonic() - started
+            self.stdout.write(f"batches created {created}, already settled or empty {existing} in {seconds:.2f} s")

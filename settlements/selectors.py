@@ -1,0 +1,44 @@
+"""Settlement reads: a merchant's batches and their lines, and the settlement id of a payment or refund."""
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from pgi.errors import NotFound
+from pgi.ids import is_id
+from pgi.merchants.principals import Principal
+
+from .models import SETTLEMENT_ID_PREFIX, LineKind, SettlementBatch, SettlementLine
+
+
+def payment_settlement_id() -> Subquery:
+    """The batch holding the payment's line (unique: settlement_payment_once), for payment_list."""
+    lines = SettlementLine.objects.filter(payment=OuterRef("pk"), kind=LineKind.PAYMENT).values("batch_id")
+    return Subquery(lines[:1])
+
+
+def refund_settlement_id() -> Subquery:
+    """The batch holding the refund's line (unique: settlement_refund_once), for refund_list."""
+    lines = SettlementLine.objects.filter(refund=OuterRef("pk"), refund__isnull=False).values("batch_id")
+    return Subquery(lines[:1])
+
+
+def settlement_list(*, principal: Principal) -> QuerySet[SettlementBatch]:
+    """The batches the caller may see: its merchant's, or every merchant's for a platform key."""
+    qs = SettlementBatch.objects.select_related("merchant")
+    if not principal.is_platform:
+        qs = qs.filter(merchant=principal.merchant)
+    return qs
+
+
+def settlement_get(*, principal: Principal, settlement_id: str) -> SettlementBatch:
+    """Raises NotFound for a batch that does not exist or that the caller may not see (another
+    merchant's batch is as unknown as none); an id no batch can have is refused without a query."""
+    batch = None
+    if is_id(settlement_id, SETTLEMENT_ID_PREFIX):
+        batch = settlement_list(principal=principal).filter(pk=settlement_id).first()
+    if batch is None:
+        raise NotFound("No settlement with this id.", code="SETTLEMENT_NOT_FOUND")
+    return batch
+
+
+def settlement_lines(*, batch: SettlementBatch) -> QuerySet[SettlementLine]:
+    return SettlementLine.objects.filter(batch=batch).order_by("id")

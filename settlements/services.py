@@ -1,0 +1,461 @@
+"""Settlement writes: the batch run (set-based SQL), payout status changes, payout files.
+
+A run settles, per merchant and currency, every captured payment and every completed refund up to
+the cut-off that no batch holds yet, all in one transaction: an advisory lock (one run at a time),
+a batch row per merchant and currency (unique on merchant, currency and cut-off: a rerun finds them
+and stops), the lines of all of them in one INSERT … SELECT (each payment and refund unique among
+lines: settled once), and each batch's totals as sums over exactly the lines inserted. Python never
+loops over the rows.
+"""
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from payments.models import Payment, PaymentStatus, PaymentStatusChange
+from pgi.errors import BusinessRuleViolation
+from pgi.merchants.models import Merchant
+from pgi.text import clip
+from refunds.models import Refund, RefundStatus
+
+from .fees import Fee, fee_params, fee_sql
+from .models import (
+    BATCH_TRANSITIONS,
+    BatchStatus,
+    FeePlanCurrency,
+    LineKind,
+    PayoutFile,
+    SettlementBatch,
+    SettlementLine,
+    SettlementStatusChange,
+    new_settlement_id,
+)
+from .payout_files import InvalidPayoutFile, payout_file_builders
+from .signals import settlement_completed
+
+# pg_advisory_xact_lock(LOCK_CLASS, 0): one settlement run at a time.
+LOCK_CLASS = 0x5E77
+# Money taken: the captured amount (all of it unless a capture took part). Refunds are lines of their own.
+CHARGED = (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+SYSTEM = "system"
+
+P = Payment._meta.db_table
+C = PaymentStatusChange._meta.db_table
+R = Refund._meta.db_table
+B = SettlementBatch._meta.db_table
+L = SettlementLine._meta.db_table
+
+
+def settlement_settings() -> dict:
+    return {
+        "cutoff_time": "00:00",
+        "time_zone": "UTC",
+        "payout_days": 1,
+        "lookback_days": 31,
+        "debtor_name": "PGI Bank",
+        "debtor_iban": "",
+        "debtor_bic": "",
+        **getattr(settings, "PGI_SETTLEMENT", {}),
+    }
+
+
+SCHEDULE_NAME = "settle-daily"
+
+
+def settlement_schedule() -> tuple[dt.time, zoneinfo.ZoneInfo]:
+    """The daily cut-off time and its time zone: those of beat's `settle-daily` crontab as staff
+    left it in the admin (when it names one hour and one minute), else PGI_SETTLEMENT's."""
+    from django_celery_beat.models import PeriodicTask
+
+    config = settlement_settings()
+    task = PeriodicTask.objects.filter(name=SCHEDULE_NAME).select_related("crontab").first()
+    crontab = task.crontab if task is not None else None
+    if crontab is not None and crontab.hour.isdigit() and crontab.minute.isdigit():
+        return dt.time(int(crontab.hour), int(crontab.minute)), zoneinfo.ZoneInfo(str(crontab.timezone))
+    hour, minute = (int(part) for part in config["cutoff_time"].split(":"))
+    return dt.time(hour, minute), zoneinfo.ZoneInfo(config["time_zone"])
+
+
+def settlement_cutoff_latest(now: dt.datetime | None = None) -> dt.datetime:
+    """The most recent cut-off at or before `now`: today's cut-off time in the settlement time
+    zone if it has passed, else yesterday's. What the daily beat job settles up to, so a late or
+    repeated run settles the same cut-off."""
+    at, zone = settlement_schedule()
+    local = (now or timezone.now()).astimezone(zone)
+    cutoff = dt.datetime.combine(local.date(), at, tzinfo=zone)
+    if cutoff > local:
+        cutoff = dt.datetime.combine(local.date() - dt.timedelta(days=1), at, tzinfo=zone)
+    return cutoff.astimezone(dt.UTC)
+
+
+def payout_date_for(cutoff: dt.datetime) -> dt.date:
+    """The cut-off's local date plus payout_days, moved past a weekend."""
+    _, zone = settlement_schedule()
+    day = cutoff.astimezone(zone).date() + dt.timedelta(days=settlement_settings()["payout_days"])
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return day
+
+
+def _require_postgresql() -> None:
+    # Advisory locks, numeric arithmetic (SQLite's is floating point: no place for money), INSERT
+    # in a CTE: the settlement SQL is PostgreSQL's. `make run` on SQLite skips the job (tasks.py).
+    if connection.vendor != "postgresql":
+        raise BusinessRuleViolation("Settlement runs on PostgreSQL only.", code="SETTLEMENT_NEEDS_POSTGRESQL")
+
+
+@dataclass(frozen=True)
+class Pair:
+    merchant_id: int
+    currency: str
+
+
+def _unsettled_payments(where_merchant: str = "", join: str = "") -> str:
+    """Captured payments up to %(cutoff)s on no payment line, flagged ones left until staff clear them.
+    When a payment was captured is the time of its move to Completed in its status history.
+
+    %(since)s bounds the scan (the payment_status_changed index): a payment captured since then has
+    its status changed since then. None: every payment ever captured (a full sweep)."""
+    charged = ", ".join(f"'{status}'" for status in CHARGED)
+    return (
+        f"FROM {P} p JOIN {C} c ON c.payment_id = p.id AND c.to_status = 'Completed' {join}"
+        f" WHERE p.status IN ({charged}) AND NOT p.needs_attention AND c.created_at <= %(cutoff)s {where_merchant}"
+        " AND (%(since)s::timestamptz IS NULL OR p.status_changed_at >= %(since)s)"
+        f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.payment_id = p.id AND l.kind = 'payment')"
+    )
+
+
+def _unsettled_refunds(where_merchant: str = "", join: str = "") -> str:
+    """Completed refunds up to %(cutoff)s on no line; created since %(since)s unless None."""
+    return (
+        f"FROM {R} r {join} WHERE r.status = '{RefundStatus.COMPLETED}' AND r.status_changed_at <= %(cutoff)s {where_merchant}"
+        " AND (%(since)s::timestamptz IS NULL OR r.created_at >= %(since)s)"
+        f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.refund_id = r.id AND l.refund_id IS NOT NULL)"
+    )
+
+
+def settlement_since(cutoff: dt.datetime, *, full: bool = False) -> dt.datetime | None:
+    """How far back a run looks for what is not settled yet: PGI_SETTLEMENT lookback_days before the
+    cut-off, so a run reads the recent payments only, not every payment ever captured. A full sweep
+    (None) also finds older stragglers: a payment flagged for weeks and then cleared."""
+    return None if full else cutoff - dt.timedelta(days=settlement_settings()["lookback_days"])
+
+
+def settlement_pairs(*, cutoff: dt.datetime, merchant: Merchant | None = None, full: bool = False) -> list[Pair]:
+    """The merchants and currencies with something to settle up to the cut-off."""
+    _require_postgresql()
+    params = {
+        "cutoff": cutoff, "since": settlement_since(cutoff, full=full), "merchant": merchant.pk if merchant else None
+    }
+    sql = (
+        f"SELECT p.merchant_id, p.currency {_unsettled_payments('AND (%(merchant)s::bigint IS NULL OR p.merchant_id = %(merchant)s)')}"
+        f" UNION SELECT r.merchant_id, r.currency {_unsettled_refunds('AND (%(merchant)s::bigint IS NULL OR r.merchant_id = %(merchant)s)')}"
+        " ORDER BY 1, 2"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [Pair(merchant_id, currency) for merchant_id, currency in cursor.fetchall()]
+
+
+def merchant_fee(*, merchant_id: int, currency: str) -> Fee:
+    """The merchant's fee in a currency; no plan: no fee; no currency row: the percentage alone."""
+    plan = getattr(Merchant.objects.filter(pk=merchant_id).select_related("fee_plan").first(), "fee_plan", None)
+    if plan is None:
+        return Fee.none()
+    row = FeePlanCurrency.objects.filter(plan=plan, currency=currency).first()
+    if row is None:
+        return Fee(basis_points=plan.basis_points, fixed=Decimal(0), minimum=None)
+    return Fee(basis_points=plan.basis_points, fixed=row.fixed, minimum=row.minimum)
+
+
+def _lines_select(*, batches: str) -> str:
+    """The lines of new batches, for every merchant and currency at once: payments with their fees,
+    refunds, and earlier batches carried forward. `batches` is a relation (batch_id, merchant_id,
+    currency, bps, divisor, unit, fixed, minimum): each row's batch and fee plan."""
+    fee = fee_sql("a.amount", bps="a.bps", divisor="a.divisor", unit="a.unit", fixed="a.fixed", minimum="a.minimum")
+    return (
+        f"SELECT batch_id, '{LineKind.PAYMENT}', id, NULL, NULL, amount, fee, amount - fee, occurred_at FROM"
+        f" (SELECT a.batch_id, a.id, a.amount, a.occurred_at, {fee} AS fee FROM"
+        f"  (SELECT x.*, p.id, COALESCE(p.captured_amount, p.amount) AS amount, c.created_at AS occurred_at"
+        f"   {_unsettled_payments(join=f'JOIN {batches} x ON x.merchant_id = p.merchant_id AND x.currency = p.currency')}"
+        f"  ) a) s"
+        f" UNION ALL SELECT x.batch_id, '{LineKind.REFUND}', r.payment_id, r.id, NULL, r.amount, 0, -r.amount,"
+        f" r.status_changed_at"
+        f" {_unsettled_refunds(join=f'JOIN {batches} x ON x.merchant_id = r.merchant_id AND x.currency = r.currency')}"
+        f" UNION ALL SELECT x.batch_id, '{LineKind.CARRY}', NULL, NULL, b.id, b.net_amount, 0, b.net_amount, b.cutoff"
+        f" FROM {B} b JOIN {batches} x ON x.merchant_id = b.merchant_id AND x.currency = b.currency"
+        f" WHERE b.status = '{BatchStatus.CARRIED_FORWARD}' AND b.cutoff < %(cutoff)s"
+        f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.carried_batch_id = b.id AND l.carried_batch_id IS NOT NULL)"
+    )
+
+
+LINE_COLUMNS = "batch_id, kind, payment_id, refund_id, carried_batch_id, amount, fee, net, occurred_at"
+TOTALS = (
+    "COALESCE(SUM(amount) FILTER (WHERE kind = 'payment'), 0),"
+    " COALESCE(SUM(amount) FILTER (WHERE kind = 'refund'), 0),"
+    " COALESCE(SUM(fee), 0),"
+    " COALESCE(SUM(amount) FILTER (WHERE kind = 'carry'), 0),"
+    " COALESCE(SUM(net), 0),"
+    " COUNT(*) FILTER (WHERE kind = 'payment'),"
+    " COUNT(*) FILTER (WHERE kind = 'refund'),"
+    " COUNT(*)"
+)
+# The batches of a run and their fee plans, from arrays: one row per merchant and currency.
+BATCHES = (
+    "(SELECT * FROM unnest(%(batch_ids)s::text[], %(merchant_ids)s::bigint[], %(currencies)s::text[],"
+    " %(bps)s::integer[], %(divisors)s::numeric[], %(units)s::numeric[], %(fixeds)s::numeric[],"
+    " %(minimums)s::numeric[]) AS t(batch_id, merchant_id, currency, bps, divisor, unit, fixed, minimum))"
+)
+
+
+@dataclass(frozen=True)
+class Totals:
+    gross: Decimal
+    refunds: Decimal
+    fees: Decimal
+    carried: Decimal
+    net: Decimal
+    payments: int
+    refunds_count: int
+    lines: int
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    merchant_id: int
+    currency: str
+    batch_id: str | None  # None: nothing settled (a dry run, an existing batch, or nothing left)
+    created: bool
+    totals: Totals | None
+
+
+def _batch_params(rows: list[tuple[str | None, Pair, Fee]], cutoff: dt.datetime, full: bool) -> dict:
+    """The parameters of _lines_select for (batch id, pair, fee) rows."""
+    fees = [fee_params(fee, pair.currency) for _, pair, fee in rows]
+    return {
+        "cutoff": cutoff,
+        "since": settlement_since(cutoff, full=full),
+        "batch_ids": [batch_id or f"{pair.merchant_id}:{pair.currency}" for batch_id, pair, _ in rows],
+        "merchant_ids": [pair.merchant_id for _, pair, _ in rows],
+        "currencies": [pair.currency for _, pair, _ in rows],
+        "bps": [f["bps"] for f in fees],
+        "divisors": [f["divisor"] for f in fees],
+        "units": [f["unit"] for f in fees],
+        "fixeds": [f["fixed"] for f in fees],
+        "minimums": [f["minimum"] for f in fees],
+    }
+
+
+def settlement_preview(*, pairs: list[Pair], cutoff: dt.datetime, full: bool = False) -> dict[Pair, Totals]:
+    """What settling the pairs now would give, writing nothing (`settle --dry-run`)."""
+    rows = [(None, pair, merchant_fee(merchant_id=pair.merchant_id, currency=pair.currency)) for pair in pairs]
+    sql = (
+        f"SELECT batch_id, {TOTALS} FROM ({_lines_select(batches=BATCHES)}) AS x({LINE_COLUMNS}) GROUP BY batch_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _batch_params(rows, cutoff, full))
+        found = {key: Totals(*values) for key, *values in cursor.fetchall()}
+    empty = Totals(Decimal(0), Decimal(0), Decimal(0), Decimal(0), Decimal(0), 0, 0, 0)
+    return {pair: found.get(f"{pair.merchant_id}:{pair.currency}", empty) for pair in pairs}
+
+
+def _batch_insert(*, pair: Pair, fee: Fee, merchant: Merchant, cutoff: dt.datetime, now: dt.datetime) -> str | None:
+    """The batch row for the pair and cut-off, its totals still zero; None when it exists already."""
+    batch_id = new_settlement_id()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {B} (id, merchant_id, currency, cutoff, status, status_reason, status_changed_at,"
+            " gross_amount, refund_amount, fee_amount, carried_amount, net_amount, payment_count, refund_count,"
+            " fee_basis_points, fee_fixed, fee_minimum, payee_name, payee_iban, payee_bic, payout_date,"
+            " created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, '', %s, 0, 0, 0, 0, 0, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (merchant_id, currency, cutoff) DO NOTHING RETURNING id",
+            [
+                batch_id, pair.merchant_id, pair.currency, cutoff, BatchStatus.PENDING, now,
+                fee.basis_points, fee.fixed, fee.minimum, merchant.name, merchant.settlement_iban,
+                merchant.settlement_bic, payout_date_for(cutoff), now, now,
+            ],
+        )
+        return batch_id if cursor.fetchone() is not None else None
+
+
+def _lines_insert(rows: list[tuple[str, Pair, Fee]], cutoff: dt.datetime, full: bool) -> dict[str, Totals]:
+    """All the new batches' lines in one INSERT … SELECT (one pass over the payments and refunds),
+    and each batch's totals summed over exactly the lines it inserted (RETURNING): {batch id: totals}."""
+    with connection.cursor() as cursor:
+        # The "not settled yet" probes must use the lines' unique indexes. While the lines table
+        # is (or was last analyzed) empty, the planner would scan it instead, once per payment:
+        # inside the INSERT that grows it, that is quadratic (50,000 payments took minutes).
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            f"WITH inserted AS (INSERT INTO {L} ({LINE_COLUMNS}) {_lines_select(batches=BATCHES)}"
+            f" ON CONFLICT DO NOTHING RETURNING {LINE_COLUMNS})"
+            f" SELECT batch_id, {TOTALS} FROM inserted GROUP BY batch_id",
+            _batch_params(rows, cutoff, full),
+        )
+        totals = {batch_id: Totals(*values) for batch_id, *values in cursor.fetchall()}
+        cursor.execute("SET LOCAL enable_seqscan TO DEFAULT")
+    return totals
+
+
+def _batch_finish(*, batch_id: str, totals: Totals, merchant: Merchant) -> SettlementBatch:
+    """Totals and first payout status on the batch, its history line, its payout files, its event."""
+    status, reason = _first_status(totals.net, merchant)
+    SettlementBatch.objects.filter(pk=batch_id).update(
+        gross_amount=totals.gross,
+        refund_amount=totals.refunds,
+        fee_amount=totals.fees,
+        carried_amount=totals.carried,
+        net_amount=totals.net,
+        payment_count=totals.payments,
+        refund_count=totals.refunds_count,
+        status=status,
+        status_reason=reason,
+    )
+    batch = SettlementBatch.objects.select_related("merchant").get(pk=batch_id)
+    SettlementStatusChange.objects.create(batch=batch, to_status=status, reason=reason, changed_by=SYSTEM)
+    if status == BatchStatus.PENDING:
+        try:
+            payout_files_generate(batch=batch)
+        except BusinessRuleViolation as exc:  # no debtor account, or a file the XSD refuses: held, not lost
+            reason = f"{exc.code}: {exc.message}"
+            SettlementStatusChange.objects.create(
+                batch=batch, from_status=status, to_status=BatchStatus.HELD, reason=reason, changed_by=SYSTEM
+            )
+            SettlementBatch.objects.filter(pk=batch_id).update(status=BatchStatus.HELD, status_reason=reason)
+            batch.status, batch.status_reason = BatchStatus.HELD, reason
+    settlement_completed.send(sender=SettlementBatch, batch=batch)
+    return batch
+
+
+def _first_status(net: Decimal, merchant: Merchant) -> tuple[str, str]:
+    if net <= 0:
+        return BatchStatus.CARRIED_FORWARD, "NET_NOT_POSITIVE: carried into the next batch"
+    if not merchant.settlement_iban:
+        return BatchStatus.HELD, "NO_SETTLEMENT_ACCOUNT: the merchant has no IBAN"
+    return BatchStatus.PENDING, ""
+
+
+def settlement_run(
+    *,
+    cutoff: dt.datetime,
+    merchant: Merchant | None = None,
+    dry_run: bool = False,
+    progress: Callable[[PairOutcome], None] | None = None,
+    full: bool = False,
+) -> list[PairOutcome]:
+    """Settle every merchant and currency (or `merchant`'s) up to `cutoff`, one batch each, all in
+    one transaction: one run at a time (an advisory lock), each batch once per cut-off (a unique
+    constraint), each payment and refund once (unique lines), the lines in one INSERT … SELECT.
+    `progress` is called once per merchant and currency.
+
+    `full`: look at every payment and refund ever, not only the last lookback_days (see
+    settlement_since). Raises BusinessRuleViolation for a cut-off in the future (what is captured
+    before it but after the run would wait for the next cut-off, and a rerun of this one would not
+    take it) and on a database that is not PostgreSQL."""
+    _require_postgresql()
+    if cutoff > timezone.now():
+        raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
+    if dry_run:
+        pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+        previews = settlement_preview(pairs=pairs, cutoff=cutoff, full=full)
+        outcomes = [PairOutcome(p.merchant_id, p.currency, None, False, totals) for p, totals in previews.items()]
+        for outcome in outcomes:
+            if progress is not None:
+                progress(outcome)
+        return outcomes
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # A second run (beat and a person, two workers) waits here, then finds this one's work done.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
+        pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+        merchants = Merchant.objects.in_bulk({pair.merchant_id for pair in pairs})
+        now = timezone.now()
+        outcomes, created = [], []
+
+        def done(outcome: PairOutcome) -> None:
+            outcomes.append(outcome)
+            if progress is not None:
+                progress(outcome)
+
+        for pair in pairs:
+            fee = merchant_fee(merchant_id=pair.merchant_id, currency=pair.currency)
+            batch_id = _batch_insert(pair=pair, fee=fee, merchant=merchants[pair.merchant_id], cutoff=cutoff, now=now)
+            if batch_id is None:  # this cut-off's batch exists: a rerun adds nothing
+                done(PairOutcome(pair.merchant_id, pair.currency, None, False, None))
+            else:
+                created.append((batch_id, pair, fee))
+        totals = _lines_insert(created, cutoff, full) if created else {}
+        for batch_id, pair, _ in created:
+            if batch_id not in totals:  # nothing left to settle after all
+                SettlementBatch.objects.filter(pk=batch_id).delete()
+                done(PairOutcome(pair.merchant_id, pair.currency, None, False, None))
+                continue
+            _batch_finish(batch_id=batch_id, totals=totals[batch_id], merchant=merchants[pair.merchant_id])
+            done(PairOutcome(pair.merchant_id, pair.currency, batch_id, True, totals[batch_id]))
+        return outcomes
+
+
+def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, reason: str) -> SettlementBatch:
+    """Staff: mark a batch paid out, hold it (a reason is required), or release a hold. Under the
+    batch's row lock; raises BusinessRuleViolation for a move its status does not allow."""
+    with transaction.atomic():
+        batch = SettlementBatch.objects.select_for_update().get(pk=batch_id)
+        if to_status not in BATCH_TRANSITIONS[batch.status]:
+            raise BusinessRuleViolation(
+                f"A {batch.get_status_display()} batch cannot become {BatchStatus(to_status).label}.",
+                code="SETTLEMENT_STATUS_NOT_ALLOWED",
+            )
+        if to_status == BatchStatus.HELD and not reason.strip():
+            raise BusinessRuleViolation("A hold needs a reason.", code="SETTLEMENT_HOLD_REASON_REQUIRED")
+        if to_status == BatchStatus.PAID_OUT and not batch.payout_files.exists():
+            raise BusinessRuleViolation("The batch has no payout files.", code="SETTLEMENT_NO_PAYOUT_FILES")
+        SettlementStatusChange.objects.create(
+            batch=batch, from_status=batch.status, to_status=to_status, reason=clip(reason, 255), changed_by=staff_user
+        )
+        batch.status = to_status
+        batch.status_reason = clip(reason, 255)
+        batch.status_changed_at = timezone.now()
+        batch.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+        return batch
+
+
+def payout_files_generate(*, batch: SettlementBatch) -> list[PayoutFile]:
+    """Build (or build again) the batch's payout files from its own fields. A batch made without a
+    settlement account takes the merchant's current one first. Raises BusinessRuleViolation when
+    there is nothing to pay, no account to pay to or from, or a file fails its schema."""
+    import hashlib
+
+    if batch.net_amount <= 0:
+        raise BusinessRuleViolation("The batch pays nothing.", code="SETTLEMENT_NOTHING_TO_PAY")
+    config = settlement_settings()
+    if not config["debtor_iban"]:
+        raise BusinessRuleViolation("PGI_SETTLEMENT_DEBTOR_IBAN is not set.", code="NO_DEBTOR_ACCOUNT")
+    with transaction.atomic():
+        if not batch.payee_iban:
+            merchant = batch.merchant
+            if not merchant.settlement_iban:
+                raise BusinessRuleViolation("The merchant has no settlement account.", code="NO_SETTLEMENT_ACCOUNT")
+            batch.payee_name, batch.payee_iban, batch.payee_bic = (
+                merchant.name, merchant.settlement_iban, merchant.settlement_bic
+            )
+            batch.save(update_fields=["payee_name", "payee_iban", "payee_bic", "updated_at"])
+        files = []
+        for kind, (name, build) in payout_file_builders(batch, config).items():
+            try:
+                content = build()
+            except InvalidPayoutFile as exc:
+                raise BusinessRuleViolation(f"The {kind} file is not valid: {exc}", code="INVALID_PAYOUT_FILE") from exc
+            file, _ = PayoutFile.objects.update_or_create(
+                batch=batch,
+                kind=kind,
+                defaults={"name": name, "content": content, "sha256": hashlib.sha256(content).hexdigest()},
+            )
+            files.append(file)
+        return files

@@ -1,0 +1,117 @@
+"""The beat job (`settle-daily`, its cut-off from its schedule), `manage.py settle`, and the
+SETTLEMENT_COMPLETED event in the outbox."""
+
+import datetime as dt
+import io
+import zoneinfo
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from pgi.events.models import OutboxEvent
+from settlements.models import SettlementBatch, SettlementLine
+from settlements.services import settlement_cutoff_latest
+from settlements.tasks import settlements_settle
+from tests.events.conftest import assert_valid
+from tests.factories import MerchantFactory, captured_payment
+
+BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.django_db
+def test_the_daily_schedule_is_created_by_the_migration():
+    task = PeriodicTask.objects.select_related("crontab").get(name="settle-daily")
+    assert task.task == "settlements.tasks.settlements_settle" and task.enabled
+    assert (task.crontab.hour, task.crontab.minute, str(task.crontab.timezone)) == ("0", "0", "UTC")
+
+
+@pytest.mark.django_db
+def test_the_cutoff_is_the_schedules_latest_time_in_its_zone():
+    crontab = PeriodicTask.objects.get(name="settle-daily").crontab
+    crontab.hour, crontab.minute, crontab.timezone = "18", "30", "Europe/Berlin"
+    crontab.save()
+
+    after = dt.datetime(2026, 7, 1, 19, 0, tzinfo=BERLIN)
+    before = dt.datetime(2026, 7, 1, 18, 0, tzinfo=BERLIN)
+
+    assert settlement_cutoff_latest(after) == dt.datetime(2026, 7, 1, 18, 30, tzinfo=BERLIN)
+    assert settlement_cutoff_latest(before) == dt.datetime(2026, 6, 30, 18, 30, tzinfo=BERLIN)
+
+
+@pytest.mark.django_db
+def test_the_job_settles_up_to_the_latest_cutoff_and_twice_is_once():
+    merchant = MerchantFactory(code="shop-j", settlement_iban="DE89370400440532013000")
+    cutoff = settlement_cutoff_latest()
+    captured_payment(merchant=merchant, amount="10.00", captured_at=cutoff - dt.timedelta(minutes=1))
+    captured_payment(merchant=merchant, amount="99.00", captured_at=cutoff + dt.timedelta(seconds=1))
+
+    first = settlements_settle.apply().get()
+    second = settlements_settle.apply().get()
+
+    assert (first, second) == ({"batches": 1, "pairs": 1}, {"batches": 0, "pairs": 0})
+    batch = SettlementBatch.objects.get()
+    assert (batch.cutoff, batch.gross_amount) == (cutoff, Decimal("10.00"))
+
+
+@pytest.mark.django_db
+def test_a_batch_is_published_as_settlement_completed():
+    merchant = MerchantFactory(code="shop-e", settlement_iban="DE89370400440532013000")
+    cutoff = timezone.now() - dt.timedelta(minutes=5)
+    captured_payment(merchant=merchant, amount="12.50", currency="EUR", captured_at=cutoff - dt.timedelta(hours=1))
+    OutboxEvent.objects.all().delete()
+
+    call_command("settle", "--cutoff", cutoff.isoformat(), stdout=io.StringIO(), stderr=io.StringIO())
+
+    [row] = OutboxEvent.objects.filter(event_type="SETTLEMENT_COMPLETED")
+    message = assert_valid(row)
+    batch = SettlementBatch.objects.get()
+    assert (row.topic, row.key, message["settlementId"]) == ("payment-events", batch.id, batch.id)
+    assert message["details"]["netAmount"] == Decimal("12.50") and message["details"]["merchant"] == "shop-e"
+
+
+@pytest.mark.django_db
+def test_the_command_dry_run_reports_and_writes_nothing_then_settles_one_merchant():
+    shop = MerchantFactory(code="shop-c", settlement_iban="DE89370400440532013000")
+    other = MerchantFactory(code="shop-d")
+    cutoff = timezone.now() - dt.timedelta(minutes=5)
+    for merchant in (shop, other):
+        captured_payment(merchant=merchant, amount="7.00", captured_at=cutoff - dt.timedelta(hours=1))
+    out = io.StringIO()
+
+    call_command("settle", "--cutoff", cutoff.isoformat(), "--dry-run", stdout=out, stderr=io.StringIO())
+    assert "shop-c USD: 1 payment(s), 0 refund(s), net 7.00 USD" in out.getvalue()
+    assert not SettlementLine.objects.exists()
+
+    out = io.StringIO()
+    call_command("settle", "--cutoff", cutoff.isoformat(), "--merchant", "shop-c", stdout=out, stderr=io.StringIO())
+    assert "batches created 1," in out.getvalue()
+    assert list(SettlementBatch.objects.values_list("merchant__code", flat=True)) == ["shop-c"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("args, message", [(["--cutoff", "yesterday"], "not an ISO 8601"), (["--merchant", "nobody"], "No merchant")])
+def test_the_command_refuses_what_it_cannot_read(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("settle", *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_a_future_cutoff():
+    future = (timezone.now() + dt.timedelta(days=1)).isoformat()
+    with pytest.raises(CommandError, match="future"):
+        call_command("settle", "--cutoff", future, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_on_sqlite_the_job_is_skipped_and_the_command_says_why(monkeypatch, caplog):
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+
+    assert settlements_settle.apply().get() == {"batches": 0, "pairs": 0}
+    assert "settle-daily skipped: Settlement runs on PostgreSQL only." in caplog.text
+    with pytest.raises(CommandError, match="PostgreSQL only"):
+        call_command("settle", "--cutoff", "2026-01-01T00:00:00Z", stdout=io.StringIO(), stderr=io.StringIO())
