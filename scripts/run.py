@@ -35,6 +35,9 @@ from pgi.embedded_broker import start_broker  # noqa: E402  (needs ROOT on sys.p
 
 HEALTH_TIMEOUT = float(os.environ.get("PGI_RUN_HEALTH_TIMEOUT", "90"))
 STOP_TIMEOUT = 15.0
+# Once running, a process that dies is started again, unless it died this often this recently.
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
 # Written out rather than json.dumps'd: 50.00 must stay two decimals, as the API specification shows it.
 EXAMPLE_PAYMENT = '{"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}'
 EXAMPLE_REFUND = '{"amount": 20.00, "reason": "Returned item"}'
@@ -57,6 +60,8 @@ class Supervisor:
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.children: list[tuple[str, subprocess.Popen, Path]] = []
+        self.commands: dict[str, tuple[list[str], dict]] = {}  # how to start a child again
+        self.restarts: dict[str, list[float]] = {}
         self.stopping = False
 
     @property
@@ -71,6 +76,27 @@ class Supervisor:
         with open(log, "wb") as out:  # each run starts its logs afresh
             process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.add(name, process, log)
+        self.commands[name] = (argv, env)
+
+    def restart(self, name: str, code: int) -> bool:
+        """Start a child that died again, as Compose's `restart: unless-stopped` does, unless it
+        died RESTART_LIMIT times within RESTART_WINDOW seconds (then it is left dead: False). Its
+        log goes on (appended), so what it wrote before it died stays there."""
+        if name not in self.commands:
+            return False  # the bundled broker: it kept everything in memory, there is no going on
+        now = time.monotonic()
+        recent = [at for at in self.restarts.get(name, []) if now - at < RESTART_WINDOW]
+        if len(recent) >= RESTART_LIMIT:
+            return False
+        self.restarts[name] = [*recent, now]
+        argv, env = self.commands[name]
+        index, (_, _, log) = next((i, child) for i, child in enumerate(self.children) if child[0] == name)
+        with open(log, "ab") as out:
+            out.write(f"\n--- run.py: {name} exited with code {code}; started again ---\n".encode())
+            out.flush()
+            process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.children[index] = (name, process, log)
+        return True
 
     def dead(self) -> tuple[str, int, Path] | None:
         for name, process, log in self.children:
@@ -382,8 +408,14 @@ def main() -> int:
             )
         )
 
+        # Running: a process that dies is started again (the broker aside: its data died with it).
         while True:
-            check_children(supervisor)
+            dead = supervisor.dead()
+            if dead:
+                name, code, log = dead
+                if not supervisor.restart(name, code):
+                    raise ChildDied(name, code, log)
+                say(f"{name} exited with code {code}; started it again (its log: {log})")
             time.sleep(0.5)
     except Stop:
         say("Stopping…")

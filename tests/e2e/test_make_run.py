@@ -247,6 +247,20 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         again = requests.get(f"{base_url}/payments", params={"reference": "tps-e2e-0001"}, headers=headers, timeout=HTTP_TIMEOUT)
         assert [p["id"] for p in again.json()["results"]] == [found[0]["id"]], consumer_log.read_text()
 
+        # The consumer killed (SIGKILL) is started again, and the next request is taken.
+        os.kill(child_pid(var_dir, "consume_payment_requests"), signal.SIGKILL)
+        assert output.wait_for("consumer exited with code -9; started it again", 15), output.drain()
+        producer.produce("payment-requests", value=request.replace(b"0001", b"0002"), key=b"tps")
+        assert producer.flush(10) == 0
+        taken = []
+        deadline = time.monotonic() + KAFKA_CONSUMER_TIMEOUT
+        while time.monotonic() < deadline and not taken:
+            taken = requests.get(
+                f"{base_url}/payments", params={"reference": "tps-e2e-0002"}, headers=headers, timeout=HTTP_TIMEOUT
+            ).json()["results"]
+            time.sleep(0.5)
+        assert [p["status"] for p in taken] == ["Completed"], consumer_log.read_text()
+
         # A client's mistake is no warning in the web log.
         assert requests.get(f"{base_url}/payments/pay_unknown", headers=headers, timeout=HTTP_TIMEOUT).status_code == 404
 
@@ -356,6 +370,20 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         stop_run(process, output)
     finally:
         kill_group(process)
+
+
+def child_pid(var_dir: Path, marker: str) -> int:
+    """The pid of this instance's child whose command line has `marker` (found by its PGI_VAR_DIR)."""
+    wanted = f"PGI_VAR_DIR={var_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes() and wanted in (entry / "environ").read_bytes().split(b"\0"):
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no process of {var_dir} runs {marker}")
 
 
 def pay_with(base_url: str, key: str) -> dict:
