@@ -59,8 +59,21 @@ class FeePlanCurrencyInline(admin.TabularInline):
     extra = 1
 
 
+class FeePlanForm(forms.ModelForm):
+    class Meta:
+        model = FeePlan
+        fields = "__all__"
+
+    def clean_basis_points(self):
+        value = self.cleaned_data["basis_points"]
+        if value is not None and value > 10000:
+            raise forms.ValidationError("At most 10000 basis points (100 %).")
+        return value
+
+
 @admin.register(FeePlan)
 class FeePlanAdmin(admin.ModelAdmin):
+    form = FeePlanForm
     list_display = ["merchant", "basis_points", "currencies"]
     list_select_related = ["merchant"]
     search_fields = ["merchant__code", "merchant__name"]
@@ -96,8 +109,36 @@ class StatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 class HoldForm(forms.Form):
     reason = forms.CharField(
-        max_length=200, help_text="Why the payout is held (recorded in the batch's history).", strip=True
+        max_length=200,
+        strip=True,
+        help_text="Why the payout is held. Recorded in the batch's history, for staff only: the merchant "
+        "sees “Held by the bank.”",
     )
+
+
+class PaidOutForm(forms.Form):
+    reason = forms.CharField(
+        label="Bank reference",
+        max_length=200,
+        strip=True,
+        help_text="The bank's confirmation of the transfer (its reference). Recorded in the batch's "
+        "history; a batch marked paid out cannot be changed again.",
+    )
+
+
+MOVES = {
+    # action: (form, to status, title, question, button, done)
+    "mark_paid_out": (
+        PaidOutForm, BatchStatus.PAID_OUT, "Mark settlement batches paid out",
+        "Mark these batches paid out? Do so only once the bank has confirmed the transfer.",
+        "Mark these batches paid out", "Marked paid out:",
+    ),
+    "hold": (
+        HoldForm, BatchStatus.HELD, "Hold settlement batches",
+        "Hold the payout of these batches? A held batch is not paid out until it is released or marked paid out.",
+        "Hold these batches", "Held:",
+    ),
+}
 
 
 @admin.register(SettlementBatch)
@@ -189,9 +230,9 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if moved:
             self.message_user(request, f"{done} {moved} batch{pluralize(moved, 'es')}.", messages.SUCCESS)
 
-    @admin.action(description="Mark the selected batches paid out", permissions=["mark_paid_out"])
+    @admin.action(description="Mark the selected batches paid out…", permissions=["mark_paid_out"])
     def mark_paid_out(self, request, queryset):
-        self._move(request, queryset, BatchStatus.PAID_OUT, "", "Marked paid out:")
+        return self._confirmed_move(request, queryset, "mark_paid_out")
 
     @admin.action(description="Release the selected held batches", permissions=["hold"])
     def release(self, request, queryset):
@@ -199,21 +240,28 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Hold the selected batches…", permissions=["hold"])
     def hold(self, request, queryset):
-        """A confirmation page with the reason first; its form posts back here with `post`."""
-        form = HoldForm(request.POST if request.POST.get("post") else None)
+        return self._confirmed_move(request, queryset, "hold")
+
+    def _confirmed_move(self, request, queryset, action: str):
+        """A confirmation page with its reason first; its form posts back to the action with `post`."""
+        form_class, to_status, title, question, button, done = MOVES[action]
+        form = form_class(request.POST if request.POST.get("post") else None)
         if form.is_bound and form.is_valid():
-            self._move(request, queryset, BatchStatus.HELD, form.cleaned_data["reason"], "Held:")
+            self._move(request, queryset, to_status, form.cleaned_data["reason"], done)
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": "Hold settlement batches",
+            "title": title,
+            "question": question,
+            "button": button,
+            "action": action,
             "opts": self.opts,
             "form": form,
             "batches": list(queryset.select_related("merchant").order_by("created_at", "id")),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/settlements/settlementbatch/hold_confirmation.html", context)
+        return TemplateResponse(request, "admin/settlements/settlementbatch/move_confirmation.html", context)
 
     @admin.action(description="Build the payout files of the selected batches again", permissions=["hold"])
     def regenerate_files(self, request, queryset):
@@ -279,12 +327,28 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(SettlementLine)
 class SettlementLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "batch", "kind", "payment_id", "refund_id", "carried_batch_id", "amount", "fee", "net", "occurred"]
+    list_display = [
+        "id", "batch", "kind", "payment_id", "refund_id", "carried_batch_id", "amount_display", "fee_display",
+        "net_display", "occurred",
+    ]
+    list_select_related = ["batch"]
     list_filter = ["kind"]
     show_full_result_count = False
     list_per_page = 100
     search_fields = ["=payment__id", "=refund__id", "=batch__id"]
-    fields = ["batch", "kind", "payment", "refund", "carried_batch", "amount", "fee", "net", "occurred"]
+    fields = ["batch", "kind", "payment", "refund", "carried_batch", "amount_display", "fee_display", "net_display", "occurred"]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: SettlementLine) -> str:
+        return format_money(obj.amount, obj.batch.currency)
+
+    @admin.display(description="fee", ordering="fee")
+    def fee_display(self, obj: SettlementLine) -> str:
+        return format_money(obj.fee, obj.batch.currency)
+
+    @admin.display(description="net", ordering="net")
+    def net_display(self, obj: SettlementLine) -> str:
+        return format_money(obj.net, obj.batch.currency)
 
     @admin.display(description="captured or refunded (UTC)", ordering="occurred_at")
     def occurred(self, obj: SettlementLine) -> str:

@@ -105,7 +105,8 @@ def payout_pain001(batch, config: dict) -> bytes:
     _el(_el(transfer, "Amt"), "InstdAmt", amount, Ccy=batch.currency)
     if batch.payee_bic:
         _agent(transfer, "CdtrAgt", batch.payee_bic)
-    _el(_el(transfer, "Cdtr"), "Nm", batch.payee_name[:140])
+    # SEPA's rulebook allows 70 characters for a name, where the schema allows 140.
+    _el(_el(transfer, "Cdtr"), "Nm", batch.payee_name[: 70 if sepa else 140])
     _account(transfer, "CdtrAcct", batch.payee_iban)
     _el(_el(transfer, "RmtInf"), "Ustrd", remittance(batch)[:140])
     content = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -402,9 +402,20 @@ def settlement_run(
         return outcomes
 
 
+# What a merchant reads (payoutStatusReason) after a staff move: never staff's own reason, which
+# may say what must not be told (a compliance hold).
+MERCHANT_REASONS = {
+    BatchStatus.HELD: "Held by the bank.",
+    BatchStatus.PENDING: "",
+    BatchStatus.PAID_OUT: "",
+}
+
+
 def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, reason: str) -> SettlementBatch:
-    """Staff: mark a batch paid out, hold it (a reason is required), or release a hold. Under the
-    batch's row lock; raises BusinessRuleViolation for a move its status does not allow."""
+    """Staff: mark a batch paid out (the bank's confirmation reference required), hold it (a reason
+    required), or release a hold (its payout files must exist). Under the batch's row lock; the
+    reason goes to the history, the merchant sees MERCHANT_REASONS. Raises BusinessRuleViolation for
+    a move its status or files do not allow."""
     with transaction.atomic():
         batch = SettlementBatch.objects.select_for_update().get(pk=batch_id)
         if to_status not in BATCH_TRANSITIONS[batch.status]:
@@ -414,13 +425,23 @@ def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, rea
             )
         if to_status == BatchStatus.HELD and not reason.strip():
             raise BusinessRuleViolation("A hold needs a reason.", code="SETTLEMENT_HOLD_REASON_REQUIRED")
-        if to_status == BatchStatus.PAID_OUT and not batch.payout_files.exists():
-            raise BusinessRuleViolation("The batch has no payout files.", code="SETTLEMENT_NO_PAYOUT_FILES")
+        if to_status == BatchStatus.PAID_OUT and not reason.strip():
+            raise BusinessRuleViolation(
+                "Marking a batch paid out needs the bank's confirmation reference.",
+                code="SETTLEMENT_PAYOUT_REFERENCE_REQUIRED",
+            )
+        if to_status in (BatchStatus.PAID_OUT, BatchStatus.PENDING) and not batch.payout_files.exists():
+            # Pending means "payout files made, to be paid": a batch PGI held for want of an account
+            # or a valid file is released only once its files are built (build them again first).
+            raise BusinessRuleViolation(
+                "The batch has no payout files: build them first.", code="SETTLEMENT_NO_PAYOUT_FILES"
+            )
+        # Staff's own words stay in the history, for staff; the merchant's API shows a fixed text.
         SettlementStatusChange.objects.create(
             batch=batch, from_status=batch.status, to_status=to_status, reason=clip(reason, 255), changed_by=staff_user
         )
         batch.status = to_status
-        batch.status_reason = clip(reason, 255)
+        batch.status_reason = MERCHANT_REASONS[to_status]
         batch.status_changed_at = timezone.now()
         batch.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
         return batch

@@ -79,9 +79,11 @@ def test_a_hold_asks_for_a_reason_and_records_it(client, django_user_model, batc
     done = holder.post(reverse(CHANGELIST), {**data, "post": "yes", "reason": "merchant under review"}, follow=True)
 
     batch.refresh_from_db()
-    assert (batch.status, batch.status_reason) == (BatchStatus.HELD, "merchant under review")
-    assert batch.status_changes.last().changed_by == "holder"
+    # Staff's words are in the history only: the merchant's API says "Held by the bank."
+    assert (batch.status, batch.status_reason) == (BatchStatus.HELD, "Held by the bank.")
+    assert (batch.status_changes.last().changed_by, batch.status_changes.last().reason) == ("holder", "merchant under review")
     assert "Held: 1 batch." in told(done)
+    assert b"merchant sees" in confirm.content
 
 
 def test_marking_paid_out_needs_its_permission(client, django_user_model, batch):
@@ -91,9 +93,17 @@ def test_marking_paid_out_needs_its_permission(client, django_user_model, batch)
     assert batch.status == BatchStatus.PENDING
 
     payer = staff(django_user_model, client, "payer", "view_settlementbatch", "mark_paid_out_settlementbatch")
-    payer.post(reverse(CHANGELIST), {"action": "mark_paid_out", "_selected_action": [batch.pk]})
+    data = {"action": "mark_paid_out", "_selected_action": [batch.pk]}
+    confirm = payer.post(reverse(CHANGELIST), data)  # a confirmation page asking for the bank's reference
+    assert confirm.status_code == 200 and b"Bank reference" in confirm.content
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.PENDING
+    empty = payer.post(reverse(CHANGELIST), {**data, "post": "yes", "reason": " "})
+    assert empty.status_code == 200 and b"This field is required" in empty.content
+    payer.post(reverse(CHANGELIST), {**data, "post": "yes", "reason": "BANK-CONF-0042"})
     batch.refresh_from_db()
     assert batch.status == BatchStatus.PAID_OUT
+    assert (batch.status_changes.last().reason, batch.status_changes.last().changed_by) == ("BANK-CONF-0042", "payer")
 
 
 def test_rebuilding_the_files_reports_them_identical(admin_client, batch):
@@ -133,3 +143,11 @@ def test_the_merchant_page_edits_the_settlement_account(admin_client):
     assert good.status_code == 302
     merchant.refresh_from_db()
     assert merchant.settlement_iban == "DE89370400440532013000"
+
+
+def test_a_fee_plan_over_100_percent_is_refused_with_a_message(admin_client, batch):
+    data = {"merchant": batch.merchant.pk, "basis_points": "10001", "currencies-TOTAL_FORMS": "0", "currencies-INITIAL_FORMS": "0"}
+
+    response = admin_client.post(reverse("admin:settlements_feeplan_add"), data)
+
+    assert response.status_code == 200 and "At most 10000 basis points" in response.content.decode()

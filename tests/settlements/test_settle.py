@@ -23,7 +23,7 @@ from settlements.models import (
     SettlementBatch,
     SettlementLine,
 )
-from settlements.services import settlement_batch_move, settlement_run
+from settlements.services import payout_files_generate, settlement_batch_move, settlement_run
 from tests.factories import MerchantFactory, captured_payment, completed_refund
 
 NOW = timezone.now().replace(microsecond=0)
@@ -138,6 +138,27 @@ def test_each_merchant_and_currency_gets_its_own_batch(shop):
     assert (held.status, held.status_reason[:21]) == (BatchStatus.HELD, "NO_SETTLEMENT_ACCOUNT")
 
 
+def test_a_batch_held_for_want_of_an_account_is_released_only_once_its_files_are_built(shop):
+    other = MerchantFactory(code="shop-2")
+    captured_payment(merchant=other, amount="10.00", captured_at=BEFORE)
+    [outcome] = settlement_run(cutoff=CUTOFF, merchant=other)
+    held = SettlementBatch.objects.get(pk=outcome.batch_id)
+    assert held.status == BatchStatus.HELD and not held.payout_files.exists()
+
+    with pytest.raises(BusinessRuleViolation) as caught:
+        settlement_batch_move(batch_id=held.pk, to_status=BatchStatus.PENDING, staff_user="ann", reason="released")
+    assert caught.value.code == "SETTLEMENT_NO_PAYOUT_FILES"
+    held.refresh_from_db()
+    assert (held.status, held.status_reason[:21]) == (BatchStatus.HELD, "NO_SETTLEMENT_ACCOUNT")
+
+    MerchantFactory._meta.model.objects.filter(pk=other.pk).update(
+        settlement_iban=shop.settlement_iban, settlement_bic=shop.settlement_bic
+    )
+    payout_files_generate(batch=held)
+    released = settlement_batch_move(batch_id=held.pk, to_status=BatchStatus.PENDING, staff_user="ann", reason="released")
+    assert (released.status, released.status_reason, released.payout_files.count()) == (BatchStatus.PENDING, "", 2)
+
+
 def test_one_merchant_only_with_merchant(shop):
     other = MerchantFactory(code="shop-2")
     captured_payment(merchant=shop, amount="10.00", captured_at=BEFORE)
@@ -182,11 +203,14 @@ def test_staff_hold_needs_a_reason_and_is_recorded(shop):
         settlement_batch_move(batch_id=outcome.batch_id, to_status=BatchStatus.HELD, staff_user="ann", reason=" ")
     assert caught.value.code == "SETTLEMENT_HOLD_REASON_REQUIRED"
     settlement_batch_move(batch_id=outcome.batch_id, to_status=BatchStatus.HELD, staff_user="ann", reason="KYC review")
-    batch = settlement_batch_move(batch_id=outcome.batch_id, to_status=BatchStatus.PAID_OUT, staff_user="bob", reason="")
+    with pytest.raises(BusinessRuleViolation) as caught:
+        settlement_batch_move(batch_id=outcome.batch_id, to_status=BatchStatus.PAID_OUT, staff_user="bob", reason="")
+    assert caught.value.code == "SETTLEMENT_PAYOUT_REFERENCE_REQUIRED"
+    batch = settlement_batch_move(batch_id=outcome.batch_id, to_status=BatchStatus.PAID_OUT, staff_user="bob", reason="BANK-REF-77")
 
     assert batch.status == BatchStatus.PAID_OUT
     assert [(c.to_status, c.changed_by, c.reason) for c in batch.status_changes.all()] == [
-        (BatchStatus.PENDING, "system", ""), (BatchStatus.HELD, "ann", "KYC review"), (BatchStatus.PAID_OUT, "bob", ""),
+        (BatchStatus.PENDING, "system", ""), (BatchStatus.HELD, "ann", "KYC review"), (BatchStatus.PAID_OUT, "bob", "BANK-REF-77"),
     ]
     with pytest.raises(BusinessRuleViolation):
         settlement_batch_move(batch_id=outcome.batch_id, to_status=BatchStatus.HELD, staff_user="ann", reason="again")
