@@ -3,6 +3,7 @@
 import uuid
 from typing import NamedTuple
 
+from django.db import connection
 from django.db.models import Count, Min
 from django.utils import timezone
 
@@ -32,16 +33,36 @@ def outbox_unsent(*, limit: int, excluding: list[int] | None = None) -> list[Uns
     as text and the payload not at all (decoding it cost the relay a third of its time); a row
     written without a body gets its payload, published as JSON.
 
-    `excluding`: ids in flight (still unsent) that this read must not return again. It reads that
-    many more rows and drops them here: a NOT IN of thousands of ids cost ten times the read."""
-    unsent = OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id").values_list(*UNSENT_COLUMNS)
-    skip = set(excluding or ())
-    rows = [UnsentRow(*values) for values in unsent[: limit + len(skip)] if values[0] not in skip][:limit]
+    `excluding`: ids in flight (still unsent) that this read must not return again. It takes that
+    many more of the oldest unsent rows and leaves those ids out: on PostgreSQL in the query (an
+    anti-join on the ids as one array), so that only the rows returned cross the wire (a NOT IN
+    spelling out thousands of ids cost ten times the read; reading them all and dropping them
+    here, twice the read)."""
+    skip = list(excluding or ())
+    if skip and connection.vendor == "postgresql":
+        rows = _unsent_excluding(limit=limit, excluding=skip)
+    else:
+        unsent = OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id").values_list(*UNSENT_COLUMNS)
+        skipped = set(skip)
+        rows = [UnsentRow(*values) for values in unsent[: limit + len(skip)] if values[0] not in skipped][:limit]
     bare = [row.id for row in rows if not row.body]
     if bare:
         payloads = dict(OutboxEvent.objects.filter(id__in=bare).values_list("id", "payload"))
         rows = [row._replace(payload=payloads[row.id]) if not row.body else row for row in rows]
     return rows
+
+
+def _unsent_excluding(*, limit: int, excluding: list[int]) -> list[UnsentRow]:
+    columns = ", ".join(UNSENT_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM (SELECT {columns} FROM {OutboxEvent._meta.db_table}"
+            " WHERE sent_at IS NULL ORDER BY id LIMIT %s) AS oldest"
+            " WHERE NOT EXISTS (SELECT FROM unnest(%s::bigint[]) AS flight(id) WHERE flight.id = oldest.id)"
+            " ORDER BY id LIMIT %s",
+            [limit + len(excluding), excluding, limit],
+        )
+        return [UnsentRow(*values) for values in cursor.fetchall()]
 
 
 def relay_lag() -> tuple[int, float]:
