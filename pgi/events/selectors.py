@@ -3,7 +3,7 @@
 import uuid
 from typing import NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
@@ -39,8 +39,8 @@ def outbox_unsent(*, limit: int, excluding: list[int] | None = None) -> list[Uns
     spelling out thousands of ids cost ten times the read; reading them all and dropping them
     here, twice the read)."""
     skip = list(excluding or ())
-    if skip and connection.vendor == "postgresql":
-        rows = _unsent_excluding(limit=limit, excluding=skip)
+    if connection.vendor == "postgresql":
+        rows = _unsent_postgresql(limit=limit, excluding=skip)
     else:
         unsent = OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id").values_list(*UNSENT_COLUMNS)
         skipped = set(skip)
@@ -52,9 +52,17 @@ def outbox_unsent(*, limit: int, excluding: list[int] | None = None) -> list[Uns
     return rows
 
 
-def _unsent_excluding(*, limit: int, excluding: list[int]) -> list[UnsentRow]:
+def _unsent_postgresql(*, limit: int, excluding: list[int]) -> list[UnsentRow]:
+    """The read as one query, the ids in flight left out by an anti-join on them as one array.
+
+    Bitmap scans are off for it (SET LOCAL: this transaction only). The planner's statistics say
+    what the outbox usually holds, almost no unsent row, so for a backlog (a burst, or the relay
+    back after a stop) it chose to fetch every unsent row and sort them all for each batch: 50 to
+    80 ms for a batch of 2000 out of 50 000 waiting, against 3 ms walking the partial index
+    outbox_unsent in id order and stopping at the limit (bench/README.md)."""
     columns = ", ".join(UNSENT_COLUMNS)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
         cursor.execute(
             f"SELECT {columns} FROM (SELECT {columns} FROM {OutboxEvent._meta.db_table}"
             " WHERE sent_at IS NULL ORDER BY id LIMIT %s) AS oldest"
