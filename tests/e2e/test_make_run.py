@@ -234,7 +234,7 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         assert producer.flush(10) == 0
         found = []
         deadline = time.monotonic() + KAFKA_CONSUMER_TIMEOUT
-        while time.monotonic() < deadline and not found:
+        while time.monotonic() < deadline and [p["status"] for p in found] != ["Completed"]:
             found = requests.get(
                 f"{base_url}/payments", params={"reference": "tps-e2e-0001"}, headers=headers, timeout=HTTP_TIMEOUT
             ).json()["results"]
@@ -254,7 +254,7 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         assert producer.flush(10) == 0
         taken = []
         deadline = time.monotonic() + KAFKA_CONSUMER_TIMEOUT
-        while time.monotonic() < deadline and not taken:
+        while time.monotonic() < deadline and [p["status"] for p in taken] != ["Completed"]:
             taken = requests.get(
                 f"{base_url}/payments", params={"reference": "tps-e2e-0002"}, headers=headers, timeout=HTTP_TIMEOUT
             ).json()["results"]

@@ -36,6 +36,27 @@ def test_sent_rows_past_the_retention_are_deleted_in_batches_and_nothing_else():
     assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {recent.pk, unsent_old.pk}
 
 
+def test_the_prune_walks_past_more_rows_it_must_keep_than_a_batch_holds():
+    # A relay down for a while: old unsent rows, more than a batch, before the old sent ones.
+    waiting = [outbox_row(sent_days_ago=None) for _ in range(5)]
+    OutboxEvent.objects.filter(pk__in=[row.pk for row in waiting]).update(created_at=timezone.now() - timedelta(days=9))
+    old = [outbox_row(sent_days_ago=8) for _ in range(3)]
+
+    assert events_prune(batch_size=2) == 3
+
+    assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {row.pk for row in waiting}
+    assert not OutboxEvent.objects.filter(pk__in=[row.pk for row in old]).exists()
+
+
+def test_the_prune_stops_at_the_first_batch_written_after_the_cutoff(django_assert_num_queries):
+    """The walk reads no further than the rows of the retention: no index on sent_at to serve it."""
+    for _ in range(30):
+        outbox_row(sent_days_ago=1)
+
+    with django_assert_num_queries(1):
+        assert events_prune(batch_size=10) == 0
+
+
 def test_the_beat_task_takes_the_retention_from_settings(settings):
     settings.PGI_EVENTS = {**settings.PGI_EVENTS, "retention_days": 1, "prune_batch_size": 10}
     outbox_row(sent_days_ago=2)
