@@ -156,8 +156,8 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "Totals",
             {"fields": ["gross_display", "refund_display", "fee_display", "carried_display", "net_display", "counts", "lines_link"]},
         ),
-        ("Fee plan applied", {"fields": ["fee_basis_points", "fee_fixed", "fee_minimum"]}),
-        ("Payee", {"fields": ["payee_name", "payee_iban", "payee_bic", "files"]}),
+        ("Fee plan applied", {"fields": ["fee_basis_points", "fee_fixed_display", "fee_minimum_display"]}),
+        ("Payee", {"fields": ["payee_name", "payee_iban_display", "payee_bic_display", "files"]}),
     ]
 
     def get_urls(self):
@@ -302,6 +302,22 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def fee_display(self, obj: SettlementBatch) -> str:
         return format_money(obj.fee_amount, obj.currency)
 
+    @admin.display(description="fee fixed")
+    def fee_fixed_display(self, obj: SettlementBatch) -> str:
+        return format_money(obj.fee_fixed, obj.currency)
+
+    @admin.display(description="fee minimum")
+    def fee_minimum_display(self, obj: SettlementBatch) -> str:
+        return "-" if obj.fee_minimum is None else format_money(obj.fee_minimum, obj.currency)
+
+    @admin.display(description="payee IBAN")
+    def payee_iban_display(self, obj: SettlementBatch) -> str:
+        return obj.payee_iban or "-"
+
+    @admin.display(description="payee BIC")
+    def payee_bic_display(self, obj: SettlementBatch) -> str:
+        return obj.payee_bic or "-"
+
     @admin.display(description="carried forward")
     def carried_display(self, obj: SettlementBatch) -> str:
         return format_money(obj.carried_amount, obj.currency)
@@ -327,16 +343,18 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(SettlementLine)
 class SettlementLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "id", "batch", "kind", "payment_id", "refund_id", "carried_batch_id", "amount_display", "fee_display",
-        "net_display", "occurred",
-    ]
+    list_display = ["id", "batch", "kind", "source", "amount_display", "fee_display", "net_display", "occurred"]
     list_select_related = ["batch"]
     list_filter = ["kind"]
     show_full_result_count = False
     list_per_page = 100
     search_fields = ["=payment__id", "=refund__id", "=batch__id"]
     fields = ["batch", "kind", "payment", "refund", "carried_batch", "amount_display", "fee_display", "net_display", "occurred"]
+
+    @admin.display(description="payment, refund or batch")
+    def source(self, obj: SettlementLine) -> str:
+        """What the line settles: a payment, a refund, or an earlier batch carried forward."""
+        return obj.refund_id or obj.payment_id or obj.carried_batch_id or "-"
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: SettlementLine) -> str:

@@ -200,7 +200,7 @@ class WebhookAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "event_type", "endpoint", "merchant", "status", "attempts", "next_attempt",
+    list_display = ["id", "event_type", "endpoint_url", "merchant", "status", "attempts", "next_attempt",
                     "last_response_status", "created"]
     list_filter = ["status", "event_type", ("endpoint__merchant", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["endpoint__merchant"]
@@ -216,6 +216,10 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="merchant")
     def merchant(self, obj: WebhookDelivery) -> str:
         return obj.endpoint.merchant.code
+
+    @admin.display(description="endpoint URL")
+    def endpoint_url(self, obj: WebhookDelivery) -> str:
+        return obj.endpoint.url  # the id is on the delivery's page; the list stays within a laptop's width
 
     @admin.display(description="next attempt (UTC)", ordering="next_attempt_at")
     def next_attempt(self, obj: WebhookDelivery) -> str:
