@@ -7,7 +7,8 @@ what the database then holds as JSON. Amounts cross as strings, both ways.
 The scenario: merchants (code, iban, bps, fees {currency: [fixed, minimum]}), payments (merchant,
 currency, amount, captured_amount, captured: minutes before the latest cut-off, refunds [[amount,
 minutes]]), and steps: ["dry-run", days] (settlement_run, dry run, up to the latest cut-off minus
-that many days), ["settle", days] (`manage.py settle --cutoff`), ["job"] (beat's settle-daily task).
+that many days), ["settle", days] (`manage.py settle --cutoff`), ["job"] (beat's settle-daily task);
+pages: true reads the first merchant's settlements through the API and the admin (its last batch).
 Times are minutes before the latest cut-off, so the job settles up to it.
 """
 
@@ -100,8 +101,53 @@ def main() -> None:
     events = list(
         OutboxEvent.objects.filter(event_type="SETTLEMENT_COMPLETED").order_by("id").values_list("key", flat=True)
     )
-    json.dump({"payments": payment_ids, "steps": steps, "batches": batches, "lines": lines, "events": events},
-              sys.stdout)
+    pages = read_pages(merchants[scenario["merchants"][0]["code"]], batches) if scenario.get("pages") else {}
+    json.dump(
+        {"payments": payment_ids, "steps": steps, "batches": batches, "lines": lines, "events": events, "pages": pages},
+        sys.stdout,
+    )
+
+
+def read_pages(merchant, batches: list[dict]) -> dict:
+    """The merchant's settlements through the API (with its key), and its last batch's admin
+    pages (a superuser): {name: [status code, body]}."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client, override_settings
+    from rest_framework.test import APIClient
+
+    from pgi.merchants.services import api_key_create
+
+    _, key = api_key_create(name="sqlite", merchant=merchant)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    mine = [b["id"] for b in batches if b["merchant"] == merchant.code][-1]
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "x"))
+    base = "/admin/settlements/settlementbatch/"
+    pages = {}
+    # No collected static files in the child's PGI_VAR_DIR: the admin's templates name them unhashed.
+    with override_settings(STORAGES={**settings_storages(), "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+    }}):
+        for name, client, url in [
+            ("list", api, "/v1/settlements"),
+            ("detail", api, f"/v1/settlements/{mine}"),
+            ("lines", api, f"/v1/settlements/{mine}/lines"),
+            ("admin list", staff, base),
+            ("admin batch", staff, f"{base}{mine}/change/"),
+            ("admin statement", staff, f"{base}{mine}/statement.csv"),
+            ("admin csv", staff, f"{base}{mine}/file/csv/"),
+        ]:
+            response = client.get(url)
+            body = b"".join(response.streaming_content) if response.streaming else response.content
+            pages[name] = [response.status_code, body.decode()]
+    return pages
+
+
+def settings_storages() -> dict:
+    from django.conf import settings
+
+    return settings.STORAGES
 
 
 def merchants_by_pk(merchants: dict) -> dict:

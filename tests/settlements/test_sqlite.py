@@ -41,17 +41,33 @@ def migrated(tmp_path_factory) -> Path:
     return database
 
 
+def start_child(var_dir: Path, database: Path, scenario: dict) -> subprocess.Popen:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.settlements.sqlite_child"], cwd=ROOT, env=sqlite_env(var_dir, database),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    child.stdin.write(json.dumps(scenario))
+    child.stdin.close()
+    return child
+
+
+def child_result(child: subprocess.Popen) -> dict:
+    out, err = child.stdout.read(), child.stderr.read()
+    assert child.wait(timeout=240) == 0, err[-3000:]
+    return json.loads(out)
+
+
 @pytest.fixture
-def settle_on_sqlite(migrated, tmp_path):
+def sqlite_file(migrated, tmp_path) -> Path:
+    database = tmp_path / "pgi.sqlite3"
+    shutil.copy(migrated, database)
+    return database
+
+
+@pytest.fixture
+def settle_on_sqlite(sqlite_file, tmp_path):
     def run(scenario: dict) -> dict:
-        database = tmp_path / "pgi.sqlite3"
-        shutil.copy(migrated, database)
-        child = subprocess.run(
-            [sys.executable, "-m", "tests.settlements.sqlite_child"], cwd=ROOT, env=sqlite_env(tmp_path, database),
-            input=json.dumps(scenario), capture_output=True, text=True, timeout=240,
-        )
-        assert child.returncode == 0, child.stderr[-3000:]
-        return json.loads(child.stdout)
+        return child_result(start_child(tmp_path, sqlite_file, scenario))
 
     return run
 
@@ -164,7 +180,7 @@ def test_on_sqlite_a_batch_that_nets_below_zero_is_carried_into_the_next(settle_
     ]
 
     result = settle_on_sqlite(
-        {"merchants": MERCHANTS, "payments": payments, "steps": [["settle", 2], ["settle", 1], ["job"]]}
+        {"merchants": MERCHANTS, "payments": payments, "steps": [["settle", 2], ["settle", 1], ["job"]], "pages": True}
     )
 
     first, carried, last = result["batches"]
@@ -179,3 +195,29 @@ def test_on_sqlite_a_batch_that_nets_below_zero_is_carried_into_the_next(settle_
     [carry] = [line for line in result["lines"] if line["kind"] == "carry"]
     assert (carry["batch"], carry["carried"], carry["net"]) == (last["id"], carried["id"], "-85.7000")
     assert result["steps"][2] == {"batches": 1, "pairs": 1}
+
+    # The merchant reads them through the API, staff in the admin.
+    pages = result["pages"]
+    assert all(status == 200 for status, _ in pages.values()), {name: status for name, (status, _) in pages.items()}
+    listed = json.loads(pages["list"][1], parse_float=Decimal)["results"]
+    assert sorted(s["netAmount"] for s in listed) == [Decimal("-85.70"), Decimal("89.75"), Decimal("94.18")]
+    detail = json.loads(pages["detail"][1], parse_float=Decimal)
+    assert (detail["id"], detail["carriedAmount"], detail["feeAmount"]) == (last["id"], Decimal("-85.70"), Decimal("20.27"))
+    lines = json.loads(pages["lines"][1], parse_float=Decimal)["results"]
+    assert [(x["kind"], x["net"]) for x in lines] == [("payment", Decimal("179.88")), ("carry", Decimal("-85.70"))]
+    assert last["id"] in pages["admin list"][1] and "94.18" in pages["admin batch"][1]
+    assert '"carry"' in pages["admin statement"][1] and pages["admin csv"][1] == last["files"]["csv"]
+
+
+@pytest.mark.slow
+def test_on_sqlite_two_runs_at_once_take_turns_and_settle_once(settle_on_sqlite, sqlite_file, tmp_path):
+    payments = [{"merchant": m, "currency": "EUR", "amount": "12.35", "captured": 30} for m in ("shop-a", "shop-b")]
+    settle_on_sqlite({"merchants": MERCHANTS, "payments": payments, "steps": []})
+
+    # The job twice at once (beat and a second worker): the second waits for the first's write
+    # lock, then finds its batches made.
+    children = [start_child(tmp_path, sqlite_file, {"merchants": [], "payments": [], "steps": [["job"]]}) for _ in "ab"]
+    results = [child_result(child) for child in children]
+
+    assert sorted(result["steps"][0]["batches"] for result in results) == [0, 2]
+    assert len(results[1]["batches"]) == 2 and len(results[1]["lines"]) == 2 and len(results[1]["events"]) == 2
