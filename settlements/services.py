@@ -397,7 +397,7 @@ def settlement_run(
         # A second run (beat and a person, two workers) waits here, then finds this one's work done.
         # SQLite: the settings begin every transaction IMMEDIATE, so the BEGIN above took the
         # database's write lock; there are no advisory locks.
-        if not dialect.integers():
+        if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
