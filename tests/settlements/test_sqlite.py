@@ -127,7 +127,6 @@ def reference(payments: list[dict]) -> dict[tuple[str, str], list[Decimal]]:
     return dict(totals)
 
 
-@pytest.mark.slow
 def test_on_sqlite_the_batches_are_the_python_reference_to_the_minor_unit(settle_on_sqlite):
     payments = random_payments(random.Random(20261202), 160)
     payments += [  # the documented ties, each way
@@ -169,7 +168,6 @@ def test_on_sqlite_the_batches_are_the_python_reference_to_the_minor_unit(settle
     assert sorted(result["events"]) == sorted(b["id"] for b in result["batches"])
 
 
-@pytest.mark.slow
 def test_on_sqlite_a_batch_that_nets_below_zero_is_carried_into_the_next(settle_on_sqlite):
     day = 24 * 60
     payments = [
@@ -209,7 +207,6 @@ def test_on_sqlite_a_batch_that_nets_below_zero_is_carried_into_the_next(settle_
     assert '"carry"' in pages["admin statement"][1] and pages["admin csv"][1] == last["files"]["csv"]
 
 
-@pytest.mark.slow
 def test_on_sqlite_two_runs_at_once_take_turns_and_settle_once(settle_on_sqlite, sqlite_file, tmp_path):
     payments = [{"merchant": m, "currency": "EUR", "amount": "12.35", "captured": 30} for m in ("shop-a", "shop-b")]
     settle_on_sqlite({"merchants": MERCHANTS, "payments": payments, "steps": []})
