@@ -6,6 +6,9 @@ a batch row per merchant and currency (unique on merchant, currency and cut-off:
 and stops), the lines of all of them in one INSERT … SELECT (each payment and refund unique among
 lines: settled once), and each batch's totals as sums over exactly the lines inserted. Python never
 loops over the rows.
+
+The same SQL runs on PostgreSQL and on SQLite (`make run`'s embedded default), with the few
+fragments that differ in dialect.py: there amounts are computed as exact integers.
 """
 
 import datetime as dt
@@ -24,6 +27,7 @@ from pgi.merchants.models import Merchant
 from pgi.text import clip
 from refunds.models import Refund, RefundStatus
 
+from . import dialect
 from .fees import Fee, fee_params, fee_sql
 from .models import (
     BATCH_TRANSITIONS,
@@ -39,7 +43,7 @@ from .models import (
 from .payout_files import InvalidPayoutFile, payout_file_builders
 from .signals import settlement_completed
 
-# pg_advisory_xact_lock(LOCK_CLASS, 0): one settlement run at a time.
+# pg_advisory_xact_lock(LOCK_CLASS, 0): one settlement run at a time (PostgreSQL).
 LOCK_CLASS = 0x5E77
 # Money taken: the captured amount (all of it unless a capture took part). Refunds are lines of their own.
 CHARGED = (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
@@ -103,13 +107,6 @@ def payout_date_for(cutoff: dt.datetime) -> dt.date:
     return day
 
 
-def _require_postgresql() -> None:
-    # Advisory locks, numeric arithmetic (SQLite's is floating point: no place for money), INSERT
-    # in a CTE: the settlement SQL is PostgreSQL's. `make run` on SQLite skips the job (tasks.py).
-    if connection.vendor != "postgresql":
-        raise BusinessRuleViolation("Settlement runs on PostgreSQL only.", code="SETTLEMENT_NEEDS_POSTGRESQL")
-
-
 @dataclass(frozen=True)
 class Pair:
     merchant_id: int
@@ -126,7 +123,7 @@ def _unsettled_payments(where_merchant: str = "", join: str = "") -> str:
     return (
         f"FROM {P} p JOIN {C} c ON c.payment_id = p.id AND c.to_status = 'Completed' {join}"
         f" WHERE p.status IN ({charged}) AND NOT p.needs_attention AND c.created_at <= %(cutoff)s {where_merchant}"
-        " AND (%(since)s::timestamptz IS NULL OR p.status_changed_at >= %(since)s)"
+        f" AND ({dialect.typed('%(since)s', 'timestamptz')} IS NULL OR p.status_changed_at >= %(since)s)"
         f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.payment_id = p.id AND l.kind = 'payment')"
     )
 
@@ -135,7 +132,7 @@ def _unsettled_refunds(where_merchant: str = "", join: str = "") -> str:
     """Completed refunds up to %(cutoff)s on no line; created since %(since)s unless None."""
     return (
         f"FROM {R} r {join} WHERE r.status = '{RefundStatus.COMPLETED}' AND r.status_changed_at <= %(cutoff)s {where_merchant}"
-        " AND (%(since)s::timestamptz IS NULL OR r.created_at >= %(since)s)"
+        f" AND ({dialect.typed('%(since)s', 'timestamptz')} IS NULL OR r.created_at >= %(since)s)"
         f" AND NOT EXISTS (SELECT 1 FROM {L} l WHERE l.refund_id = r.id AND l.refund_id IS NOT NULL)"
     )
 
@@ -149,13 +146,15 @@ def settlement_since(cutoff: dt.datetime, *, full: bool = False) -> dt.datetime 
 
 def settlement_pairs(*, cutoff: dt.datetime, merchant: Merchant | None = None, full: bool = False) -> list[Pair]:
     """The merchants and currencies with something to settle up to the cut-off."""
-    _require_postgresql()
     params = {
-        "cutoff": cutoff, "since": settlement_since(cutoff, full=full), "merchant": merchant.pk if merchant else None
+        "cutoff": dialect.moment(cutoff),
+        "since": dialect.moment(settlement_since(cutoff, full=full)),
+        "merchant": merchant.pk if merchant else None,
     }
+    mine = dialect.typed("%(merchant)s", "bigint")
     sql = (
-        f"SELECT p.merchant_id, p.currency {_unsettled_payments('AND (%(merchant)s::bigint IS NULL OR p.merchant_id = %(merchant)s)')}"
-        f" UNION SELECT r.merchant_id, r.currency {_unsettled_refunds('AND (%(merchant)s::bigint IS NULL OR r.merchant_id = %(merchant)s)')}"
+        f"SELECT p.merchant_id, p.currency {_unsettled_payments(f'AND ({mine} IS NULL OR p.merchant_id = %(merchant)s)')}"
+        f" UNION SELECT r.merchant_id, r.currency {_unsettled_refunds(f'AND ({mine} IS NULL OR r.merchant_id = %(merchant)s)')}"
         " ORDER BY 1, 2"
     )
     with connection.cursor() as cursor:
@@ -177,12 +176,22 @@ def merchant_fee(*, merchant_id: int, currency: str) -> Fee:
 def _lines_select(*, batches: str) -> str:
     """The lines of new batches, for every merchant and currency at once: payments with their fees,
     refunds, and earlier batches carried forward. `batches` is a relation (batch_id, merchant_id,
-    currency, bps, divisor, unit, fixed, minimum): each row's batch and fee plan."""
-    fee = fee_sql("a.amount", bps="a.bps", divisor="a.divisor", unit="a.unit", fixed="a.fixed", minimum="a.minimum")
+    currency, bps, divisor, unit, fixed, minimum): each row's batch and fee plan.
+
+    The first SELECT names the columns (LINE_COLUMNS): SQLite has no column list on a subquery's alias.
+    On SQLite a payment's amount and fee are integer ten-thousandths here (dialect.money), stored back
+    as amounts (dialect.stored)."""
+    fee = fee_sql(
+        "a.amount", bps="a.bps", divisor="a.divisor", unit="a.unit", fixed="a.fixed", minimum="a.minimum",
+        integers=dialect.integers(),
+    )
     return (
-        f"SELECT batch_id, '{LineKind.PAYMENT}', id, NULL, NULL, amount, fee, amount - fee, occurred_at FROM"
+        f"SELECT batch_id AS batch_id, '{LineKind.PAYMENT}' AS kind, id AS payment_id, NULL AS refund_id,"
+        f" NULL AS carried_batch_id, {dialect.stored('amount')} AS amount, {dialect.stored('fee')} AS fee,"
+        f" {dialect.stored('amount - fee')} AS net, occurred_at AS occurred_at FROM"
         f" (SELECT a.batch_id, a.id, a.amount, a.occurred_at, {fee} AS fee FROM"
-        f"  (SELECT x.*, p.id, COALESCE(p.captured_amount, p.amount) AS amount, c.created_at AS occurred_at"
+        f"  (SELECT x.*, p.id, {dialect.money('COALESCE(p.captured_amount, p.amount)')} AS amount,"
+        f"   c.created_at AS occurred_at"
         f"   {_unsettled_payments(join=f'JOIN {batches} x ON x.merchant_id = p.merchant_id AND x.currency = p.currency')}"
         f"  ) a) s"
         f" UNION ALL SELECT x.batch_id, '{LineKind.REFUND}', r.payment_id, r.id, NULL, r.amount, 0, -r.amount,"
@@ -196,22 +205,21 @@ def _lines_select(*, batches: str) -> str:
 
 
 LINE_COLUMNS = "batch_id, kind, payment_id, refund_id, carried_batch_id, amount, fee, net, occurred_at"
-TOTALS = (
-    "COALESCE(SUM(amount) FILTER (WHERE kind = 'payment'), 0),"
-    " COALESCE(SUM(amount) FILTER (WHERE kind = 'refund'), 0),"
-    " COALESCE(SUM(fee), 0),"
-    " COALESCE(SUM(amount) FILTER (WHERE kind = 'carry'), 0),"
-    " COALESCE(SUM(net), 0),"
-    " COUNT(*) FILTER (WHERE kind = 'payment'),"
-    " COUNT(*) FILTER (WHERE kind = 'refund'),"
-    " COUNT(*)"
-)
-# The batches of a run and their fee plans, from arrays: one row per merchant and currency.
-BATCHES = (
-    "(SELECT * FROM unnest(%(batch_ids)s::text[], %(merchant_ids)s::bigint[], %(currencies)s::text[],"
-    " %(bps)s::integer[], %(divisors)s::numeric[], %(units)s::numeric[], %(fixeds)s::numeric[],"
-    " %(minimums)s::numeric[]) AS t(batch_id, merchant_id, currency, bps, divisor, unit, fixed, minimum))"
-)
+
+
+def _totals_sql() -> str:
+    """A batch's totals over its lines (GROUP BY batch_id): the columns of Totals."""
+    amount, fee, net = dialect.money("amount"), dialect.money("fee"), dialect.money("net")
+    return (
+        f"COALESCE(SUM({amount}) FILTER (WHERE kind = 'payment'), 0),"
+        f" COALESCE(SUM({amount}) FILTER (WHERE kind = 'refund'), 0),"
+        f" COALESCE(SUM({fee}), 0),"
+        f" COALESCE(SUM({amount}) FILTER (WHERE kind = 'carry'), 0),"
+        f" COALESCE(SUM({net}), 0),"
+        " COUNT(*) FILTER (WHERE kind = 'payment'),"
+        " COUNT(*) FILTER (WHERE kind = 'refund'),"
+        " COUNT(*)"
+    )
 
 
 @dataclass(frozen=True)
@@ -225,6 +233,12 @@ class Totals:
     refunds_count: int
     lines: int
 
+    @classmethod
+    def of_row(cls, row) -> "Totals":
+        """From _totals_sql's columns as the cursor gives them."""
+        *sums, payments, refunds_count, lines = row
+        return cls(*(dialect.to_decimal(value) for value in sums), payments, refunds_count, lines)
+
 
 @dataclass(frozen=True)
 class PairOutcome:
@@ -237,30 +251,27 @@ class PairOutcome:
 
 def _batch_params(rows: list[tuple[str | None, Pair, Fee]], cutoff: dt.datetime, full: bool) -> dict:
     """The parameters of _lines_select for (batch id, pair, fee) rows."""
-    fees = [fee_params(fee, pair.currency) for _, pair, fee in rows]
+    batches = []
+    for batch_id, pair, fee in rows:
+        f = fee_params(fee, pair.currency, integers=dialect.integers())
+        batches.append((
+            batch_id or f"{pair.merchant_id}:{pair.currency}", pair.merchant_id, pair.currency,
+            f["bps"], f["divisor"], f["unit"], f["fixed"], f["minimum"],
+        ))
     return {
-        "cutoff": cutoff,
-        "since": settlement_since(cutoff, full=full),
-        "batch_ids": [batch_id or f"{pair.merchant_id}:{pair.currency}" for batch_id, pair, _ in rows],
-        "merchant_ids": [pair.merchant_id for _, pair, _ in rows],
-        "currencies": [pair.currency for _, pair, _ in rows],
-        "bps": [f["bps"] for f in fees],
-        "divisors": [f["divisor"] for f in fees],
-        "units": [f["unit"] for f in fees],
-        "fixeds": [f["fixed"] for f in fees],
-        "minimums": [f["minimum"] for f in fees],
+        "cutoff": dialect.moment(cutoff),
+        "since": dialect.moment(settlement_since(cutoff, full=full)),
+        **dialect.batches_params(batches),
     }
 
 
 def settlement_preview(*, pairs: list[Pair], cutoff: dt.datetime, full: bool = False) -> dict[Pair, Totals]:
     """What settling the pairs now would give, writing nothing (`settle --dry-run`)."""
     rows = [(None, pair, merchant_fee(merchant_id=pair.merchant_id, currency=pair.currency)) for pair in pairs]
-    sql = (
-        f"SELECT batch_id, {TOTALS} FROM ({_lines_select(batches=BATCHES)}) AS x({LINE_COLUMNS}) GROUP BY batch_id"
-    )
+    sql = f"SELECT batch_id, {_totals_sql()} FROM ({_lines_select(batches=dialect.batches_relation())}) AS x GROUP BY batch_id"
     with connection.cursor() as cursor:
         cursor.execute(sql, _batch_params(rows, cutoff, full))
-        found = {key: Totals(*values) for key, *values in cursor.fetchall()}
+        found = {key: Totals.of_row(values) for key, *values in cursor.fetchall()}
     empty = Totals(Decimal(0), Decimal(0), Decimal(0), Decimal(0), Decimal(0), 0, 0, 0)
     return {pair: found.get(f"{pair.merchant_id}:{pair.currency}", empty) for pair in pairs}
 
@@ -277,9 +288,10 @@ def _batch_insert(*, pair: Pair, fee: Fee, merchant: Merchant, cutoff: dt.dateti
             " VALUES (%s, %s, %s, %s, %s, '', %s, 0, 0, 0, 0, 0, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (merchant_id, currency, cutoff) DO NOTHING RETURNING id",
             [
-                batch_id, pair.merchant_id, pair.currency, cutoff, BatchStatus.PENDING, now,
-                fee.basis_points, fee.fixed, fee.minimum, merchant.name, merchant.settlement_iban,
-                merchant.settlement_bic, payout_date_for(cutoff), now, now,
+                batch_id, pair.merchant_id, pair.currency, dialect.moment(cutoff), BatchStatus.PENDING,
+                dialect.moment(now), fee.basis_points, fee.fixed, fee.minimum, merchant.name,
+                merchant.settlement_iban, merchant.settlement_bic, dialect.moment(payout_date_for(cutoff)),
+                dialect.moment(now), dialect.moment(now),
             ],
         )
         return batch_id if cursor.fetchone() is not None else None
@@ -287,19 +299,30 @@ def _batch_insert(*, pair: Pair, fee: Fee, merchant: Merchant, cutoff: dt.dateti
 
 def _lines_insert(rows: list[tuple[str, Pair, Fee]], cutoff: dt.datetime, full: bool) -> dict[str, Totals]:
     """All the new batches' lines in one INSERT … SELECT (one pass over the payments and refunds),
-    and each batch's totals summed over exactly the lines it inserted (RETURNING): {batch id: totals}."""
+    and each batch's totals summed over exactly the lines it inserted: {batch id: totals}."""
+    params, batches = _batch_params(rows, cutoff, full), dialect.batches_relation()
+    insert = f"INSERT INTO {L} ({LINE_COLUMNS}) {_lines_select(batches=batches)} ON CONFLICT DO NOTHING"
     with connection.cursor() as cursor:
+        if dialect.integers():
+            # SQLite has no INSERT in a WITH: the batches are new in this transaction, so their
+            # lines are exactly the ones inserted.
+            cursor.execute(insert, params)
+            cursor.execute(
+                f"SELECT batch_id, {_totals_sql()} FROM {L}"
+                f" WHERE batch_id IN (SELECT batch_id FROM {batches} AS x) GROUP BY batch_id",
+                params,
+            )
+            return {batch_id: Totals.of_row(values) for batch_id, *values in cursor.fetchall()}
         # The "not settled yet" probes must use the lines' unique indexes. While the lines table
         # is (or was last analyzed) empty, the planner would scan it instead, once per payment:
         # inside the INSERT that grows it, that is quadratic (50,000 payments took minutes).
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
-            f"WITH inserted AS (INSERT INTO {L} ({LINE_COLUMNS}) {_lines_select(batches=BATCHES)}"
-            f" ON CONFLICT DO NOTHING RETURNING {LINE_COLUMNS})"
-            f" SELECT batch_id, {TOTALS} FROM inserted GROUP BY batch_id",
-            _batch_params(rows, cutoff, full),
+            f"WITH inserted AS ({insert} RETURNING {LINE_COLUMNS})"
+            f" SELECT batch_id, {_totals_sql()} FROM inserted GROUP BY batch_id",
+            params,
         )
-        totals = {batch_id: Totals(*values) for batch_id, *values in cursor.fetchall()}
+        totals = {batch_id: Totals.of_row(values) for batch_id, *values in cursor.fetchall()}
         cursor.execute("SET LOCAL enable_seqscan TO DEFAULT")
     return totals
 
@@ -351,15 +374,15 @@ def settlement_run(
     full: bool = False,
 ) -> list[PairOutcome]:
     """Settle every merchant and currency (or `merchant`'s) up to `cutoff`, one batch each, all in
-    one transaction: one run at a time (an advisory lock), each batch once per cut-off (a unique
+    one transaction: one run at a time (an advisory lock; on SQLite the transaction's write lock,
+    taken at BEGIN IMMEDIATE by the settings), each batch once per cut-off (a unique
     constraint), each payment and refund once (unique lines), the lines in one INSERT … SELECT.
     `progress` is called once per merchant and currency.
 
     `full`: look at every payment and refund ever, not only the last lookback_days (see
     settlement_since). Raises BusinessRuleViolation for a cut-off in the future (what is captured
     before it but after the run would wait for the next cut-off, and a rerun of this one would not
-    take it) and on a database that is not PostgreSQL."""
-    _require_postgresql()
+    take it)."""
     if cutoff > timezone.now():
         raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
     if dry_run:
@@ -371,9 +394,12 @@ def settlement_run(
                 progress(outcome)
         return outcomes
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            # A second run (beat and a person, two workers) waits here, then finds this one's work done.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
+        # A second run (beat and a person, two workers) waits here, then finds this one's work done.
+        # SQLite: the settings begin every transaction IMMEDIATE, so the BEGIN above took the
+        # database's write lock; there are no advisory locks.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
         merchants = Merchant.objects.in_bulk({pair.merchant_id for pair in pairs})
         now = timezone.now()

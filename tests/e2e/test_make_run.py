@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,21 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
         assert refund["status"] == "Completed", f"refund still {refund['status']} after {REFUND_TIMEOUT}s"
         refunded = requests.get(f"{base_url}/payments/{payment_id}", headers=headers, timeout=HTTP_TIMEOUT).json()
         assert (refunded["status"], refunded["refundedAmount"]) == ("PartiallyRefunded", 20.00)
+
+        # Settlement on the run's SQLite database, from another shell: the payment less its refund
+        # and fee, to the cent, in one batch; a second run adds nothing.
+        time.sleep(1)  # the cut-off is to the second: after the refund's completion
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for created in ("batches created 1,", "batches created 0,"):
+            settle = subprocess.run(
+                [sys.executable, str(ROOT / "manage.py"), "settle", "--cutoff", cutoff],
+                cwd=ROOT, env={**env, "PGI_SANDBOX": "true"}, capture_output=True, text=True, timeout=120,
+            )
+            assert settle.returncode == 0 and created in settle.stdout, settle.stdout + settle.stderr
+        [settlement] = requests.get(f"{base_url}/settlements", headers=headers, timeout=HTTP_TIMEOUT).json()["results"]
+        assert (settlement["grossAmount"], settlement["refundAmount"]) == (50.00, 20.00), settlement
+        fee = Decimal(str(settlement["feeAmount"]))
+        assert Decimal(str(settlement["netAmount"])) == Decimal("30.00") - fee, settlement
 
         def pay(**overrides) -> dict:
             answer = requests.post(f"{base_url}/payments", json=dict(new_payment, **overrides), headers=headers, timeout=HTTP_TIMEOUT)

@@ -1,5 +1,6 @@
 """Fees: half-even to the currency's digits, the SQL the batch runs equal to the Python reference."""
 
+import sqlite3
 from decimal import Decimal
 
 import pytest
@@ -7,7 +8,7 @@ from django.db import connection
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from settlements.fees import Fee, fee_of, fee_params, fee_sql
+from settlements.fees import Fee, fee_of, fee_params, fee_sql, ten_thousandths
 
 
 @pytest.mark.parametrize(
@@ -55,3 +56,31 @@ def test_the_sql_fee_is_the_python_fee(currency, amount, bps, fixed, minimum):
     fee = Fee(basis_points=bps, fixed=Decimal(fixed), minimum=None if minimum is None else Decimal(minimum))
 
     assert sql_fee(amount, fee, currency) == fee_of(amount, fee, currency)
+
+
+SQLITE_FEE = fee_sql(":amount", ":bps", ":divisor", ":unit", ":fixed", ":minimum", integers=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    currency=st.sampled_from(["USD", "JPY", "KWD", "EUR", "CLF"]),
+    amount=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("99999999999999"), places=4),
+    bps=st.integers(0, 10000),
+    fixed=st.sampled_from(["0", "0.25", "1"]),
+    minimum=st.sampled_from([None, "0", "0.5", "3"]),
+)
+@example(currency="USD", amount=Decimal("10.25"), bps=1000, fixed="0", minimum=None)
+@example(currency="USD", amount=Decimal("10.35"), bps=1000, fixed="0", minimum=None)
+@example(currency="JPY", amount=Decimal("1225"), bps=200, fixed="0", minimum=None)
+@example(currency="KWD", amount=Decimal("10.005"), bps=1000, fixed="0", minimum=None)
+@example(currency="USD", amount=Decimal("99999999999999.9999"), bps=10000, fixed="1", minimum=None)
+def test_the_integer_fee_sqlite_runs_is_the_python_fee(currency, amount, bps, fixed, minimum):
+    """SQLite (`make run`): the fee in integer ten-thousandths, no float anywhere, even at the
+    largest amount a column holds (its products would pass 64 bits unsplit)."""
+    fee = Fee(basis_points=bps, fixed=Decimal(fixed), minimum=None if minimum is None else Decimal(minimum))
+    params = {**fee_params(fee, currency, integers=True), "amount": ten_thousandths(amount)}
+
+    with sqlite3.connect(":memory:") as db:
+        value, kind = db.execute(f"SELECT {SQLITE_FEE}, typeof({SQLITE_FEE})", params).fetchone()
+
+    assert kind == "integer" and Decimal(value).scaleb(-4) == fee_of(amount, fee, currency)

@@ -103,15 +103,3 @@ def test_the_command_refuses_a_future_cutoff():
     future = (timezone.now() + dt.timedelta(days=1)).isoformat()
     with pytest.raises(CommandError, match="future"):
         call_command("settle", "--cutoff", future, stdout=io.StringIO(), stderr=io.StringIO())
-
-
-@pytest.mark.django_db
-def test_on_sqlite_the_job_is_skipped_and_the_command_says_why(monkeypatch, caplog):
-    from django.db import connection
-
-    monkeypatch.setattr(connection, "vendor", "sqlite")
-
-    assert settlements_settle.apply().get() == {"batches": 0, "pairs": 0}
-    assert "settle-daily skipped: Settlement runs on PostgreSQL only." in caplog.text
-    with pytest.raises(CommandError, match="PostgreSQL only"):
-        call_command("settle", "--cutoff", "2026-01-01T00:00:00Z", stdout=io.StringIO(), stderr=io.StringIO())
