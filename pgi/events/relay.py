@@ -260,8 +260,12 @@ class Relay:
             self._prefetched = None
             self._marks_write()
             self._mark(delivered=[], failed=failed)
-        if failed:  # a topic may have gone with a broker's data (a restarted dev broker): look again
+        if failed:
+            # A topic may have gone with a broker's data (a restarted dev broker): look again. And a
+            # new producer: an idempotent producer's id and sequence numbers belong to the broker
+            # that gave them; against a broker that lost them, its retries can time out for good.
             self._known_topics.clear()
+            self._producer_broken = True
         if self._producer_broken:
             self._producer, self._producer_broken = None, False
         self.delivered_count += len(delivered)
