@@ -18,7 +18,7 @@ from pgi.merchants.models import ApiKey
 from pgi.merchants.principals import Principal
 from pgi.merchants.services import api_key_create
 
-from .messages import PaymentRequestMessage, Refused
+from .messages import PaymentRequestMessage, PaymentRequestMessageSerializer, Refused
 from .models import PaymentRequest
 
 logger = logging.getLogger(__name__)
@@ -97,19 +97,8 @@ def payment_request_process(*, message: PaymentRequestMessage, origin: Origin, p
     handled = _already(message, fingerprint)
     if handled is not None:
         return handled
-    data = _meaning(message)
     try:
-        draft = payment_validate(
-            principal=principal,
-            amount=data["amount"],
-            currency=data["currency"],
-            from_account=data["from_account"],
-            to_merchant=data.get("to_merchant"),
-            reference=data["reference"],
-            description=data["description"],
-            metadata=data["metadata"],
-            capture=data["capture"],
-        )
+        draft = payment_validate(principal=principal, **PaymentRequestMessageSerializer.draft_fields(_meaning(message)))
     except ApplicationError as exc:
         details = "; ".join(f"{d.field}: {d.message}" if d.field else d.message for d in exc.details)
         raise Refused(exc.code, f"{exc.message} {details}".strip(), request_id=message.request_id) from exc

@@ -156,6 +156,21 @@ class PaymentInputSerializer(StrictInputSerializer):
         "`POST /v1/payments/{id}/capture` or `/cancel` (or until the authorization expires).",
     )
 
+    @staticmethod
+    def draft_fields(data: dict) -> dict:
+        """payment_validate's keyword arguments from validated data: the REST body's, or a Kafka
+        payment request's (payment_requests checks its messages with a subclass of this one)."""
+        return {
+            "amount": data["amount"],
+            "currency": data["currency"],
+            "from_account": data["from_account"],
+            "to_merchant": data.get("to_merchant"),
+            "reference": data["reference"],
+            "description": data["description"],
+            "metadata": data["metadata"],
+            "capture": data["capture"],
+        }
+
 
 @extend_schema_serializer(component_name="Payment")  # the API specification's name for it
 class PaymentOutputSerializer(serializers.ModelSerializer):
@@ -261,18 +276,7 @@ def _validated_draft(request):
     serializer = _payment_input(request)
     if serializer.errors:
         raise serializers.ValidationError(serializer.errors)
-    data = serializer.validated_data
-    return payment_validate(
-        principal=request.user,
-        amount=data["amount"],
-        currency=data["currency"],
-        from_account=data["from_account"],
-        to_merchant=data.get("to_merchant"),
-        reference=data["reference"],
-        description=data["description"],
-        metadata=data["metadata"],
-        capture=data["capture"],
-    )
+    return payment_validate(principal=request.user, **PaymentInputSerializer.draft_fields(serializer.validated_data))
 
 
 REQUEST_EXAMPLE = OpenApiExample(
