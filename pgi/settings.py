@@ -411,6 +411,9 @@ PGI_SETTLEMENT = {
     "payout_days": int(os.environ.get("PGI_SETTLEMENT_PAYOUT_DAYS", "1")),
     # How far back before the cut-off a run looks for what is not settled yet (`settle --full`: all).
     "lookback_days": int(os.environ.get("PGI_SETTLEMENT_LOOKBACK_DAYS", "31")),
+    # The admin warns when the latest cut-off has no run this many minutes after it (a worker
+    # killed mid-run leaves the job to the broker's redelivery, PGI_CELERY_VISIBILITY_TIMEOUT later).
+    "late_minutes": int(os.environ.get("PGI_SETTLEMENT_LATE_MINUTES", "30")),
     "debtor_name": os.environ.get("PGI_SETTLEMENT_DEBTOR_NAME", "PGI Bank"),
     "debtor_iban": os.environ.get("PGI_SETTLEMENT_DEBTOR_IBAN", "DE89370400440532013000" if PGI_SANDBOX else ""),
     "debtor_bic": os.environ.get("PGI_SETTLEMENT_DEBTOR_BIC", "COBADEFFXXX" if PGI_SANDBOX else ""),

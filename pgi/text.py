@@ -17,3 +17,19 @@ def a_or_an(word: str, *, start: bool = False) -> str:
     with `start`, as the start of a sentence ("An Authorized")."""
     article = "an" if word[:1].lower() in "aeiou" else "a"
     return f"{article.title() if start else article} {word}"
+
+
+# Bidirectional overrides and isolates: invisible, they make a name read differently than it is.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def control_characters(value: str) -> list[str]:
+    """The control characters in `value` (C0 and C1 controls, tab and line breaks included, line and
+    paragraph separators, lone surrogates, bidirectional overrides), each as U+XXXX, once."""
+    import unicodedata
+
+    found = [
+        c for c in value if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in BIDI_CONTROLS
+    ]
+    return sorted({f"U+{ord(c):04X}" for c in found})
+

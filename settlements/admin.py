@@ -15,6 +15,8 @@ from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
@@ -30,7 +32,9 @@ from .models import (
     SettlementLine,
     SettlementStatusChange,
 )
-from .services import payout_files_generate, settlement_batch_move
+from .checks import settle_daily_crontab_problem
+from .selectors import settlement_run_missing
+from .services import SCHEDULE_NAME, payout_files_generate, settlement_batch_move
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pain001": "application/xml"}
 
@@ -48,14 +52,42 @@ class FeePlanCurrencyForm(forms.ModelForm):
             return data
         for name in ("fixed", "minimum"):
             value = data.get(name)
-            if currency and value is not None and not fits_currency(value, currency):
+            if value is None:
+                continue
+            # Messages of their own, before the database's check constraints would name themselves.
+            if value < 0:
+                self.add_error(name, "Must be 0 or more.")
+            elif currency and not fits_currency(value, currency):
                 self.add_error(name, f"More decimals than {currency} has.")
+            elif currency:
+                # 1e2 is 100.00, -0 is 0.00: stored and shown as the currency writes amounts.
+                data[name] = quantize(value + 0, currency)
         return data
+
+
+class FeePlanCurrencyFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        """Each currency of the plan is one its merchant takes payments in (a fee in another one
+        would never apply)."""
+        super().clean()
+        merchant = getattr(self.instance, "merchant", None) if self.instance.merchant_id else None
+        if merchant is None:
+            return
+        enabled = set(merchant.currencies.values_list("currency", flat=True))
+        for form in self.forms:
+            currency = getattr(form, "cleaned_data", {}).get("currency")
+            if currency and not form.cleaned_data.get("DELETE") and currency not in enabled:
+                form.add_error(
+                    "currency",
+                    f"{merchant.code} does not take payments in {currency} "
+                    f"(its currencies: {', '.join(sorted(enabled)) or 'none'}).",
+                )
 
 
 class FeePlanCurrencyInline(admin.TabularInline):
     model = FeePlanCurrency
     form = FeePlanCurrencyForm
+    formset = FeePlanCurrencyFormSet
     extra = 1
 
 
@@ -160,6 +192,17 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Payee", {"fields": ["payee_name", "payee_iban_display", "payee_bic_display", "files"]}),
     ]
 
+    def changelist_view(self, request, extra_context=None):
+        if (cutoff := settlement_run_missing()) is not None:
+            self.message_user(
+                request,
+                f"No settlement run is recorded for the cut-off {instant(cutoff)} UTC. The settle-daily job "
+                "did not run or did not finish (beat or the worker down; a worker stopped mid-run is retried "
+                "only after the broker's visibility timeout). Check the worker, or run `manage.py settle`.",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self):
         download = path(
             "<path:object_id>/file/<str:kind>/",
@@ -186,8 +229,9 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return response
 
     def statement_view(self, request, object_id: str):
-        """The batch's lines as CSV (the merchant statement), streamed: a batch may have a million."""
-        if not self.has_view_permission(request):
+        """The batch's lines as CSV (the merchant statement), streamed: a batch may have a million.
+        Every line of the batch: for staff who may see the lines too."""
+        if not (self.has_view_permission(request) and request.user.has_perm("settlements.view_settlementline")):
             raise PermissionDenied
         batch = get_object_or_404(SettlementBatch, pk=object_id)
 
@@ -265,10 +309,11 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Build the payout files of the selected batches again", permissions=["hold"])
     def regenerate_files(self, request, queryset):
+        user = request.user.get_username()
         for batch in queryset.select_related("merchant"):
             before = dict(batch.payout_files.values_list("kind", "sha256"))
             try:
-                files = payout_files_generate(batch=batch)
+                files = payout_files_generate(batch=batch, rebuilt_by=user)
             except BusinessRuleViolation as exc:
                 self.message_user(request, f"Batch {batch.id}: {exc.message} ({exc.code})", messages.ERROR)
                 continue
@@ -371,3 +416,50 @@ class SettlementLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="captured or refunded (UTC)", ordering="occurred_at")
     def occurred(self, obj: SettlementLine) -> str:
         return instant(obj.occurred_at)
+
+
+# --- settle-daily's schedule -----------------------------------------------------------------------
+# The job settles up to the latest time its crontab names (services.settlement_schedule): a crontab
+# that names several times a day, or a local time a daylight saving change skips or repeats, would
+# run at other times than it settles up to. django-celery-beat's own admin is kept, with this check
+# added to its two forms that can change settle-daily's crontab.
+
+
+def _crontab_problem(crontab: CrontabSchedule | None, **changed) -> str:
+    if crontab is None:
+        return "settle-daily runs on a crontab (one hour and one minute each day)."
+    fields = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year", "timezone")
+    return settle_daily_crontab_problem(**{name: str(changed.get(name, getattr(crontab, name))) for name in fields})
+
+
+class SettleDailyPeriodicTaskForm(beat_admin.PeriodicTaskForm):
+    def clean(self):
+        data = super().clean()
+        if (data.get("name") or self.instance.name) == SCHEDULE_NAME:
+            if problem := _crontab_problem(data.get("crontab")):
+                self.add_error("crontab", problem)
+            elif data.get("interval") or data.get("solar") or data.get("clocked"):
+                self.add_error(None, "settle-daily runs on its crontab alone.")
+        return data
+
+
+class SettleDailyCrontabForm(forms.ModelForm):
+    class Meta:
+        model = CrontabSchedule
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk and PeriodicTask.objects.filter(name=SCHEDULE_NAME, crontab=self.instance).exists():
+            if problem := _crontab_problem(self.instance, **{k: v for k, v in data.items() if v is not None}):
+                raise forms.ValidationError(problem)
+        return data
+
+
+for _model, _admin_class, _form in (
+    (PeriodicTask, beat_admin.PeriodicTaskAdmin, SettleDailyPeriodicTaskForm),
+    (CrontabSchedule, beat_admin.CrontabScheduleAdmin, SettleDailyCrontabForm),
+):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, type(_admin_class.__name__, (_admin_class,), {"form": _form}))

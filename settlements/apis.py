@@ -26,7 +26,7 @@ from pgi.api.openapi import (
     error_example,
     error_responses,
 )
-from pgi.api.pagination import LIMIT_TEXT, CreatedCursorPagination
+from pgi.api.pagination import BASE64_TEXT, LIMIT_TEXT, CreatedCursorPagination
 from pgi.api.serializers import (
     BlankAsNullCharField,
     CurrencyAmountField,
@@ -161,11 +161,17 @@ class LineCursorPagination(CursorPagination):
     invalid_cursor_message = "The cursor is invalid or has been tampered with."
 
     def decode_cursor(self, request):
+        encoded = request.query_params.get(self.cursor_query_param)
         try:
             cursor = super().decode_cursor(request)
         except DrfNotFound as exc:
             raise ValidationError({"cursor": [self.invalid_cursor_message]}) from exc
-        if cursor is not None and cursor.position is not None and not re.fullmatch(r"[0-9]{1,19}", cursor.position):
+        # As the settlements list's cursor (pgi.api.pagination): DRF's base64 decoding skips what is
+        # not base64, so "%%%" would decode to nothing and read as the first page.
+        if cursor is not None and (
+            not BASE64_TEXT.fullmatch(encoded)
+            or (cursor.position is not None and not re.fullmatch(r"[0-9]{1,19}", cursor.position))
+        ):
             raise ValidationError({"cursor": [self.invalid_cursor_message]})
         return cursor
 

@@ -5,6 +5,8 @@ class SettlementsConfig(AppConfig):
     name = "settlements"
 
     def ready(self):
+        from . import checks  # noqa: F401  registers the PGI_SETTLEMENT checks
+
         # payments and refunds never import settlements: their lists take the settlement id from an
         # annotation registered here (one subquery in the list's own query).
         from payments.selectors import payment_annotation_register

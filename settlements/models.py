@@ -12,6 +12,7 @@ from django.db.models import Q
 from payments.models import Payment, money_field
 from pgi.ids import new_id
 from pgi.merchants.models import Merchant
+from pgi.money import AMOUNT_DECIMAL_PLACES
 from refunds.models import Refund
 
 SETTLEMENT_ID_PREFIX = "stl"
@@ -19,6 +20,15 @@ SETTLEMENT_ID_PREFIX = "stl"
 
 def new_settlement_id() -> str:
     return new_id(SETTLEMENT_ID_PREFIX)
+
+
+# A batch's totals are sums of any number of payments, each up to the API's largest amount (14
+# integer digits): 26 integer digits hold a trillion of the largest payments.
+TOTAL_MAX_DIGITS = 30
+
+
+def total_field(**kwargs) -> models.DecimalField:
+    return models.DecimalField(max_digits=TOTAL_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES, **kwargs)
 
 
 class FeePlan(models.Model):
@@ -94,11 +104,11 @@ class SettlementBatch(models.Model):
     status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.PENDING)
     status_reason = models.CharField(max_length=255, blank=True, default="")
     status_changed_at = models.DateTimeField()
-    gross_amount = money_field(default=0, help_text="Captured payments.")
-    refund_amount = money_field(default=0, help_text="Completed refunds.")
-    fee_amount = money_field(default=0)
-    carried_amount = money_field(default=0, help_text="Carried forward from earlier batches (zero or negative).")
-    net_amount = money_field(default=0, help_text="gross - refunds - fees + carried.")
+    gross_amount = total_field(default=0, help_text="Captured payments.")
+    refund_amount = total_field(default=0, help_text="Completed refunds.")
+    fee_amount = total_field(default=0)
+    carried_amount = total_field(default=0, help_text="Carried forward from earlier batches (zero or negative).")
+    net_amount = total_field(default=0, help_text="gross - refunds - fees + carried.")
     payment_count = models.PositiveIntegerField(default=0)
     refund_count = models.PositiveIntegerField(default=0)
     fee_basis_points = models.PositiveIntegerField(default=0)
@@ -107,6 +117,11 @@ class SettlementBatch(models.Model):
     payee_name = models.CharField(max_length=200, blank=True, default="")
     payee_iban = models.CharField(max_length=34, blank=True, default="")
     payee_bic = models.CharField(max_length=11, blank=True, default="")
+    # The bank's own account the payout files pay from (PGI_SETTLEMENT debtor_* when the batch was
+    # made): files built again later are the same bytes whatever the settings say then.
+    debtor_name = models.CharField(max_length=200, blank=True, default="")
+    debtor_iban = models.CharField(max_length=34, blank=True, default="")
+    debtor_bic = models.CharField(max_length=11, blank=True, default="")
     payout_date = models.DateField(help_text="The requested execution date of the credit transfer.")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
@@ -191,6 +206,23 @@ class SettlementLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.refund_id or self.payment_id or self.carried_batch_id}"
+
+
+class SettlementRun(models.Model):
+    """A settlement run of every merchant up to a cut-off (the daily job, or `settle` without
+    --merchant): when it ended and what it made. The admin warns when the latest scheduled cut-off
+    has no run some minutes after it (a worker killed mid-run leaves its message to the broker's
+    redelivery, minutes later)."""
+
+    cutoff = models.DateTimeField(unique=True)
+    finished_at = models.DateTimeField()
+    batches_created = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-cutoff"]
+
+    def __str__(self) -> str:
+        return f"run to {self.cutoff:%Y-%m-%d %H:%M:%S}"
 
 
 class SettlementStatusChange(models.Model):

@@ -1,7 +1,9 @@
 """A batch's payout files: a CSV and an ISO 20022 pain.001.001.09 credit transfer initiation.
 
 Built from the batch's own fields only (its id is the message, payment and end-to-end id; its
-creation time the message's), so building again gives the same bytes. The XML is built with lxml
+creation time the message's; its payee and debtor accounts), so building again gives the same
+bytes. Names and remittance text go into the XML in the SEPA character set (sepa.sepa_text), and
+into the CSV with formula-like cells neutralised (sepa.csv_text). The XML is built with lxml
 and checked against the schema (settlements/schemas/pain.001.001.09.xsd, the ISO 20022 XSD as
 shipped by sepaxml) before it is stored: an invalid file is never offered to a bank.
 """
@@ -10,12 +12,15 @@ import csv
 import datetime as dt
 import functools
 import io
+from decimal import Decimal
 from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
 
 from pgi.money import quantize
+
+from .sepa import csv_text, in_sepa_scheme, sepa_text
 
 PAIN_001 = "pain.001.001.09"
 NAMESPACE = f"urn:iso:std:iso:20022:tech:xsd:{PAIN_001}"
@@ -26,8 +31,17 @@ CSV_HEADER = (
 )
 
 
+# The SEPA credit transfer rulebook's largest amount of one transfer.
+SEPA_MAX_AMOUNT = Decimal("999999999.99")
+
+
 class InvalidPayoutFile(ValueError):
-    """The XML does not validate against its schema (the message says where)."""
+    """The XML does not validate against its schema (the message says where), or breaks a rule of
+    the scheme the schema does not hold."""
+
+
+class NoPayeeBic(InvalidPayoutFile):
+    """A transfer outside SEPA names the payee's bank by its BIC, and the batch has none."""
 
 
 @functools.cache
@@ -36,7 +50,9 @@ def pain_schema() -> etree.XMLSchema:
 
 
 def remittance(batch) -> str:
-    return f"PGI settlement {batch.id} to {batch.cutoff.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    """`PGI settlement <id> to <cut-off> UTC`: the cut-off to the minute, with its seconds unless :00."""
+    cutoff = batch.cutoff.astimezone(dt.UTC).replace(microsecond=0)
+    return f"PGI settlement {batch.id} to {cutoff:%Y-%m-%d %H:%M}{f':{cutoff:%S}' if cutoff.second else ''} UTC"
 
 
 def payout_csv(batch) -> bytes:
@@ -45,7 +61,7 @@ def payout_csv(batch) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
     writer.writerow([
-        batch.id, batch.merchant.code, batch.payee_name, batch.payee_iban, batch.payee_bic, batch.currency,
+        batch.id, batch.merchant.code, csv_text(batch.payee_name), batch.payee_iban, batch.payee_bic, batch.currency,
         str(quantize(batch.net_amount, batch.currency)), batch.payout_date.isoformat(),
         batch.cutoff.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"), remittance(batch),
     ])
@@ -71,10 +87,31 @@ def _account(parent, tag: str, iban: str) -> None:
     _el(_el(_el(parent, tag), "Id"), "IBAN", iban)
 
 
-def payout_pain001(batch, config: dict) -> bytes:
-    """One credit transfer from the bank's account (PGI_SETTLEMENT debtor_*) to the merchant's.
-    SEPA service level for EUR; other currencies go as plain transfers, charges shared."""
+def is_sepa(batch) -> bool:
+    """A SEPA credit transfer: in euro, to an account in a country of the SEPA scheme."""
+    return batch.currency == "EUR" and in_sepa_scheme(batch.payee_iban)
+
+
+def payout_pain001(batch) -> bytes:
+    """One credit transfer from the bank's account (the batch's debtor_*) to the merchant's.
+    SEPA (service level SEPA, charges SLEV) for euro to a SEPA country; anything else goes as a
+    plain transfer, charges shared, naming the payee's bank by its BIC (NoPayeeBic without one).
+    Names and remittance in the SEPA character set, at most 70 and 140 characters (SEPA's limits,
+    kept for every transfer: the schema would allow 140 for a name)."""
     amount = str(quantize(batch.net_amount, batch.currency))
+    sepa = is_sepa(batch)
+    if not sepa and not batch.payee_bic:
+        raise NoPayeeBic(
+            f"A transfer outside SEPA ({batch.currency} to a {batch.payee_iban[:2]} account) needs the payee's BIC: "
+            "set the merchant's settlement BIC."
+        )
+    if sepa and batch.net_amount > SEPA_MAX_AMOUNT:
+        raise InvalidPayoutFile(f"{amount} EUR is more than a SEPA credit transfer carries ({SEPA_MAX_AMOUNT}).")
+    payee, debtor = sepa_text(batch.payee_name, 70), sepa_text(batch.debtor_name, 70)
+    if not payee or not debtor:
+        raise InvalidPayoutFile(
+            f"The {'payee' if not payee else 'debtor'}'s name has no character of the SEPA character set."
+        )
     created = batch.created_at.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
     root = etree.Element(f"{{{NAMESPACE}}}Document", nsmap={None: NAMESPACE})
     initiation = _el(root, "CstmrCdtTrfInitn")
@@ -83,20 +120,19 @@ def payout_pain001(batch, config: dict) -> bytes:
     _el(header, "CreDtTm", created)
     _el(header, "NbOfTxs", "1")
     _el(header, "CtrlSum", amount)
-    _el(_el(header, "InitgPty"), "Nm", config["debtor_name"][:140])
+    _el(_el(header, "InitgPty"), "Nm", debtor)
     info = _el(initiation, "PmtInf")
     _el(info, "PmtInfId", batch.id)
     _el(info, "PmtMtd", "TRF")
     _el(info, "BtchBookg", "false")
     _el(info, "NbOfTxs", "1")
     _el(info, "CtrlSum", amount)
-    sepa = batch.currency == "EUR"
     if sepa:
         _el(_el(_el(info, "PmtTpInf"), "SvcLvl"), "Cd", "SEPA")
     _el(_el(info, "ReqdExctnDt"), "Dt", batch.payout_date.isoformat())
-    _el(_el(info, "Dbtr"), "Nm", config["debtor_name"][:140])
-    _account(info, "DbtrAcct", config["debtor_iban"])
-    _agent(info, "DbtrAgt", config["debtor_bic"])
+    _el(_el(info, "Dbtr"), "Nm", debtor)
+    _account(info, "DbtrAcct", batch.debtor_iban)
+    _agent(info, "DbtrAgt", batch.debtor_bic)
     _el(info, "ChrgBr", "SLEV" if sepa else "SHAR")
     transfer = _el(info, "CdtTrfTxInf")
     payment_id = _el(transfer, "PmtId")
@@ -105,10 +141,9 @@ def payout_pain001(batch, config: dict) -> bytes:
     _el(_el(transfer, "Amt"), "InstdAmt", amount, Ccy=batch.currency)
     if batch.payee_bic:
         _agent(transfer, "CdtrAgt", batch.payee_bic)
-    # SEPA's rulebook allows 70 characters for a name, where the schema allows 140.
-    _el(_el(transfer, "Cdtr"), "Nm", batch.payee_name[: 70 if sepa else 140])
+    _el(_el(transfer, "Cdtr"), "Nm", payee)
     _account(transfer, "CdtrAcct", batch.payee_iban)
-    _el(_el(transfer, "RmtInf"), "Ustrd", remittance(batch)[:140])
+    _el(_el(transfer, "RmtInf"), "Ustrd", sepa_text(remittance(batch), 140))
     content = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     pain_validate(content)
     return content
@@ -122,9 +157,9 @@ def pain_validate(content: bytes) -> None:
         raise InvalidPayoutFile(str(schema.error_log.last_error))
 
 
-def payout_file_builders(batch, config: dict) -> dict[str, tuple[str, Callable[[], bytes]]]:
+def payout_file_builders(batch) -> dict[str, tuple[str, Callable[[], bytes]]]:
     """{kind: (file name, build)} for the batch's payout files."""
     return {
         "csv": (f"{batch.id}.csv", lambda: payout_csv(batch)),
-        "pain001": (f"{batch.id}.{PAIN_001}.xml", lambda: payout_pain001(batch, config)),
+        "pain001": (f"{batch.id}.{PAIN_001}.xml", lambda: payout_pain001(batch)),
     }

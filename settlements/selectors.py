@@ -42,3 +42,24 @@ def settlement_get(*, principal: Principal, settlement_id: str) -> SettlementBat
 
 def settlement_lines(*, batch: SettlementBatch) -> QuerySet[SettlementLine]:
     return SettlementLine.objects.filter(batch=batch).order_by("id")
+
+
+def settlement_run_missing(now=None):
+    """The latest scheduled cut-off when no settlement run of every merchant is recorded for it
+    PGI_SETTLEMENT late_minutes after it (no SettlementRun and no batch at it), else None. A run
+    is late when beat or the worker was down, or a worker was killed mid-run: its message is
+    delivered again only after the broker's visibility timeout (PGI_CELERY_VISIBILITY_TIMEOUT)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from .models import SettlementRun
+    from .services import settlement_cutoff_latest, settlement_settings
+
+    now = now or timezone.now()
+    cutoff = settlement_cutoff_latest(now)
+    if now < cutoff + dt.timedelta(minutes=settlement_settings()["late_minutes"]):
+        return None
+    if SettlementRun.objects.filter(cutoff=cutoff).exists() or SettlementBatch.objects.filter(cutoff=cutoff).exists():
+        return None
+    return cutoff

@@ -12,6 +12,7 @@ fragments that differ in dialect.py: there amounts are computed as exact integer
 """
 
 import datetime as dt
+import logging
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from lxml import etree
 
 from payments.models import Payment, PaymentStatus, PaymentStatusChange
 from pgi.errors import BusinessRuleViolation
@@ -37,11 +39,15 @@ from .models import (
     PayoutFile,
     SettlementBatch,
     SettlementLine,
+    SettlementRun,
     SettlementStatusChange,
     new_settlement_id,
 )
-from .payout_files import InvalidPayoutFile, payout_file_builders
+from .payout_files import NoPayeeBic, payout_file_builders
+from .sepa import account_problem
 from .signals import settlement_completed
+
+logger = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock(LOCK_CLASS, 0): one settlement run at a time (PostgreSQL).
 LOCK_CLASS = 0x5E77
@@ -62,6 +68,7 @@ def settlement_settings() -> dict:
         "time_zone": "UTC",
         "payout_days": 1,
         "lookback_days": 31,
+        "late_minutes": 30,
         "debtor_name": "PGI Bank",
         "debtor_iban": "",
         "debtor_bic": "",
@@ -82,6 +89,11 @@ def settlement_schedule() -> tuple[dt.time, zoneinfo.ZoneInfo]:
     crontab = task.crontab if task is not None else None
     if crontab is not None and crontab.hour.isdigit() and crontab.minute.isdigit():
         return dt.time(int(crontab.hour), int(crontab.minute)), zoneinfo.ZoneInfo(str(crontab.timezone))
+    if crontab is not None:  # the admin refuses such a crontab for settle-daily (settlements.admin)
+        logger.error(
+            "settle-daily's crontab (hour %r, minute %r) names no single time: settling up to PGI_SETTLEMENT's "
+            "cutoff_time instead.", crontab.hour, crontab.minute,
+        )
     hour, minute = (int(part) for part in config["cutoff_time"].split(":"))
     return dt.time(hour, minute), zoneinfo.ZoneInfo(config["time_zone"])
 
@@ -105,6 +117,15 @@ def payout_date_for(cutoff: dt.datetime) -> dt.date:
     while day.weekday() >= 5:
         day += dt.timedelta(days=1)
     return day
+
+
+def debtor_of(config: dict) -> tuple[str, str, str]:
+    """The bank's own account as a batch keeps it: name, IBAN, BIC (compact, upper case)."""
+    return (
+        config["debtor_name"][:200],
+        config["debtor_iban"].replace(" ", "").upper()[:34],
+        config["debtor_bic"].replace(" ", "").upper()[:11],
+    )
 
 
 @dataclass(frozen=True)
@@ -284,14 +305,14 @@ def _batch_insert(*, pair: Pair, fee: Fee, merchant: Merchant, cutoff: dt.dateti
             f"INSERT INTO {B} (id, merchant_id, currency, cutoff, status, status_reason, status_changed_at,"
             " gross_amount, refund_amount, fee_amount, carried_amount, net_amount, payment_count, refund_count,"
             " fee_basis_points, fee_fixed, fee_minimum, payee_name, payee_iban, payee_bic, payout_date,"
-            " created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, '', %s, 0, 0, 0, 0, 0, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " created_at, updated_at, debtor_name, debtor_iban, debtor_bic)"
+            " VALUES (%s, %s, %s, %s, %s, '', %s, 0, 0, 0, 0, 0, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (merchant_id, currency, cutoff) DO NOTHING RETURNING id",
             [
                 batch_id, pair.merchant_id, pair.currency, dialect.moment(cutoff), BatchStatus.PENDING,
                 dialect.moment(now), fee.basis_points, fee.fixed, fee.minimum, merchant.name,
                 merchant.settlement_iban, merchant.settlement_bic, dialect.moment(payout_date_for(cutoff)),
-                dialect.moment(now), dialect.moment(now),
+                dialect.moment(now), dialect.moment(now), *debtor_of(settlement_settings()),
             ],
         )
         return batch_id if cursor.fetchone() is not None else None
@@ -347,7 +368,7 @@ def _batch_finish(*, batch_id: str, totals: Totals, merchant: Merchant) -> Settl
         try:
             payout_files_generate(batch=batch)
         except BusinessRuleViolation as exc:  # no debtor account, or a file the XSD refuses: held, not lost
-            reason = f"{exc.code}: {exc.message}"
+            reason = clip(f"{exc.code}: {exc.message}", 255)
             SettlementStatusChange.objects.create(
                 batch=batch, from_status=status, to_status=BatchStatus.HELD, reason=reason, changed_by=SYSTEM
             )
@@ -389,6 +410,10 @@ def settlement_run(
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
         previews = settlement_preview(pairs=pairs, cutoff=cutoff, full=full)
         outcomes = [PairOutcome(p.merchant_id, p.currency, None, False, totals) for p, totals in previews.items()]
+        outcomes += [
+            PairOutcome(p.merchant_id, p.currency, None, False, None)
+            for p in _settled_pairs(cutoff=cutoff, merchant=merchant, besides=pairs)
+        ]
         for outcome in outcomes:
             if progress is not None:
                 progress(outcome)
@@ -400,7 +425,7 @@ def settlement_run(
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
-        pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+        pairs = settlement_plan(cutoff=cutoff, merchant=merchant, full=full)
         merchants = Merchant.objects.in_bulk({pair.merchant_id for pair in pairs})
         now = timezone.now()
         outcomes, created = [], []
@@ -425,7 +450,31 @@ def settlement_run(
                 continue
             _batch_finish(batch_id=batch_id, totals=totals[batch_id], merchant=merchants[pair.merchant_id])
             done(PairOutcome(pair.merchant_id, pair.currency, batch_id, True, totals[batch_id]))
+        if merchant is None:  # the run of every merchant: what the admin's late-run warning looks for
+            SettlementRun.objects.update_or_create(
+                cutoff=cutoff, defaults={"finished_at": timezone.now(), "batches_created": len(totals)}
+            )
         return outcomes
+
+
+def settlement_plan(*, cutoff: dt.datetime, merchant: Merchant | None = None, full: bool = False) -> list[Pair]:
+    """What a run of the cut-off goes through: the pairs with something to settle, then those whose
+    batch of this cut-off exists already (a rerun, or a run that waited on the lock while another
+    settled the cut-off, reports them as already settled, not as nothing)."""
+    pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+    return pairs + _settled_pairs(cutoff=cutoff, merchant=merchant, besides=pairs)
+
+
+def _settled_pairs(*, cutoff: dt.datetime, merchant: Merchant | None, besides: list[Pair]) -> list[Pair]:
+    """The merchants and currencies that have this cut-off's batch already and are not in `besides`."""
+    batches = SettlementBatch.objects.filter(cutoff=cutoff)
+    if merchant is not None:
+        batches = batches.filter(merchant=merchant)
+    seen = set(besides)
+    return sorted(
+        {Pair(m, c) for m, c in batches.values_list("merchant_id", "currency")} - seen,
+        key=lambda pair: (pair.merchant_id, pair.currency),
+    )
 
 
 # What a merchant reads (payoutStatusReason) after a staff move: never staff's own reason, which
@@ -473,18 +522,31 @@ def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, rea
         return batch
 
 
-def payout_files_generate(*, batch: SettlementBatch) -> list[PayoutFile]:
-    """Build (or build again) the batch's payout files from its own fields. A batch made without a
-    settlement account takes the merchant's current one first. Raises BusinessRuleViolation when
-    there is nothing to pay, no account to pay to or from, or a file fails its schema."""
+def payout_files_generate(*, batch: SettlementBatch, rebuilt_by: str | None = None) -> list[PayoutFile]:
+    """Build (or build again) the batch's payout files from its own fields: its payee and its
+    debtor (the bank's account as PGI_SETTLEMENT named it when the batch was made), so building
+    again gives the same bytes. A batch made without a settlement account takes the merchant's
+    current one first, and one made without a debtor account PGI_SETTLEMENT's current one.
+    `rebuilt_by` (a staff user): a rebuild, recorded in the batch's history with the files' sha256
+    before and after. Raises BusinessRuleViolation when the batch is paid out (its files are what
+    the bank paid), there is nothing to pay, no account to pay to or from, or a file cannot be built
+    (INVALID_PAYOUT_FILE: an invalid debtor account, text or amount the file cannot carry)."""
     import hashlib
 
+    if batch.status == BatchStatus.PAID_OUT:
+        raise BusinessRuleViolation(
+            "The batch is paid out: its payout files are what the bank paid and are kept as they are.",
+            code="SETTLEMENT_PAID_OUT",
+        )
     if batch.net_amount <= 0:
         raise BusinessRuleViolation("The batch pays nothing.", code="SETTLEMENT_NOTHING_TO_PAY")
-    config = settlement_settings()
-    if not config["debtor_iban"]:
-        raise BusinessRuleViolation("PGI_SETTLEMENT_DEBTOR_IBAN is not set.", code="NO_DEBTOR_ACCOUNT")
     with transaction.atomic():
+        fields = []
+        if not batch.debtor_iban:
+            batch.debtor_name, batch.debtor_iban, batch.debtor_bic = debtor_of(settlement_settings())
+            if not batch.debtor_iban:
+                raise BusinessRuleViolation("PGI_SETTLEMENT_DEBTOR_IBAN is not set.", code="NO_DEBTOR_ACCOUNT")
+            fields += ["debtor_name", "debtor_iban", "debtor_bic"]
         if not batch.payee_iban:
             merchant = batch.merchant
             if not merchant.settlement_iban:
@@ -492,12 +554,21 @@ def payout_files_generate(*, batch: SettlementBatch) -> list[PayoutFile]:
             batch.payee_name, batch.payee_iban, batch.payee_bic = (
                 merchant.name, merchant.settlement_iban, merchant.settlement_bic
             )
-            batch.save(update_fields=["payee_name", "payee_iban", "payee_bic", "updated_at"])
+            fields += ["payee_name", "payee_iban", "payee_bic"]
+        if fields:
+            batch.save(update_fields=[*fields, "updated_at"])
+        if problem := account_problem(batch.debtor_iban, batch.debtor_bic):
+            raise BusinessRuleViolation(
+                f"The bank's own account (PGI_SETTLEMENT_DEBTOR_*): {problem}", code="INVALID_PAYOUT_FILE"
+            )
+        before = dict(batch.payout_files.values_list("kind", "sha256"))
         files = []
-        for kind, (name, build) in payout_file_builders(batch, config).items():
+        for kind, (name, build) in payout_file_builders(batch).items():
             try:
                 content = build()
-            except InvalidPayoutFile as exc:
+            except NoPayeeBic as exc:
+                raise BusinessRuleViolation(str(exc), code="NO_SETTLEMENT_BIC") from exc
+            except (ValueError, etree.LxmlError) as exc:  # InvalidPayoutFile, or text lxml refuses
                 raise BusinessRuleViolation(f"The {kind} file is not valid: {exc}", code="INVALID_PAYOUT_FILE") from exc
             file, _ = PayoutFile.objects.update_or_create(
                 batch=batch,
@@ -505,4 +576,15 @@ def payout_files_generate(*, batch: SettlementBatch) -> list[PayoutFile]:
                 defaults={"name": name, "content": content, "sha256": hashlib.sha256(content).hexdigest()},
             )
             files.append(file)
+        if rebuilt_by is not None:
+            changes = [
+                f"{f.kind} {before[f.kind][:12]}…" + ("" if before[f.kind] == f.sha256 else f" → {f.sha256[:12]}…")
+                if f.kind in before else f"{f.kind} new {f.sha256[:12]}…"
+                for f in files
+            ]
+            same = all(before.get(f.kind) == f.sha256 for f in files)
+            SettlementStatusChange.objects.create(
+                batch=batch, from_status=batch.status, to_status=batch.status, changed_by=rebuilt_by,
+                reason=clip(f"Payout files built again ({'identical' if same else 'changed'}): {', '.join(changes)}", 255),
+            )
         return files

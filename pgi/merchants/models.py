@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
+from pgi.text import control_characters
 
 merchant_code_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]{1,63}$",
@@ -56,6 +57,38 @@ class Merchant(models.Model):
     def clean(self):
         self.settlement_iban = self.settlement_iban.replace(" ", "").upper()
         self.settlement_bic = self.settlement_bic.replace(" ", "").upper()
+        errors = {}
+        # The name goes into payout files (pain.001, CSV) and statements: no control characters.
+        if found := control_characters(self.name):
+            errors["name"] = f"Must not contain control characters (tab, line break and the like): {', '.join(found)}."
+        if not bic_fits_iban(self.settlement_iban, self.settlement_bic):
+            errors["settlement_bic"] = (
+                f"The BIC's country ({self.settlement_bic[4:6]}) is not the IBAN's ({self.settlement_iban[:2]}): "
+                "give the BIC of the bank that holds this account."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+
+# The IBAN countries whose accounts may be held at a bank whose BIC names another country: the
+# dependencies that use a parent country's IBAN (Jersey, Guernsey, the Isle of Man: GB; the French
+# overseas departments and territories, Monaco: FR; Åland: FI). A bank's branch abroad has a BIC of
+# the branch's country, so any other pair whose countries differ is a mistake.
+BIC_COUNTRIES_OF_IBAN_COUNTRY = {
+    "GB": {"GB", "JE", "GG", "IM"},
+    "FR": {"FR", "GF", "GP", "MQ", "RE", "YT", "PM", "BL", "MF", "NC", "PF", "WF", "MC"},
+    "MC": {"MC", "FR"},
+    "FI": {"FI", "AX"},
+}
+
+
+def bic_fits_iban(iban: str, bic: str) -> bool:
+    """True when a bank of the BIC's country may hold an account of the IBAN's country (either
+    missing or too short to tell: True; their own validators speak for them)."""
+    if len(iban) < 2 or len(bic) < 6:
+        return True
+    country = iban[:2].upper()
+    return bic[4:6].upper() in BIC_COUNTRIES_OF_IBAN_COUNTRY.get(country, {country})
 
 
 class MerchantCurrency(models.Model):

@@ -44,7 +44,9 @@ def main() -> None:
 
     merchants = {}
     for m in scenario["merchants"]:
-        merchant = MerchantFactory(code=m["code"], name=m["code"], settlement_iban=m.get("iban", ""))
+        merchant = MerchantFactory(
+            code=m["code"], name=m["code"], settlement_iban=m.get("iban", ""), settlement_bic=m.get("bic", "")
+        )
         merchants[m["code"]] = merchant
         if m.get("bps") is not None:
             plan = FeePlan.objects.create(merchant=merchant, basis_points=m["bps"])

@@ -56,7 +56,7 @@ def test_a_viewer_sees_the_batch_and_downloads_its_files_byte_for_byte(client, d
 
 
 def test_the_statement_lists_every_line(client, django_user_model, batch):
-    viewer = staff(django_user_model, client, "viewer", "view_settlementbatch")
+    viewer = staff(django_user_model, client, "viewer", "view_settlementbatch", "view_settlementline")
 
     response = viewer.get(reverse("admin:settlements_settlementbatch_statement", args=[batch.pk]))
 

@@ -24,7 +24,8 @@ BEFORE = CUTOFF - dt.timedelta(hours=1)
 
 @pytest.fixture
 def settled(merchant, other_merchant):
-    merchant.settlement_iban = "DE89370400440532013000"
+    # A BIC: the JPY batch goes outside SEPA, where the payee's bank is named by its BIC.
+    merchant.settlement_iban, merchant.settlement_bic = "DE89370400440532013000", "COBADEFFXXX"
     merchant.save()
     payment = captured_payment(merchant=merchant, amount="100.00", currency="EUR", captured_at=BEFORE)
     refund = completed_refund(payment=payment, amount="40.00", completed_at=BEFORE)

@@ -21,9 +21,10 @@ from pgi.merchants.models import Merchant
 from pgi.money import format_money
 from settlements.services import (
     settlement_cutoff_latest,
-    settlement_pairs,
+    settlement_plan,
     settlement_run,
     settlement_schedule,
+    settlement_since,
 )
 
 
@@ -37,8 +38,19 @@ def _cutoff(text: str | None) -> dt.datetime:
     if moment is None:
         raise CommandError(f"--cutoff {text!r} is not an ISO 8601 date and time.")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=settlement_schedule()[1])
-    return moment.astimezone(dt.UTC)
+        zone = settlement_schedule()[1]
+        moment = moment.replace(tzinfo=zone)
+        if moment.utcoffset() != moment.replace(fold=1).utcoffset():  # a daylight saving change's hour
+            raise CommandError(
+                f"--cutoff {text!r} is skipped or repeated in {zone.key} by a daylight saving change: "
+                "give it with its UTC offset."
+            )
+    try:
+        moment = moment.astimezone(dt.UTC)
+        settlement_since(moment)  # the lookback window must be a date too
+    except OverflowError as exc:  # 0001-01-01T00:00:00Z and the like
+        raise CommandError(f"--cutoff {text!r} is out of range.") from exc
+    return moment
 
 
 class Command(BaseCommand):
@@ -55,16 +67,18 @@ class Command(BaseCommand):
     def handle(self, *args, cutoff: str | None, merchant: str | None, dry_run: bool, full: bool, **options):
         moment = _cutoff(cutoff)
         chosen = None
-        if merchant:
+        if merchant is not None:
+            if not merchant.strip():
+                raise CommandError("--merchant is empty: give a merchant code, or leave --merchant out for every merchant.")
             chosen = Merchant.objects.filter(code=merchant).first()
             if chosen is None:
                 raise CommandError(f"No merchant {merchant!r}.")
         codes = dict(Merchant.objects.values_list("pk", "code"))
         try:
-            pairs = settlement_pairs(cutoff=moment, merchant=chosen, full=full)
+            pairs = settlement_plan(cutoff=moment, merchant=chosen, full=full)
         except ApplicationError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s) to settle")
+        self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s)")
         created = existing = 0
         # The bar counts merchants and currencies: the lines of all of them are one INSERT (the bar
         # waits through it), then each batch gets its totals, files and event.
