@@ -93,7 +93,16 @@ def test_the_command_dry_run_reports_and_writes_nothing_then_settles_one_merchan
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("args, message", [(["--cutoff", "yesterday"], "not an ISO 8601"), (["--merchant", "nobody"], "No merchant")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cutoff", "yesterday"], "not an ISO 8601"),
+        (["--merchant", "nobody"], "No merchant"),
+        (["--merchant", ""], "--merchant is empty"),
+        (["--merchant", " "], "--merchant is empty"),
+        (["--cutoff", "0001-01-01T00:00:00Z"], "out of range"),
+    ],
+)
 def test_the_command_refuses_what_it_cannot_read(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("settle", *args, stdout=io.StringIO(), stderr=io.StringIO())
@@ -104,3 +113,58 @@ def test_the_command_refuses_a_future_cutoff():
     future = (timezone.now() + dt.timedelta(days=1)).isoformat()
     with pytest.raises(CommandError, match="future"):
         call_command("settle", "--cutoff", future, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("local", ["2026-03-29T02:30:00", "2026-10-25T02:30:00"])
+def test_a_local_cutoff_a_daylight_saving_change_skips_or_repeats_is_refused(local):
+    crontab = PeriodicTask.objects.get(name="settle-daily").crontab
+    crontab.timezone = "Europe/Berlin"
+    crontab.save()
+
+    with pytest.raises(CommandError, match="daylight saving"):
+        call_command("settle", "--cutoff", local, stdout=io.StringIO(), stderr=io.StringIO())
+    # With its offset it is one moment: taken.
+    call_command("settle", "--cutoff", local + "+01:00", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_a_rerun_counts_the_settled_pairs_and_a_dry_run_ends_with_its_own_line():
+    merchant = MerchantFactory(code="shop-r", settlement_iban="DE89370400440532013000", settlement_bic="COBADEFFXXX")
+    cutoff = (timezone.now() - dt.timedelta(minutes=5)).isoformat()
+    captured_payment(merchant=merchant, amount="7.00", currency="EUR", captured_at=timezone.now() - dt.timedelta(hours=1))
+
+    def settle(*args) -> str:
+        out = io.StringIO()
+        call_command("settle", "--cutoff", cutoff, *args, stdout=out, stderr=io.StringIO())
+        return out.getvalue()
+
+    dry = settle("--dry-run")
+    assert dry.endswith("\n") and dry.splitlines()[-1].startswith("dry run: 1 batch(es) would be made; nothing written")
+    assert "batches created 1, already settled or empty 0" in settle()
+    # The run that waited on the lock while another settled the cut-off sees what a rerun sees.
+    assert "batches created 0, already settled or empty 1" in settle()
+    assert "dry run: 0 batch(es) would be made" in settle("--dry-run")
+
+
+@pytest.mark.django_db
+def test_a_full_run_is_recorded_and_the_batch_list_warns_when_the_latest_cutoff_has_none(admin_client, settings):
+    from django.urls import reverse
+
+    from settlements.models import SettlementRun
+    from settlements.selectors import settlement_run_missing
+
+    cutoff = settlement_cutoff_latest()
+    assert settlement_run_missing(cutoff + dt.timedelta(minutes=29)) is None  # not late yet (30 minutes)
+    assert settlement_run_missing(cutoff + dt.timedelta(minutes=31)) == cutoff
+    settings.PGI_SETTLEMENT = {**settings.PGI_SETTLEMENT, "late_minutes": 0}  # late from the cut-off on
+    late = timezone.now()
+    page = admin_client.get(reverse("admin:settlements_settlementbatch_changelist"))
+    assert b"No settlement run is recorded for the cut-off" in page.content
+
+    settlements_settle.apply().get()  # nothing to settle: the run is recorded all the same
+
+    assert SettlementRun.objects.filter(cutoff=cutoff).exists()
+    assert settlement_run_missing(late) is None
+    page = admin_client.get(reverse("admin:settlements_settlementbatch_changelist"))
+    assert b"No settlement run is recorded" not in page.content

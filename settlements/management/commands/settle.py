@@ -80,6 +80,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s)")
         created = existing = 0
+        previews = []
         # The bar counts merchants and currencies: the lines of all of them are one INSERT (the bar
         # waits through it), then each batch gets its totals, files and event.
         # tqdm writes \r updates: the raw stream, not Django's wrapper that ends every write with a newline.
@@ -89,6 +90,7 @@ class Command(BaseCommand):
                 nonlocal created, existing
                 created += outcome.created
                 existing += not outcome.created
+                previews.append(outcome.totals)
                 bar.update(1)
                 if dry_run and outcome.totals is not None:
                     t = outcome.totals
@@ -103,6 +105,9 @@ class Command(BaseCommand):
                 settlement_run(cutoff=moment, merchant=chosen, dry_run=dry_run, progress=progress, full=full)
             except ApplicationError as exc:
                 raise CommandError(str(exc)) from exc
-        if not dry_run:
-            seconds = time.monotonic() - started
+        seconds = time.monotonic() - started
+        if dry_run:  # a closing line of its own: the bar's last state is not the end of the output
+            would = sum(1 for t in previews if t is not None and t.lines)
+            self.stdout.write(f"dry run: {would} batch(es) would be made; nothing written ({seconds:.2f} s)")
+        else:
             self.stdout.write(f"batches created {created}, already settled or empty {existing} in {seconds:.2f} s")
