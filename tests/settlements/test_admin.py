@@ -6,6 +6,8 @@ import datetime as dt
 import hashlib
 import io
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
@@ -151,3 +153,116 @@ def test_a_fee_plan_over_100_percent_is_refused_with_a_message(admin_client, bat
     response = admin_client.post(reverse("admin:settlements_feeplan_add"), data)
 
     assert response.status_code == 200 and "At most 10000 basis points" in response.content.decode()
+
+
+def test_the_statement_needs_the_line_view_permission(client, django_user_model, batch):
+    viewer = staff(django_user_model, client, "batch-viewer", "view_settlementbatch")
+
+    response = viewer.get(reverse("admin:settlements_settlementbatch_statement", args=[batch.pk]))
+
+    assert response.status_code == 403
+
+
+def test_a_403_is_logged_without_a_traceback(client, django_user_model, batch, caplog):
+    viewer = staff(django_user_model, client, "batch-viewer", "view_settlementbatch")
+
+    with caplog.at_level("INFO", logger="django.request"):
+        viewer.get(reverse("admin:settlements_settlementbatch_statement", args=[batch.pk]))
+
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    assert record.status_code == 403 and record.exc_info is None
+
+
+def test_rebuilding_is_recorded_and_refused_for_a_paid_out_batch(admin_client, batch):
+    admin_client.post(reverse(CHANGELIST), {"action": "regenerate_files", "_selected_action": [batch.pk]})
+    assert batch.status_changes.last().reason.startswith("Payout files built again (identical)")
+    admin_client.post(
+        reverse(CHANGELIST), {"action": "mark_paid_out", "_selected_action": [batch.pk], "post": "yes", "reason": "B-1"}
+    )
+    stored = dict(batch.payout_files.values_list("kind", "sha256"))
+
+    response = admin_client.post(
+        reverse(CHANGELIST), {"action": "regenerate_files", "_selected_action": [batch.pk]}, follow=True
+    )
+
+    assert any("SETTLEMENT_PAID_OUT" in message for message in told(response))
+    assert dict(batch.payout_files.values_list("kind", "sha256")) == stored
+
+
+@pytest.mark.parametrize(
+    "fixed, minimum, currency, field, message",
+    [
+        ("-1", "", "EUR", "fixed", "Must be 0 or more."),
+        ("0", "-5", "EUR", "minimum", "Must be 0 or more."),
+        ("1", "", "CHF", "currency", "does not take payments in CHF"),
+    ],
+)
+def test_a_fee_plan_says_what_is_wrong_in_words(admin_client, batch, fixed, minimum, currency, field, message):
+    data = {
+        "merchant": batch.merchant.pk, "basis_points": "140",
+        "currencies-TOTAL_FORMS": "1", "currencies-INITIAL_FORMS": "0",
+        "currencies-0-currency": currency, "currencies-0-fixed": fixed, "currencies-0-minimum": minimum,
+    }
+
+    response = admin_client.post(reverse("admin:settlements_feeplan_add"), data)
+
+    assert response.status_code == 200 and message in response.content.decode()
+    assert b"Constraint" not in response.content and not FeePlan.objects.exists()
+
+
+@pytest.mark.parametrize("fixed, stored", [("1e2", "100.00"), ("-0", "0.00")])
+def test_a_fee_plan_amount_is_stored_as_its_currency_writes_it(admin_client, batch, fixed, stored):
+    data = {
+        "merchant": batch.merchant.pk, "basis_points": "140",
+        "currencies-TOTAL_FORMS": "1", "currencies-INITIAL_FORMS": "0",
+        "currencies-0-currency": "EUR", "currencies-0-fixed": fixed, "currencies-0-minimum": "",
+    }
+
+    admin_client.post(reverse("admin:settlements_feeplan_add"), data)
+
+    assert str(FeePlan.objects.get().currencies.get().fixed.quantize(Decimal("0.01"))) == stored
+    assert not FeePlan.objects.get().currencies.get().fixed.is_signed()
+
+
+def test_the_merchant_page_refuses_a_control_character_in_the_name(admin_client):
+    merchant = MerchantFactory(code="shop-n", name="Shop N")
+    data = {
+        "name": "Shop\x0bN", "is_active": "on", "settlement_iban": "", "settlement_bic": "",
+        "currencies-TOTAL_FORMS": "0", "currencies-INITIAL_FORMS": "0",
+        "gateway_routes-TOTAL_FORMS": "0", "gateway_routes-INITIAL_FORMS": "0",
+        "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0",
+    }
+
+    response = admin_client.post(reverse("admin:merchants_merchant_change", args=[merchant.pk]), data)
+
+    assert response.status_code == 200 and "control characters" in response.content.decode()
+    merchant.refresh_from_db()
+    assert merchant.name == "Shop N"
+
+
+@pytest.mark.parametrize(
+    "hour, minute, timezone_name, refused",
+    [("*", "*/15", "UTC", "give one hour"), ("2", "30", "Europe/Berlin", "does not exist"), ("23", "30", "Europe/Berlin", "")],
+)
+def test_settle_dailys_crontab_names_one_time_that_exists_every_day(admin_client, hour, minute, timezone_name, refused):
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(name="settle-daily")
+    crontab = task.crontab
+    data = {
+        "minute": minute, "hour": hour, "day_of_week": "*", "day_of_month": "*", "month_of_year": "*",
+        "timezone": timezone_name,
+        # The page lists the tasks on the crontab (an inline): its management form.
+        "periodictask_set-TOTAL_FORMS": "1", "periodictask_set-INITIAL_FORMS": "1",
+        "periodictask_set-0-id": str(task.pk), "periodictask_set-0-crontab": str(crontab.pk),
+    }
+
+    response = admin_client.post(reverse("admin:django_celery_beat_crontabschedule_change", args=[crontab.pk]), data)
+
+    crontab.refresh_from_db()
+    if not refused:
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        assert (crontab.hour, crontab.minute) == (hour, minute)
+    else:
+        assert response.status_code == 200 and refused in response.content.decode()
+        assert (crontab.hour, crontab.minute) == ("0", "0")

@@ -129,3 +129,10 @@ def test_a_key_of_another_merchant_gets_its_own_empty_list(settled):
     client = client_for(api_key_create(name="x", merchant=lonely)[1])
 
     assert client.get("/v1/settlements").json()["results"] == []
+
+
+@pytest.mark.parametrize("cursor", ["%%%", "garbage", "!!", "cD0x%"])
+def test_a_lines_cursor_that_is_not_one_of_ours_is_a_400(api, settled, cursor):
+    response = api.get(f"/v1/settlements/{settled['eur'].id}/lines", {"cursor": cursor})
+
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["field"] == "cursor"
