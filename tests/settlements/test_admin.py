@@ -5,7 +5,6 @@ import csv
 import datetime as dt
 import hashlib
 import io
-
 from decimal import Decimal
 
 import pytest
