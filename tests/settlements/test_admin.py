@@ -265,3 +265,20 @@ def test_settle_dailys_crontab_names_one_time_that_exists_every_day(admin_client
     else:
         assert response.status_code == 200 and refused in response.content.decode()
         assert (crontab.hour, crontab.minute) == ("0", "0")
+
+
+def test_settle_daily_cannot_be_moved_to_a_crontab_of_several_times_a_day():
+    from django.forms.models import model_to_dict
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    from settlements.admin import SettleDailyPeriodicTaskForm
+
+    task = PeriodicTask.objects.get(name="settle-daily")
+    every_quarter = CrontabSchedule.objects.create(minute="*/15", hour="*", timezone="UTC")
+    data = {k: v for k, v in model_to_dict(task).items() if v is not None}
+
+    refused = SettleDailyPeriodicTaskForm(instance=task, data={**data, "crontab": every_quarter.pk, "regtask": task.task})
+    taken = SettleDailyPeriodicTaskForm(instance=task, data={**data, "regtask": task.task})
+
+    assert not refused.is_valid() and "give one hour" in str(refused.errors["crontab"])
+    assert taken.is_valid(), taken.errors

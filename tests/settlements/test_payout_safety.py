@@ -14,6 +14,7 @@ from django.utils import timezone
 from lxml import etree
 
 from pgi.errors import BusinessRuleViolation
+from settlements.apis import SettlementOutputSerializer
 from settlements.checks import cutoff_time_problem, settlement_settings_check
 from settlements.models import BatchStatus, PayoutFileKind, SettlementBatch, SettlementStatusChange
 from settlements.payout_files import NAMESPACE, pain_schema
@@ -112,6 +113,9 @@ def test_two_of_the_largest_payments_settle_and_the_dry_run_says_the_same():
     # More than one SEPA credit transfer carries: held with its reason, not lost.
     assert (batch.status, batch.status_reason[:19]) == (BatchStatus.HELD, "INVALID_PAYOUT_FILE")
     assert "SEPA" in batch.status_reason
+    # The merchant's API writes the figures as they are.
+    data = SettlementOutputSerializer(batch).data
+    assert (data["grossAmount"], data["netAmount"]) == (Decimal("199999999999999.98"), Decimal("199999999999999.98"))
 
 
 # --- 3. Building the files again -----------------------------------------------------------------
