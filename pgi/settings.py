@@ -426,6 +426,8 @@ PGI_RECONCILIATION = {
     "inbox_dir": os.environ.get("PGI_RECONCILIATION_INBOX_DIR", str(VAR_DIR / "reconciliation" / "inbox")),
     "inbox_seconds": int(os.environ.get("PGI_RECONCILIATION_INBOX_SECONDS", "300")),
     "overdue_days": int(os.environ.get("PGI_RECONCILIATION_OVERDUE_DAYS", "3")),
+    # A report line is matched by gateway reference to payments created up to this many days before its day.
+    "lookback_days": int(os.environ.get("PGI_RECONCILIATION_LOOKBACK_DAYS", "31")),
     # Lines per COPY write on PostgreSQL and per executemany on SQLite.
     "chunk_lines": int(os.environ.get("PGI_RECONCILIATION_CHUNK_LINES", "5000")),
 }
