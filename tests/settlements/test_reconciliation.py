@@ -44,7 +44,12 @@ def line(kind, reference, payment_id, amount, currency="USD", refund_id="", fee=
 
 @pytest.fixture
 def day(merchant):
-    """PGI's side of the day, and the report that covers it: one case of each category."""
+    return crafted_day(merchant)
+
+
+def crafted_day(merchant) -> dict:
+    """PGI's side of the day, and the report that covers it: one case of each category (also
+    seeded on SQLite by reconciliation_sqlite_child.py)."""
     p = {
         name: captured_payment(merchant=merchant, amount=amount, captured_at=AT, gateway_reference=f"sim_{name}")
         for name, amount in [("match", "10.00"), ("amount", "20.00"), ("currency", "30.00"), ("missing", "40.00")]
