@@ -83,6 +83,15 @@ def _chunks(source: bytes | BinaryIO | Path) -> Iterator[bytes]:
     yield from iter(lambda: source.read(READ_CHUNK), b"")
 
 
+def file_sha256(source: bytes | BinaryIO | Path) -> tuple[str, int]:
+    """The SHA-256 and size of the file's bytes as received."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in _chunks(source):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def file_store(source: bytes | BinaryIO | Path) -> StoredFile:
     """The file compressed for keeping, with the sha256 and size of its bytes as received."""
     digest, size, out = hashlib.sha256(), 0, io.BytesIO()
@@ -325,10 +334,12 @@ def report_load(
     """Keep the file and load its lines; the same bytes for the same gateway and day find the report
     loaded before (created=False) and load nothing. Raises ValidationFailed for a file PGI cannot
     read (an unknown header, a line that does not parse): then nothing is kept."""
-    stored = file_store(data)
-    found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=stored.sha256).first()
+    # The hash first (fast): a file loaded before is neither compressed nor read again.
+    sha256, _ = file_sha256(data)
+    found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=sha256).first()
     if found is not None:
         return LoadOutcome(report=found, created=False)
+    stored = file_store(data)
     lines = _text_lines(data)
     first = next(lines, "")
     header = next(csv.reader([first]), [])

@@ -99,7 +99,7 @@ def reconciliation_exceptions(
     of the exception's reference. Those a later run no longer found (resolved, kept) only with
     include_gone."""
     before = overdue_before()
-    qs = ReconciliationException.objects.select_related("resolved_by")
+    qs = ReconciliationException.objects.select_related("resolved_by", "run")
     if not include_gone:
         qs = qs.filter(present=True)
     if run is not None:
@@ -170,3 +170,19 @@ def reconciliation_open_exceptions_by_age(*, gateway: str | None = None) -> list
 def reconciliation_category_choices() -> list[tuple[str, str]]:
     """The categories an exception can have (all but matched), for filters."""
     return [(c.value, c.label) for c in Category if c != Category.MATCHED]
+
+
+def reconciliation_exception_get(*, exception_id: int) -> ReconciliationException | None:
+    """One exception (found or no longer found), with `overdue`."""
+    return reconciliation_exceptions(include_gone=True).filter(pk=exception_id).first()
+
+
+def reconciliation_gateway_choices() -> list[str]:
+    """The gateways finance can pick: those configured, then any that only has runs (removed since)."""
+    from gateways.registry import configured_codes
+
+    codes = list(configured_codes())
+    for code in ReconciliationRun.objects.order_by("gateway").values_list("gateway", flat=True).distinct():
+        if code not in codes:
+            codes.append(code)
+    return codes
