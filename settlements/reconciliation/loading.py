@@ -211,7 +211,7 @@ def lines_csv(lines: Iterable[ReportLine]) -> bytes:
 LINE_TABLE = GatewayReportLine._meta.db_table
 _STAGE = "recon_stage"
 _CAST = (
-    "SELECT %(report)s, n + 1,"
+    "SELECT %(report)s, COALESCE(source_line, n + 1),"
     " CASE lower(COALESCE(kind, '')) WHEN 'capture' THEN 'payment' WHEN 'payment' THEN 'payment' WHEN 'refund' THEN 'refund'"
     "  WHEN 'chargeback' THEN 'chargeback' WHEN 'fee' THEN 'fee' ELSE 'other' END,"
     " COALESCE(gateway_reference, ''), COALESCE(payment_id, ''), COALESCE(refund_id, ''), amount::numeric,"
@@ -226,9 +226,10 @@ def _copy_postgresql(report_id: int, fmt: str, lines: Iterator[str], header: lis
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
         # Text columns: the server parses the CSV, the INSERT below casts (one error names the file).
-        # n numbers the rows in COPY order (a sequence, one nextval per row as they arrive).
+        # n numbers the rows in COPY order (a sequence, one nextval per row as they arrive): the
+        # line number of a file streamed as it is; files read row by row give theirs (source_line).
         cursor.execute(
-            f"CREATE TEMP TABLE {_STAGE} (n bigint GENERATED ALWAYS AS IDENTITY, "
+            f"CREATE TEMP TABLE {_STAGE} (n bigint GENERATED ALWAYS AS IDENTITY, source_line bigint, "
             + ", ".join(f"{name} text" for name in PGI_COLUMNS)
             + ") ON COMMIT DROP"
         )
@@ -249,9 +250,10 @@ def _copy_postgresql(report_id: int, fmt: str, lines: Iterator[str], header: lis
                                 progress(count)
                     copy.write("".join(buffer))
             else:
-                with raw.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-                    for count, (_, row) in enumerate(_csv_rows(fmt, lines, header, gateway), start=1):
-                        copy.write_row(row)
+                # Rows read by PGI (some skipped): each keeps its line number in the file.
+                with raw.copy(f"COPY {_STAGE} (source_line, {columns}) FROM STDIN") as copy:
+                    for count, (number, row) in enumerate(_csv_rows(fmt, lines, header, gateway), start=1):
+                        copy.write_row([number, *row])
                         if progress and count % chunk_lines == 0:
                             progress(count)
             cursor.execute(

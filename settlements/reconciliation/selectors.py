@@ -72,7 +72,9 @@ def reconciliation_runs(
     return runs.annotate(
         open_exceptions=Count("exceptions", filter=present_open),
         overdue_exceptions=Count("exceptions", filter=present_open & Q(exceptions__first_seen_at__lt=before)),
-    ).prefetch_related(Prefetch("totals", queryset=ReconciliationTotal.objects.order_by("currency", "category")))
+    ).prefetch_related(
+        Prefetch("totals", queryset=ReconciliationTotal.objects.order_by("currency", "category"))
+    ).order_by("-day", "gateway")  # explicit: Meta.ordering does not apply to a GROUP BY query
 
 
 def reconciliation_run_get(*, run_id: int) -> ReconciliationRun | None:
