@@ -28,10 +28,6 @@ class GatewayReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fields = ["gateway", "day", "name", "format", "source", "line_count", "size", "sha256", "uploaded_by",
               "created_display", "download"]  # fmt: skip
 
-    def get_queryset(self, request):
-        # The file itself only on download: a list of reports never reads megabytes of content.
-        return super().get_queryset(request).defer("content")
-
     @admin.display(description="received", ordering="created_at")
     def created_display(self, obj):
         return instant(obj.created_at)
@@ -77,8 +73,20 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["report"]
     show_full_result_count = False
     inlines = [TotalInline]
-    fields = ["gateway", "day", "report", "status", "error", "trigger", "triggered_by", "run_count", "line_count",
+    fields = ["gateway", "day", "report_link", "status", "error", "trigger", "triggered_by", "run_count", "line_count",
               "operation_count", "matched_count", "exception_count", "started_at", "finished_at", "exceptions_link"]  # fmt: skip
+
+    def get_queryset(self, request):
+        # The report's name, never its file (megabytes).
+        return super().get_queryset(request).defer("report__content")
+
+    @admin.display(description="report")
+    def report_link(self, obj):
+        if obj.report_id is None:
+            return "-"
+        report = GatewayReport.objects.get(pk=obj.report_id)
+        url = reverse("admin:settlements_gatewayreport_change", args=[report.pk])
+        return format_html('<a href="{}">{}</a>', url, report.name)
 
     @admin.display(description="finished", ordering="finished_at")
     def finished_display(self, obj):

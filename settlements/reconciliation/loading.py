@@ -57,13 +57,6 @@ READ_CHUNK = 1 << 20  # bytes
 
 
 @dataclass(frozen=True)
-class StoredFile:
-    content: bytes  # gzip
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
 class LoadOutcome:
     report: GatewayReport
     created: bool  # False: the same file for the same gateway and day was loaded before
@@ -92,15 +85,44 @@ def file_sha256(source: bytes | BinaryIO | Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def file_store(source: bytes | BinaryIO | Path) -> StoredFile:
-    """The file compressed for keeping, with the sha256 and size of its bytes as received."""
-    digest, size, out = hashlib.sha256(), 0, io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as packed:
+class _ContentWriter:
+    """A file-like sink for gzip that appends to the report's stored content every few megabytes
+    (PostgreSQL: content || chunk), so the compressed file is never held whole in memory."""
+
+    FLUSH = 4 << 20
+
+    def __init__(self, report_id: int):
+        self.report_id, self.buffer = report_id, bytearray()
+
+    def write(self, data) -> int:
+        self.buffer += data
+        if len(self.buffer) >= self.FLUSH:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.buffer:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {REPORT_TABLE} SET content = content || %s WHERE id = %s", [bytes(self.buffer), self.report_id]
+                )
+            self.buffer = bytearray()
+
+
+def file_keep(report_id: int, source: bytes | BinaryIO | Path) -> None:
+    """Store the file, gzip-compressed, as the report's content."""
+    if connection.vendor == "sqlite":  # SQLite's || is text concatenation: the whole file at once
+        out = io.BytesIO()
+        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as packed:
+            for chunk in _chunks(source):
+                packed.write(chunk)
+        GatewayReport.objects.filter(pk=report_id).update(content=out.getvalue())
+        return
+    sink = _ContentWriter(report_id)
+    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6, mtime=0) as packed:
         for chunk in _chunks(source):
-            digest.update(chunk)
-            size += len(chunk)
             packed.write(chunk)
-    return StoredFile(content=out.getvalue(), sha256=digest.hexdigest(), size=size)
+    sink.flush()
 
 
 def _text_lines(source: bytes | BinaryIO | Path) -> Iterator[str]:
@@ -209,6 +231,7 @@ def lines_csv(lines: Iterable[ReportLine]) -> bytes:
 # --- writing the lines ---------------------------------------------------------------------------
 
 LINE_TABLE = GatewayReportLine._meta.db_table
+REPORT_TABLE = GatewayReport._meta.db_table
 _STAGE = "recon_stage"
 _CAST = (
     "SELECT %(report)s, COALESCE(source_line, n + 1),"
@@ -337,11 +360,10 @@ def report_load(
     loaded before (created=False) and load nothing. Raises ValidationFailed for a file PGI cannot
     read (an unknown header, a line that does not parse): then nothing is kept."""
     # The hash first (fast): a file loaded before is neither compressed nor read again.
-    sha256, _ = file_sha256(data)
+    sha256, size = file_sha256(data)
     found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=sha256).first()
     if found is not None:
         return LoadOutcome(report=found, created=False)
-    stored = file_store(data)
     lines = _text_lines(data)
     first = next(lines, "")
     header = next(csv.reader([first]), [])
@@ -349,15 +371,16 @@ def report_load(
     try:
         with transaction.atomic():
             report = GatewayReport.objects.create(
-                gateway=gateway, day=day, name=name[:255], format=fmt, source=source, content=stored.content,
-                size=stored.size, sha256=stored.sha256, uploaded_by=uploaded_by,
+                gateway=gateway, day=day, name=name[:255], format=fmt, source=source, content=b"", size=size,
+                sha256=sha256, uploaded_by=uploaded_by,
             )  # fmt: skip
+            file_keep(report.pk, data)
             load = _insert_batches if connection.vendor == "sqlite" else _copy_postgresql
             report.line_count = load(report.pk, fmt, lines, [h.strip() for h in header], gateway, progress)
             report.save(update_fields=["line_count"])
     except IntegrityError:
         # The same file loaded at the same moment by another process: theirs is the report.
-        found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=stored.sha256).first()
+        found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=sha256).first()
         if found is None:
             raise
         return LoadOutcome(report=found, created=False)
@@ -366,4 +389,5 @@ def report_load(
 
 def report_content(report: GatewayReport) -> bytes:
     """The file as received."""
-    return gzip.decompress(bytes(report.content))
+    content = GatewayReport.objects.filter(pk=report.pk).values_list("content", flat=True).get()
+    return gzip.decompress(bytes(content))

@@ -29,6 +29,17 @@ class ReportSource(models.TextChoices):
     COMMAND = "command", "manage.py reconcile --file"
 
 
+class GatewayReportQuerySet(models.QuerySet):
+    pass
+
+
+class GatewayReportManager(models.Manager.from_queryset(GatewayReportQuerySet)):
+    """Reads reports without their file (megabytes): loading.report_content reads it on purpose."""
+
+    def get_queryset(self):
+        return super().get_queryset().defer("content")
+
+
 class GatewayReport(models.Model):
     """One gateway's report file for one day, as received. The same bytes for the same gateway and
     day are one report (the unique constraint): loading them again finds this row and adds nothing."""
@@ -46,6 +57,8 @@ class GatewayReport(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = GatewayReportManager()
 
     class Meta:
         ordering = ["-day", "gateway", "-created_at", "-id"]

@@ -60,7 +60,7 @@ def reconciliation_runs(
     `totals_by_currency`; one query for the runs and one for all their totals."""
     before = overdue_before()
     present_open = Q(exceptions__present=True, exceptions__resolution="")
-    runs = _RunQuerySet(model=ReconciliationRun).select_related("report")
+    runs = _RunQuerySet(model=ReconciliationRun).select_related("report").defer("report__content")
     if gateway:
         runs = runs.filter(gateway=gateway)
     if day_from:

@@ -299,3 +299,21 @@ def test_the_upload_and_the_selectors_finance_reads(day, admin_user):
     assert [e.category for e in overdue] == [Category.DUPLICATE] and overdue[0].overdue
     ages = {bucket.label: bucket.count for bucket in selectors.reconciliation_open_exceptions_by_age()}
     assert sum(ages.values()) == 6 and ages["over 7 days"] == 1
+
+
+@pytest.mark.django_db
+def test_the_file_is_kept_as_received_written_a_chunk_at_a_time(day, monkeypatch):
+    from settlements.reconciliation import loading
+
+    monkeypatch.setattr(loading._ContentWriter, "FLUSH", 64)  # many appends, not one
+    monkeypatch.setattr(loading, "READ_CHUNK", 100)
+    data = day["report"]  # read 100 bytes at a time
+
+    outcome = reconciliation_file_run(
+        gateway="simulator", day=DAY, data=data, name="a.csv", source="command", trigger="command"
+    )
+
+    assert report_content(outcome.report) == data
+    assert outcome.report.size == len(data) and outcome.report.line_count == 8
+    # Reports are read without their file unless it is asked for.
+    assert "content" in GatewayReport.objects.get(pk=outcome.report.pk).get_deferred_fields()
