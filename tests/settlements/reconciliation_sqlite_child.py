@@ -9,7 +9,6 @@ the run as JSON (amounts as strings).
 import io
 import json
 import os
-import sys
 import tempfile
 
 
