@@ -60,22 +60,26 @@ def reconciliation_day_default(today: dt.date | None = None) -> dt.date:
     return today - dt.timedelta(days=settings.PGI_RECONCILIATION["lag_days"])
 
 
-def reconciliation_report_fetch(*, gateway: str, day: dt.date) -> loading.LoadOutcome:
-    """Fetch the day's report from the gateway's connector and load it (the simulator's as its CSV,
-    others' lines in PGI's line format). Raises ServiceUnavailable when the gateway has none yet."""
+def _report_download(*, gateway: str, day: dt.date) -> tuple[bytes, str]:
+    """The day's report file from the gateway's connector (no transaction open: a gateway call)."""
     try:
         connector = get_connector(gateway)
     except UnknownGateway as exc:
         raise ValidationFailed(f"No gateway {gateway!r} is configured.", code="UNKNOWN_GATEWAY") from exc
     try:
         if hasattr(connector, "report_csv"):  # the simulator writes its own file format
-            data, name = connector.report_csv(day).encode(), f"{gateway}_{day.isoformat()}.csv"
-        else:
-            data, name = loading.lines_csv(connector.fetch_report(day)), f"{gateway}_{day.isoformat()}_lines.csv"
+            return connector.report_csv(day).encode(), f"{gateway}_{day.isoformat()}.csv"
+        return loading.lines_csv(connector.fetch_report(day)), f"{gateway}_{day.isoformat()}_lines.csv"
     except GatewayError as exc:
         raise ServiceUnavailable(
             f"{gateway} has no report for {day.isoformat()} yet: {exc}", code="REPORT_UNAVAILABLE"
         ) from exc
+
+
+def reconciliation_report_fetch(*, gateway: str, day: dt.date) -> loading.LoadOutcome:
+    """Fetch the day's report from the gateway's connector and load it (the simulator's as its CSV,
+    others' lines in PGI's line format). Raises ServiceUnavailable when the gateway has none yet."""
+    data, name = _report_download(gateway=gateway, day=day)
     return loading.report_load(gateway=gateway, day=day, source=ReportSource.CONNECTOR, name=name, data=data)
 
 
@@ -99,6 +103,12 @@ def reconciliation_run(
     if report is None:
         report = GatewayReport.objects.filter(gateway=gateway, day=day).order_by("-created_at", "-id").first()
     if report is None and fetch:
+        if dry_run:  # downloaded, then loaded in the transaction the dry run rolls back
+            data, name = _report_download(gateway=gateway, day=day)
+            return reconciliation_file_run(
+                gateway=gateway, day=day, data=data, name=name, source=ReportSource.CONNECTOR, trigger=trigger,
+                user=user, dry_run=True, progress=progress,
+            )  # fmt: skip
         loaded = reconciliation_report_fetch(gateway=gateway, day=day)
         report, created = loaded.report, loaded.created
     if report is not None and (report.gateway != gateway or report.day != day):

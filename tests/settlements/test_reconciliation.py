@@ -317,3 +317,37 @@ def test_the_file_is_kept_as_received_written_a_chunk_at_a_time(day, monkeypatch
     assert outcome.report.size == len(data) and outcome.report.line_count == 8
     # Reports are read without their file unless it is asked for.
     assert "content" in GatewayReport.objects.get(pk=outcome.report.pk).get_deferred_fields()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_of_the_same_file_at_once_load_it_once_and_run_one_after_the_other(merchant):
+    import threading
+
+    from django.db import connection
+
+    day = crafted_day(merchant)
+    barrier, errors, outcomes = threading.Barrier(2), [], []
+
+    def upload():
+        try:
+            barrier.wait()
+            outcomes.append(reconciliation_file_run(
+                gateway="simulator", day=DAY, data=day["report"], name="a.csv", source="upload", trigger="upload"
+            ))  # fmt: skip
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert sorted(outcome.report_created for outcome in outcomes) == [False, True]
+    assert GatewayReport.objects.count() == 1 and GatewayReportLine.objects.count() == 8
+    run = ReconciliationRun.objects.get()
+    assert run.run_count == 2 and run.exception_count == 8
+    assert ReconciliationException.objects.count() == 8

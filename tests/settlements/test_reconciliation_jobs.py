@@ -173,3 +173,13 @@ def test_staff_resolve_an_exception_in_the_admin(report_file, admin_client, admi
     exc.refresh_from_db()
     assert exc.resolution == "written_off"
     assert dt.date(2026, 11, 30) == exc.day
+
+
+@pytest.mark.django_db
+def test_a_dry_run_without_a_file_fetches_the_report_and_keeps_nothing(merchant):
+    captured_payment(merchant=merchant, amount="8.00", captured_at=AT, gateway_reference="sim_8")
+
+    out = run_command("--gateway", "simulator", "--date", "2026-11-30", "--dry-run")
+
+    assert "(dry run): 0 report line(s)" in out and "matched 0, exceptions 1" in out
+    assert not GatewayReport.objects.exists() and not ReconciliationRun.objects.exists()
