@@ -213,7 +213,10 @@ def reconciliation_exceptions_resolve(
     note = (note or "").strip()
     if not note:
         raise ValidationFailed("A note is required.", code="NOTE_REQUIRED")
-    ids = sorted({int(pk) for pk in exception_ids})
+    try:
+        ids = sorted({int(pk) for pk in exception_ids})
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed("Exception ids are whole numbers.", code="INVALID_ID") from exc
     if not ids or not ReconciliationException.objects.filter(pk__in=ids).exists():
         raise NotFound("No such reconciliation exception.")
     # A conditional update: two people resolving the same exception at once, the first one wins.
