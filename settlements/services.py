@@ -98,6 +98,13 @@ def settlement_cutoff_latest(now: dt.datetime | None = None) -> dt.datetime:
     return cutoff.astimezone(dt.UTC)
 
 
+def settlement_cutoff_check(cutoff: dt.datetime) -> None:
+    """Raises BusinessRuleViolation for a cut-off in the future: what is captured before it but after
+    the run would wait for the next cut-off, and a rerun of this one would not take it."""
+    if cutoff > timezone.now():
+        raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
+
+
 def payout_date_for(cutoff: dt.datetime) -> dt.date:
     """The cut-off's local date plus payout_days, moved past a weekend."""
     _, zone = settlement_schedule()
@@ -380,11 +387,9 @@ def settlement_run(
     `progress` is called once per merchant and currency.
 
     `full`: look at every payment and refund ever, not only the last lookback_days (see
-    settlement_since). Raises BusinessRuleViolation for a cut-off in the future (what is captured
-    before it but after the run would wait for the next cut-off, and a rerun of this one would not
-    take it)."""
-    if cutoff > timezone.now():
-        raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
+    settlement_since). Raises BusinessRuleViolation for a cut-off in the future
+    (settlement_cutoff_check)."""
+    settlement_cutoff_check(cutoff)
     if dry_run:
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
         previews = settlement_preview(pairs=pairs, cutoff=cutoff, full=full)

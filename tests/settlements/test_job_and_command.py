@@ -99,7 +99,22 @@ def test_the_command_refuses_what_it_cannot_read(args, message):
 
 
 @pytest.mark.django_db
-def test_the_command_refuses_a_future_cutoff():
+def test_the_command_refuses_a_future_cutoff_before_printing_a_plan():
+    merchant = MerchantFactory(code="shop-f", settlement_iban="DE89370400440532013000")
+    captured_payment(merchant=merchant, amount="5.00", captured_at=timezone.now() - dt.timedelta(hours=1))
     future = (timezone.now() + dt.timedelta(days=1)).isoformat()
+    out = io.StringIO()
     with pytest.raises(CommandError, match="future"):
-        call_command("settle", "--cutoff", future, stdout=io.StringIO(), stderr=io.StringIO())
+        call_command("settle", "--cutoff", future, stdout=out, stderr=io.StringIO())
+    assert out.getvalue() == "" and not SettlementBatch.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_cutoff_is_an_error_not_the_default(empty):
+    merchant = MerchantFactory(code="shop-g", settlement_iban="DE89370400440532013000")
+    captured_payment(merchant=merchant, amount="5.00", captured_at=settlement_cutoff_latest() - dt.timedelta(hours=1))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="--cutoff is empty"):
+        call_command("settle", "--cutoff", empty, stdout=out, stderr=io.StringIO())
+    assert out.getvalue() == "" and not SettlementBatch.objects.exists()

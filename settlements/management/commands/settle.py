@@ -20,6 +20,7 @@ from pgi.errors import ApplicationError
 from pgi.merchants.models import Merchant
 from pgi.money import format_money
 from settlements.services import (
+    settlement_cutoff_check,
     settlement_cutoff_latest,
     settlement_pairs,
     settlement_run,
@@ -28,8 +29,10 @@ from settlements.services import (
 
 
 def _cutoff(text: str | None) -> dt.datetime:
-    if not text:
+    if text is None:
         return settlement_cutoff_latest()
+    if not text.strip():
+        raise CommandError("--cutoff is empty: give an ISO 8601 date and time, or leave --cutoff out for the latest cut-off.")
     try:
         moment = parse_datetime(text)
     except ValueError:
@@ -54,6 +57,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, cutoff: str | None, merchant: str | None, dry_run: bool, full: bool, **options):
         moment = _cutoff(cutoff)
+        try:
+            settlement_cutoff_check(moment)  # before anything is read or printed
+        except ApplicationError as exc:
+            raise CommandError(str(exc)) from exc
         chosen = None
         if merchant:
             chosen = Merchant.objects.filter(code=merchant).first()
