@@ -379,12 +379,14 @@ def settlement_run(
     dry_run: bool = False,
     progress: Callable[[PairOutcome], None] | None = None,
     full: bool = False,
+    planned: Callable[[list[Pair]], None] | None = None,
 ) -> list[PairOutcome]:
     """Settle every merchant and currency (or `merchant`'s) up to `cutoff`, one batch each, all in
     one transaction: one run at a time (an advisory lock; on SQLite the transaction's write lock,
     taken at BEGIN IMMEDIATE by the settings), each batch once per cut-off (a unique
     constraint), each payment and refund once (unique lines), the lines in one INSERT … SELECT.
-    `progress` is called once per merchant and currency.
+    `planned` is called once with the merchants and currencies found (before anything is written),
+    `progress` once per merchant and currency.
 
     `full`: look at every payment and refund ever, not only the last lookback_days (see
     settlement_since). Raises BusinessRuleViolation for a cut-off in the future
@@ -392,6 +394,8 @@ def settlement_run(
     settlement_cutoff_check(cutoff)
     if dry_run:
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+        if planned is not None:
+            planned(pairs)
         previews = settlement_preview(pairs=pairs, cutoff=cutoff, full=full)
         outcomes = [PairOutcome(p.merchant_id, p.currency, None, False, totals) for p, totals in previews.items()]
         for outcome in outcomes:
@@ -406,6 +410,8 @@ def settlement_run(
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+        if planned is not None:
+            planned(pairs)
         merchants = Merchant.objects.in_bulk({pair.merchant_id for pair in pairs})
         now = timezone.now()
         outcomes, created = [], []
