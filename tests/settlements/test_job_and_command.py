@@ -92,6 +92,25 @@ def test_the_command_dry_run_reports_and_writes_nothing_then_settles_one_merchan
 
 
 @pytest.mark.django_db
+def test_the_command_finds_its_merchants_and_currencies_once():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    merchant = MerchantFactory(code="shop-o", settlement_iban="DE89370400440532013000")
+    cutoff = timezone.now() - dt.timedelta(minutes=5)
+    captured_payment(merchant=merchant, amount="3.00", captured_at=cutoff - dt.timedelta(hours=1))
+    out = io.StringIO()
+
+    with CaptureQueriesContext(connection) as queries:
+        call_command("settle", "--cutoff", cutoff.isoformat(), stdout=out, stderr=io.StringIO())
+
+    # The discovery pass (settlement_pairs) is the one query that reads the payments' pairs.
+    discovery = [q for q in queries.captured_queries if q["sql"].startswith("SELECT p.merchant_id, p.currency")]
+    assert len(discovery) == 1 and "1 merchant/currency pair(s) to settle" in out.getvalue()
+    assert "batches created 1," in out.getvalue()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("args, message", [(["--cutoff", "yesterday"], "not an ISO 8601"), (["--merchant", "nobody"], "No merchant")])
 def test_the_command_refuses_what_it_cannot_read(args, message):
     with pytest.raises(CommandError, match=message):
