@@ -463,3 +463,7 @@ for _model, _admin_class, _form in (
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, type(_admin_class.__name__, (_admin_class,), {"form": _form}))
+
+
+# Reconciliation's admin lives in its package; importing it registers it with the admin site.
+from settlements.reconciliation import admin as reconciliation_admin  # noqa: E402,F401

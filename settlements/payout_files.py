@@ -112,7 +112,8 @@ def payout_pain001(batch) -> bytes:
         raise InvalidPayoutFile(
             f"The {'payee' if not payee else 'debtor'}'s name has no character of the SEPA character set."
         )
-    created = batch.created_at.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
+    # ISODateTime with its offset (UTC): without one a bank reads it in its own local time.
+    created = batch.created_at.astimezone(dt.UTC).replace(microsecond=0).isoformat()
     root = etree.Element(f"{{{NAMESPACE}}}Document", nsmap={None: NAMESPACE})
     initiation = _el(root, "CstmrCdtTrfInitn")
     header = _el(initiation, "GrpHdr")

@@ -11,3 +11,8 @@ def settlements_settle() -> dict[str, int]:
     worker) finds the batches made and adds nothing."""
     outcomes = services.settlement_run(cutoff=services.settlement_cutoff_latest())
     return {"batches": sum(outcome.created for outcome in outcomes), "pairs": len(outcomes)}
+
+
+# Reconciliation's jobs live in their package; importing them here registers them with Celery's
+# autodiscovery (which reads <app>.tasks).
+from settlements.reconciliation.tasks import reconciliation_inbox, reconciliation_reconcile_gateway  # noqa: E402,F401

@@ -18,7 +18,7 @@ def backfill_debtor(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('settlements', '0002_settle_daily_schedule'),
+        ('settlements', '0011_reconcile_schedules'),
     ]
 
     operations = [
