@@ -183,9 +183,10 @@ class SettlementLine(models.Model):
         SettlementBatch, on_delete=models.PROTECT, related_name="+", null=True, blank=True, db_index=False,
         db_constraint=False,
     )
-    amount = money_field(help_text="The captured amount, the refund's amount, or the carried net.")
+    # A carry line holds an earlier batch's net, which may be beyond one payment's 14 integer digits.
+    amount = total_field(help_text="The captured amount, the refund's amount, or the carried net.")
     fee = money_field(default=0)
-    net = money_field(help_text="What the line adds to the payout: amount - fee, -refund, or the carried net.")
+    net = total_field(help_text="What the line adds to the payout: amount - fee, -refund, or the carried net.")
     occurred_at = models.DateTimeField(help_text="When it was captured or refunded (the carried batch's cut-off).")
 
     class Meta:

@@ -16,11 +16,11 @@ from lxml import etree
 from pgi.errors import BusinessRuleViolation
 from settlements.apis import SettlementOutputSerializer
 from settlements.checks import cutoff_time_problem, settlement_settings_check
-from settlements.models import BatchStatus, PayoutFileKind, SettlementBatch, SettlementStatusChange
+from settlements.models import BatchStatus, LineKind, PayoutFileKind, SettlementBatch, SettlementStatusChange
 from settlements.payout_files import NAMESPACE, pain_schema
 from settlements.sepa import csv_text, sepa_text
 from settlements.services import payout_files_generate, settlement_batch_move, settlement_run
-from tests.factories import MerchantFactory, captured_payment
+from tests.factories import MerchantFactory, captured_payment, completed_refund
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +116,31 @@ def test_two_of_the_largest_payments_settle_and_the_dry_run_says_the_same():
     # The merchant's API writes the figures as they are.
     data = SettlementOutputSerializer(batch).data
     assert (data["grossAmount"], data["netAmount"]) == (Decimal("199999999999999.98"), Decimal("199999999999999.98"))
+
+
+def test_a_carried_net_beyond_one_payments_digits_is_carried_whole():
+    """Two of the largest payments refunded after they settled: the next batch's net (-2 x 10^14)
+    is carried into a line of its own, wider than any one payment."""
+    early = CUTOFF - dt.timedelta(days=2)
+    merchant = MerchantFactory(code="shop-carry", name="Carry Shop", settlement_iban=IBAN, settlement_bic=BIC)
+    payments = [
+        captured_payment(merchant=merchant, amount="99999999999999.99", currency="EUR", captured_at=early)
+        for _ in range(2)
+    ]
+    settlement_run(cutoff=early + dt.timedelta(minutes=1))
+    for payment in payments:
+        completed_refund(payment=payment, amount="99999999999999.99", completed_at=early + dt.timedelta(hours=1))
+    settlement_run(cutoff=early + dt.timedelta(hours=2))
+    captured_payment(merchant=merchant, amount="10.00", currency="EUR", captured_at=BEFORE)
+
+    settlement_run(cutoff=CUTOFF)
+
+    first, negative, last = SettlementBatch.objects.filter(merchant=merchant).order_by("cutoff")
+    assert negative.net_amount == Decimal("-199999999999999.98")
+    assert negative.status == BatchStatus.CARRIED_FORWARD
+    carry = last.lines.get(kind=LineKind.CARRY)
+    assert (carry.amount, carry.net, carry.carried_batch) == (Decimal("-199999999999999.98"),) * 2 + (negative,)
+    assert last.net_amount == Decimal("-199999999999989.98")
 
 
 # --- 3. Building the files again -----------------------------------------------------------------
