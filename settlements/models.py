@@ -232,3 +232,6 @@ class PayoutFile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+# The finance UI's daily payment figures (settlements/finance/models.py).
+from .finance.models import PaymentDayRollup, PaymentDayTotal  # noqa: F401

@@ -11,3 +11,7 @@ def settlements_settle() -> dict[str, int]:
     worker) finds the batches made and adds nothing."""
     outcomes = services.settlement_run(cutoff=services.settlement_cutoff_latest())
     return {"batches": sum(outcome.created for outcome in outcomes), "pairs": len(outcomes)}
+
+
+# The finance dashboard's hourly job lives with the finance UI.
+from .finance.tasks import finance_daily_figures_refresh  # noqa: F401
