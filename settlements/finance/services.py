@@ -90,7 +90,7 @@ def window_days(today: dt.date, days: int = WINDOW_DAYS) -> list[dt.date]:
 def payment_days_missing(*, today: dt.date, days: int = WINDOW_DAYS) -> list[dt.date]:
     """The past days of the window that were never rolled up (one indexed query)."""
     past = window_days(today, days)[:-1]
-    done = set(PaymentDayRollup.objects.filter(day__gte=past[0], day__lte=past[-1]).values_list("day", flat=True))
+    done = set(PaymentDayRollup.objects.filter(day__gte=past[0], day__lte=past[-1]).order_by().values_list("day", flat=True))
     return [day for day in past if day not in done]
 
 
