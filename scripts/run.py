@@ -32,7 +32,7 @@ from typing import NoReturn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pgi.embedded_broker import start_broker
+from pgi.embedded_broker import start_broker  # noqa: E402  (needs ROOT on sys.path)
 
 HEALTH_TIMEOUT = float(os.environ.get("PGI_RUN_HEALTH_TIMEOUT", "90"))
 STOP_TIMEOUT = 15.0

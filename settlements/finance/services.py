@@ -105,3 +105,25 @@ def payment_days_refresh(*, now: dt.datetime | None = None, days: int = WINDOW_D
         if refreshed >= day_start(day) + dt.timedelta(days=1) + FINAL_AFTER
     }
     return payment_days_roll_up(days=[day for day in past if day not in final], now=now)
+
+
+# What the Finance group holds (migration 0021 creates it with the same list, frozen there).
+FINANCE_PERMISSIONS = (
+    ("settlements", "use_finance_ui"),
+    ("settlements", "view_settlementbatch"),
+    ("settlements", "view_settlementline"),
+    ("settlements", "view_payoutfile"),
+    ("payments", "view_payment"),
+)
+
+
+def finance_group_ensure():
+    """The Finance group with FINANCE_PERMISSIONS (created if a flushed test database lost it)."""
+    from django.contrib.auth.models import Group, Permission
+
+    from .models import FINANCE_GROUP
+
+    group, _ = Group.objects.get_or_create(name=FINANCE_GROUP)
+    for app_label, codename in FINANCE_PERMISSIONS:
+        group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group

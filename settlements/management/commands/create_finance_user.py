@@ -27,7 +27,7 @@ from pgi.merchants.management.commands.demo_setup import (
     credentials_read,
     credentials_write,
 )
-from settlements.finance.models import FINANCE_GROUP
+from settlements.finance.services import finance_group_ensure
 
 DEMO_USERNAME = "finance"
 
@@ -44,9 +44,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, username=None, email="", demo=False, **options):
-        group = Group.objects.filter(name=FINANCE_GROUP).first()
-        if group is None:
-            raise CommandError("No Finance group: run `manage.py migrate` first.")
+        group = finance_group_ensure()
         if demo:
             return self._demo(group)
         if not username:

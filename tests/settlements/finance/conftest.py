@@ -12,7 +12,12 @@ from payments.models import Payment, PaymentStatus
 from settlements.finance.models import FINANCE_GROUP
 from settlements.models import SettlementBatch
 from settlements.services import settlement_run
-from tests.factories import MerchantFactory, PaymentFactory, captured_payment, completed_refund
+from tests.factories import (
+    MerchantFactory,
+    PaymentFactory,
+    captured_payment,
+    completed_refund,
+)
 
 PASSWORD = "correct-horse-battery"
 CUTOFF = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)

@@ -13,7 +13,12 @@ from django.utils import timezone
 from payments.models import Payment, PaymentStatus
 from settlements.finance.models import PaymentDayRollup, PaymentDayTotal
 from settlements.finance.selectors import payment_figures
-from settlements.finance.services import payment_days_missing, payment_days_refresh, payment_days_roll_up, window_days
+from settlements.finance.services import (
+    payment_days_missing,
+    payment_days_refresh,
+    payment_days_roll_up,
+    window_days,
+)
 from tests.factories import MerchantFactory
 
 from .conftest import payment_on
