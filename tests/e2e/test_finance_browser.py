@@ -4,6 +4,7 @@ outside Finance is refused; every page fits a phone. Screenshots go to var/test-
 PGI_TEST_ARTIFACTS) for people to look at."""
 
 import datetime as dt
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -100,7 +101,7 @@ def test_finance_signs_in_reads_the_dashboard_opens_a_batch_and_exports_csv(
 
     with page.expect_download() as download:
         page.locator("#window-head ~ a", has_text="Export CSV").click()
-    text = open(download.value.path(), encoding="utf-8").read()
+    text = Path(download.value.path()).read_text(encoding="utf-8")
     assert text.startswith('"gateway","currency","payments"') and '"KWD"' in text
 
     page.get_by_role("link", name="Settlements").click()
@@ -114,11 +115,11 @@ def test_finance_signs_in_reads_the_dashboard_opens_a_batch_and_exports_csv(
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Export CSV (statement, all lines)").click()
-    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 + finance_books.payment_count + finance_books.refund_count
     with page.expect_download() as download:
         page.locator("ul.files a", has_text="pain.001").click()
-    assert b"<CstmrCdtTrfInitn>" in open(download.value.path(), "rb").read()
+    assert b"<CstmrCdtTrfInitn>" in Path(download.value.path()).read_bytes()
 
     page.get_by_role("button", name="Sign out").click()
     assert page.url == f"{live_server.url}/finance/login"
