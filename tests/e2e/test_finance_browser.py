@@ -4,8 +4,8 @@ outside Finance is refused; every page fits a phone. Screenshots go to var/test-
 PGI_TEST_ARTIFACTS) for people to look at."""
 
 import datetime as dt
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
