@@ -15,7 +15,7 @@ One run does, in this order (see bench/README.md, "Finance UI"):
      time, and the queries it ran; the CSV exports streamed to the end;
   4. prints a table, writes bench/results/finance-ui-<UTC>.json, drops the database (unless --keep-db).
 
-It never asserts timings. --reuse skips steps 1-2 on a database a --keep-db run left.
+It never asserts timings. --reuse skips steps 1-2 (it only migrates) on a database a --keep-db run left.
 """
 
 from __future__ import annotations
@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**settlement_batch.django_env(args, db_url), "PGI_CACHE_PREFIX": "pgibenchfinance", "PGI_CELERY_QUEUE": "pgibenchfinance"}
     started = datetime.now(UTC)
     try:
+        if args.reuse:
+            run_manage(env, "migrate", "--noinput", "-v0", timeout=600)  # tables added since the seed
         prep = {} if args.reuse else seed_and_spread(args, db_url, env)
         rows = counts(db_url)
         log(f"timing pages: {rows}")
