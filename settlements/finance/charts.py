@@ -16,14 +16,12 @@ LEFT, RIGHT, TOP, BOTTOM = 52, 12, 16, 34
 
 
 def _nice_max(value: float) -> int:
-    """The least 1, 2 or 5 x 10^n at or above value (at least 1): a round top for the axis."""
-    if value <= 1:
-        return 1
+    """The top of an axis with four gridlines a round step apart (1, 2 or 5 x 10^n): 22 -> 40, 3 -> 4."""
     step = 1
     while True:
         for factor in (1, 2, 5):
-            if step * factor >= value:
-                return step * factor
+            if 4 * step * factor >= value:
+                return 4 * step * factor
         step *= 10
 
 
@@ -43,7 +41,7 @@ def _grid(top_value: int, suffix: str = "") -> list[str]:
     for i in range(5):
         value = top_value * i / 4
         y = TOP + plot_h - plot_h * i / 4
-        text = f"{value:,.0f}{suffix}" if top_value >= 4 or value == int(value) else f"{value:,.1f}{suffix}"
+        text = f"{value:,.0f}{suffix}"
         parts.append(format_html('<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>', LEFT, WIDTH - RIGHT, f"{y:.1f}", f"{y:.1f}"))
         parts.append(format_html('<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>', LEFT - 6, f"{y + 4:.1f}", text))
     return parts
