@@ -415,6 +415,22 @@ PGI_SETTLEMENT = {
     "debtor_iban": os.environ.get("PGI_SETTLEMENT_DEBTOR_IBAN", "DE89370400440532013000" if PGI_SANDBOX else ""),
     "debtor_bic": os.environ.get("PGI_SETTLEMENT_DEBTOR_BIC", "COBADEFFXXX" if PGI_SANDBOX else ""),
 }
+# Reconciliation (docs/08-batch-processing.md, "Reconciliation"): beat's `reconcile-daily-<gateway>`
+# jobs are created at run_time in time_zone (staff change them in the admin) and reconcile the day
+# lag_days before; the inbox job picks report files up from inbox_dir every inbox_seconds (moved to
+# processed/ or failed/ beside it); an open exception first seen more than overdue_days ago is overdue.
+PGI_RECONCILIATION = {
+    "run_time": os.environ.get("PGI_RECONCILIATION_RUN_TIME", "06:00"),
+    "time_zone": os.environ.get("PGI_RECONCILIATION_TIME_ZONE", "UTC"),
+    "lag_days": int(os.environ.get("PGI_RECONCILIATION_LAG_DAYS", "1")),
+    "inbox_dir": os.environ.get("PGI_RECONCILIATION_INBOX_DIR", str(VAR_DIR / "reconciliation" / "inbox")),
+    "inbox_seconds": int(os.environ.get("PGI_RECONCILIATION_INBOX_SECONDS", "300")),
+    "overdue_days": int(os.environ.get("PGI_RECONCILIATION_OVERDUE_DAYS", "3")),
+    # A report line is matched by gateway reference to payments created up to this many days before its day.
+    "lookback_days": int(os.environ.get("PGI_RECONCILIATION_LOOKBACK_DAYS", "31")),
+    # Lines per COPY write on PostgreSQL and per executemany on SQLite.
+    "chunk_lines": int(os.environ.get("PGI_RECONCILIATION_CHUNK_LINES", "5000")),
+}
 # Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {
     "failure_threshold": int(os.environ.get("PGI_BREAKER_FAILURES", "5")),

@@ -347,3 +347,7 @@ class SettlementLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="captured or refunded (UTC)", ordering="occurred_at")
     def occurred(self, obj: SettlementLine) -> str:
         return instant(obj.occurred_at)
+
+
+# Reconciliation's admin lives in its package; importing it registers it with the admin site.
+from settlements.reconciliation import admin as reconciliation_admin  # noqa: E402,F401

@@ -233,5 +233,15 @@ class PayoutFile(models.Model):
     def __str__(self) -> str:
         return self.name
 
+
+# Reconciliation lives in its own package; its models are registered in this app from here.
+from settlements.reconciliation.models import (  # noqa: E402,F401
+    GatewayReport,
+    GatewayReportLine,
+    ReconciliationException,
+    ReconciliationRun,
+    ReconciliationTotal,
+)
+
 # The finance UI's daily payment figures (settlements/finance/models.py).
 from .finance.models import PaymentDayRollup, PaymentDayTotal  # noqa: F401

@@ -76,6 +76,12 @@ DOMAIN_FILES = python_files(
     "settlements/fees.py",
     "settlements/payout_files.py",
     "settlements/signals.py",
+    "settlements/reconciliation/models.py",
+    "settlements/reconciliation/loading.py",
+    "settlements/reconciliation/matching.py",
+    "settlements/reconciliation/services.py",
+    "settlements/reconciliation/selectors.py",
+    "settlements/reconciliation/tasks.py",
     "gateways",
     exclude=("gateways/apis.py",),  # the webhook intake view: HTTP-facing by design
 )

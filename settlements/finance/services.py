@@ -107,13 +107,18 @@ def payment_days_refresh(*, now: dt.datetime | None = None, days: int = WINDOW_D
     return payment_days_roll_up(days=[day for day in past if day not in final], now=now)
 
 
-# What the Finance group holds (migration 0021 creates it with the same list, frozen there).
+# What the Finance group holds (migrations 0021 and 0022 create it with the same lists, frozen there).
 FINANCE_PERMISSIONS = (
     ("settlements", "use_finance_ui"),
     ("settlements", "view_settlementbatch"),
     ("settlements", "view_settlementline"),
     ("settlements", "view_payoutfile"),
     ("payments", "view_payment"),
+    ("settlements", "resolve_reconciliationexception"),
+    ("settlements", "view_reconciliationexception"),
+    ("settlements", "view_reconciliationrun"),
+    ("settlements", "view_gatewayreport"),
+    ("settlements", "add_gatewayreport"),
 )
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('settlements', '0002_settle_daily_schedule'),
+        ('settlements', '0011_reconcile_schedules'),
     ]
 
     operations = [

@@ -1,0 +1,283 @@
+"""The matching of one report to PGI's records, in SQL: every report line and every payment and
+refund of the gateway's day lands in one row of a temporary result table with its category; the
+run's totals are a GROUP BY over it and its exceptions an upsert of its non-matched rows.
+
+A line is matched by the gateway's reference, else by PGI's id as the report carries it:
+payment lines to payments of the gateway created within lookback_days before the day, refund lines
+to its refunds. The first line of a payment or refund is judged (currency, then status, then
+amount); later lines of the same one are duplicates. Lines matching nothing, chargebacks, fee and
+other lines, and the day's webhooks the gateway layer kept as `unmatched` (when no line names the
+same reference) are unknown to PGI; the day's captured payments and completed refunds that no line
+matched are missing at the gateway. dialect.py: the few fragments that differ on SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+
+from gateways.models import GatewayNotification
+from payments.models import Payment, PaymentStatus, PaymentStatusChange
+from refunds.models import Refund, RefundStatus
+from settlements import dialect
+from settlements.models import LineKind as SettlementLineKind
+from settlements.models import SettlementLine
+
+from .models import Category, GatewayReportLine, ReconciliationException, ReconciliationTotal
+
+P = Payment._meta.db_table
+C = PaymentStatusChange._meta.db_table
+R = Refund._meta.db_table
+N = GatewayNotification._meta.db_table
+S = SettlementLine._meta.db_table
+LINES = GatewayReportLine._meta.db_table
+T = ReconciliationTotal._meta.db_table
+X = ReconciliationException._meta.db_table
+RESULT = "recon_result"
+CHARGED = (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+_CHARGED_SQL = ", ".join(f"'{status}'" for status in CHARGED)
+m = dialect.money
+
+
+@dataclass
+class Totals:
+    """A run's totals: {(category, currency): [count, report_amount, pgi_amount]}, and its counts."""
+
+    by_category: dict[tuple[str, str], list] = field(default_factory=dict)
+    lines: int = 0
+    operations: int = 0
+
+    def count(self, category: str) -> int:
+        return sum(values[0] for (cat, _), values in self.by_category.items() if cat == category)
+
+    @property
+    def matched(self) -> int:
+        return self.count(Category.MATCHED)
+
+    @property
+    def exceptions(self) -> int:
+        return sum(values[0] for (cat, _), values in self.by_category.items() if cat != Category.MATCHED)
+
+
+def _lines_sql() -> str:
+    """One row per report line: what it matched (ours_*: the payment's or refund's values) and its
+    rank among the lines of the same payment, refund or reference."""
+    return f"""
+    WITH m AS (
+      SELECT l.line_no, l.kind, l.gateway_reference, l.payment_id AS report_payment_id,
+        l.refund_id AS report_refund_id, l.amount AS report_amount, l.currency AS report_currency,
+        l.fee AS report_fee, l.status AS report_status,
+        COALESCE(pr.id, pi.id) AS pay_id, COALESCE(rr.id, ri.id) AS ref_id,
+        COALESCE(COALESCE(pr.captured_amount, pr.amount), COALESCE(pi.captured_amount, pi.amount), rr.amount, ri.amount)
+          AS pgi_amount,
+        COALESCE(pr.currency, pi.currency, rr.currency, ri.currency) AS pgi_currency,
+        COALESCE(pr.status, pi.status, rr.status, ri.status) AS pgi_status
+      FROM {LINES} l
+      LEFT JOIN {P} pr ON l.kind = 'payment' AND l.gateway_reference <> '' AND pr.gateway_reference = l.gateway_reference
+        AND pr.gateway = %(gateway)s AND pr.created_at >= %(since)s
+      LEFT JOIN {P} pi ON l.kind = 'payment' AND pr.id IS NULL AND l.payment_id <> '' AND pi.id = l.payment_id
+        AND pi.gateway = %(gateway)s
+      LEFT JOIN {R} rr ON l.kind = 'refund' AND l.gateway_reference <> '' AND rr.gateway_reference = l.gateway_reference
+        AND rr.gateway = %(gateway)s
+      LEFT JOIN {R} ri ON l.kind = 'refund' AND rr.id IS NULL AND l.refund_id <> '' AND ri.id = l.refund_id
+        AND ri.gateway = %(gateway)s
+      WHERE l.report_id = %(report)s
+    ),
+    k AS (
+      SELECT m.*, COALESCE(pay_id, ref_id, NULLIF(gateway_reference, ''), NULLIF(report_payment_id, ''),
+          'line ' || line_no) AS target,
+        row_number() OVER (PARTITION BY kind, COALESCE(pay_id, ref_id, NULLIF(gateway_reference, ''),
+          NULLIF(report_payment_id, ''), 'line ' || line_no) ORDER BY line_no) AS rank
+      FROM m
+    )
+    SELECT
+      CASE
+        WHEN k.rank > 1 THEN '{Category.DUPLICATE}'
+        WHEN k.pay_id IS NULL AND k.ref_id IS NULL THEN '{Category.UNKNOWN_TO_PGI}'
+        WHEN k.report_currency <> k.pgi_currency THEN '{Category.CURRENCY_MISMATCH}'
+        WHEN (k.pay_id IS NOT NULL AND k.pgi_status NOT IN ({_CHARGED_SQL}))
+          OR (k.ref_id IS NOT NULL AND k.pgi_status <> '{RefundStatus.COMPLETED}') THEN '{Category.STATUS_MISMATCH}'
+        WHEN {m("k.report_amount")} <> {m("k.pgi_amount")} THEN '{Category.AMOUNT_MISMATCH}'
+        ELSE '{Category.MATCHED}'
+      END AS category,
+      CASE WHEN k.pay_id IS NULL AND k.ref_id IS NULL THEN k.kind || ':' || k.target ELSE k.target END
+        || CASE WHEN k.rank > 1 THEN '#' || k.rank ELSE '' END AS reference,
+      k.kind, k.line_no, k.report_currency AS currency, k.report_amount AS amount,
+      k.report_amount, k.report_currency, k.report_fee, k.report_status, k.report_payment_id,
+      k.report_refund_id, k.gateway_reference,
+      k.pgi_amount, COALESCE(k.pgi_currency, '') AS pgi_currency, s.fee AS pgi_fee, COALESCE(k.pgi_status, '') AS pgi_status,
+      k.pay_id AS payment_id, k.ref_id AS refund_id,
+      CASE WHEN k.rank > 1 THEN 'repeats an earlier line' ELSE '' END AS detail,
+      CASE WHEN k.rank = 1 AND k.report_fee IS NOT NULL AND s.fee IS NOT NULL
+        AND {m("k.report_fee")} <> {m("s.fee")} THEN 1 ELSE 0 END AS fee_difference
+    FROM k
+    LEFT JOIN {S} s ON k.kind = 'payment' AND s.payment_id = k.pay_id AND s.kind = '{SettlementLineKind.PAYMENT}'
+    """
+
+
+_RESULT_COLUMNS = (
+    "category, reference, kind, line_no, currency, amount, report_amount, report_currency, report_fee, report_status,"
+    " report_payment_id, report_refund_id, gateway_reference, pgi_amount, pgi_currency, pgi_fee, pgi_status,"
+    " payment_id, refund_id, detail, fee_difference"
+)
+
+
+def _missing_payments_sql() -> str:
+    captured = m("COALESCE(p.captured_amount, p.amount)")
+    return f"""
+    INSERT INTO {RESULT} ({_RESULT_COLUMNS})
+    SELECT '{Category.MISSING_AT_GATEWAY}', p.id, 'payment', NULL, p.currency, {dialect.stored(captured)},
+      NULL, '', NULL, '', '', '', p.gateway_reference, {dialect.stored(captured)}, p.currency, s.fee, p.status,
+      p.id, NULL, 'captured at PGI, not in the report', 0
+    FROM {P} p
+    LEFT JOIN {S} s ON s.payment_id = p.id AND s.kind = '{SettlementLineKind.PAYMENT}'
+    WHERE p.gateway = %(gateway)s AND p.status IN ({_CHARGED_SQL}) AND p.status_changed_at >= %(start)s
+      AND EXISTS (SELECT 1 FROM {C} c WHERE c.payment_id = p.id AND c.to_status = '{PaymentStatus.COMPLETED}'
+        AND c.created_at >= %(start)s AND c.created_at < %(end)s)
+      AND NOT EXISTS (SELECT 1 FROM {RESULT} x WHERE x.payment_id = p.id)
+    """
+
+
+def _missing_refunds_sql() -> str:
+    return f"""
+    INSERT INTO {RESULT} ({_RESULT_COLUMNS})
+    SELECT '{Category.MISSING_AT_GATEWAY}', r.id, 'refund', NULL, r.currency, r.amount,
+      NULL, '', NULL, '', '', '', r.gateway_reference, r.amount, r.currency, NULL, r.status,
+      r.payment_id, r.id, 'refunded at PGI, not in the report', 0
+    FROM {R} r
+    WHERE r.gateway = %(gateway)s AND r.status = '{RefundStatus.COMPLETED}'
+      AND r.status_changed_at >= %(start)s AND r.status_changed_at < %(end)s
+      AND NOT EXISTS (SELECT 1 FROM {RESULT} x WHERE x.refund_id = r.id AND x.line_no IS NOT NULL)
+    """
+
+
+def _unmatched_webhooks_sql() -> str:
+    return f"""
+    INSERT INTO {RESULT} ({_RESULT_COLUMNS})
+    SELECT '{Category.UNKNOWN_TO_PGI}', 'webhook:' || n.event_id, '', NULL, n.currency, COALESCE(n.amount, 0),
+      n.amount, n.currency, NULL, n.status, n.payment_id, n.refund_id, n.gateway_reference, NULL, '', NULL, '',
+      NULL, NULL, 'webhook ' || n.event_type || ' for no payment at PGI', 0
+    FROM {N} n
+    WHERE n.gateway = %(gateway)s AND n.outcome = '{GatewayNotification.Outcome.UNMATCHED}'
+      AND n.received_at >= %(start)s AND n.received_at < %(end)s
+      AND NOT EXISTS (SELECT 1 FROM {RESULT} x WHERE x.line_no IS NOT NULL AND (
+        (n.gateway_reference <> '' AND x.gateway_reference = n.gateway_reference)
+        OR (n.payment_id <> '' AND x.report_payment_id = n.payment_id)))
+    """
+
+
+def _operations_sql() -> str:
+    return f"""
+    SELECT
+      (SELECT COUNT(*) FROM {P} p WHERE p.gateway = %(gateway)s AND p.status IN ({_CHARGED_SQL})
+        AND p.status_changed_at >= %(start)s
+        AND EXISTS (SELECT 1 FROM {C} c WHERE c.payment_id = p.id AND c.to_status = '{PaymentStatus.COMPLETED}'
+          AND c.created_at >= %(start)s AND c.created_at < %(end)s))
+      + (SELECT COUNT(*) FROM {R} r WHERE r.gateway = %(gateway)s AND r.status = '{RefundStatus.COMPLETED}'
+        AND r.status_changed_at >= %(start)s AND r.status_changed_at < %(end)s)
+    """
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=1)
+
+
+def match(*, run_id: int | None, gateway: str, day: dt.date, report_id: int | None, now: dt.datetime,
+          progress=None) -> Totals:  # fmt: skip
+    """Match the report to PGI's day and, when run_id is given, write the run's totals and upsert
+    its exceptions (a dry run passes None: the totals are returned, nothing is written)."""
+    start, end = day_bounds(day)
+    lookback = settings.PGI_RECONCILIATION["lookback_days"]
+    params = {
+        "gateway": gateway,
+        "report": report_id if report_id is not None else -1,
+        "since": dialect.moment(start - dt.timedelta(days=lookback)),
+        "start": dialect.moment(start),
+        "end": dialect.moment(end),
+    }
+    step = progress or (lambda name: None)
+    totals = Totals()
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {RESULT}")
+        cursor.execute(f"CREATE TEMP TABLE {RESULT} AS {_lines_sql()}", params)
+        step("report lines matched")
+        totals.lines = cursor.rowcount if cursor.rowcount and cursor.rowcount > 0 else 0
+        if connection.vendor == "postgresql":
+            # Statistics for the anti-joins below (hash joins over the result; no index to build).
+            cursor.execute(f"ANALYZE {RESULT}")
+        else:
+            # SQLite has no hash join: the anti-joins look the result up by payment and refund id.
+            cursor.execute(f"CREATE INDEX {RESULT}_payment ON {RESULT} (payment_id)")
+            cursor.execute(f"CREATE INDEX {RESULT}_refund ON {RESULT} (refund_id)")
+        cursor.execute(_missing_payments_sql(), params)
+        cursor.execute(_missing_refunds_sql(), params)
+        step("PGI's payments and refunds of the day matched")
+        cursor.execute(_unmatched_webhooks_sql(), params)
+        cursor.execute(_operations_sql(), params)
+        totals.operations = cursor.fetchone()[0] or 0
+        cursor.execute(
+            f"SELECT category, currency, COUNT(*), SUM({m('report_amount')}), SUM({m('pgi_amount')}),"
+            f" SUM({m('report_fee')}), SUM({m('pgi_fee')}), SUM(fee_difference)"
+            f" FROM {RESULT} GROUP BY category, currency ORDER BY category, currency"
+        )
+        rows = cursor.fetchall()
+        if not totals.lines:
+            cursor.execute(f"SELECT COUNT(*) FROM {RESULT} WHERE line_no IS NOT NULL")
+            totals.lines = cursor.fetchone()[0]
+        zero = Decimal(0)
+        for category, currency, count, report_amount, pgi_amount, report_fee, pgi_fee, differences in rows:
+            amounts = [dialect.to_decimal(v) if v is not None else zero for v in (report_amount, pgi_amount, report_fee, pgi_fee)]
+            totals.by_category[(category, currency)] = [count, *amounts, int(differences or 0)]
+        step("totals")
+        if run_id is not None:
+            _write(cursor, run_id=run_id, gateway=gateway, day=day, now=now, totals=totals)
+            step("exceptions")
+        cursor.execute(f"DROP TABLE IF EXISTS {RESULT}")
+    return totals
+
+
+def _write(cursor, *, run_id: int, gateway: str, day: dt.date, now: dt.datetime, totals: Totals) -> None:
+    cursor.execute(f"DELETE FROM {T} WHERE run_id = %s", [run_id])
+    rows = [
+        (run_id, category, currency, count, *amounts, differences)
+        for (category, currency), (count, *amounts, differences) in totals.by_category.items()
+    ]
+    if rows:
+        cursor.executemany(
+            f"INSERT INTO {T} (run_id, category, currency, count, report_amount, pgi_amount, report_fee, pgi_fee,"
+            " fee_differences) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(*row[:4], *(str(v) for v in row[4:8]), row[8]) for row in rows],
+        )
+    params = {"run": run_id, "gateway": gateway, "day": dialect.moment(day), "now": dialect.moment(now)}
+    cursor.execute(f"UPDATE {X} SET present = FALSE WHERE gateway = %(gateway)s AND day = %(day)s", params)
+    refreshed = (
+        "run_id", "currency", "amount", "report_amount", "report_currency", "report_fee", "report_status",
+        "report_kind", "report_payment_id", "report_refund_id", "line_no", "gateway_reference", "pgi_amount",
+        "pgi_currency", "pgi_fee", "pgi_status", "payment_id", "refund_id", "detail", "present", "last_seen_at",
+    )  # fmt: skip
+    cursor.execute(
+        f"""
+        INSERT INTO {X} (run_id, gateway, day, category, reference, currency, amount, report_amount, report_currency,
+          report_fee, report_status, report_kind, report_payment_id, report_refund_id, line_no, gateway_reference,
+          pgi_amount, pgi_currency, pgi_fee, pgi_status, payment_id, refund_id, detail, present, first_seen_at,
+          last_seen_at, resolution, resolution_note)
+        SELECT %(run)s, %(gateway)s, %(day)s, category, reference, COALESCE(currency, ''), amount, report_amount,
+          COALESCE(report_currency, ''), report_fee, COALESCE(report_status, ''), COALESCE(kind, ''),
+          COALESCE(report_payment_id, ''), COALESCE(report_refund_id, ''), line_no, COALESCE(gateway_reference, ''),
+          pgi_amount, COALESCE(pgi_currency, ''), pgi_fee, COALESCE(pgi_status, ''), payment_id, refund_id,
+          COALESCE(detail, ''), TRUE, %(now)s, %(now)s, '', ''
+        FROM {RESULT} WHERE category <> '{Category.MATCHED}'
+        ON CONFLICT (gateway, day, category, reference) DO UPDATE SET
+        """
+        + ", ".join(f"{name} = EXCLUDED.{name}" for name in refreshed),
+        params,
+    )
+    # What a rerun no longer finds: kept when finance resolved it (present false), else gone.
+    cursor.execute(
+        f"DELETE FROM {X} WHERE gateway = %(gateway)s AND day = %(day)s AND NOT present AND resolution = ''", params
+    )

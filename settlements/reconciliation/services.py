@@ -1,0 +1,300 @@
+"""Reconciliation's writes: fetch or load a report, run the match for a gateway's day, resolve exceptions.
+
+Every entry point (beat's daily job, the inbox job, an upload in the finance UI, `manage.py
+reconcile`) ends in reconciliation_run. A run holds the gateway's day's row locked (select_for_update)
+while it matches, so two runs of the same day follow one another; a rerun replaces the totals and
+upserts the exceptions, keeping every resolution. No gateway call runs inside a transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from gateways.base import GatewayError
+from gateways.registry import UnknownGateway, configured_codes, get_connector
+from pgi.errors import NotFound, ServiceUnavailable, ValidationFailed
+
+from . import loading, matching
+from .models import (
+    GatewayReport,
+    ReconciliationException,
+    ReconciliationRun,
+    ReportSource,
+    Resolution,
+    RunStatus,
+    RunTrigger,
+)
+
+logger = logging.getLogger(__name__)
+SYSTEM = "system"
+DAILY_PREFIX = "reconcile-daily-"
+DAILY_TASK = "settlements.reconciliation.tasks.reconciliation_reconcile_gateway"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run: ReconciliationRun | None  # None for a dry run
+    report: GatewayReport | None
+    report_created: bool  # False: no report, or the same file was loaded before
+    totals: matching.Totals
+
+
+def _check_gateway(gateway: str) -> None:
+    if gateway not in configured_codes() and not GatewayReport.objects.filter(gateway=gateway).exists():
+        raise ValidationFailed(f"No gateway {gateway!r} is configured.", code="UNKNOWN_GATEWAY")
+
+
+def reconciliation_day_default(today: dt.date | None = None) -> dt.date:
+    """The day beat's daily job reconciles: lag_days before today (UTC)."""
+    today = today or timezone.now().astimezone(dt.UTC).date()
+    return today - dt.timedelta(days=settings.PGI_RECONCILIATION["lag_days"])
+
+
+def _report_download(*, gateway: str, day: dt.date) -> tuple[bytes, str]:
+    """The day's report file from the gateway's connector (no transaction open: a gateway call)."""
+    try:
+        connector = get_connector(gateway)
+    except UnknownGateway as exc:
+        raise ValidationFailed(f"No gateway {gateway!r} is configured.", code="UNKNOWN_GATEWAY") from exc
+    try:
+        if hasattr(connector, "report_csv"):  # the simulator writes its own file format
+            return connector.report_csv(day).encode(), f"{gateway}_{day.isoformat()}.csv"
+        return loading.lines_csv(connector.fetch_report(day)), f"{gateway}_{day.isoformat()}_lines.csv"
+    except GatewayError as exc:
+        raise ServiceUnavailable(
+            f"{gateway} has no report for {day.isoformat()} yet: {exc}", code="REPORT_UNAVAILABLE"
+        ) from exc
+
+
+def reconciliation_report_fetch(*, gateway: str, day: dt.date) -> loading.LoadOutcome:
+    """Fetch the day's report from the gateway's connector and load it (the simulator's as its CSV,
+    others' lines in PGI's line format). Raises ServiceUnavailable when the gateway has none yet."""
+    data, name = _report_download(gateway=gateway, day=day)
+    return loading.report_load(gateway=gateway, day=day, source=ReportSource.CONNECTOR, name=name, data=data)
+
+
+def reconciliation_run(
+    *,
+    gateway: str,
+    day: dt.date,
+    report: GatewayReport | None = None,
+    trigger: str = RunTrigger.COMMAND,
+    user=None,
+    dry_run: bool = False,
+    fetch: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Reconcile the gateway's day against `report`, else the day's latest loaded report, else one
+    fetched from the connector (fetch=True; without any, every operation of the day is missing at
+    the gateway). A dry run computes the totals and writes nothing. Raises ValidationFailed for an
+    unknown gateway, ServiceUnavailable when the report cannot be fetched."""
+    _check_gateway(gateway)
+    created = False
+    if report is None:
+        report = GatewayReport.objects.filter(gateway=gateway, day=day).order_by("-created_at", "-id").first()
+    if report is None and fetch:
+        if dry_run:  # downloaded, then loaded in the transaction the dry run rolls back
+            data, name = _report_download(gateway=gateway, day=day)
+            return reconciliation_file_run(
+                gateway=gateway, day=day, data=data, name=name, source=ReportSource.CONNECTOR, trigger=trigger,
+                user=user, dry_run=True, progress=progress,
+            )  # fmt: skip
+        loaded = reconciliation_report_fetch(gateway=gateway, day=day)
+        report, created = loaded.report, loaded.created
+    if report is not None and (report.gateway != gateway or report.day != day):
+        raise ValidationFailed("The report is of another gateway or day.", code="REPORT_MISMATCH")
+    now = timezone.now()
+    who = getattr(user, "get_username", lambda: SYSTEM)() if user is not None else SYSTEM
+    if dry_run:
+        with transaction.atomic():
+            totals = matching.match(run_id=None, gateway=gateway, day=day, report_id=report and report.pk, now=now,
+                                    progress=progress)  # fmt: skip
+            transaction.set_rollback(True)
+        return RunOutcome(run=None, report=report, report_created=created, totals=totals)
+    try:
+        with transaction.atomic():
+            ReconciliationRun.objects.get_or_create(
+                gateway=gateway, day=day, defaults={"trigger": trigger, "started_at": now}
+            )
+            run = ReconciliationRun.objects.select_for_update().get(gateway=gateway, day=day)
+            totals = matching.match(run_id=run.pk, gateway=gateway, day=day, report_id=report and report.pk, now=now,
+                                    progress=progress)  # fmt: skip
+            run.report = report
+            run.status = RunStatus.COMPLETED
+            run.error = ""
+            run.trigger = trigger
+            run.triggered_by = who
+            run.run_count += 1
+            run.line_count = totals.lines
+            run.operation_count = totals.operations
+            run.matched_count = totals.matched
+            run.exception_count = totals.exceptions
+            run.started_at = now
+            run.finished_at = timezone.now()
+            run.save()
+    except Exception as exc:
+        # The match rolled back; the day's row says why (created if this was its first run).
+        ReconciliationRun.objects.update_or_create(
+            gateway=gateway, day=day,
+            defaults={"status": RunStatus.FAILED, "error": f"{exc.__class__.__name__}: {exc}"[:2000],
+                      "trigger": trigger, "triggered_by": who, "finished_at": timezone.now()},
+            create_defaults={"status": RunStatus.FAILED, "error": f"{exc.__class__.__name__}: {exc}"[:2000],
+                             "trigger": trigger, "triggered_by": who, "started_at": now, "finished_at": timezone.now()},
+        )  # fmt: skip
+        raise
+    logger.info("reconciled %s %s: %s lines, %s exceptions", gateway, day, totals.lines, totals.exceptions)
+    return RunOutcome(run=run, report=report, report_created=created, totals=totals)
+
+
+def reconciliation_file_run(
+    *,
+    gateway: str,
+    day: dt.date,
+    data: bytes | BinaryIO | Path,
+    name: str,
+    source: str,
+    trigger: str,
+    user=None,
+    dry_run: bool = False,
+    load_progress: Callable[[int], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Load a report file and reconcile the day against it. The same file loaded before is found,
+    not loaded twice (report_created False); the day is reconciled again all the same. A dry run
+    loads and matches in a transaction that is rolled back. Raises ValidationFailed for a file PGI
+    cannot read (nothing is kept)."""
+    _check_gateway(gateway)
+    if dry_run:
+        with transaction.atomic():
+            loaded = loading.report_load(gateway=gateway, day=day, source=source, name=name, data=data,
+                                         uploaded_by=user, progress=load_progress)  # fmt: skip
+            outcome = reconciliation_run(gateway=gateway, day=day, report=loaded.report, trigger=trigger, user=user,
+                                         dry_run=True, progress=progress)  # fmt: skip
+            transaction.set_rollback(True)
+        return RunOutcome(run=None, report=None, report_created=loaded.created, totals=outcome.totals)
+    loaded = loading.report_load(gateway=gateway, day=day, source=source, name=name, data=data, uploaded_by=user,
+                                 progress=load_progress)  # fmt: skip
+    outcome = reconciliation_run(gateway=gateway, day=day, report=loaded.report, trigger=trigger, user=user,
+                                 progress=progress)  # fmt: skip
+    return RunOutcome(run=outcome.run, report=loaded.report, report_created=loaded.created, totals=outcome.totals)
+
+
+def reconciliation_report_upload(*, gateway: str, day: dt.date, name: str, content: bytes, user) -> RunOutcome:
+    """Finance's upload: keep the file, load it (once per identical file) and reconcile the day.
+    Raises ValidationFailed for an unknown gateway or a file PGI cannot read."""
+    if not content:
+        raise ValidationFailed("The file is empty.", code="REPORT_EMPTY")
+    return reconciliation_file_run(
+        gateway=gateway, day=day, data=content, name=name, source=ReportSource.UPLOAD, trigger=RunTrigger.UPLOAD,
+        user=user,
+    )  # fmt: skip
+
+
+def reconciliation_exceptions_resolve(
+    *, exception_ids: Iterable[int], resolution: str, note: str, user
+) -> int:
+    """Resolve the open exceptions among `exception_ids` with a resolution and a note, recording who
+    and when; returns how many were resolved (resolved ones are left as they are). Raises
+    ValidationFailed for an unknown resolution or an empty note, NotFound when no id exists."""
+    if resolution not in Resolution.values:
+        raise ValidationFailed(
+            f"The resolution must be one of {', '.join(Resolution.values)}.", code="INVALID_RESOLUTION"
+        )
+    note = (note or "").strip()
+    if not note:
+        raise ValidationFailed("A note is required.", code="NOTE_REQUIRED")
+    try:
+        ids = sorted({int(pk) for pk in exception_ids})
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed("Exception ids are whole numbers.", code="INVALID_ID") from exc
+    if not ids or not ReconciliationException.objects.filter(pk__in=ids).exists():
+        raise NotFound("No such reconciliation exception.")
+    # A conditional update: two people resolving the same exception at once, the first one wins.
+    return ReconciliationException.objects.filter(pk__in=ids, resolution="").update(
+        resolution=resolution, resolution_note=note, resolved_by=user, resolved_at=timezone.now()
+    )
+
+
+def reconciliation_exception_reopen(*, exception: ReconciliationException, user) -> None:
+    """Take a resolution back (a mistake): the exception is open again."""
+    ReconciliationException.objects.filter(pk=exception.pk).update(
+        resolution="", resolution_note="", resolved_by=None, resolved_at=None
+    )
+
+
+@transaction.atomic
+def reconciliation_schedules_ensure() -> list[str]:
+    """A `reconcile-daily-<gateway>` beat job for each configured gateway that has none (the
+    migration made those of the gateways configured then); returns the names created."""
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    config = settings.PGI_RECONCILIATION
+    hour, minute = config["run_time"].split(":")
+    created = []
+    for code in configured_codes():
+        name = DAILY_PREFIX + code
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            minute=str(int(minute)), hour=str(int(hour)), day_of_week="*", day_of_month="*", month_of_year="*",
+            timezone=config["time_zone"],
+        )  # fmt: skip
+        PeriodicTask.objects.create(
+            name=name, task=DAILY_TASK, crontab=crontab, kwargs=json.dumps({"gateway": code}),
+            description=f"Reconcile {code}'s settlement report of the day before.",
+        )  # fmt: skip
+        created.append(name)
+    return created
+
+
+@dataclass(frozen=True)
+class InboxOutcome:
+    name: str
+    ok: bool
+    message: str
+
+
+def reconciliation_inbox_process(*, inbox: Path | None = None) -> list[InboxOutcome]:
+    """Load and reconcile every `<gateway>_<YYYY-MM-DD>….csv` in the inbox, oldest first, then move
+    it to processed/ (or failed/, with a `.error.txt` beside it saying why). Files are picked up
+    only once complete: write them under another name (or elsewhere) and rename them in."""
+    inbox = Path(inbox or settings.PGI_RECONCILIATION["inbox_dir"])
+    inbox.mkdir(parents=True, exist_ok=True)
+    processed, failed = inbox / "processed", inbox / "failed"
+    outcomes = []
+    files = sorted((p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() == ".csv"), key=lambda p: p.stat().st_mtime)
+    for path in files:
+        parsed = loading.inbox_name_parse(path.name)
+        try:
+            if parsed is None:
+                raise ValidationFailed("The name is not <gateway>_<YYYY-MM-DD>….csv.", code="INBOX_NAME_INVALID")
+            gateway, day = parsed
+            outcome = reconciliation_file_run(
+                gateway=gateway, day=day, data=path, name=path.name, source=ReportSource.INBOX, trigger=RunTrigger.INBOX
+            )
+            message = (
+                f"{'loaded' if outcome.report_created else 'already loaded'}; "
+                f"{outcome.totals.exceptions} exception(s)"
+            )
+            target, ok = processed, True
+        except (ValidationFailed, ServiceUnavailable) as exc:
+            target, ok, message = failed, False, f"{exc.code}: {exc.message}"
+        target.mkdir(exist_ok=True)
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+        moved = target / f"{stamp}_{path.name}"
+        shutil.move(str(path), moved)
+        if not ok:
+            moved.with_name(moved.name + ".error.txt").write_text(message + "\n")
+        logger.info("reconciliation inbox: %s %s (%s)", path.name, "processed" if ok else "failed", message)
+        outcomes.append(InboxOutcome(name=path.name, ok=ok, message=message))
+    return outcomes
