@@ -59,3 +59,63 @@ def batches_csv(queryset, today: dt.date) -> StreamingHttpResponse:
             yield [*row[:5], *(quantize(v, currency) for v in row[5:10]), *row[10:]]
 
     return csv_response(f"settlement-batches-{today.isoformat()}.csv", BATCH_COLUMNS, rows())
+
+
+RUN_COLUMNS = ("run_id", "day", "gateway", "status", "report_lines", "pgi_operations", "matched", "exceptions", "open", "overdue")
+
+
+def runs_csv(runs, categories, counts_of, today: dt.date) -> StreamingHttpResponse:
+    """The runs with their count per exception category (from each run's prefetched totals)."""
+
+    def rows():
+        for run in runs:
+            counts = counts_of(run)
+            yield [
+                run.pk, run.day, run.gateway, run.status, run.line_count, run.operation_count, run.matched_count,
+                run.exception_count, run.open_exceptions, run.overdue_exceptions, *(counts.get(c, 0) for c in categories),
+            ]
+
+    return csv_response(f"reconciliation-runs-{today.isoformat()}.csv", (*RUN_COLUMNS, *categories), rows())
+
+
+EXCEPTION_COLUMNS = (
+    "id", "day", "gateway", "category", "reference", "currency", "amount", "report_amount", "report_currency",
+    "pgi_amount", "pgi_currency", "report_status", "pgi_status", "payment_id", "refund_id", "gateway_reference",
+    "detail", "first_seen_at", "overdue", "resolution", "resolution_note", "resolved_by", "resolved_at",
+)
+
+
+def exceptions_csv(name: str, exceptions) -> StreamingHttpResponse:
+    """Every exception the filters select, read in chunks through a server-side cursor."""
+    values = exceptions.values_list(
+        "id", "day", "gateway", "category", "reference", "currency", "amount", "report_amount", "report_currency",
+        "pgi_amount", "pgi_currency", "report_status", "pgi_status", "payment_id", "refund_id", "gateway_reference",
+        "detail", "first_seen_at", "overdue", "resolution", "resolution_note", F("resolved_by__username"), "resolved_at",
+    )
+
+    def rows():
+        for row in values.iterator(chunk_size=CHUNK):
+            row = list(row)
+            row[6] = quantize(row[6], row[5])
+            if row[7] is not None and row[8]:
+                row[7] = quantize(row[7], row[8])
+            if row[9] is not None and row[10]:
+                row[9] = quantize(row[9], row[10])
+            yield row
+
+    return csv_response(f"{name}.csv", EXCEPTION_COLUMNS, rows())
+
+
+def reconciliation_days_csv(name: str, grid: list[dict]) -> StreamingHttpResponse:
+    def rows():
+        for row in grid:
+            for cell in row["cells"]:
+                run = cell["run"]
+                yield [row["gateway"], cell["day"], cell["state"], run.status if run else "", run.pk if run else "",
+                       run.open_exceptions if run else "", run.overdue_exceptions if run else ""]
+
+    return csv_response(f"{name}.csv", ("gateway", "day", "state", "run_status", "run_id", "open", "overdue"), rows())
+
+
+def ages_csv(name: str, ages) -> StreamingHttpResponse:
+    return csv_response(f"{name}.csv", ("age", "open", "overdue"), ([b.label, b.count, b.overdue] for b in ages))

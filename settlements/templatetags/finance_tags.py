@@ -36,3 +36,8 @@ def instant(value) -> str:
 @register.filter
 def percent(value: Decimal | None) -> str:
     return "–" if value is None else f"{value} %"
+
+
+@register.filter
+def get_item(mapping: dict, key):
+    return mapping.get(key)

@@ -13,7 +13,13 @@ from ..charts import Column, Segment, Series, legend, rate_lines, stacked_bars
 from ..selectors import PaymentFigures, payment_figures, settlement_totals
 from ..services import payment_days_missing, payment_days_roll_up
 
-PERMISSIONS = ("payments.view_payment", "settlements.view_settlementbatch")
+PERMISSIONS = ("payments.view_payment", "settlements.view_settlementbatch", "settlements.view_reconciliationrun")
+
+
+def dashboard_reconciliation(today):
+    from .reconciliation import dashboard_reconciliation as panels  # the module imports this one
+
+    return panels(today)
 
 
 def utc_today() -> dt.date:
@@ -76,12 +82,16 @@ def dashboard(request):
         "window_totals": window_totals,
         "outstanding": outstanding,
         **_charts(figures),
+        **dashboard_reconciliation(today),
         "nav": "dashboard",
     }
     return render(request, "finance/dashboard.html", context)
 
 
-TABLES = ("payments-today", "payments-30-days", "payments-daily", "settlements-30-days", "settlements-outstanding")
+TABLES = (
+    "payments-today", "payments-30-days", "payments-daily", "settlements-30-days", "settlements-outstanding",
+    "reconciliation-days", "exceptions-by-age",
+)
 
 
 @finance_required(*PERMISSIONS)
@@ -91,6 +101,11 @@ def dashboard_export(request, table: str):
         raise Http404("No such table.")
     today = utc_today()
     name = f"{table}-{today.isoformat()}"
+    if table in ("reconciliation-days", "exceptions-by-age"):
+        panels = dashboard_reconciliation(today)
+        if table == "exceptions-by-age":
+            return exports.ages_csv(name, panels["ages"])
+        return exports.reconciliation_days_csv(name, panels["recon_grid"])
     if table.startswith("settlements"):
         window_totals, outstanding = settlement_totals(today=today)
         return exports.settlement_totals_csv(name, window_totals if table == "settlements-30-days" else outstanding)

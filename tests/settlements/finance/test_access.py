@@ -69,8 +69,13 @@ def test_the_finance_group_holds_exactly_the_permissions_the_pages_check():
         ("settlements", "view_settlementline"),
         ("settlements", "view_payoutfile"),
         ("payments", "view_payment"),
-    } <= codenames
-    assert not any(codename.startswith(("add_", "change_", "delete_")) for _, codename in codenames)
+        ("settlements", "view_reconciliationrun"),
+        ("settlements", "view_reconciliationexception"),
+        ("settlements", "resolve_reconciliationexception"),
+        ("settlements", "view_gatewayreport"),
+        ("settlements", "add_gatewayreport"),  # uploading a report
+    } == codenames
+    assert not any(codename.startswith(("change_", "delete_")) for _, codename in codenames)
 
 
 def test_signing_in_at_the_finance_login_lands_on_the_dashboard(client, finance_user):
