@@ -162,3 +162,63 @@ def test_keyboard_users_see_where_they_are(live_server, plain_static, finance_bo
     page.keyboard.press("Tab")
     outline = page.evaluate("[document.activeElement.textContent, getComputedStyle(document.activeElement).outlineStyle]")
     assert outline[1] not in ("", "none"), outline
+
+
+@pytest.fixture
+def reconciled_day(finance_books, django_user_model):
+    """The reconciliation tests' crafted day, uploaded by fiona: every exception category, one overdue."""
+    from settlements.reconciliation.models import Category, ReconciliationException
+    from settlements.reconciliation.services import reconciliation_report_upload
+    from tests.settlements.test_reconciliation import DAY, crafted_day
+
+    day = crafted_day(MerchantFactory(code="merchant456", name="Demo Merchant"))
+    run = reconciliation_report_upload(
+        gateway="simulator", day=DAY, name="simulator_2026-11-30.csv", content=day["report"],
+        user=django_user_model.objects.get(username="fiona"),
+    ).run
+    ReconciliationException.objects.filter(category=Category.DUPLICATE).update(
+        first_seen_at=timezone.now() - dt.timedelta(days=5)
+    )
+    return run
+
+
+def test_finance_opens_a_run_filters_resolves_one_and_exports(live_server, plain_static, reconciled_day, browser, artifacts):
+    page = sign_in(browser, live_server)
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    assert page.locator("#recon-age svg.chart-bars").is_visible()
+
+    page.get_by_role("link", name="Reconciliation").click()
+    page.locator("#runs tbody a").first.click()
+    assert page.get_by_role("heading", name="simulator · 2026-11-30").is_visible()
+    assert page.locator("#exceptions tbody tr[id^=exception-]").count() == 8
+    assert page.locator("#exceptions tbody tr.overdue").count() == 1
+    page.screenshot(path=artifacts / "finance-run.png", full_page=True)
+
+    page.get_by_label("Category", exact=True).select_option("amount_mismatch")
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("#exceptions tbody tr[id^=exception-]").count() == 1
+    row = page.locator("#exceptions tbody tr[id^=exception-]").first
+    row.locator("input[type=checkbox]").check()
+    page.get_by_label("Resolution", exact=True).select_option("adjusted")
+    page.get_by_label("Note", exact=True).fill("gateway kept 1.00 as a chargeback fee; booked as an adjustment")
+    page.get_by_role("button", name="Resolve").click()
+
+    assert "Resolved 1 exception as adjusted." in page.locator(".alert.success").inner_text()
+    assert page.locator("#exceptions tbody tr[id^=exception-]").count() == 0  # the filter stays: no open amount mismatch left
+    page.get_by_label("Status", exact=True).select_option("resolved")
+    page.get_by_role("button", name="Filter").click()
+    assert "fiona" in page.locator("#exceptions tbody tr[id^=exception-]").first.inner_text()
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV (all pages)").click()
+    exported = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(exported) == 2 and '"adjusted"' in exported[1] and '"fiona"' in exported[1]
+
+    page.get_by_label("Status", exact=True).select_option("open")
+    page.get_by_label("Category", exact=True).select_option("")
+    page.get_by_role("button", name="Filter").click()
+    page.locator("#select-all").check()
+    assert page.locator("#exceptions tbody input[name=exception]:checked").count() == 7
+    page.screenshot(path=artifacts / "finance-run-selected.png", full_page=True)
+    assert errors == []
