@@ -17,7 +17,9 @@ PERMISSIONS = ("payments.view_payment", "settlements.view_settlementbatch", "set
 
 
 def dashboard_reconciliation(today):
-    from .reconciliation import dashboard_reconciliation as panels  # the module imports this one
+    from .reconciliation import (
+        dashboard_reconciliation as panels,  # the module imports this one
+    )
 
     return panels(today)
 

@@ -180,7 +180,7 @@ def exceptions_resolve(request):
 
 @finance_required(VIEW_RUNS, "settlements.add_gatewayreport")
 def report_upload(request):
-    gateways = sorted(set(configured_codes()) | set(GatewayReport.objects.order_by().values_list("gateway", flat=True).distinct()))
+    gateways = recon.reconciliation_gateway_choices()
     form = ReportUploadForm(request.POST or None, request.FILES or None, gateways=gateways,
                             initial={"day": reconciliation_day_default()})
     if request.method == "POST" and form.is_valid():
@@ -225,7 +225,7 @@ def dashboard_reconciliation(today) -> dict:
 
     days = [today - dt.timedelta(days=back) for back in range(RECON_DAYS - 1, -1, -1)]
     runs = {(r.gateway, r.day): r for r in recon.reconciliation_runs(day_from=days[0], day_to=days[-1])}
-    gateways = sorted(set(configured_codes()) | {gateway for gateway, _ in runs})
+    gateways = list(configured_codes()) + sorted({gateway for gateway, _ in runs} - set(configured_codes()))
     grid = []
     for gateway in gateways:
         cells = []

@@ -2,7 +2,14 @@
 
 from decimal import Decimal
 
-from settlements.finance.charts import Column, Segment, Series, _nice_max, rate_lines, stacked_bars
+from settlements.finance.charts import (
+    Column,
+    Segment,
+    Series,
+    _nice_max,
+    rate_lines,
+    stacked_bars,
+)
 
 
 def test_axes_end_on_four_round_steps():

@@ -9,7 +9,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from settlements.reconciliation.models import Category, ReconciliationException, ReconciliationRun, Resolution
+from settlements.reconciliation.models import (
+    Category,
+    ReconciliationException,
+    ReconciliationRun,
+    Resolution,
+)
 from settlements.reconciliation.services import reconciliation_report_upload
 from tests.settlements.test_reconciliation import DAY, crafted_day
 
