@@ -12,7 +12,8 @@ One run does, in this order (see bench/README.md, "Finance UI"):
   3. in a child process with Django set up: a member of Finance signed in (Django's test client,
      so every middleware runs: session, authentication, CSP), the dashboard's first view (which
      rolls the past 29 days up, once), then each page --repeat times: median and slowest server
-     time, and the queries it ran; the CSV exports streamed to the end;
+     time, and the queries it ran; the CSV exports streamed to the end. With a reconciliation run in
+     the database (the run with the most exceptions), its pages too;
   4. prints a table, writes bench/results/finance-ui-<UTC>.json, drops the database (unless --keep-db).
 
 It never asserts timings. --reuse skips steps 1-2 (it only migrates) on a database a --keep-db run left.
@@ -117,6 +118,18 @@ pages = {
     "batch_last_lines": reverse("finance:batch", args=[biggest.id]) + "?last=1",
     "payout_file_pain001": reverse("finance:payout-file", args=[biggest.id, "pain001"]),
 }
+from settlements.reconciliation.models import ReconciliationException, ReconciliationRun
+run = ReconciliationRun.objects.order_by("-exception_count").first()
+if run is not None:
+    sample = ReconciliationException.objects.filter(run=run).order_by("id").values_list("reference", flat=True)[1000]
+    pages.update({
+        "reconciliation_runs": reverse("finance:runs"),
+        "run_open_exceptions": reverse("finance:run", args=[run.pk]),
+        "run_exceptions_page_100": reverse("finance:run", args=[run.pk]) + "?page=100",
+        "run_filtered_category_amount": reverse("finance:run", args=[run.pk]) + "?category=amount_mismatch&currency=EUR&amount_min=100&amount_max=200",
+        "exceptions_search": reverse("finance:exceptions") + f"?status=all&q={sample}",
+    })
+    results["run_exceptions"] = run.exception_count
 for name, url in pages.items():
     fetch(url)  # warm: connections, templates, the database's cache
     results[name] = measure(url, repeat)
@@ -125,6 +138,8 @@ exports = {
     "csv_batches": reverse("finance:batches-export"),
     "csv_batch_lines": reverse("finance:batch-lines-export", args=[biggest.id]),
 }
+if run is not None:
+    exports["csv_run_exceptions"] = reverse("finance:run-exceptions-export", args=[run.pk]) + "?status=all"
 for name, url in exports.items():
     results[name] = measure(url, 3)
 results["biggest_batch_lines"] = biggest.payment_count + biggest.refund_count
@@ -195,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| page ({rows['payments']:,} payments, {rows['payments_today']:,} today, {rows['lines']:,} settlement lines) | median ms | slowest ms | queries |")
         print("|---|---:|---:|---:|")
         for name, page in pages.items():
-            if isinstance(page, dict):
+            if isinstance(page, dict):  # (counts of rows are plain numbers)
                 print(f"| {name} `{page['url']}` | {page['median_ms']} | {page['max_ms']} | {page['queries']} |")
         args.results_dir.mkdir(parents=True, exist_ok=True)
         out = args.results_dir / f"finance-ui-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
