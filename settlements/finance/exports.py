@@ -112,9 +112,11 @@ def reconciliation_days_csv(name: str, grid: list[dict]) -> StreamingHttpRespons
             for cell in row["cells"]:
                 run = cell["run"]
                 yield [row["gateway"], cell["day"], cell["state"], run.status if run else "", run.pk if run else "",
-                       run.open_exceptions if run else "", run.overdue_exceptions if run else ""]
+                       run.matched_count if run else "", run.exception_count if run else "",
+                       run.has_open if run else "", run.has_overdue if run else ""]
 
-    return csv_response(f"{name}.csv", ("gateway", "day", "state", "run_status", "run_id", "open", "overdue"), rows())
+    columns = ("gateway", "day", "state", "run_status", "run_id", "matched", "exceptions", "some_open", "some_overdue")
+    return csv_response(f"{name}.csv", columns, rows())
 
 
 def ages_csv(name: str, ages) -> StreamingHttpResponse:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, QuerySet, Sum
 
 from payments.selectors import GatewayDayFigures
 from pgi.money import quantize
@@ -152,3 +152,19 @@ def batch_status_history(*, batch: SettlementBatch):
     return batch.status_changes.order_by("created_at", "id")
 
 
+
+
+def reconciliation_days(*, day_from: dt.date, day_to: dt.date):
+    """Each gateway's runs of the days, with `has_open` and `has_overdue`: whether the run's last
+    pass left an exception open (overdue). EXISTS stops at the first such exception, so the
+    dashboard's grid costs one query whatever the number of exceptions (the runs list counts them)."""
+    from settlements.reconciliation.models import ReconciliationException, ReconciliationRun
+    from settlements.reconciliation.selectors import overdue_before
+
+    open_ones = ReconciliationException.objects.open().filter(run=OuterRef("pk"), present=True)
+    return (
+        ReconciliationRun.objects.filter(day__gte=day_from, day__lte=day_to)
+        .only("id", "gateway", "day", "status", "exception_count", "matched_count")
+        .annotate(has_open=Exists(open_ones), has_overdue=Exists(open_ones.filter(first_seen_at__lt=overdue_before())))
+        .order_by("gateway", "day")
+    )

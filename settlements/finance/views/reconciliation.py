@@ -27,6 +27,7 @@ from settlements.reconciliation.services import (
 from .. import exports
 from ..access import finance_required
 from ..forms import ExceptionFilterForm, ReportUploadForm, ResolveForm, RunFilterForm
+from ..selectors import reconciliation_days
 from .dashboard import utc_today
 from .settlements import query_without
 
@@ -82,10 +83,14 @@ def run_list_export(request):
 
 
 def _exceptions(request, run=None):
+    """(the filter form, the exceptions it selects or None when a filter is invalid). A run's
+    exceptions are listed by category (the index on run, category and id gives a page without
+    sorting the run's exceptions); across runs, the latest found first (the open-age index)."""
     form = ExceptionFilterForm(request.GET or {"status": "open"}, categories=recon.reconciliation_category_choices())
     if not form.is_valid():
         return form, None
-    return form, recon.reconciliation_exceptions(run=run, **form.selector_kwargs())
+    exceptions = recon.reconciliation_exceptions(run=run, **form.selector_kwargs())
+    return form, exceptions.order_by("category", "id") if run is not None else exceptions.order_by("-first_seen_at", "-id")
 
 
 def _run(run_id: int):
@@ -217,14 +222,14 @@ RECON_DAYS = 14
 
 
 def dashboard_reconciliation(today) -> dict:
-    """The dashboard's reconciliation panels: each gateway's last RECON_DAYS days (a run's state, or
-    none) and the open exceptions by age, as a chart (three queries)."""
+    """The dashboard's reconciliation panels: each gateway's last RECON_DAYS days (a run's state and
+    the exceptions its last pass found, or none) and the open exceptions by age, as a chart (two queries)."""
     import datetime as dt
 
     from ..charts import Column, Segment, stacked_bars
 
     days = [today - dt.timedelta(days=back) for back in range(RECON_DAYS - 1, -1, -1)]
-    runs = {(r.gateway, r.day): r for r in recon.reconciliation_runs(day_from=days[0], day_to=days[-1])}
+    runs = {(r.gateway, r.day): r for r in reconciliation_days(day_from=days[0], day_to=days[-1])}
     gateways = list(configured_codes()) + sorted({gateway for gateway, _ in runs} - set(configured_codes()))
     grid = []
     for gateway in gateways:
@@ -235,10 +240,10 @@ def dashboard_reconciliation(today) -> dict:
                 state, text = "missing", "–"
             elif run.status == "failed":
                 state, text = "overdue", "failed"
-            elif run.overdue_exceptions:
-                state, text = "overdue", str(run.open_exceptions)
-            elif run.open_exceptions:
-                state, text = "exceptions", str(run.open_exceptions)
+            elif run.has_overdue:
+                state, text = "overdue", f"{run.exception_count:,}"
+            elif run.has_open:
+                state, text = "exceptions", f"{run.exception_count:,}"
             elif run.status == "running":
                 state, text = "missing", "…"
             else:

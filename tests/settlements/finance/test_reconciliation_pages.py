@@ -198,12 +198,16 @@ def test_the_dashboard_shows_reconciliation_per_gateway_and_day_and_open_excepti
 ):
     ReconciliationRun.objects.filter(pk=run.pk).update(day=timezone.now().date() - dt.timedelta(days=1))
     finance.get(reverse("finance:dashboard"))
-    # the payments' and settlement's nine, and the runs, their totals, the open exceptions by age
-    with django_assert_num_queries(12):
+    # the payments' and settlement's nine, and the runs (whether each has open or overdue
+    # exceptions), the open exceptions by age
+    with django_assert_num_queries(11):
         response = finance.get(reverse("finance:dashboard"))
 
     [row] = [r for r in response.context["recon_grid"] if r["gateway"] == "simulator"]
     assert row["cells"][-2]["state"] == "exceptions" and row["cells"][-2]["text"] == "8"
+    ReconciliationException.objects.update(resolution="accepted", resolved_at=timezone.now())
+    [row] = [r for r in finance.get(reverse("finance:dashboard")).context["recon_grid"] if r["gateway"] == "simulator"]
+    assert row["cells"][-2]["state"] == "matched"
     assert sum(b.count for b in response.context["ages"]) == 8
     assert b'<svg class="chart chart-bars" viewBox' in response.content
 
