@@ -34,6 +34,16 @@ class SettlementFilter(MerchantScopedFilterSet):
         model = SettlementBatch
         fields: list[str] = []
 
+    def is_valid(self) -> bool:
+        """Also refuses a window that ends before it starts (it would list nothing, silently)."""
+        if not super().is_valid():
+            return False
+        start, end = self.form.cleaned_data.get("cutoffFrom"), self.form.cleaned_data.get("cutoffTo")
+        if start is not None and end is not None and start > end:
+            self.param_errors["cutoffTo"] = ["Must not be before cutoffFrom."]
+            return False
+        return True
+
 
 class SettlementLinePageFilter(StrictFilterSet):
     """A batch's lines: no filters, only the page's parameters."""

@@ -143,14 +143,19 @@ class SettlementLine(models.Model):
     forward. The unique constraints are what settles each exactly once."""
 
     id = models.BigAutoField(primary_key=True)
-    batch = models.ForeignKey(SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    # No foreign keys in the database (db_constraint=False), for the batch, the carried batch, the
+    # payment or the refund: lines are written only by a run's INSERT … SELECT, which takes every id
+    # from the rows it joins, in the transaction that wrote the batch rows; batches are deleted by
+    # nobody but that run (an empty one, before it has lines) and payments and refunds by nobody.
+    # A constraint would check each of a million lines again at commit, even a NULL carried batch:
+    # 2.5 to 7 s of a million-line run (bench/README.md). tests/settlements/test_settle.py holds
+    # the lines to their batches. Django still cascades a batch's deletion to its lines.
+    batch = models.ForeignKey(
+        SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False, db_constraint=False
+    )
     kind = models.CharField(max_length=8, choices=LineKind.choices)
     # No index of their own: the unique constraints below are the indexes that find a payment's,
-    # a refund's or a carried batch's line (fewer indexes to write a million lines into). The
-    # payment and refund are no foreign keys in the database (db_constraint=False): lines are
-    # written only by the batch's INSERT … SELECT, which takes the ids from those rows, and PGI
-    # never deletes a payment or a refund; a constraint would look every line's payment up again at
-    # commit, a third of a million-line batch's time (bench/README.md).
+    # a refund's or a carried batch's line (fewer indexes to write a million lines into).
     payment = models.ForeignKey(
         Payment, on_delete=models.DO_NOTHING, related_name="+", null=True, blank=True, db_index=False,
         db_constraint=False,
@@ -160,7 +165,8 @@ class SettlementLine(models.Model):
         db_constraint=False,
     )
     carried_batch = models.ForeignKey(
-        SettlementBatch, on_delete=models.PROTECT, related_name="+", null=True, blank=True, db_index=False
+        SettlementBatch, on_delete=models.PROTECT, related_name="+", null=True, blank=True, db_index=False,
+        db_constraint=False,
     )
     amount = money_field(help_text="The captured amount, the refund's amount, or the carried net.")
     fee = money_field(default=0)

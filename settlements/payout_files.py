@@ -75,7 +75,8 @@ def payout_pain001(batch, config: dict) -> bytes:
     """One credit transfer from the bank's account (PGI_SETTLEMENT debtor_*) to the merchant's.
     SEPA service level for EUR; other currencies go as plain transfers, charges shared."""
     amount = str(quantize(batch.net_amount, batch.currency))
-    created = batch.created_at.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
+    # ISODateTime with its offset (UTC): without one a bank reads it in its own local time.
+    created = batch.created_at.astimezone(dt.UTC).replace(microsecond=0).isoformat()
     root = etree.Element(f"{{{NAMESPACE}}}Document", nsmap={None: NAMESPACE})
     initiation = _el(root, "CstmrCdtTrfInitn")
     header = _el(initiation, "GrpHdr")

@@ -98,6 +98,13 @@ def settlement_cutoff_latest(now: dt.datetime | None = None) -> dt.datetime:
     return cutoff.astimezone(dt.UTC)
 
 
+def settlement_cutoff_check(cutoff: dt.datetime) -> None:
+    """Raises BusinessRuleViolation for a cut-off in the future: what is captured before it but after
+    the run would wait for the next cut-off, and a rerun of this one would not take it."""
+    if cutoff > timezone.now():
+        raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
+
+
 def payout_date_for(cutoff: dt.datetime) -> dt.date:
     """The cut-off's local date plus payout_days, moved past a weekend."""
     _, zone = settlement_schedule()
@@ -317,8 +324,10 @@ def _lines_insert(rows: list[tuple[str, Pair, Fee]], cutoff: dt.datetime, full: 
         # is (or was last analyzed) empty, the planner would scan it instead, once per payment:
         # inside the INSERT that grows it, that is quadratic (50,000 payments took minutes).
         cursor.execute("SET LOCAL enable_seqscan = off")
+        # RETURNING only what the totals read: the rows wait in a tuplestore that spills to disk
+        # past work_mem (a million lines: 51 MB written to temporary files instead of 105 MB).
         cursor.execute(
-            f"WITH inserted AS ({insert} RETURNING {LINE_COLUMNS})"
+            f"WITH inserted AS ({insert} RETURNING batch_id, kind, amount, fee, net)"
             f" SELECT batch_id, {_totals_sql()} FROM inserted GROUP BY batch_id",
             params,
         )
@@ -372,21 +381,23 @@ def settlement_run(
     dry_run: bool = False,
     progress: Callable[[PairOutcome], None] | None = None,
     full: bool = False,
+    planned: Callable[[list[Pair]], None] | None = None,
 ) -> list[PairOutcome]:
     """Settle every merchant and currency (or `merchant`'s) up to `cutoff`, one batch each, all in
     one transaction: one run at a time (an advisory lock; on SQLite the transaction's write lock,
     taken at BEGIN IMMEDIATE by the settings), each batch once per cut-off (a unique
     constraint), each payment and refund once (unique lines), the lines in one INSERT … SELECT.
-    `progress` is called once per merchant and currency.
+    `planned` is called once with the merchants and currencies found (before anything is written),
+    `progress` once per merchant and currency.
 
     `full`: look at every payment and refund ever, not only the last lookback_days (see
-    settlement_since). Raises BusinessRuleViolation for a cut-off in the future (what is captured
-    before it but after the run would wait for the next cut-off, and a rerun of this one would not
-    take it)."""
-    if cutoff > timezone.now():
-        raise BusinessRuleViolation("The cut-off is in the future.", code="CUTOFF_IN_FUTURE")
+    settlement_since). Raises BusinessRuleViolation for a cut-off in the future
+    (settlement_cutoff_check)."""
+    settlement_cutoff_check(cutoff)
     if dry_run:
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+        if planned is not None:
+            planned(pairs)
         previews = settlement_preview(pairs=pairs, cutoff=cutoff, full=full)
         outcomes = [PairOutcome(p.merchant_id, p.currency, None, False, totals) for p, totals in previews.items()]
         for outcome in outcomes:
@@ -401,6 +412,8 @@ def settlement_run(
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
         pairs = settlement_pairs(cutoff=cutoff, merchant=merchant, full=full)
+        if planned is not None:
+            planned(pairs)
         merchants = Merchant.objects.in_bulk({pair.merchant_id for pair in pairs})
         now = timezone.now()
         outcomes, created = [], []

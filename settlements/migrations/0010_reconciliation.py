@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('payments', '0009_labels'),
         ('refunds', '0003_labels'),
-        ('settlements', '0002_settle_daily_schedule'),
+        ('settlements', '0003_lines_without_database_foreign_keys'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -60,6 +60,15 @@ def test_the_list_refuses_query_parameters_it_does_not_take(api, settled, params
     assert_error(api.get("/v1/settlements", params), 400, "VALIDATION_ERROR", field)
 
 
+def test_a_cutoff_window_that_ends_before_it_starts_is_refused(api, settled):
+    window = {"cutoffFrom": "2026-12-02T00:00:00Z", "cutoffTo": "2026-12-01T00:00:00Z"}
+    assert_error(api.get("/v1/settlements", window), 400, "VALIDATION_ERROR", "cutoffTo")
+
+    around = {"cutoffFrom": (CUTOFF - dt.timedelta(seconds=1)).isoformat(), "cutoffTo": (CUTOFF + dt.timedelta(seconds=1)).isoformat()}
+    response = api.get("/v1/settlements", around)
+    assert response.status_code == 200 and len(response.json()["results"]) == 2
+
+
 def test_a_settlement_has_its_totals_and_payout_status(api, settled):
     batch = settled["eur"]
 

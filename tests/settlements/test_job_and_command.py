@@ -92,6 +92,25 @@ def test_the_command_dry_run_reports_and_writes_nothing_then_settles_one_merchan
 
 
 @pytest.mark.django_db
+def test_the_command_finds_its_merchants_and_currencies_once():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    merchant = MerchantFactory(code="shop-o", settlement_iban="DE89370400440532013000")
+    cutoff = timezone.now() - dt.timedelta(minutes=5)
+    captured_payment(merchant=merchant, amount="3.00", captured_at=cutoff - dt.timedelta(hours=1))
+    out = io.StringIO()
+
+    with CaptureQueriesContext(connection) as queries:
+        call_command("settle", "--cutoff", cutoff.isoformat(), stdout=out, stderr=io.StringIO())
+
+    # The discovery pass (settlement_pairs) is the one query that reads the payments' pairs.
+    discovery = [q for q in queries.captured_queries if q["sql"].startswith("SELECT p.merchant_id, p.currency")]
+    assert len(discovery) == 1 and "1 merchant/currency pair(s) to settle" in out.getvalue()
+    assert "batches created 1," in out.getvalue()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("args, message", [(["--cutoff", "yesterday"], "not an ISO 8601"), (["--merchant", "nobody"], "No merchant")])
 def test_the_command_refuses_what_it_cannot_read(args, message):
     with pytest.raises(CommandError, match=message):
@@ -99,7 +118,22 @@ def test_the_command_refuses_what_it_cannot_read(args, message):
 
 
 @pytest.mark.django_db
-def test_the_command_refuses_a_future_cutoff():
+def test_the_command_refuses_a_future_cutoff_before_printing_a_plan():
+    merchant = MerchantFactory(code="shop-f", settlement_iban="DE89370400440532013000")
+    captured_payment(merchant=merchant, amount="5.00", captured_at=timezone.now() - dt.timedelta(hours=1))
     future = (timezone.now() + dt.timedelta(days=1)).isoformat()
+    out = io.StringIO()
     with pytest.raises(CommandError, match="future"):
-        call_command("settle", "--cutoff", future, stdout=io.StringIO(), stderr=io.StringIO())
+        call_command("settle", "--cutoff", future, stdout=out, stderr=io.StringIO())
+    assert out.getvalue() == "" and not SettlementBatch.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_cutoff_is_an_error_not_the_default(empty):
+    merchant = MerchantFactory(code="shop-g", settlement_iban="DE89370400440532013000")
+    captured_payment(merchant=merchant, amount="5.00", captured_at=settlement_cutoff_latest() - dt.timedelta(hours=1))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="--cutoff is empty"):
+        call_command("settle", "--cutoff", empty, stdout=out, stderr=io.StringIO())
+    assert out.getvalue() == "" and not SettlementBatch.objects.exists()

@@ -51,6 +51,8 @@ def test_the_pain001_file_validates_against_its_xsd(currency, amount, net):
     assert (amount_node.text, amount_node.get("Ccy")) == (net, currency)
     assert document.findtext(".//p:CdtrAcct/p:Id/p:IBAN", namespaces=NS) == "DE89370400440532013000"
     assert document.findtext(".//p:GrpHdr/p:CtrlSum", namespaces=NS) == net
+    created = document.findtext("p:CstmrCdtTrfInitn/p:GrpHdr/p:CreDtTm", namespaces=NS)
+    assert created.endswith("+00:00") and dt.datetime.fromisoformat(created) == batch.created_at.replace(microsecond=0)
 
 
 @pytest.mark.django_db

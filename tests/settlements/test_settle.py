@@ -125,6 +125,53 @@ def test_a_negative_net_is_carried_into_the_next_batch(shop):
     assert SettlementLine.objects.get(kind=LineKind.CARRY).carried_batch == negative
 
 
+def orphan_lines() -> int:
+    """Lines whose batch or carried batch is not there (the database has no foreign key for them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM settlements_settlementline l"
+            " LEFT JOIN settlements_settlementbatch b ON b.id = l.batch_id"
+            " LEFT JOIN settlements_settlementbatch c ON c.id = l.carried_batch_id"
+            " WHERE b.id IS NULL OR (l.carried_batch_id IS NOT NULL AND c.id IS NULL)"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_lines_never_lack_or_outlive_their_batch(shop, monkeypatch):
+    from settlements import services
+
+    payment = captured_payment(merchant=shop, amount="50.00", captured_at=BEFORE - dt.timedelta(days=1))
+    settlement_run(cutoff=BEFORE - dt.timedelta(hours=1))
+    completed_refund(payment=payment, amount="50.00", completed_at=BEFORE)
+    captured_payment(merchant=shop, amount="5.00", captured_at=BEFORE)
+    settlement_run(cutoff=CUTOFF)  # nets -45: carried forward
+    captured_payment(merchant=shop, amount="100.00", captured_at=CUTOFF + dt.timedelta(minutes=1))
+    lines = SettlementLine.objects.count()
+
+    # A run that fails after its lines are written leaves no batch and no line behind.
+    def broken(**kwargs):
+        raise RuntimeError("payout files failed")
+
+    monkeypatch.setattr(services, "_batch_finish", broken)
+    with pytest.raises(RuntimeError):
+        settlement_run(cutoff=NOW)
+    assert (SettlementBatch.objects.count(), SettlementLine.objects.count(), orphan_lines()) == (2, lines, 0)
+    monkeypatch.undo()
+
+    settlement_run(cutoff=NOW)
+    assert SettlementLine.objects.filter(kind=LineKind.CARRY).count() == 1 and orphan_lines() == 0
+    assert all(line.batch.currency == "USD" for line in SettlementLine.objects.select_related("batch"))
+
+    # A batch goes with its lines (Django's cascade); one that is carried into another cannot go.
+    _, carried, last = batches(shop)
+    from django.db.models import ProtectedError
+
+    with pytest.raises(ProtectedError):
+        carried.delete()
+    last.delete()
+    assert orphan_lines() == 0 and not SettlementLine.objects.filter(batch_id=last.id).exists()
+
+
 def test_each_merchant_and_currency_gets_its_own_batch(shop):
     other = MerchantFactory(code="shop-2")
     captured_payment(merchant=shop, amount="10.00", captured_at=BEFORE)

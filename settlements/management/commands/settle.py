@@ -20,16 +20,18 @@ from pgi.errors import ApplicationError
 from pgi.merchants.models import Merchant
 from pgi.money import format_money
 from settlements.services import (
+    settlement_cutoff_check,
     settlement_cutoff_latest,
-    settlement_pairs,
     settlement_run,
     settlement_schedule,
 )
 
 
 def _cutoff(text: str | None) -> dt.datetime:
-    if not text:
+    if text is None:
         return settlement_cutoff_latest()
+    if not text.strip():
+        raise CommandError("--cutoff is empty: give an ISO 8601 date and time, or leave --cutoff out for the latest cut-off.")
     try:
         moment = parse_datetime(text)
     except ValueError:
@@ -54,41 +56,52 @@ class Command(BaseCommand):
 
     def handle(self, *args, cutoff: str | None, merchant: str | None, dry_run: bool, full: bool, **options):
         moment = _cutoff(cutoff)
+        try:
+            settlement_cutoff_check(moment)  # before anything is read or printed
+        except ApplicationError as exc:
+            raise CommandError(str(exc)) from exc
         chosen = None
         if merchant:
             chosen = Merchant.objects.filter(code=merchant).first()
             if chosen is None:
                 raise CommandError(f"No merchant {merchant!r}.")
         codes = dict(Merchant.objects.values_list("pk", "code"))
+        created = existing = 0
+        bar = None
+
+        def planned(pairs) -> None:
+            # Called by the run once it has found its merchants and currencies (one pass over the
+            # payments, under the run's lock), before it writes. The bar counts them: the lines of
+            # all of them are one INSERT (the bar waits through it), then each batch gets its
+            # totals, files and event. tqdm writes \r updates: the raw stream, not Django's wrapper
+            # that ends every write with a newline.
+            nonlocal bar
+            self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s) to settle")
+            bar = tqdm(total=len(pairs), unit="batch", file=self.stderr._out, disable=options["verbosity"] == 0)
+
+        def progress(outcome) -> None:
+            nonlocal created, existing
+            created += outcome.created
+            existing += not outcome.created
+            bar.update(1)
+            if dry_run and outcome.totals is not None:
+                t = outcome.totals
+                bar.write(
+                    f"{codes[outcome.merchant_id]} {outcome.currency}: {t.payments} payment(s), "
+                    f"{t.refunds_count} refund(s), net {format_money(t.net, outcome.currency)}",
+                    file=self.stdout._out,
+                )
+
+        started = time.monotonic()
         try:
-            pairs = settlement_pairs(cutoff=moment, merchant=chosen, full=full)
+            settlement_run(
+                cutoff=moment, merchant=chosen, dry_run=dry_run, planned=planned, progress=progress, full=full
+            )
         except ApplicationError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"Cut-off {moment.isoformat()}: {len(pairs)} merchant/currency pair(s) to settle")
-        created = existing = 0
-        # The bar counts merchants and currencies: the lines of all of them are one INSERT (the bar
-        # waits through it), then each batch gets its totals, files and event.
-        # tqdm writes \r updates: the raw stream, not Django's wrapper that ends every write with a newline.
-        with tqdm(total=len(pairs), unit="batch", file=self.stderr._out, disable=options["verbosity"] == 0) as bar:
-
-            def progress(outcome) -> None:
-                nonlocal created, existing
-                created += outcome.created
-                existing += not outcome.created
-                bar.update(1)
-                if dry_run and outcome.totals is not None:
-                    t = outcome.totals
-                    bar.write(
-                        f"{codes[outcome.merchant_id]} {outcome.currency}: {t.payments} payment(s), "
-                        f"{t.refunds_count} refund(s), net {format_money(t.net, outcome.currency)}",
-                        file=self.stdout._out,
-                    )
-
-            started = time.monotonic()
-            try:
-                settlement_run(cutoff=moment, merchant=chosen, dry_run=dry_run, progress=progress, full=full)
-            except ApplicationError as exc:
-                raise CommandError(str(exc)) from exc
+        finally:
+            if bar is not None:
+                bar.close()
         if not dry_run:
             seconds = time.monotonic() - started
             self.stdout.write(f"batches created {created}, already settled or empty {existing} in {seconds:.2f} s")
