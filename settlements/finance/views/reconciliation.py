@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -114,8 +115,27 @@ def _totals_rows(run) -> list[dict]:
     return rows
 
 
-def _exceptions_context(request, exceptions, form) -> dict:
-    page = Paginator(exceptions, EXCEPTIONS_PER_PAGE).get_page(request.GET.get("page")) if exceptions is not None else None
+class _CountedPaginator(Paginator):
+    """A paginator told its total: a run's open exceptions are counted with the run already."""
+
+    def __init__(self, *args, count: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._known_count = count
+
+    @cached_property
+    def count(self) -> int:
+        return self._known_count if self._known_count is not None else super().count
+
+
+def _only_open(form) -> bool:
+    """The filters select every open exception (the run page's default view)."""
+    data = form.cleaned_data
+    return (data.get("status") or "open") == "open" and not any(v for k, v in data.items() if k != "status")
+
+
+def _exceptions_context(request, exceptions, form, count: int | None = None) -> dict:
+    paginator = _CountedPaginator(exceptions, EXCEPTIONS_PER_PAGE, count=count) if exceptions is not None else None
+    page = paginator.get_page(request.GET.get("page")) if paginator else None
     return {
         "form": form,
         "page": page,
@@ -132,7 +152,11 @@ def _exceptions_context(request, exceptions, form) -> dict:
 def run_detail(request, run_id: int):
     run = _run(run_id)
     form, exceptions = _exceptions(request, run)
-    context = {"run": run, "totals": _totals_rows(run), "counts": category_counts(run), **_exceptions_context(request, exceptions, form)}
+    known = run.open_exceptions if exceptions is not None and _only_open(form) else None
+    context = {
+        "run": run, "totals": _totals_rows(run), "counts": category_counts(run),
+        **_exceptions_context(request, exceptions, form, count=known),
+    }
     return render(request, "finance/run_detail.html", context, status=400 if exceptions is None else 200)
 
 

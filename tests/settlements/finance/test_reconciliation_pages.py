@@ -150,10 +150,14 @@ def test_all_exceptions_across_runs(finance, run):
 
 
 def test_a_run_page_is_a_fixed_number_of_queries(finance, run, django_assert_num_queries):
-    # session, user, two permission reads; the run (with its counts), its totals, the exceptions'
-    # count and page (their resolvers joined)
+    # session, user, two permission reads; the run (with its open count: the page's total), its
+    # totals, the page of exceptions (their resolvers joined)
+    with django_assert_num_queries(7):
+        response = finance.get(run_url(run))
+    assert response.context["page"].paginator.count == 8
+    # with a filter, the exceptions are counted too
     with django_assert_num_queries(8):
-        finance.get(run_url(run))
+        assert finance.get(run_url(run, category="duplicate")).context["page"].paginator.count == 1
     ReconciliationException.objects.update(resolution="accepted", resolved_at=timezone.now())
     with django_assert_num_queries(8):
         finance.get(run_url(run, status="all"))
