@@ -20,7 +20,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.errors import BusinessRuleViolation
-from pgi.money import fits_currency, format_money, is_payable_currency
+from pgi.money import fits_currency, format_money, is_payable_currency, quantize
 
 from .downloads import payout_file_response, statement_csv_response
 from .models import (
