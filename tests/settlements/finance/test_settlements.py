@@ -23,7 +23,7 @@ BATCHES = reverse("finance:batches")
 @pytest.fixture
 def many_batches():
     """Three merchants x two currencies x nine daily cut-offs: 54 batches."""
-    merchants = [MerchantFactory(code=f"shop-{i}", settlement_iban="DE89370400440532013000") for i in range(3)]
+    merchants = [MerchantFactory(code=f"shop-{i}", settlement_iban="DE89370400440532013000", settlement_bic="COBADEFFXXX") for i in range(3)]
     start = (timezone.now() - dt.timedelta(days=10)).replace(hour=0, minute=0, second=0, microsecond=0)
     for day in range(9):
         cutoff = start + dt.timedelta(days=day + 1)
