@@ -136,7 +136,7 @@ class RunTrigger(models.TextChoices):
 
 class ReconciliationRun(models.Model):
     """The reconciliation of one gateway's day: one row per gateway and day, updated by each rerun
-    (`run_count`), matched against the day's latest report. Totals: ReconciliationTotal rows."""
+    (`run_count`), matched against the day's current report. Totals: ReconciliationTotal rows."""
 
     id = models.BigAutoField(primary_key=True)
     gateway = models.CharField(max_length=32)
