@@ -280,7 +280,6 @@ def match(*, run_id: int | None, gateway: str, day: dt.date, report_id: int | No
             # SQLite has no hash join: the anti-joins look the result up by payment and refund id.
             cursor.execute(f"CREATE INDEX {RESULT}_payment ON {RESULT} (payment_id)")
             cursor.execute(f"CREATE INDEX {RESULT}_refund ON {RESULT} (refund_id)")
-            cursor.execute(f"CREATE INDEX {RESULT}_category ON {RESULT} (category, reference)")
         cursor.execute(_missing_sql(), params)
         step("PGI's payments and refunds of the day matched")
         cursor.execute(_unmatched_webhooks_sql(), params)
@@ -315,15 +314,6 @@ def _write(cursor, *, run_id: int, gateway: str, day: dt.date, now: dt.datetime,
             rows,
         )
     params = {"run": run_id, "gateway": gateway, "day": dialect.moment(day), "now": dialect.moment(now)}
-    # What this run no longer finds, first (one pass, against the result): an open one is gone, a
-    # resolved one is kept, marked not present. Then one upsert of what it found. Each exception is
-    # written once per rerun (not marked absent, then found again).
-    gone = (
-        f"gateway = %(gateway)s AND day = %(day)s AND NOT EXISTS (SELECT 1 FROM {RESULT} r"
-        f" WHERE r.category = {X}.category AND r.reference = {X}.reference)"
-    )
-    cursor.execute(f"DELETE FROM {X} WHERE {gone} AND resolution = ''", params)
-    cursor.execute(f"UPDATE {X} SET present = FALSE WHERE {gone} AND present", params)
     refreshed = (
         "run_id", "currency", "amount", "report_amount", "report_currency", "report_fee", "report_status",
         "report_kind", "report_payment_id", "report_refund_id", "line_no", "gateway_reference", "pgi_amount",
@@ -346,3 +336,9 @@ def _write(cursor, *, run_id: int, gateway: str, day: dt.date, now: dt.datetime,
         + ", ".join(f"{name} = EXCLUDED.{name}" for name in refreshed),
         params,
     )
+    # What this run did not find (its last_seen_at is not this run's): an open one is gone, a
+    # resolved one is kept, marked not present. No join with the result: each exception is written
+    # once per rerun (an anti-join per exception against the result was a nested loop, minutes).
+    gone = "gateway = %(gateway)s AND day = %(day)s AND last_seen_at <> %(now)s"
+    cursor.execute(f"DELETE FROM {X} WHERE {gone} AND resolution = ''", params)
+    cursor.execute(f"UPDATE {X} SET present = FALSE WHERE {gone} AND present", params)
