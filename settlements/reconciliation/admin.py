@@ -60,7 +60,7 @@ class GatewayReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class TotalInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ReconciliationTotal
     fields = ["category", "currency", "count", "report_amount", "pgi_amount", "report_fee", "pgi_fee",
-              "fee_differences"]  # fmt: skip
+              "fee_differences", "webhook_amount"]  # fmt: skip
     extra = 0
 
     def has_view_permission(self, request, obj=None):

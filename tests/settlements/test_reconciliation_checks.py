@@ -205,6 +205,10 @@ def test_no_fetch_for_a_day_not_over_and_no_day_out_of_range(merchant):
         with pytest.raises(ValidationFailed) as caught:
             reconciliation_run(gateway="simulator", day=day)
         assert caught.value.code in ("REPORT_DAY_NOT_OVER", "REPORT_DAY_INVALID")
+    from settlements.reconciliation.tasks import reconciliation_reconcile_gateway
+
+    with pytest.raises(ValidationFailed, match="has not ended"):
+        reconciliation_reconcile_gateway.apply(kwargs={"gateway": "simulator", "day": today.isoformat()}).get()
     for date in ("9999-12-31", "0001-01-01", today.isoformat()):
         with pytest.raises(CommandError, match="REPORT_DAY"):
             run_command("--gateway", "simulator", "--date", date)
