@@ -1,7 +1,9 @@
 """Loading a gateway's report file: kept as received (gzip, sha256), its lines written set-based.
 
-PostgreSQL: the lines go by COPY into a temporary staging table of text columns, then one
-INSERT … SELECT casts them into GatewayReportLine (a bad value fails the whole file, nothing kept).
+PostgreSQL: the lines go by COPY into a temporary staging table of text columns; one SQL pass
+checks every value (_check_sql: record type, currency, amounts against the currency's digits, the
+day, sizes), then one INSERT … SELECT casts them into GatewayReportLine. The first bad line fails
+the whole file with REPORT_LINE_INVALID naming it, and nothing is kept.
 The simulator's CSV and PGI's own line format are streamed to COPY as they are (the server parses
 the CSV); Stripe's and Adyen's files are read row by row with the connectors' own parsing and
 written to the same COPY. SQLite (`make run`) has no COPY: the same rows go by executemany in

@@ -4,11 +4,13 @@ run's totals are a GROUP BY over it and its exceptions an upsert of its non-matc
 
 A line is matched by the gateway's reference, else by PGI's id as the report carries it:
 payment lines to payments of the gateway created within lookback_days before the day, refund lines
-to its refunds. The first line of a payment or refund is judged (currency, then status, then
-amount); later lines of the same one are duplicates. Lines matching nothing, chargebacks, fee and
+to its refunds; a line whose references contradict each other matches nothing. Of the lines of the
+same payment or refund, one that agrees in full is the booking (else the first), judged (currency,
+then status, then amount); the others are duplicates. Lines matching nothing, chargebacks, fee and
 other lines, and the day's webhooks the gateway layer kept as `unmatched` (when no line names the
-same reference) are unknown to PGI; the day's captured payments and completed refunds that no line
-matched are missing at the gateway. dialect.py: the few fragments that differ on SQLite.
+same reference) are unknown to PGI; the day's operations (recon_ops: captured payments and completed
+refunds) that no line booked are missing at the gateway. dialect.py: the few fragments that differ
+on SQLite.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ NUL = "CAST(NULL AS numeric)"  # typed, so UNION ALL branches agree
 
 @dataclass
 class Totals:
-    """A run's totals: {(category, currency): [count, report_amount, pgi_amount]}, and its counts."""
+    """A run's totals: {(category, currency): [count, report_amount, pgi_amount, report_fee, pgi_fee,
+    fee_differences, webhook_amount]}, and its counts."""
 
     by_category: dict[tuple[str, str], list] = field(default_factory=dict)
     lines: int = 0

@@ -294,3 +294,23 @@ def test_staff_resolve_many_exceptions_at_once_in_the_admin(merchant, admin_clie
     client.post(url, {"action": "resolve_selected", "_selected_action": ids, "post": "yes", "resolution": "accepted",
                       "note": "x"})  # fmt: skip
     assert not ReconciliationException.objects.exclude(resolution="").exists()
+
+
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        (["capture", "r", "p", "", "100.00004", "USD", "", "2026-11-30T10:00:00Z", "s"], "more decimals than USD's 2"),
+        (["capture", "r", "p", "", "5000.4", "JPY", "", "2026-11-30T10:00:00Z", "s"], "more decimals than JPY's 0"),
+        (["capture", "r", "p", "", "NaN", "USD", "", "2026-11-30T10:00:00Z", "s"], "not a plain decimal"),
+        (["capture", "r", "p", "", "0", "USD", "", "2026-11-30T10:00:00Z", "s"], "is zero"),
+        (["capture", "r", "p", "", "1.00", "USD", "", "2026-12-02T10:00:00Z", "s"], "not on the report's day"),
+        (["chargeback", "r", "p", "", "1.00", "USD", "", "2026-11-30T10:00:00Z", "s"], "record type"),
+        (["capture", "r", "p", "", "1.00", "USD", "", "2026-11-30T10:00:00Z", "s" * 33], "status is longer"),
+        (["capture", "r", "p", "", "1.500", "KWD", "0.125", "2026-11-30T10:00:00Z", "s"], None),
+    ],
+)  # fmt: skip
+def test_the_checks_sqlite_makes_in_python_are_those_of_postgresql(row, problem):
+    from settlements.reconciliation.loading import line_problem
+
+    found = line_problem("simulator_csv", row, DAY)
+    assert (found is None) if problem is None else (problem in found), found
