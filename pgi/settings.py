@@ -552,6 +552,8 @@ CELERY_BEAT_SCHEDULE = {
     "fan-out-webhooks": {"task": "pgi.webhooks.tasks.webhooks_fan_out", "schedule": 5.0},
     "send-webhooks": {"task": "pgi.webhooks.tasks.webhooks_send", "schedule": 10.0},
     "prune-webhook-deliveries": {"task": "pgi.webhooks.tasks.webhooks_prune", "schedule": 3600.0},
+    # The finance dashboard's daily payment figures (settlements/finance/services.py).
+    "finance-daily-figures": {"task": "settlements.finance.tasks.finance_daily_figures_refresh", "schedule": 3600.0},
 }
 
 LOGGING = {

@@ -33,5 +33,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", web_views.health, name="health"),
     path("docs/", include("pgi.web.urls")),
+    path("finance/", include("settlements.finance.urls")),
     path("", RedirectView.as_view(pattern_name="docs-index", permanent=False)),
 ]

@@ -2,7 +2,8 @@
 """`make run`: prepare the database and start every PGI process on this machine.
 
 Steps: migrate, collectstatic, `manage.py demo_setup` (demo merchant, its keys and the admin password,
-kept in PGI_VAR_DIR/demo-credentials.env across restarts),
+kept in PGI_VAR_DIR/demo-credentials.env across restarts) and `manage.py create_finance_user --demo`
+(the finance UI's demo user and its password, kept in the same file),
 then the children: the bundled Kafka-compatible broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
 gunicorn, a Celery worker, Celery beat, the outbox relay (`manage.py relay_events`) and the
 payment-requests consumer (`manage.py consume_payment_requests`). When
@@ -251,6 +252,9 @@ def banner(
             f"  Admin             {local_url}/admin/",
             f"    user            {keys['PGI_ADMIN_USER']}",
             f"    password        {keys['PGI_ADMIN_PASSWORD']}",
+            f"  Finance UI        {local_url}/finance/",
+            f"    finance user    {keys['PGI_FINANCE_USER']}",
+            f"    finance password {keys['PGI_FINANCE_PASSWORD']}",
             f"  Merchant key      {keys['PGI_DEMO_MERCHANT_KEY']}",
             f"    (merchant {keys['PGI_DEMO_MERCHANT']})",
             f"  Platform key      {keys['PGI_DEMO_PLATFORM_KEY']}",
@@ -352,6 +356,7 @@ def main() -> int:
         manage("collectstatic", "--noinput", "-v0", env=env)
         say("Creating demo data…")
         output = manage("demo_setup", env=env, capture=True)
+        output += manage("create_finance_user", "--demo", env=env, capture=True)
         keys = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
         if env.get("KAFKA_BOOTSTRAP_SERVERS"):

@@ -3,13 +3,12 @@ files as downloads, and the few things staff do to a batch: mark it paid out, ho
 reason, on a confirmation page), release a hold, build its payout files again. Every change goes
 through settlements.services (the batch's row lock, the history line)."""
 
-import csv
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
@@ -23,20 +22,18 @@ from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.errors import BusinessRuleViolation
 from pgi.money import fits_currency, format_money, is_payable_currency, quantize
 
+from .downloads import payout_file_response, statement_csv_response
 from .models import (
     BatchStatus,
     FeePlan,
     FeePlanCurrency,
-    PayoutFile,
     SettlementBatch,
     SettlementLine,
     SettlementStatusChange,
 )
 from .checks import settle_daily_crontab_problem
-from .selectors import settlement_run_missing
+from .selectors import payout_file_get, settlement_run_missing
 from .services import SCHEDULE_NAME, payout_files_generate, settlement_batch_move
-
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pain001": "application/xml"}
 
 
 class FeePlanCurrencyForm(forms.ModelForm):
@@ -220,39 +217,17 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         """A payout file as stored, byte for byte, to staff who may see the batch."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        file = PayoutFile.objects.filter(batch_id=object_id, kind=kind).first()
+        file = payout_file_get(batch_id=object_id, kind=kind)
         if file is None:
             raise Http404("No such payout file.")
-        response = HttpResponse(bytes(file.content), content_type=CONTENT_TYPES[file.kind])
-        response["Content-Disposition"] = f'attachment; filename="{file.name}"'
-        response["X-Content-SHA256"] = file.sha256
-        return response
+        return payout_file_response(file)
 
     def statement_view(self, request, object_id: str):
         """The batch's lines as CSV (the merchant statement), streamed: a batch may have a million.
         Every line of the batch: for staff who may see the lines too."""
         if not (self.has_view_permission(request) and request.user.has_perm("settlements.view_settlementline")):
             raise PermissionDenied
-        batch = get_object_or_404(SettlementBatch, pk=object_id)
-
-        class Echo:
-            def write(self, value):
-                return value
-
-        writer = csv.writer(Echo(), quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-
-        def rows():
-            yield writer.writerow(["kind", "payment_id", "refund_id", "carried_batch_id", "amount", "fee", "net", "occurred_at"])
-            lines = SettlementLine.objects.filter(batch=batch).order_by("id").values_list(
-                "kind", "payment_id", "refund_id", "carried_batch_id", "amount", "fee", "net", "occurred_at"
-            )
-            for kind, payment, refund, carried, amount, fee, net, at in lines.iterator(chunk_size=5000):
-                money = [str(quantize(value, batch.currency)) for value in (amount, fee, net)]
-                yield writer.writerow([kind, payment or "", refund or "", carried or "", *money, instant(at)])
-
-        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{batch.id}-statement.csv"'
-        return response
+        return statement_csv_response(get_object_or_404(SettlementBatch, pk=object_id))
 
     # --- Actions, each behind a permission of its own ---------------------------------------------
 

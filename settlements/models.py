@@ -281,3 +281,6 @@ from settlements.reconciliation.models import (  # noqa: E402,F401
     ReconciliationRun,
     ReconciliationTotal,
 )
+
+# The finance UI's daily payment figures (settlements/finance/models.py).
+from .finance.models import PaymentDayRollup, PaymentDayTotal  # noqa: F401

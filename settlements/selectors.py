@@ -6,7 +6,17 @@ from pgi.errors import NotFound
 from pgi.ids import is_id
 from pgi.merchants.principals import Principal
 
-from .models import SETTLEMENT_ID_PREFIX, LineKind, SettlementBatch, SettlementLine
+from .models import (
+    SETTLEMENT_ID_PREFIX,
+    LineKind,
+    PayoutFile,
+    SettlementBatch,
+    SettlementLine,
+)
+
+# How the payout files are served: the same bytes and headers from the admin and the finance UI.
+PAYOUT_FILE_CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pain001": "application/xml"}
+STATEMENT_COLUMNS = ("kind", "payment_id", "refund_id", "carried_batch_id", "amount", "fee", "net", "occurred_at")
 
 
 def payment_settlement_id() -> Subquery:
@@ -63,3 +73,14 @@ def settlement_run_missing(now=None):
     if SettlementRun.objects.filter(cutoff=cutoff).exists() or SettlementBatch.objects.filter(cutoff=cutoff).exists():
         return None
     return cutoff
+
+
+def payout_file_get(*, batch_id: str, kind: str) -> PayoutFile | None:
+    """A batch's stored payout file of one kind (csv, pain001), or None."""
+    return PayoutFile.objects.filter(batch_id=batch_id, kind=kind).first()
+
+
+def settlement_statement_rows(*, batch: SettlementBatch, chunk_size: int = 5000):
+    """The batch's lines as STATEMENT_COLUMNS tuples, in line order, read through a server-side
+    cursor `chunk_size` rows at a time: a batch of a million lines never sits in memory."""
+    return settlement_lines(batch=batch).values_list(*STATEMENT_COLUMNS).iterator(chunk_size=chunk_size)

@@ -16,3 +16,6 @@ def settlements_settle() -> dict[str, int]:
 # Reconciliation's jobs live in their package; importing them here registers them with Celery's
 # autodiscovery (which reads <app>.tasks).
 from settlements.reconciliation.tasks import reconciliation_inbox, reconciliation_reconcile_gateway  # noqa: E402,F401
+
+# The finance dashboard's hourly job lives with the finance UI.
+from .finance.tasks import finance_daily_figures_refresh  # noqa: F401

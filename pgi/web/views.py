@@ -36,11 +36,14 @@ def docs_page(request, slug: str):
 
 
 def login_locked_out(request, original_response=None, credentials=None):
-    """The page of a login that Axes refused (AXES_LOCKOUT_CALLABLE): 429, in the admin's layout."""
+    """The page of a login that Axes refused (AXES_LOCKOUT_CALLABLE): 429, in the layout of the
+    sign-in it came from: the finance UI's (URL namespace `finance`) or the admin's."""
     context = {
-        **admin.site.each_context(request),
         "title": "Sign-in locked",
         "username": get_client_username(request, credentials) or "",
         "cooloff_minutes": math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60),
     }
-    return render(request, "admin/login_locked_out.html", context, status=429)
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.namespace == "finance":
+        return render(request, "finance/login_locked_out.html", context, status=429)
+    return render(request, "admin/login_locked_out.html", {**admin.site.each_context(request), **context}, status=429)

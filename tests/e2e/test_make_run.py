@@ -181,6 +181,22 @@ def test_make_run_serves_the_specifications_snippet_then_stops_every_process(tmp
             assert stat.S_IMODE((var_dir / private).stat().st_mode) & 0o077 == 0, private
         headers = {"Authorization": f"Bearer {merchant_key}"}
 
+        # The finance UI and its demo user, who signs in there and is no admin.
+        finance_url = banner_value(banner, "Finance UI")
+        assert finance_url == f"http://127.0.0.1:{port}/finance/"
+        assert banner_value(banner, "finance user") == "finance"
+        finance = requests.Session()
+        login = finance.get(f"{finance_url}login", timeout=HTTP_TIMEOUT)
+        signed_in = finance.post(
+            f"{finance_url}login",
+            data={"username": "finance", "password": banner_value(banner, "finance password"),
+                  "csrfmiddlewaretoken": finance.cookies["csrftoken"]},
+            headers={"Referer": login.url}, timeout=HTTP_TIMEOUT,
+        )
+        assert signed_in.status_code == 200 and signed_in.url == finance_url
+        assert 'id="kpi-today"' in signed_in.text
+        assert "/admin/login/" in finance.get(f"http://127.0.0.1:{port}/admin/", timeout=HTTP_TIMEOUT).url
+
         # The API specification's snippet, with the base URL and the Authorization header added.
         new_payment = {"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}
         response = requests.post(f"{base_url}/payments", json=new_payment, headers=headers, timeout=HTTP_TIMEOUT)

@@ -84,7 +84,7 @@ class Command(BaseCommand):
             "PGI_ADMIN_PASSWORD": password,
         }
         if values != {name: saved.get(name) for name in values}:
-            credentials_write(path, values)
+            credentials_write(path, {**saved, **values})  # other demo users' lines stay (create_finance_user --demo)
         for name, value in values.items():
             self.stdout.write(f"{name}={value}")
         self.stdout.write(f"PGI_DEMO_CREDENTIALS_FILE={path}")

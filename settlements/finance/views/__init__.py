@@ -1,0 +1,1 @@
+"""The finance UI's pages, one module per page family."""
