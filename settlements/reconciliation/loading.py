@@ -389,6 +389,10 @@ def _copy_error(exc: Exception, streamed: bool) -> ValidationFailed:
     cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
     diag = getattr(cause, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[0]).rstrip(".")
+    if message.startswith("extra data after last expected column"):
+        message = "a field too many (a value holding a comma, such as 1,000.00, must be quoted)"
+    elif message.startswith("missing data for column"):
+        message = f"a field too few ({message})"
     found = _COPY_LINE.search(getattr(diag, "context", None) or "")
     if found and streamed:  # COPY's line 1 is the file's line 2 (the header is not sent)
         return ValidationFailed(f"Report line {int(found[1]) + 1} cannot be read: {message}.", code="REPORT_LINE_INVALID")

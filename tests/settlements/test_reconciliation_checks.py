@@ -88,7 +88,7 @@ def test_amounts_within_the_currencys_digits_load_exactly(merchant):
 @pytest.mark.parametrize(
     "bad, number",
     [
-        (HEADER + raw() + "capture,sim_y,pay_y,,1,000.00,USD,0.39,2026-11-30T10:00:00Z,settled\n", 3),  # a field too many
+        (HEADER + raw() + "capture,sim_y,pay_y,,1,000.00,USD,0.39,2026-11-30T10:00:00Z,settled\n", 3),  # one field too many
         (HEADER + raw() + raw() + "capture,sim_y,pay_y,,1.00,USD\n", 4),  # fields missing
         (HEADER + "capture,a,b\n", 2),
         (HEADER + raw() + raw().replace("sim_x", "sim\x00x"), 3),
@@ -98,6 +98,7 @@ def test_amounts_within_the_currencys_digits_load_exactly(merchant):
 def test_unreadable_lines_are_refused_with_their_number(merchant, bad, number):
     message = refused(bad)
     assert message.startswith(f"Report line {number} "), message
+    assert "Traceback" not in message and "COPY" not in message
 
 
 @pytest.mark.django_db
