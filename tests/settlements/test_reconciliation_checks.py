@@ -315,3 +315,28 @@ def test_the_checks_sqlite_makes_in_python_are_those_of_postgresql(row, problem)
 
     found = line_problem("simulator_csv", row, DAY)
     assert (found is None) if problem is None else (problem in found), found
+
+
+@pytest.mark.django_db
+def test_a_file_that_cannot_be_moved_never_blocks_the_next(merchant, tmp_path, monkeypatch):
+    from settlements.reconciliation import services
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    stuck = inbox / "simulator_2026-11-25.csv"
+    stuck.write_text(HEADER + raw(booked="2026-11-25T10:00:00Z"))
+    os.utime(stuck, (1, 1))  # the oldest: taken first
+    (inbox / "simulator_2026-11-26.csv").write_text(HEADER + raw(booked="2026-11-26T10:00:00Z"))
+    rename = os.rename
+
+    def failing(src, dst):
+        if os.fspath(src) == os.fspath(stuck):
+            raise OSError(36, "File name too long")
+        return rename(src, dst)
+
+    monkeypatch.setattr(services.os, "rename", failing)
+    outcomes = reconciliation_inbox_process(inbox=inbox)
+
+    assert [o.name for o in outcomes] == ["simulator_2026-11-25.csv", "simulator_2026-11-26.csv"]
+    assert "not moved" in outcomes[0].message and outcomes[1].ok
+    assert sorted(GatewayReport.objects.values_list("day", flat=True)) == [dt.date(2026, 11, 25), dt.date(2026, 11, 26)]
