@@ -332,7 +332,7 @@ def _write(cursor, *, run_id: int, gateway: str, day: dt.date, now: dt.datetime,
           COALESCE(report_currency, ''), report_fee, COALESCE(report_status, ''), COALESCE(kind, ''),
           COALESCE(report_payment_id, ''), COALESCE(report_refund_id, ''), line_no, COALESCE(gateway_reference, ''),
           pgi_amount, COALESCE(pgi_currency, ''), pgi_fee, COALESCE(pgi_status, ''), payment_id, refund_id,
-          COALESCE(detail, ''), TRUE, %(now)s, %(now)s, '', ''
+          substr(COALESCE(detail, ''), 1, 255), TRUE, %(now)s, %(now)s, '', ''
         FROM {RESULT} WHERE category <> '{Category.MATCHED}'
         ON CONFLICT (gateway, day, category, reference) DO UPDATE SET
         """
