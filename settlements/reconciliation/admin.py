@@ -4,8 +4,10 @@ reconciliation_exceptions_resolve, which records who and when). Finance works th
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -58,7 +60,7 @@ class GatewayReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class TotalInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ReconciliationTotal
     fields = ["category", "currency", "count", "report_amount", "pgi_amount", "report_fee", "pgi_fee",
-              "fee_differences"]  # fmt: skip
+              "fee_differences", "webhook_amount"]  # fmt: skip
     extra = 0
 
     def has_view_permission(self, request, obj=None):
@@ -107,6 +109,11 @@ class ResolveForm(forms.ModelForm):
         fields = ["resolution", "resolution_note"]
 
 
+class ResolveManyForm(forms.Form):
+    resolution = forms.ChoiceField(choices=[("", "---------"), *Resolution.choices])
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+
+
 class OverdueFilter(admin.SimpleListFilter):
     title = "overdue"
     parameter_name = "overdue"
@@ -153,6 +160,49 @@ class ReconciliationExceptionAdmin(admin.ModelAdmin):
                 "report_refund_id", "line_no", "gateway_reference", "pgi_amount", "pgi_currency", "pgi_fee",
                 "pgi_status", "payment", "refund", "detail", "present", "first_seen_at", "last_seen_at"]  # fmt: skip
     resolved_fields = ["resolution", "resolution_note", "resolved_by", "resolved_at"]
+    actions = ["resolve_selected"]
+    SHOWN = 100  # exceptions listed on the confirmation page
+
+    @admin.action(description="Resolve selected…", permissions=["resolve"])
+    def resolve_selected(self, request, queryset):
+        """A page asking the resolution and the note first; it posts back with `post`, and then the
+        open ones among the selected are resolved by reconciliation_exceptions_resolve."""
+        form = ResolveManyForm(request.POST if request.POST.get("post") else None)
+        if form.is_bound and form.is_valid():
+            ids = list(queryset.values_list("pk", flat=True))
+            try:
+                resolved = reconciliation_exceptions_resolve(
+                    exception_ids=ids, resolution=form.cleaned_data["resolution"], note=form.cleaned_data["note"],
+                    user=request.user,
+                )  # fmt: skip
+            except ApplicationError as exc:
+                self.message_user(request, f"{exc.message} ({exc.code})", messages.ERROR)
+                return None
+            skipped = len(ids) - resolved
+            self.message_user(
+                request,
+                f"Resolved {resolved} exception(s)" + (f"; {skipped} already resolved, left as they were." if skipped else "."),
+                messages.SUCCESS,
+            )
+            return None
+        count = queryset.count()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Resolve the selected exceptions",
+            "opts": self.opts,
+            "form": form,
+            "count": count,
+            "open_count": queryset.open().count(),
+            "exceptions": list(queryset.order_by("id")[: self.SHOWN]),
+            "shown_minus": -self.SHOWN,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across") == "1",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/settlements/reconciliationexception/resolve_confirmation.html", context
+        )
 
     def get_fields(self, request, obj=None):
         return [*self.observed, *self.resolved_fields]

@@ -1,7 +1,9 @@
 """Loading a gateway's report file: kept as received (gzip, sha256), its lines written set-based.
 
-PostgreSQL: the lines go by COPY into a temporary staging table of text columns, then one
-INSERT … SELECT casts them into GatewayReportLine (a bad value fails the whole file, nothing kept).
+PostgreSQL: the lines go by COPY into a temporary staging table of text columns; one SQL pass
+checks every value (_check_sql: record type, currency, amounts against the currency's digits, the
+day, sizes), then one INSERT … SELECT casts them into GatewayReportLine. The first bad line fails
+the whole file with REPORT_LINE_INVALID naming it, and nothing is kept.
 The simulator's CSV and PGI's own line format are streamed to COPY as they are (the server parses
 the CSV); Stripe's and Adyen's files are read row by row with the connectors' own parsing and
 written to the same COPY. SQLite (`make run`) has no COPY: the same rows go by executemany in
@@ -12,6 +14,7 @@ chunks. Memory stays flat in the number of lines: the file is read in chunks, ne
 from __future__ import annotations
 
 import codecs
+import functools
 import csv
 import datetime as dt
 import gzip
@@ -23,13 +26,18 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from iso4217 import Currency
 
 from gateways.adyen.report import report_line as adyen_report_line
 from gateways.base import ReportLine
 from gateways.simulator.report import REPORT_COLUMNS as SIMULATOR_COLUMNS
 from pgi.errors import ValidationFailed
+from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, UnknownCurrency, currency_exponent
 
 from .models import GatewayReport, GatewayReportLine, LineKind, ReportFormat
 
@@ -126,18 +134,32 @@ def file_keep(report_id: int, source: bytes | BinaryIO | Path) -> None:
 
 
 def _text_lines(source: bytes | BinaryIO | Path) -> Iterator[str]:
-    """The file as text lines (UTF-8, a byte order mark dropped), read a chunk at a time."""
+    """The file as text lines (UTF-8, a byte order mark dropped), read a chunk at a time. Raises
+    ValidationFailed (REPORT_LINE_INVALID, naming the line) for bytes that are not UTF-8 or a NUL."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending = ""
-    try:
-        for chunk in _chunks(source):
+    pending, number = "", 0
+    for chunk in _chunks(source):
+        try:
             pending += decoder.decode(chunk)
-            *complete, pending = pending.split("\n")
-            for line in complete:
-                yield line + "\n"
+        except UnicodeDecodeError as exc:
+            # The line of the bad byte: those complete before it, plus the one it is in.
+            good = pending + chunk[: exc.start].decode("utf-8", errors="replace")
+            raise ValidationFailed(
+                f"Report line {number + good.count(chr(10)) + 1} is not UTF-8 text.", code="REPORT_LINE_INVALID"
+            ) from exc
+        if "\x00" in pending:
+            raise ValidationFailed(
+                f"Report line {number + pending[: pending.index(chr(0))].count(chr(10)) + 1} holds a NUL byte.",
+                code="REPORT_LINE_INVALID",
+            )
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            number += 1
+            yield line + "\n"
+    try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise ValidationFailed(f"The report is not UTF-8 text: {exc}.", code="REPORT_UNREADABLE") from exc
+        raise ValidationFailed(f"Report line {number + 1} is not UTF-8 text.", code="REPORT_LINE_INVALID") from exc
     if pending:
         yield pending
 
@@ -228,6 +250,125 @@ def lines_csv(lines: Iterable[ReportLine]) -> bytes:
     return out.getvalue().encode()
 
 
+# --- checking the values --------------------------------------------------------------------------
+
+# The record types each format has (lower case): the simulator books captures and refunds only.
+FORMAT_KINDS = {
+    ReportFormat.SIMULATOR: ("capture", "refund"),
+    ReportFormat.PGI: tuple(kind.value for kind in LineKind),
+    ReportFormat.STRIPE: tuple(kind.value for kind in LineKind),
+    ReportFormat.ADYEN: tuple(kind.value for kind in LineKind),
+}
+# Kinds that move a payment's or a refund's money: their amount is above zero.
+MONEY_KINDS = ("capture", "payment", "refund")
+# A plain decimal: digits, optionally a point and digits (no sign, exponent, NaN, `.5` or `5.`).
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+AMOUNT_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
+# ISO 8601 with a date, a time and an optional offset (none: UTC).
+BOOKED_AT_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+)
+FIELD_LIMITS = {"gateway_reference": 128, "payment_id": 64, "refund_id": 64, "status": 32}
+_BLANK = "\x1fblank"  # what a blank line is staged as (skipped; the rows after it keep their numbers)
+
+
+@functools.cache
+def currency_digits() -> dict[str, int]:
+    """Every ISO 4217 currency that can carry a payment, with its minor-unit digits (pgi.money)."""
+    digits = {}
+    for currency in Currency:
+        try:
+            digits[currency.code] = currency_exponent(currency.code)
+        except UnknownCurrency:
+            continue
+    return digits
+
+
+def _amount_problem(name: str, value: str, digits: int, currency: str) -> str | None:
+    if not re.match(AMOUNT_PATTERN, value):
+        return f"{name} {value!r} is not a plain decimal number (digits, optionally a point and digits)"
+    whole, _, fraction = value.partition(".")
+    if len(whole.lstrip("0")) > AMOUNT_INTEGER_DIGITS:
+        return f"{name} {value!r} is too large"
+    if len(fraction.rstrip("0")) > digits:
+        return f"{name} {value!r} has more decimals than {currency}'s {digits}"
+    return None
+
+
+def line_problem(fmt: str, row: list[str], day: dt.date) -> str | None:
+    """What is wrong with a row of PGI_COLUMNS (text), or None: the checks _check_sql makes in SQL."""
+    kind, reference, payment_id, refund_id, amount, currency, fee, booked_at, status = row
+    if kind.strip().lower() not in FORMAT_KINDS[fmt]:
+        return f"record type {kind!r} is not one of {', '.join(FORMAT_KINDS[fmt])}"
+    code = currency.strip().upper()
+    digits = currency_digits().get(code)
+    if digits is None:
+        return f"currency {currency!r} is not an ISO 4217 currency"
+    if problem := _amount_problem("amount", amount, digits, code):
+        return problem
+    if kind.strip().lower() in MONEY_KINDS and Decimal(amount) == 0:
+        return f"amount {amount!r} is zero"
+    if fee != "" and (problem := _amount_problem("fee", fee, digits, code)):
+        return problem
+    if not re.match(BOOKED_AT_PATTERN, booked_at):
+        return f"booked_at {booked_at!r} is not an ISO 8601 time"
+    try:
+        moment = dt.datetime.fromisoformat(booked_at.replace("Z", "+00:00"))
+    except ValueError:
+        return f"booked_at {booked_at!r} is not a time"
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if moment.astimezone(dt.UTC).date() != day:
+        return f"booked_at {booked_at!r} is not on the report's day {day.isoformat()} (UTC)"
+    for (name, limit), value in zip(FIELD_LIMITS.items(), (reference, payment_id, refund_id, status)):
+        if len(value) > limit:
+            return f"{name} is longer than {limit} characters"
+    return None
+
+
+def _check_sql() -> str:
+    """The first staged line that is not valid, (line number, why), in one scan of the staging table."""
+    currencies = ", ".join(f"('{code}', {digits})" for code, digits in sorted(currency_digits().items()))
+    checks = []
+    for name in ("amount", "fee"):
+        value = f"s.{name}"
+        present = "TRUE" if name == "amount" else "s.fee <> ''"
+        checks += [
+            f"WHEN {present} AND COALESCE({value}, '') !~ %(amount_pattern)s"
+            f" THEN '{name} ' || quote_literal(COALESCE({value}, '')) || ' is not a plain decimal number'",
+            f"WHEN {present} AND length(ltrim(split_part({value}, '.', 1), '0')) > {AMOUNT_INTEGER_DIGITS}"
+            f" THEN '{name} ' || quote_literal({value}) || ' is too large'",
+            f"WHEN {present} AND length(rtrim(split_part({value}, '.', 2), '0')) > c.digits"
+            f" THEN '{name} ' || quote_literal({value}) || ' has more decimals than ' || c.code || '''s ' || c.digits",
+        ]
+        if name == "amount":
+            checks.append(
+                "WHEN lower(s.kind) = ANY(%(money_kinds)s) AND s.amount::numeric = 0"
+                " THEN 'amount ' || quote_literal(s.amount) || ' is zero'"
+            )
+    limits = [
+        f"WHEN length(COALESCE(s.{name}, '')) > {limit} THEN '{name} is longer than {limit} characters'"
+        for name, limit in FIELD_LIMITS.items()
+    ]
+    return f"""
+    WITH c(code, digits) AS (VALUES {currencies})
+    SELECT line, problem FROM (
+      SELECT COALESCE(s.source_line, s.n + 1) AS line, CASE
+        WHEN NOT (lower(COALESCE(s.kind, '')) = ANY(%(kinds)s))
+          THEN 'record type ' || quote_literal(COALESCE(s.kind, '')) || ' is not one of ' || %(kinds_text)s
+        WHEN c.code IS NULL THEN 'currency ' || quote_literal(COALESCE(s.currency, '')) || ' is not an ISO 4217 currency'
+        {" ".join(checks)}
+        WHEN COALESCE(s.booked_at, '') !~ %(booked_pattern)s
+          THEN 'booked_at ' || quote_literal(COALESCE(s.booked_at, '')) || ' is not an ISO 8601 time'
+        WHEN (s.booked_at::timestamptz AT TIME ZONE 'UTC')::date <> %(day)s
+          THEN 'booked_at ' || quote_literal(s.booked_at) || ' is not on the report''s day ' || %(day_text)s || ' (UTC)'
+        {" ".join(limits)}
+      END AS problem
+      FROM {_STAGE} s LEFT JOIN c ON c.code = upper(s.currency)
+      WHERE s.kind IS DISTINCT FROM %(blank)s
+    ) checked WHERE problem IS NOT NULL ORDER BY line LIMIT 1
+    """
+
+
 # --- writing the lines ---------------------------------------------------------------------------
 
 LINE_TABLE = GatewayReportLine._meta.db_table
@@ -235,22 +376,41 @@ REPORT_TABLE = GatewayReport._meta.db_table
 _STAGE = "recon_stage"
 _CAST = (
     "SELECT %(report)s, COALESCE(source_line, n + 1),"
-    " CASE lower(COALESCE(kind, '')) WHEN 'capture' THEN 'payment' WHEN 'payment' THEN 'payment' WHEN 'refund' THEN 'refund'"
-    "  WHEN 'chargeback' THEN 'chargeback' WHEN 'fee' THEN 'fee' ELSE 'other' END,"
+    " CASE lower(kind) WHEN 'capture' THEN 'payment' ELSE lower(kind) END,"
     " COALESCE(gateway_reference, ''), COALESCE(payment_id, ''), COALESCE(refund_id, ''), amount::numeric,"
-    " upper(currency), NULLIF(fee, '')::numeric, booked_at::timestamptz, COALESCE(left(status, 32), '')"
-    f" FROM {_STAGE}"
+    " upper(currency), NULLIF(fee, '')::numeric, booked_at::timestamptz, COALESCE(status, '')"
+    f" FROM {_STAGE} WHERE kind IS DISTINCT FROM %(blank)s"
 )
+_COPY_LINE = re.compile(r"\bline (\d+)")
+
+
+def _copy_error(exc: Exception, streamed: bool) -> ValidationFailed:
+    """A COPY or cast error as REPORT_LINE_INVALID, naming the file's line when the server says it."""
+    cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    diag = getattr(cause, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[0]).rstrip(".")
+    if message.startswith("extra data after last expected column"):
+        message = "a field too many (a value holding a comma, such as 1,000.00, must be quoted)"
+    elif message.startswith("missing data for column"):
+        message = f"a field too few ({message})"
+    found = _COPY_LINE.search(getattr(diag, "context", None) or "")
+    if found and streamed:  # COPY's line 1 is the file's line 2 (the header is not sent)
+        return ValidationFailed(f"Report line {int(found[1]) + 1} cannot be read: {message}.", code="REPORT_LINE_INVALID")
+    return ValidationFailed(f"The report cannot be loaded: {message}.", code="REPORT_LINE_INVALID")
 
 
 def _copy_postgresql(report_id: int, fmt: str, lines: Iterator[str], header: list[str], gateway: str,
-                     progress: Callable[[int], None] | None) -> int:  # fmt: skip
+                     progress: Callable[[int], None] | None, day: dt.date) -> int:  # fmt: skip
     chunk_lines = settings.PGI_RECONCILIATION["chunk_lines"]
+    streamed = fmt in (ReportFormat.SIMULATOR, ReportFormat.PGI)
+    blank_row = ",".join([f'"{_BLANK}"', *[""] * (len(PGI_COLUMNS) - 1)]) + "\n"
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
-        # Text columns: the server parses the CSV, the INSERT below casts (one error names the file).
+        # Text columns: the server parses the CSV; _check_sql then checks every value (the first bad
+        # line refuses the file, by its number) and the INSERT below casts what was checked.
         # n numbers the rows in COPY order (a sequence, one nextval per row as they arrive): the
-        # line number of a file streamed as it is; files read row by row give theirs (source_line).
+        # line number of a file streamed as it is (a blank line is staged as a marked row and
+        # skipped, so the numbers hold); files read row by row give theirs (source_line).
         cursor.execute(
             f"CREATE TEMP TABLE {_STAGE} (n bigint GENERATED ALWAYS AS IDENTITY, source_line bigint, "
             + ", ".join(f"{name} text" for name in PGI_COLUMNS)
@@ -259,12 +419,12 @@ def _copy_postgresql(report_id: int, fmt: str, lines: Iterator[str], header: lis
         columns = ", ".join(PGI_COLUMNS)
         raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no copy()
         try:
-            if fmt in (ReportFormat.SIMULATOR, ReportFormat.PGI):
+            if streamed:
                 # The file goes to COPY as it is, a chunk of lines per write.
                 with raw.copy(f"COPY {_STAGE} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
                     buffer, count = [], 0
                     for line in lines:
-                        buffer.append(line)
+                        buffer.append(blank_row if not line.strip() else line)
                         if len(buffer) >= chunk_lines:
                             copy.write("".join(buffer))
                             count += len(buffer)
@@ -280,37 +440,46 @@ def _copy_postgresql(report_id: int, fmt: str, lines: Iterator[str], header: lis
                         if progress and count % chunk_lines == 0:
                             progress(count)
             cursor.execute(
+                _check_sql(),
+                {
+                    "kinds": list(FORMAT_KINDS[fmt]), "kinds_text": ", ".join(FORMAT_KINDS[fmt]),
+                    "money_kinds": list(MONEY_KINDS), "amount_pattern": AMOUNT_PATTERN,
+                    "booked_pattern": BOOKED_AT_PATTERN, "day": day, "day_text": day.isoformat(), "blank": _BLANK,
+                },
+            )  # fmt: skip
+            bad = cursor.fetchone()
+            if bad is not None:
+                raise ValidationFailed(f"Report line {bad[0]} cannot be read: {bad[1]}.", code="REPORT_LINE_INVALID")
+            cursor.execute(
                 f"INSERT INTO {LINE_TABLE} (report_id, line_no, kind, gateway_reference, payment_id, refund_id,"
                 f" amount, currency, fee, booked_at, status) {_CAST}",
-                {"report": report_id},
+                {"report": report_id, "blank": _BLANK},
             )
-        except DatabaseError as exc:
-            # Bad CSV (field count, quoting) or a value that does not cast: the file is refused.
-            message = str(exc).strip().splitlines()[0]
-            raise ValidationFailed(f"The report cannot be loaded: {message}.", code="REPORT_LINE_INVALID") from exc
+        except (DatabaseError, psycopg.Error) as exc:
+            # Bad CSV (a field too many or too few, quoting) or a value that does not cast: refused.
+            raise _copy_error(exc, streamed) from exc
         count = cursor.rowcount
         cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
     return count
 
 
-def _parse_row(number: int, row: list[str]) -> tuple:
+def _parse_row(number: int, fmt: str, row: list[str], day: dt.date) -> tuple:
+    if problem := line_problem(fmt, row, day):
+        raise ValidationFailed(f"Report line {number} cannot be read: {problem}.", code="REPORT_LINE_INVALID")
     kind, reference, payment_id, refund_id, amount, currency, fee, booked_at, status = row
-    try:
-        moment = dt.datetime.fromisoformat(booked_at.strip().replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        return (
-            KIND_WORDS.get(kind.strip().lower(), LineKind.OTHER), reference, payment_id, refund_id,
-            str(Decimal(amount)), currency.strip().upper(), str(Decimal(fee)) if fee.strip() else None,
-            connection.ops.adapt_datetimefield_value(moment), status[:32],
-        )  # fmt: skip
-    except (ValueError, InvalidOperation) as exc:
-        raise ValidationFailed(f"Report line {number} cannot be read: {exc}.", code="REPORT_LINE_INVALID") from exc
+    moment = dt.datetime.fromisoformat(booked_at.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return (
+        KIND_WORDS[kind.strip().lower()], reference, payment_id, refund_id,
+        str(Decimal(amount)), currency.strip().upper(), str(Decimal(fee)) if fee else None,
+        connection.ops.adapt_datetimefield_value(moment), status,
+    )  # fmt: skip
 
 
 def _insert_batches(report_id: int, fmt: str, lines: Iterator[str], header: list[str], gateway: str,
-                    progress: Callable[[int], None] | None) -> int:  # fmt: skip
-    """SQLite: the rows by executemany, chunk_lines at a time."""
+                    progress: Callable[[int], None] | None, day: dt.date) -> int:  # fmt: skip
+    """SQLite: the rows by executemany, chunk_lines at a time (checked as _check_sql checks them)."""
     chunk_lines = settings.PGI_RECONCILIATION["chunk_lines"]
     sql = (
         f"INSERT INTO {LINE_TABLE} (report_id, line_no, kind, gateway_reference, payment_id, refund_id, amount,"
@@ -319,7 +488,7 @@ def _insert_batches(report_id: int, fmt: str, lines: Iterator[str], header: list
     count, batch = 0, []
     with connection.cursor() as cursor:
         for number, row in _csv_rows(fmt, lines, header, gateway):
-            batch.append((report_id, number, *_parse_row(number, row)))
+            batch.append((report_id, number, *_parse_row(number, fmt, row, day)))
             if len(batch) >= chunk_lines:
                 cursor.executemany(sql, batch)
                 count += len(batch)
@@ -336,14 +505,30 @@ _DAY_IN_NAME = re.compile(r"^(?P<gateway>.+?)[_.-](?P<day>\d{4}-\d{2}-\d{2})(?:[
 
 
 def inbox_name_parse(name: str) -> tuple[str, dt.date] | None:
-    """`<gateway>_<YYYY-MM-DD>….csv` → (gateway, day); None for another name."""
+    """`<gateway>_<YYYY-MM-DD>….csv` → (gateway, day), the gateway in lower case; None for another name."""
     match = _DAY_IN_NAME.match(Path(name).name)
     if not match:
         return None
     try:
-        return match["gateway"], dt.date.fromisoformat(match["day"])
+        return match["gateway"].lower(), dt.date.fromisoformat(match["day"])
     except ValueError:
         return None
+
+
+def _chosen(report: GatewayReport) -> GatewayReport:
+    """A file imported again is its day's current report again (current_report)."""
+    report.chosen_at = timezone.now()
+    GatewayReport.objects.filter(pk=report.pk).update(chosen_at=report.chosen_at)
+    return report
+
+
+def current_report(*, gateway: str, day: dt.date) -> GatewayReport | None:
+    """The day's current report: the one loaded, or imported again, last (chosen_at)."""
+    return (
+        GatewayReport.objects.filter(gateway=gateway, day=day)
+        .order_by(F("chosen_at").desc(nulls_last=True), "-created_at", "-id")
+        .first()
+    )
 
 
 def report_load(
@@ -363,7 +548,7 @@ def report_load(
     sha256, size = file_sha256(data)
     found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=sha256).first()
     if found is not None:
-        return LoadOutcome(report=found, created=False)
+        return LoadOutcome(report=_chosen(found), created=False)
     lines = _text_lines(data)
     first = next(lines, "")
     header = next(csv.reader([first]), [])
@@ -372,18 +557,18 @@ def report_load(
         with transaction.atomic():
             report = GatewayReport.objects.create(
                 gateway=gateway, day=day, name=name[:255], format=fmt, source=source, content=b"", size=size,
-                sha256=sha256, uploaded_by=uploaded_by,
+                sha256=sha256, uploaded_by=uploaded_by, chosen_at=timezone.now(),
             )  # fmt: skip
             file_keep(report.pk, data)
             load = _insert_batches if connection.vendor == "sqlite" else _copy_postgresql
-            report.line_count = load(report.pk, fmt, lines, [h.strip() for h in header], gateway, progress)
+            report.line_count = load(report.pk, fmt, lines, [h.strip() for h in header], gateway, progress, day)
             report.save(update_fields=["line_count"])
     except IntegrityError:
         # The same file loaded at the same moment by another process: theirs is the report.
         found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=sha256).first()
         if found is None:
             raise
-        return LoadOutcome(report=found, created=False)
+        return LoadOutcome(report=_chosen(found), created=False)
     return LoadOutcome(report=report, created=True)
 
 

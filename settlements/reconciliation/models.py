@@ -57,6 +57,10 @@ class GatewayReport(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    chosen_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When it last became its day's current report (loaded, or the same file imported again).",
+    )
 
     objects = GatewayReportManager()
 
@@ -132,7 +136,7 @@ class RunTrigger(models.TextChoices):
 
 class ReconciliationRun(models.Model):
     """The reconciliation of one gateway's day: one row per gateway and day, updated by each rerun
-    (`run_count`), matched against the day's latest report. Totals: ReconciliationTotal rows."""
+    (`run_count`), matched against the day's current report. Totals: ReconciliationTotal rows."""
 
     id = models.BigAutoField(primary_key=True)
     gateway = models.CharField(max_length=32)
@@ -163,8 +167,10 @@ class ReconciliationRun(models.Model):
 
 class ReconciliationTotal(models.Model):
     """A run's count and sums for one category and currency (written by the run's GROUP BY).
-    report_* sum the report's lines, pgi_* PGI's operations; fee_differences counts the lines whose
-    reported fee differs from the fee settlement charged for the same payment."""
+    report_* sum the report's lines (in their currency); pgi_* the day's operations PGI moved, each
+    once, in PGI's currency; webhook_amount the webhook-only entries. count goes by the report's
+    currency, else PGI's. fee_differences counts the lines whose reported fee differs from the fee
+    settlement charged for the same payment."""
 
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="totals", db_index=False)
     category = models.CharField(max_length=20, choices=Category.choices)
@@ -175,6 +181,9 @@ class ReconciliationTotal(models.Model):
     report_fee = money_field(default=0)
     pgi_fee = money_field(default=0, help_text="Settlement's fees of the same payments.")
     fee_differences = models.PositiveIntegerField(default=0)
+    webhook_amount = money_field(
+        default=0, help_text="Webhooks PGI kept as unmatched (unknown to PGI): in neither the report's nor PGI's sum."
+    )
 
     class Meta:
         ordering = ["run", "category", "currency"]

@@ -38,6 +38,7 @@ def _totals_by_currency(totals) -> dict[str, dict[str, dict]]:
             "report_fee": total.report_fee,
             "pgi_fee": total.pgi_fee,
             "fee_differences": total.fee_differences,
+            "webhook_amount": total.webhook_amount,
         }
     return out
 

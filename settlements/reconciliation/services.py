@@ -9,9 +9,11 @@ upserts the exceptions, keeping every resolution. No gateway call runs inside a 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
-import shutil
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
@@ -22,7 +24,7 @@ from django.utils import timezone
 
 from gateways.base import GatewayError
 from gateways.registry import UnknownGateway, configured_codes, get_connector
-from pgi.errors import NotFound, ServiceUnavailable, ValidationFailed
+from pgi.errors import ApplicationError, NotFound, ServiceUnavailable, ValidationFailed
 
 from . import loading, matching
 from .models import (
@@ -54,6 +56,32 @@ def _check_gateway(gateway: str) -> None:
         raise ValidationFailed(f"No gateway {gateway!r} is configured.", code="UNKNOWN_GATEWAY")
 
 
+# The first day PGI reconciles (a bound for a mistyped --date: days before it are refused).
+EARLIEST_DAY = dt.date(2000, 1, 1)
+
+
+def _today() -> dt.date:
+    return timezone.now().astimezone(dt.UTC).date()
+
+
+def _check_day(day: dt.date) -> None:
+    """A day from EARLIEST_DAY to today (UTC); raises ValidationFailed (REPORT_DAY_INVALID)."""
+    if not EARLIEST_DAY <= day <= _today():
+        raise ValidationFailed(
+            f"The day {day.isoformat()} is not one PGI reconciles: from {EARLIEST_DAY.isoformat()} to today (UTC).",
+            code="REPORT_DAY_INVALID",
+        )
+
+
+def _check_day_over(day: dt.date) -> None:
+    """A report is fetched only for a day that has ended (UTC): before, the gateway's is incomplete."""
+    if day >= _today():
+        raise ValidationFailed(
+            f"The day {day.isoformat()} has not ended (UTC): its report cannot be fetched yet.",
+            code="REPORT_DAY_NOT_OVER",
+        )
+
+
 def reconciliation_day_default(today: dt.date | None = None) -> dt.date:
     """The day beat's daily job reconciles: lag_days before today (UTC)."""
     today = today or timezone.now().astimezone(dt.UTC).date()
@@ -79,6 +107,8 @@ def _report_download(*, gateway: str, day: dt.date) -> tuple[bytes, str]:
 def reconciliation_report_fetch(*, gateway: str, day: dt.date) -> loading.LoadOutcome:
     """Fetch the day's report from the gateway's connector and load it (the simulator's as its CSV,
     others' lines in PGI's line format). Raises ServiceUnavailable when the gateway has none yet."""
+    _check_day(day)
+    _check_day_over(day)
     data, name = _report_download(gateway=gateway, day=day)
     return loading.report_load(gateway=gateway, day=day, source=ReportSource.CONNECTOR, name=name, data=data)
 
@@ -94,15 +124,18 @@ def reconciliation_run(
     fetch: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> RunOutcome:
-    """Reconcile the gateway's day against `report`, else the day's latest loaded report, else one
-    fetched from the connector (fetch=True; without any, every operation of the day is missing at
-    the gateway). A dry run computes the totals and writes nothing. Raises ValidationFailed for an
-    unknown gateway, ServiceUnavailable when the report cannot be fetched."""
+    """Reconcile the gateway's day against `report`, else the day's current report (the one loaded,
+    or imported again, last), else one fetched from the connector (fetch=True, only for a day that
+    has ended; without any, every operation of the day is missing at the gateway). A dry run
+    computes the totals and writes nothing. Raises ValidationFailed for an unknown gateway, a day
+    out of range or a fetch for a day not over, ServiceUnavailable when the report cannot be fetched."""
     _check_gateway(gateway)
+    _check_day(day)
     created = False
     if report is None:
-        report = GatewayReport.objects.filter(gateway=gateway, day=day).order_by("-created_at", "-id").first()
+        report = loading.current_report(gateway=gateway, day=day)
     if report is None and fetch:
+        _check_day_over(day)
         if dry_run:  # downloaded, then loaded in the transaction the dry run rolls back
             data, name = _report_download(gateway=gateway, day=day)
             return reconciliation_file_run(
@@ -174,6 +207,7 @@ def reconciliation_file_run(
     loads and matches in a transaction that is rolled back. Raises ValidationFailed for a file PGI
     cannot read (nothing is kept)."""
     _check_gateway(gateway)
+    _check_day(day)
     if dry_run:
         with transaction.atomic():
             loaded = loading.report_load(gateway=gateway, day=day, source=source, name=name, data=data,
@@ -264,37 +298,93 @@ class InboxOutcome:
     message: str
 
 
+# The longest name a moved file (and its `.error.txt`) may have, in bytes (most file systems: 255).
+INBOX_NAME_BYTES = 255 - len(".error.txt")
+
+
+def inbox_moved_name(stamp: str, name: str) -> str:
+    """`<stamp>_<name>`, within INBOX_NAME_BYTES: a longer name is cut and keeps a hash of the whole."""
+    moved = f"{stamp}_{name}"
+    if len(moved.encode("utf-8", "surrogateescape")) <= INBOX_NAME_BYTES:
+        return moved
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    suffix = f"-{digest}{Path(name).suffix[:8]}"
+    room = INBOX_NAME_BYTES - len(stamp.encode()) - 1 - len(suffix.encode("utf-8", "surrogateescape"))
+    head = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f"{stamp}_{head}{suffix}"
+
+
+def _inbox_files(inbox: Path) -> list[os.DirEntry]:
+    """The inbox's `*.csv` entries (any case), oldest first. Hidden and temporary names (a leading
+    dot, a trailing `~`, `.part`, `.tmp`) and directories are left alone: a file still being written."""
+    entries = []
+    with os.scandir(inbox) as found:
+        for entry in found:
+            name = entry.name
+            if name.startswith(".") or name.endswith("~") or not name.lower().endswith(".csv"):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                continue
+            entries.append(entry)
+    return sorted(entries, key=lambda e: (e.stat(follow_symlinks=False).st_mtime, e.name))
+
+
+def _inbox_open(path: Path) -> BinaryIO:
+    """The file, opened without following a symbolic link, and only if it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ValidationFailed(
+            "The file cannot be opened, or is a symbolic link (refused).", code="INBOX_NOT_A_FILE"
+        ) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValidationFailed("Not a regular file (refused).", code="INBOX_NOT_A_FILE")
+    return os.fdopen(fd, "rb")
+
+
 def reconciliation_inbox_process(*, inbox: Path | None = None) -> list[InboxOutcome]:
     """Load and reconcile every `<gateway>_<YYYY-MM-DD>….csv` in the inbox, oldest first, then move
     it to processed/ (or failed/, with a `.error.txt` beside it saying why). Files are picked up
-    only once complete: write them under another name (or elsewhere) and rename them in."""
+    only once complete: write them under another name (or elsewhere) and rename them in. Any error
+    of one file (a symbolic link, a bad line, a database error) fails that file, never the job; a
+    file that cannot be moved is logged and the next one is taken."""
     inbox = Path(inbox or settings.PGI_RECONCILIATION["inbox_dir"])
     inbox.mkdir(parents=True, exist_ok=True)
     processed, failed = inbox / "processed", inbox / "failed"
     outcomes = []
-    files = sorted((p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() == ".csv"), key=lambda p: p.stat().st_mtime)
-    for path in files:
+    for entry in _inbox_files(inbox):
+        path = Path(entry.path)
         parsed = loading.inbox_name_parse(path.name)
         try:
             if parsed is None:
                 raise ValidationFailed("The name is not <gateway>_<YYYY-MM-DD>….csv.", code="INBOX_NAME_INVALID")
             gateway, day = parsed
-            outcome = reconciliation_file_run(
-                gateway=gateway, day=day, data=path, name=path.name, source=ReportSource.INBOX, trigger=RunTrigger.INBOX
-            )
+            with _inbox_open(path) as handle:
+                outcome = reconciliation_file_run(
+                    gateway=gateway, day=day, data=handle, name=path.name, source=ReportSource.INBOX,
+                    trigger=RunTrigger.INBOX,
+                )  # fmt: skip
             message = (
                 f"{'loaded' if outcome.report_created else 'already loaded'}; "
                 f"{outcome.totals.exceptions} exception(s)"
             )
             target, ok = processed, True
-        except (ValidationFailed, ServiceUnavailable) as exc:
+        except ApplicationError as exc:
             target, ok, message = failed, False, f"{exc.code}: {exc.message}"
-        target.mkdir(exist_ok=True)
+        except Exception as exc:  # noqa: BLE001 - one file's failure never stops the inbox
+            logger.exception("reconciliation inbox: %s failed", path.name)
+            target, ok, message = failed, False, f"LOAD_FAILED: {exc.__class__.__name__}: {exc}"
         stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
-        moved = target / f"{stamp}_{path.name}"
-        shutil.move(str(path), moved)
-        if not ok:
-            moved.with_name(moved.name + ".error.txt").write_text(message + "\n")
+        moved = target / inbox_moved_name(stamp, path.name)
+        try:
+            target.mkdir(exist_ok=True)
+            os.rename(path, moved)  # the entry itself (a symbolic link is moved, never followed)
+            if not ok:
+                moved.with_name(moved.name + ".error.txt").write_text(message + "\n")
+        except OSError as exc:
+            logger.error("reconciliation inbox: %s could not be moved to %s: %s", path.name, target.name, exc)
+            message += f"; not moved: {exc}"
         logger.info("reconciliation inbox: %s %s (%s)", path.name, "processed" if ok else "failed", message)
         outcomes.append(InboxOutcome(name=path.name, ok=ok, message=message))
     return outcomes

@@ -35,10 +35,11 @@ def test_on_sqlite_a_crafted_report_produces_every_category(migrated, tmp_path):
     # Exact decimals, though SQLite's own arithmetic on amounts is floating point (dialect.py).
     assert got["totals"] == [
         ["amount_mismatch", "USD", 1, "19.0000", "20.0000"],
-        ["currency_mismatch", "EUR", 1, "30.0000", "30.0000"],
-        ["duplicate", "USD", 1, "10.0000", "10.0000"],
+        ["currency_mismatch", "EUR", 1, "30.0000", "0.0000"],
+        ["currency_mismatch", "USD", 0, "0.0000", "30.0000"],
+        ["duplicate", "USD", 1, "10.0000", "0.0000"],
         ["matched", "USD", 3, "64.0000", "64.0000"],
         ["missing_at_gateway", "USD", 2, "0.0000", "45.0000"],
-        ["status_mismatch", "USD", 1, "60.0000", "60.0000"],
-        ["unknown_to_pgi", "USD", 2, "77.0000", "0.0000"],
+        ["status_mismatch", "USD", 1, "60.0000", "0.0000"],
+        ["unknown_to_pgi", "USD", 2, "70.0000", "0.0000"],
     ]

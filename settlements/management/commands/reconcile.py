@@ -2,7 +2,7 @@
 progress bar (the lines loaded, then the steps of the match).
 
     manage.py reconcile --gateway simulator                       the day before today (lag_days)
-    manage.py reconcile --gateway simulator --date 2026-11-30     that day: its latest loaded report, else fetched
+    manage.py reconcile --gateway simulator --date 2026-11-30     that day: its current report, else fetched
     manage.py reconcile --gateway stripe --date … --file r.csv    that file (the same file twice is loaded once)
     manage.py reconcile … --dry-run                               the totals it would have; writes nothing
     manage.py reconcile --schedule                                a daily beat job for each gateway lacking one
