@@ -109,13 +109,13 @@ class GatewayReportLine(models.Model):
 
 
 class Category(models.TextChoices):
-    MATCHED = "matched"
+    MATCHED = "matched", "matched"
     AMOUNT_MISMATCH = "amount_mismatch", "amount mismatch"
     CURRENCY_MISMATCH = "currency_mismatch", "currency mismatch"
     STATUS_MISMATCH = "status_mismatch", "status mismatch"
     MISSING_AT_GATEWAY = "missing_at_gateway", "missing at gateway"
     UNKNOWN_TO_PGI = "unknown_to_pgi", "unknown to PGI"
-    DUPLICATE = "duplicate"
+    DUPLICATE = "duplicate", "duplicate"
 
 
 EXCEPTION_CATEGORIES = tuple(c for c in Category if c != Category.MATCHED)
@@ -281,6 +281,12 @@ class ReconciliationException(models.Model):
             # Open exceptions by age (the dashboard) and the overdue flag.
             models.Index(fields=["first_seen_at"], name="recon_exception_open_age", condition=Q(resolution="")),
             models.Index(fields=["currency", "amount"], name="recon_exception_amount"),
+            # A run's open and overdue counts (the runs list, a run's page): only the open rows.
+            models.Index(
+                fields=["run", "first_seen_at"],
+                name="recon_exception_run_open",
+                condition=Q(resolution="", present=True),
+            ),
         ]
         permissions = [("resolve_reconciliationexception", "Can resolve a reconciliation exception")]
 
