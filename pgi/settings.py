@@ -113,7 +113,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "pgi.redis_cache.PooledRedisCache",
+            "BACKEND": "pgi.redis_cache.RedisCache",
             "LOCATION": REDIS_URL,
             # Parallel test workers share one Redis: each keeps to its own keys.
             "KEY_PREFIX": os.environ.get("PGI_CACHE_PREFIX", "pgi") + os.environ.get("PYTEST_XDIST_WORKER", ""),
