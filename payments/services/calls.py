@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Callable, TypeVar
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from gateways.base import (
@@ -48,6 +49,14 @@ def recovery_due_from(moment=None, connector: Connector | None = None):
     if connector is not None:
         wait = max(wait, connector.max_call_seconds + 30)
     return (moment or timezone.now()) + timedelta(seconds=wait)
+
+
+def _connection_release() -> None:
+    """With a connection pool (PGI_DB_POOL_SIZE), give this thread's connection back before a call:
+    a thread waiting 200 ms to seconds for a gateway holds none, so a web process with many threads
+    needs few connections. Outside a transaction only (no gateway call runs inside one)."""
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 def _attempt_outcome(result: GatewayResult | RefundResult | None) -> str:
@@ -115,6 +124,7 @@ def gateway_call(
     if key is None:
         key = idempotency_key(operation if operation is not Operation.STATUS else Operation.AUTHORIZE, payment_id)
     breaker = breaker_for(connector.code)
+    _connection_release()
     started = time.monotonic()
 
     def record(outcome: str, *, later: bool = False, **fields) -> None:
