@@ -12,6 +12,7 @@ stored with `add`, which never overwrites). While the tombstone lives, readers g
 A cache that fails is skipped (the database answers), as the breaker and the throttle fail open.
 """
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -28,13 +29,28 @@ TTL_SECONDS = 300
 # How long a forgotten entry stays forgotten (no reader may store it back meanwhile).
 TOMBSTONE_SECONDS = 2
 TOMBSTONE = "forgotten"
-# Part of every key. Constant in production (every process must name an entry alike); the test
-# suite changes it per test, since each test's rows are rolled back but the cache is shared.
-namespace = "1"
+# Part of every key: by default a digest of the cached models' fields, so every process of one
+# release names an entry alike, and a release that changes those models never reads the pickled rows
+# of the one before. The test suite sets it per test (each test's rows are rolled back, the cache
+# is shared).
+namespace: str | None = None
+
+
+def _namespace() -> str:
+    global namespace
+    if namespace is None:
+        from django.apps import apps
+
+        shape = [
+            (model._meta.label, [field.attname for field in model._meta.concrete_fields])
+            for model in (apps.get_model("merchants", name) for name in ("ApiKey", "Merchant", "MerchantCurrency"))
+        ]
+        namespace = hashlib.sha256(repr(shape).encode()).hexdigest()[:12]
+    return namespace
 
 
 def _key(kind: str, ident) -> str:
-    return f"lookup:{namespace}:{kind}:{ident}"
+    return f"lookup:{_namespace()}:{kind}:{ident}"
 
 
 def lookup(kind: str, ident, build: Callable[[], T | None]) -> T | None:
