@@ -27,6 +27,14 @@ REPO = BENCH.parent
 RESULTS = BENCH / "results"
 
 # name: (script, arguments of `make bench`, prefix of the JSON it writes)
+# Each script drops and recreates its own database (`--database`, names below); --database-suffix
+# gives each a name of its own, for a machine where someone else runs the same benchmarks.
+DATABASES = {
+    "api": "pgi_bench",
+    "relay": "pgi_bench_relay",
+    "refunds": "pgi_bench_refunds_batch",
+    "settlement": "pgi_bench_settlement",
+}
 BENCHMARKS = {
     "api": ("api_load.py", [], "api-"),
     "relay": ("relay_throughput.py", [], "relay-"),
@@ -131,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", choices=list(BENCHMARKS), help="run these benchmarks only")
     p.add_argument("--collect-only", action="store_true", help="run nothing; summarize the newest result of each")
+    p.add_argument("--database-suffix", default="", help="append _SUFFIX to each benchmark's database name")
+    p.add_argument("--args", nargs=2, action="append", default=[], metavar=("NAME", "ARGS"),
+                   help="more arguments for one benchmark, e.g. --args api '--redis-url redis://127.0.0.1:6379/6'")
     args = p.parse_args(argv)
+    extra = {name: text.split() for name, text in args.args}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     runs: dict[str, dict] = {}
@@ -145,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = {"status": f"not run: no bench/{script}"}
             continue
         since = 0.0
+        arguments = list(arguments) + extra.get(name, [])
+        if args.database_suffix and name in DATABASES:
+            arguments += ["--database", f"{DATABASES[name]}_{args.database_suffix}"]
         if not args.collect_only:
             since = time.time()
             log = RESULTS / f"{prefix}{stamp}.log"
