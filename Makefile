@@ -38,8 +38,9 @@ test: install-dev
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+# Every benchmark in bench/ (wrk drives the API when installed), then one table: bench/results/summary-*.md/.json.
 bench: install-dev
-	$(BIN)/python bench/api_load.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -11,10 +11,15 @@ from pathlib import Path
 import gunicorn.util
 
 bind = os.environ.get("PGI_WEB_BIND", "0.0.0.0:8000")
-# A gateway answers in 200 ms to seconds: threads keep many calls in flight per process.
+# A gateway answers in 200 ms to seconds, and a request waits for it: threads keep many calls in
+# flight per process (workers x threads at once; bench/api_load.py measures the shape, with a
+# 300 ms gateway, in bench/README.md). Threads share one pool of PostgreSQL connections per worker
+# (Django's psycopg pool), and a thread waiting for a gateway holds none, so 4 x 32 threads need
+# at most 4 x PGI_DB_POOL_SIZE connections. docs/scaling.md: how far one machine goes.
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-threads = int(os.environ.get("PGI_WEB_THREADS", "4"))
+threads = int(os.environ.get("PGI_WEB_THREADS", "32"))
+raw_env = [f"PGI_DB_POOL_SIZE={os.environ.get('PGI_DB_POOL_SIZE', '8')}"]
 timeout = int(os.environ.get("PGI_WEB_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("PGI_WEB_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5

@@ -45,6 +45,9 @@ from typing import Callable
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wrk_client import run_wrk, wrk_path, wrk_version, write_scripts  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 HOST = "127.0.0.1"
@@ -55,6 +58,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 REQUEST_TIMEOUT = 30.0
 STOP = threading.Event()  # set on Ctrl-C or SIGTERM: client threads stop at their next operation
 API_SCENARIOS = ("api POST /v1/payments", "api GET /v1/payments/{id}", "api GET /v1/payments (list, 50)")
+LATENCY_SCENARIOS = ("api POST, gateway 0 ms", "api POST, gateway {latency_ms} ms")
+RSS_SCENARIO = "api mix (1 POST : 4 GET), worker memory"
 BASELINE_SCENARIOS = ("psycopg INSERT + COMMIT", "psycopg SELECT by id")
 
 
@@ -74,6 +79,10 @@ class ScenarioResult:
     latencies_ms: list[float]
     error_samples: list[str] = field(default_factory=list)
     cpu: dict = field(default_factory=dict)
+    # From wrk, which reports its own percentiles: {"p50": ms, "p90": ms, "p99": ms, "max": ms, "mean": ms}.
+    reported_ms: dict | None = None
+    client: str = "python"
+    extra: dict = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -90,7 +99,9 @@ class ScenarioResult:
         return 1000 * spent / self.ok
 
     def percentile(self, p: float) -> float | None:
-        """Nearest-rank percentile of the successful operations' latencies."""
+        """Nearest-rank percentile of the successful operations' latencies (wrk's own figure with wrk)."""
+        if self.reported_ms is not None:
+            return self.reported_ms.get(f"p{int(p)}")
         if not self.latencies_ms:
             return None
         ordered = sorted(self.latencies_ms)
@@ -110,13 +121,27 @@ class ScenarioResult:
                 "p50": _round(self.percentile(50)),
                 "p90": _round(self.percentile(90)),
                 "p99": _round(self.percentile(99)),
-                "max": _round(max(self.latencies_ms) if self.latencies_ms else None),
-                "mean": _round(sum(self.latencies_ms) / len(self.latencies_ms) if self.latencies_ms else None),
+                "max": _round(self.max_ms),
+                "mean": _round(self.mean_ms),
             },
             "cpu_s": self.cpu,
             "cpu_ms_per_op": _round(self.cpu_ms_per_op, 3),
             "error_samples": self.error_samples[:5],
+            "client": self.client,
+            **self.extra,
         }
+
+    @property
+    def max_ms(self) -> float | None:
+        if self.reported_ms is not None:
+            return self.reported_ms.get("max")
+        return max(self.latencies_ms) if self.latencies_ms else None
+
+    @property
+    def mean_ms(self) -> float | None:
+        if self.reported_ms is not None:
+            return self.reported_ms.get("mean")
+        return sum(self.latencies_ms) / len(self.latencies_ms) if self.latencies_ms else None
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -445,14 +470,15 @@ def run_manage(env: dict, *args: str, timeout: float = 300) -> str:
 # Run in a subprocess (Django is configured there, not here): the SQL statements of one POST and
 # one GET, through Django's test client, grouped by their first word.
 QUERY_PROFILE = r"""
-import json, collections
+import json, collections, time
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 key = input()
 body = {body!r}
 client = Client(HTTP_AUTHORIZATION="Bearer " + key)
-client.post("/v1/payments", body, content_type="application/json")  # warm: imports, connection
+time.sleep(2.5)  # past the new key's tombstone in the lookup cache (pgi.lookups): measured warm
+client.post("/v1/payments", body, content_type="application/json")  # warm: imports, connection, caches
 profile = {{}}
 for name, call in (
     ("POST /v1/payments", lambda: client.post("/v1/payments", body, content_type="application/json")),
@@ -528,9 +554,114 @@ def stop_process(process: subprocess.Popen | None, grace: float = 20) -> None:
         process.wait(timeout=10)
 
 
+def worker_rss_kib(master_pid: int) -> dict[int, int]:
+    """{pid: VmRSS in KiB} of gunicorn's workers."""
+    sizes = {}
+    for pid in children_of(master_pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        sizes[pid] = int(line.split()[1])
+        except OSError:
+            continue
+    return sizes
+
+
+def rss_scenario(args, scenario, gunicorn, port, get_op, post_op, log) -> ScenarioResult:
+    """Worker memory over --rss-requests requests (one POST to four GETs by id), in rounds of
+    --rss-round seconds: the workers' RSS after the first round (warm) and after the last."""
+    mix_count = [0]
+
+    def python_mix(client, n):
+        mix_count[0] += 1
+        return post_op(client, n) if mix_count[0] % 5 == 0 else get_op(client, n)
+
+    samples: list[dict] = []
+    total = ok = errors = 0
+    elapsed = 0.0
+    rounds = 0
+    log(f"memory: {args.rss_requests} requests in rounds of {args.rss_round:.0f}s")
+    while total < args.rss_requests and not STOP.is_set():
+        result = scenario(RSS_SCENARIO, "mix", port, gunicorn, args.concurrency, args.rss_round, python_mix, meter_on=False)
+        rounds += 1
+        total += result.ok + result.errors
+        ok += result.ok
+        errors += result.errors
+        elapsed += result.elapsed_s
+        rss = worker_rss_kib(gunicorn.pid)
+        samples.append({"requests": total, "rss_kib": sum(rss.values()), "workers": len(rss)})
+        log(f"  {total} requests: workers' RSS {sum(rss.values()) / 1024:.1f} MiB ({len(rss)} workers)")
+    first, last = samples[0]["rss_kib"], samples[-1]["rss_kib"]
+    growth = round(100 * (last - first) / first, 1) if first else None
+    return ScenarioResult(
+        name=RSS_SCENARIO, kind="api", concurrency=args.concurrency, elapsed_s=elapsed, ok=ok, errors=errors,
+        latencies_ms=[], reported_ms={}, client="wrk" if result.client == "wrk" else "python",
+        extra={"rss": {"after_first_round_kib": first, "after_last_kib": last, "growth_pct": growth,
+                       "max_kib": max(x["rss_kib"] for x in samples), "samples": samples}},
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
+
+
+def gunicorn_shape(args) -> dict:
+    """The web process shape the run used: gunicorn.conf.py's, overridden by the flags."""
+    import runpy
+
+    conf = runpy.run_path(str(REPO / "gunicorn.conf.py"))
+    pool = dict(item.split("=", 1) for item in conf.get("raw_env", [])).get("PGI_DB_POOL_SIZE", "0")
+    return {
+        "workers": args.workers or conf.get("workers"),
+        "worker_class": args.worker_class or conf.get("worker_class"),
+        "threads": args.threads or conf.get("threads"),
+        "db_pool": args.db_pool if args.db_pool is not None else int(pool),
+    }
+
+
+def goal_rows(post, get, page, insert, select, latency_zero, latency_slow, rss) -> list[dict]:
+    """The performance goals of docs/scaling.md as measured in this run: PGI, its baseline, the ratio."""
+    rows = []
+
+    def add(name, pgi, baseline, baseline_name, value, target, p99, p99_target, ok):
+        rows.append({"goal": name, "pgi_per_s": pgi, "baseline_per_s": baseline, "baseline": baseline_name,
+                     "ratio": value, "target": target, "p99_ms": p99, "p99_target_ms": p99_target, "met": ok})
+
+    if post and insert:
+        r = ratio(post, insert)
+        add("POST /v1/payments", round(post.rate, 1), round(insert.rate, 1), "psycopg INSERT + COMMIT", r, ">= 0.08",
+            post.percentile(99), "< 150", bool(r and r >= 0.08 and (post.percentile(99) or 1e9) < 150 and post.errors == 0))
+    if get and select:
+        r = ratio(get, select)
+        add("GET /v1/payments/{id}", round(get.rate, 1), round(select.rate, 1), "psycopg SELECT by id", r, ">= 0.25",
+            get.percentile(99), "< 50", bool(r and r >= 0.25 and (get.percentile(99) or 1e9) < 50 and get.errors == 0))
+    if page and get:
+        r = ratio(page, get)
+        add("GET /v1/payments (50)", round(page.rate, 1), round(get.rate, 1), "GET by id of this run", r, ">= 0.5",
+            page.percentile(99), "", bool(r and r >= 0.5 and page.errors == 0))
+    if latency_zero and latency_slow:
+        r = ratio(latency_slow, latency_zero)
+        add(latency_slow.name, round(latency_slow.rate, 1), round(latency_zero.rate, 1), latency_zero.name, r, ">= 0.6",
+            latency_slow.percentile(99), "< 1000",
+            bool(r and r >= 0.6 and latency_slow.errors == 0 and (latency_slow.percentile(99) or 1e9) < 1000))
+    if rss:
+        growth = rss.extra["rss"]["growth_pct"]
+        add(f"worker RSS over {rss.ok + rss.errors} requests", None, None, "RSS after the first round",
+            growth, "growth < 10 %", None, "", bool(growth is not None and growth < 10 and rss.errors == 0))
+    return rows
+
+
+def goals_table(goals: list[dict]) -> str:
+    lines = ["| goal | PGI /s | baseline /s (same run) | ratio | target | p99 ms | p99 target | met |",
+             "|---|---:|---:|---:|---|---:|---|---|"]
+    for g in goals:
+        lines.append(
+            f"| {g['goal']} | {_fmt(g['pgi_per_s'])} | {_fmt(g['baseline_per_s'])} ({g['baseline']}) | {g['ratio']} | "
+            f"{g['target']} | {_fmt(g['p99_ms'])} | {g['p99_target_ms']} | {'yes' if g['met'] else 'no'} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown_table(results: list[ScenarioResult]) -> str:
@@ -543,7 +674,7 @@ def markdown_table(results: list[ScenarioResult]) -> str:
         cpu = r.cpu
         lines.append(
             f"| {r.name} | {r.ok} | {r.rate:.1f} | {_fmt(r.percentile(50))} | {_fmt(r.percentile(90))} | "
-            f"{_fmt(r.percentile(99))} | {_fmt(max(r.latencies_ms) if r.latencies_ms else None)} | {r.errors} | "
+            f"{_fmt(r.percentile(99))} | {_fmt(r.max_ms)} | {r.errors} | "
             f"{_fmt(r.cpu_ms_per_op, 2)} | "
             f"{cpu.get('load_generator', '-')} / {cpu.get('gunicorn', '-')} / {cpu.get('pg_bench_backends', '-')} / "
             f"{cpu.get('pg_other', '-')} / {_others(cpu)} | "
@@ -605,10 +736,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--duration", type=float, default=20, help="seconds of measured load per scenario")
     p.add_argument("--warmup", type=float, default=3, help="seconds of unmeasured load before the API and the baseline")
-    p.add_argument("--concurrency", type=int, default=16, help="client threads (API) and connections (baseline)")
-    p.add_argument("--workers", type=int, default=2 * cores + 1, help="gunicorn workers (default 2 * cores + 1)")
-    p.add_argument("--worker-class", default="sync", choices=["sync", "gthread"], help="gunicorn worker class")
-    p.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread only)")
+    p.add_argument("--concurrency", type=int, default=32, help="connections (API) and client connections (baseline)")
+    p.add_argument("--baseline-concurrency", type=int, default=4,
+                   help="psycopg connections of the raw baseline (4 threads, as the performance goals define it)")
+    p.add_argument("--client", default="auto", choices=["auto", "wrk", "python"],
+                   help="load generator: wrk (compiled; auto uses it when installed) or the Python client")
+    p.add_argument("--wrk-threads", type=int, default=cores, help="wrk's threads")
+    p.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's)")
+    p.add_argument("--worker-class", default=None, choices=["sync", "gthread"], help="default: gunicorn.conf.py's")
+    p.add_argument("--threads", type=int, default=None, help="threads per gunicorn worker (default: gunicorn.conf.py's)")
+    p.add_argument("--db-pool", type=int, default=None, help="PGI_DB_POOL_SIZE for the workers (default: gunicorn.conf.py's; 0: none)")
+    p.add_argument("--gateway-latency", type=float, default=0.3, help="the simulator's latency (s) of the slow-gateway scenario")
+    p.add_argument("--latency-concurrency", type=int, default=128, help="connections of both gateway-latency scenarios")
+    p.add_argument("--skip-latency", action="store_true", help="no gateway-latency scenarios")
+    p.add_argument("--rss-requests", type=int, default=0, help="run the memory scenario over this many requests (e.g. 100000)")
+    p.add_argument("--rss-round", type=float, default=30, help="seconds per round of the memory scenario")
     p.add_argument("--max-ops", type=int, default=1_000_000, help="upper bound on operations per scenario")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server (no database)")
     p.add_argument("--database", default="pgi_bench", help="bench database: DROPPED and recreated")
@@ -622,7 +764,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--database must be a plain name of a database that may be dropped (not postgres, pgi, templates)")
     if not (HOST in args.pg or "localhost" in args.pg) or not args.redis_url.startswith(f"redis://{HOST}"):
         p.error("this benchmark only loads 127.0.0.1")
-    if args.concurrency < 1 or args.duration <= 0 or args.workers < 1:
+    if args.concurrency < 1 or args.duration <= 0 or (args.workers is not None and args.workers < 1):
         p.error("--concurrency, --duration and --workers must be positive")
     return args
 
@@ -643,7 +785,6 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "pgi.settings",
         "DATABASE_URL": db_url,
-        "DATABASE_CONN_MAX_AGE": "60",
         "REDIS_URL": args.redis_url,
         "PGI_CACHE_PREFIX": "pgibench",
         "PGI_CELERY_QUEUE": "pgibench",
@@ -652,11 +793,20 @@ def main(argv: list[str] | None = None) -> int:
         # The web process does not talk to Kafka per request; a closed port makes sure of it.
         "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:9",
         "PGI_SIMULATOR_LATENCY": "0",
+        "PGI_SIMULATOR_ENABLED": "true",
+        "PGI_SIMULATOR_WEBHOOK_SECRET": "whsec_bench_" + secrets.token_hex(8),
         "DJANGO_DEBUG": "0",
         "PGI_VAR_DIR": str(workdir / "var"),
         "PGI_MANIFEST_STATIC": "0",
     }
     env.pop("PYTEST_XDIST_WORKER", None)
+    if args.db_pool is not None:
+        env["PGI_DB_POOL_SIZE"] = str(args.db_pool)
+    use_wrk = args.client == "wrk" or (args.client == "auto" and wrk_path() is not None)
+    if args.client == "wrk" and wrk_path() is None:
+        print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    client_name = wrk_version() if use_wrk else "python http.client, one connection per thread"
 
     started = datetime.now(timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -701,50 +851,124 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchall()
             return [row[0] for row in rows]
 
-        common = dict(concurrency=args.concurrency, max_ops=args.max_ops)
+        common = dict(concurrency=args.baseline_concurrency, max_ops=args.max_ops)
 
         if not args.skip_api:
-            port = free_port()
-            command = [
-                sys.executable, "-m", "gunicorn", "pgi.wsgi",
-                "--bind", f"{HOST}:{port}",
-                "--workers", str(args.workers),
-                "--worker-class", args.worker_class,
-                "--threads", str(args.threads),
-                "--timeout", "60",
-                "--log-level", "warning",
-                "--error-logfile", str(gunicorn_log),
-            ]  # fmt: skip
-            log(f"gunicorn: {' '.join(command[2:])}")
-            # Same process group as this script: Ctrl-C reaches it too; stop_process() ends it by pid.
-            gunicorn = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
-            wait_ready(port, api_key, gunicorn)
-            meter = CpuMeter(gunicorn.pid, backend_pids)
+            servers: list[subprocess.Popen] = []
 
-            def api_setup(i: int) -> ApiClient:
-                return ApiClient(port, api_key)
+            def start_server(latency: float) -> tuple[subprocess.Popen, int]:
+                port = free_port()
+                command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "pgi.wsgi",
+                           "--bind", f"{HOST}:{port}", "--log-level", "warning", "--error-logfile", str(gunicorn_log)]
+                for flag, value in (("--workers", args.workers), ("--threads", args.threads), ("--worker-class", args.worker_class)):
+                    if value is not None:
+                        command += [flag, str(value)]
+                log(f"gunicorn (gateway {latency * 1000:.0f} ms): {' '.join(command[2:])}")
+                # Same process group as this script: Ctrl-C reaches it too; stop_process() ends it by pid.
+                process = subprocess.Popen(command, cwd=REPO, env={**env, "PGI_SIMULATOR_LATENCY": str(latency)},
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                servers.append(process)
+                wait_ready(port, api_key, process)
+                return process, port
 
-            api = dict(setup=api_setup, teardown=ApiClient.close, **common)
-            log(f"api warm-up {args.warmup:.0f}s")
+            ids_file = workdir / "ids.txt"
+            scripts = write_scripts(workdir, api_key=api_key, post_body=POST_BODY, ids_file=ids_file)
+
+            def scenario(name: str, kind: str, port: int, process, concurrency: int, duration: float,
+                         python_op, post_check: bool = False, meter_on: bool = True) -> ScenarioResult:
+                meter = CpuMeter(process.pid, backend_pids) if meter_on else None
+                since = db_now()
+                if use_wrk:
+                    if meter:
+                        meter.start()
+                    out = run_wrk(url=f"http://{HOST}:{port}", script=scripts[kind], connections=concurrency,
+                                  duration=duration, threads=args.wrk_threads)
+                    cpu = meter.stop() if meter else {}
+                    if cpu:  # wrk ran as a child of this process: its CPU is the load generator's
+                        cpu["load_generator"] = round(cpu["load_generator"] + out["cpu_s"], 2)
+                        cpu["unattributed"] = round(cpu["unattributed"] - out["cpu_s"], 2)
+                    errors = out["connect"] + out["read"] + out["write"] + out["status"] + out["timeout"]
+                    result = ScenarioResult(
+                        name=name, kind="api", concurrency=concurrency, elapsed_s=out["duration_us"] / 1e6,
+                        ok=out["requests"] - out["status"], errors=errors, latencies_ms=[], cpu=cpu,
+                        reported_ms={k: out[k] for k in ("p50", "p90", "p99", "max", "mean")}, client="wrk",
+                        error_samples=[f"wrk errors: {({k: out[k] for k in ('connect', 'read', 'write', 'status', 'timeout')})}"]
+                        if errors else [],
+                    )
+                else:
+                    result = run_load(name=name, kind="api", duration=duration, operation=python_op, meter=meter,
+                                      setup=lambda i: ApiClient(port, api_key), teardown=ApiClient.close,
+                                      concurrency=concurrency, max_ops=args.max_ops)
+                if post_check:
+                    # Every payment the scenario made must have Completed (wrk sees only the status code).
+                    # Requests still in flight when the clock stopped finish on their own: wait for them.
+                    deadline = time.monotonic() + 30
+                    while payment_statuses(since).get("Processing") and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                    statuses = payment_statuses(since)
+                    failed_payments = sum(n for status, n in statuses.items() if status != "Completed")
+                    result.extra["payments_by_status"] = statuses
+                    if failed_payments:
+                        result.errors += failed_payments
+                        result.ok -= failed_payments
+                        result.error_samples.append(f"payments not Completed: {statuses}")
+                return result
+
+            def db_now():
+                return monitor.execute("SELECT now()").fetchone()[0]
+
+            def payment_statuses(since) -> dict:
+                rows = monitor.execute(
+                    "SELECT status, count(*) FROM payments_payment WHERE created_at >= %s GROUP BY status", (since,)
+                ).fetchall()
+                return {status: count for status, count in rows}
+
+            def write_ids() -> list[str]:
+                rows = monitor.execute("SELECT id FROM payments_payment ORDER BY created_at DESC LIMIT 20000").fetchall()
+                ids = [row[0] for row in rows]
+                ids_file.write_text("\n".join(ids) + "\n")
+                return ids
+
+            gunicorn, port = start_server(0.0)
+            log(f"api warm-up {args.warmup:.0f}s ({'wrk' if use_wrk else 'python client'})")
             warm_ids: list[str] = []
-            warm = run_load(name="warm-up POST", kind="api", duration=args.warmup, operation=post_payment(warm_ids), **api)
+            warm = scenario("warm-up POST", "post", port, gunicorn, args.concurrency, args.warmup,
+                            post_payment(warm_ids), meter_on=False)
             if warm.ok == 0:
                 raise RuntimeError(f"warm-up: every POST failed: {warm.error_samples[:3]}")
-            run_load(name="warm-up GET", kind="api", duration=min(args.warmup, 2), operation=get_payment(warm_ids), **api)
+            write_ids()
+            scenario("warm-up GET", "get", port, gunicorn, args.concurrency, min(args.warmup, 2),
+                     get_payment(warm_ids), meter_on=False)
 
             ids: list[str] = []
             log(f"api POST /v1/payments for {args.duration:.0f}s at concurrency {args.concurrency}")
-            results.append(run_load(name=API_SCENARIOS[0], kind="api", duration=args.duration,
-                                    operation=post_payment(ids), meter=meter, **api))  # fmt: skip
-            ids = ids or warm_ids
+            results.append(scenario(API_SCENARIOS[0], "post", port, gunicorn, args.concurrency, args.duration,
+                                    post_payment(ids), post_check=True))
+            ids = write_ids() if use_wrk else (ids or warm_ids)
             log(f"api GET /v1/payments/{{id}} over {len(ids)} ids")
-            results.append(run_load(name=API_SCENARIOS[1], kind="api", duration=args.duration,
-                                    operation=get_payment(ids), meter=meter, **api))  # fmt: skip
+            results.append(scenario(API_SCENARIOS[1], "get", port, gunicorn, args.concurrency, args.duration, get_payment(ids)))
             log("api GET /v1/payments (first page, 50 rows)")
-            results.append(run_load(name=API_SCENARIOS[2], kind="api", duration=args.duration,
-                                    operation=list_payments, meter=meter, **api))  # fmt: skip
+            results.append(scenario(API_SCENARIOS[2], "list", port, gunicorn, args.concurrency, args.duration, list_payments))
+
+            if not args.skip_latency:
+                c = args.latency_concurrency
+                log(f"api POST, gateway 0 ms, {c} connections")
+                results.append(scenario(f"{LATENCY_SCENARIOS[0]}, {c} connections", "post", port, gunicorn, c,
+                                        args.duration, post_payment(None), post_check=True))
+            if args.rss_requests:
+                results.append(rss_scenario(args, scenario, gunicorn, port, get_payment(ids), post_payment(None), log))
             stop_process(gunicorn)
             gunicorn = None
+
+            if not args.skip_latency:
+                c, latency_ms = args.latency_concurrency, round(args.gateway_latency * 1000)
+                gunicorn, port = start_server(args.gateway_latency)
+                scenario("warm-up POST", "post", port, gunicorn, c, min(args.warmup, 2), post_payment(None), meter_on=False)
+                log(f"api POST, gateway {latency_ms} ms, {c} connections")
+                results.append(scenario(f"{LATENCY_SCENARIOS[1].format(latency_ms=latency_ms)}, {c} connections", "post",
+                                        port, gunicorn, c, args.duration, post_payment(None), post_check=True))
+                stop_process(gunicorn)
+                gunicorn = None
 
         if not args.skip_baseline:
             meter = CpuMeter(None, backend_pids)
@@ -756,7 +980,7 @@ def main(argv: list[str] | None = None) -> int:
             raw_ids: list[str] = []
             log(f"psycopg warm-up {min(args.warmup, 2):.0f}s")
             run_load(name="warm-up INSERT", kind="psycopg", duration=min(args.warmup, 2), operation=raw_insert(raw_ids), **pg)
-            log(f"psycopg INSERT + COMMIT for {args.duration:.0f}s at concurrency {args.concurrency}")
+            log(f"psycopg INSERT + COMMIT for {args.duration:.0f}s at concurrency {args.baseline_concurrency}")
             results.append(run_load(name=BASELINE_SCENARIOS[0], kind="psycopg", duration=args.duration,
                                     operation=raw_insert(raw_ids), meter=meter, **pg))  # fmt: skip
             log(f"psycopg SELECT by id over {len(raw_ids)} ids")
@@ -809,6 +1033,11 @@ def main(argv: list[str] | None = None) -> int:
         "api_get_cpu_per_psycopg_select_cpu": cost_ratio(get, select),
         "api_list_cpu_per_psycopg_select_cpu": cost_ratio(page, select),
     }
+    shape = gunicorn_shape(args)
+    latency_zero = next((r for r in results if r.name.startswith(LATENCY_SCENARIOS[0])), None)
+    latency_slow = next((r for r in results if r.name.startswith("api POST, gateway") and r is not latency_zero), None)
+    rss = by_name.get(RSS_SCENARIO)
+    goals = goal_rows(post, get, page, insert, select, latency_zero, latency_slow, rss)
     report = {
         "started_at": started.isoformat().replace("+00:00", "Z"),
         "git_commit": git_commit(),
@@ -824,26 +1053,32 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "concurrency": args.concurrency,
-            "gunicorn": {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads},
-            "client": "http.client, one connection per thread",
+            "baseline_concurrency": args.baseline_concurrency,
+            "gunicorn": shape,
+            "client": client_name,
+            "gateway_latency_s": None if args.skip_latency else args.gateway_latency,
+            "latency_concurrency": None if args.skip_latency else args.latency_concurrency,
             "post_body": POST_BODY.decode(),
         },
         "query_profile": profile,
         "scenarios": [r.summary() for r in results],
         "ratios": ratios,
         "cost_ratios": cost_ratios,
+        "goals": goals,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{stamp}.json"
+    out = args.results_dir / f"api-{stamp}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"\n## PGI API load benchmark, {report['started_at']} (commit {report['git_commit']})\n")
     print(
         f"{os.cpu_count()} cores shared by the load generator, gunicorn and PostgreSQL {report['machine']['postgres']}; "
-        f"gunicorn {args.workers} x {args.worker_class}"
-        + (f" ({args.threads} threads)" if args.worker_class == "gthread" else "")
-        + f"; concurrency {args.concurrency}; {args.duration:.0f}s per scenario.\n"
+        f"gunicorn {shape['workers']} x {shape['worker_class']} ({shape['threads']} threads, "
+        f"PGI_DB_POOL_SIZE {shape['db_pool']}); load generator: {client_name}; "
+        f"concurrency {args.concurrency}; {args.duration:.0f}s per scenario.\n"
     )
+    print(goals_table(goals))
+    print()
     print(markdown_table(results))
     print()
     labels = {

@@ -28,9 +28,11 @@ from pgi.api.serializers import (
     CurrencyField,
     MetadataField,
     PageSerializer,
+    ReadFieldsOnceMixin,
     StrictBooleanField,
     StrictCharField,
     StrictInputSerializer,
+    UtcDateTimeField,
     input_once,
 )
 from pgi.api.views import ApiView, with_location
@@ -173,11 +175,11 @@ class PaymentInputSerializer(StrictInputSerializer):
 
 
 @extend_schema_serializer(component_name="Payment")  # the API specification's name for it
-class PaymentOutputSerializer(serializers.ModelSerializer):
+class PaymentOutputSerializer(ReadFieldsOnceMixin, serializers.ModelSerializer):
     amount = CurrencyAmountField()
     fromAccount = serializers.CharField(source="from_account")
     toMerchant = serializers.CharField(source="merchant.code")
-    timestamp = serializers.DateTimeField(source="status_changed_at", help_text="When the payment reached its status.")
+    timestamp = UtcDateTimeField(source="status_changed_at", help_text="When the payment reached its status.")
     reference = BlankAsNullCharField()
     description = BlankAsNullCharField()
     metadata = serializers.DictField(child=serializers.CharField())
@@ -190,7 +192,7 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
     capturedAmount = CurrencyAmountField(
         source="captured_amount", allow_null=True, help_text="What was captured; null until captured."
     )
-    authorizationExpiresAt = serializers.DateTimeField(
+    authorizationExpiresAt = UtcDateTimeField(
         source="authorization_expires_at",
         allow_null=True,
         help_text="For a payment sent with `capture: false`: when its authorization lapses if not captured; "
@@ -208,8 +210,8 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
         default=None,
         help_text="The settlement batch (`GET /v1/settlements/{id}`) that settled it; null until settled.",
     )
-    createdAt = serializers.DateTimeField(source="created_at")
-    updatedAt = serializers.DateTimeField(source="updated_at")
+    createdAt = UtcDateTimeField(source="created_at")
+    updatedAt = UtcDateTimeField(source="updated_at")
 
     class Meta:
         model = Payment

@@ -106,6 +106,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Gateway calls must never run inside a transaction, so requests are not wrapped in one.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# A process with many threads (gunicorn.conf.py sets this for the web workers) shares a pool of this
+# many PostgreSQL connections (Django's psycopg pool) instead of holding one per thread; a thread
+# gives its connection back while it waits for a gateway (payments.services.calls). 0: no pool.
+PGI_DB_POOL_SIZE = int(os.environ.get("PGI_DB_POOL_SIZE", "0"))
+if PGI_DB_POOL_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, PGI_DB_POOL_SIZE),
+        "max_size": PGI_DB_POOL_SIZE,
+        "timeout": 10,  # seconds a thread waits for a free connection before its request fails
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -113,7 +124,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "pgi.redis_cache.RedisCache",
             "LOCATION": REDIS_URL,
             # Parallel test workers share one Redis: each keeps to its own keys.
             "KEY_PREFIX": os.environ.get("PGI_CACHE_PREFIX", "pgi") + os.environ.get("PYTEST_XDIST_WORKER", ""),

@@ -28,6 +28,18 @@ def fast_password_hasher():
         yield
 
 
+@pytest.fixture(autouse=True)
+def lookup_namespace():
+    """Each test reads its own rows: the lookup cache (pgi.lookups) is shared through Redis, but a
+    test's rows are rolled back and their codes (merchant456) come back with other ids."""
+    import secrets
+
+    from pgi import lookups
+
+    lookups.namespace = secrets.token_hex(6)
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def kafka_nowhere():
     with override_settings(KAFKA_BOOTSTRAP_SERVERS=KAFKA_NOWHERE):

@@ -8,6 +8,7 @@ request returns the first outcome and never charges twice. A simulator can be ta
 restart through a switch in the Django cache (`simulator_outage_set`), shared by every process.
 """
 
+import contextlib
 import datetime
 import decimal
 import logging
@@ -218,8 +219,12 @@ class SimulatorConnector(Connector):
 
     def _record(self, request: PaymentRequest, status: str, decline_code: str) -> tuple[SimulatorCharge, bool]:
         captured = status == Status.SUCCEEDED
+        # A gateway call runs in autocommit, where one INSERT is its own transaction: no BEGIN and
+        # COMMIT around it. Inside a transaction (tests call connectors directly), a savepoint keeps
+        # a duplicate key from breaking the caller's transaction.
+        atomic = transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
         try:
-            with transaction.atomic():
+            with atomic:
                 charge = SimulatorCharge.objects.create(
                     gateway=self.code,
                     reference=new_id("sim"),

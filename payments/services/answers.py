@@ -24,9 +24,9 @@ from gateways.base import GatewayResult, GatewayStatus, Operation
 from pgi.money import format_money, is_storable_amount
 from pgi.text import clip
 
-from ..models import AttentionCode, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus
-from .core import note_locked, payment_lock, transition_locked
-from .operations import operation_finish, operation_in_flight, operation_look_later
+from ..models import FOLLOW_UPS, AttentionCode, GatewayAttempt, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus
+from .core import note_locked, payment_lock, transition_locked, unsaved_keep, unsaved_save
+from .operations import operation_finish, operation_in_flight, operation_look_later, operations_open, operations_open_read
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +139,34 @@ def payment_apply_gateway_result(
     result: GatewayResult,
     source: str,
     reason: str = "",
+    attempts: tuple[GatewayAttempt, ...] = (),
 ) -> Payment:
     """Apply what a gateway said about a payment, decided and written under one row lock (see the
-    module's docstring for the rules)."""
+    module's docstring for the rules). `attempts` (the call's GatewayAttempt, not saved yet: see
+    calls.gateway_call's `record_in`) are written in the same commit.
+
+    The payment's operations are read once under the lock, and a new gateway reference is written
+    with the status in one UPDATE. The payment returned knows its pendingOperation."""
     payment = payment_lock(payment_id)
-    if result.reference and not payment.gateway_reference:
-        payment.gateway_reference = clip(result.reference, 128)
-        payment.save(update_fields=["gateway_reference", "updated_at"])
+    if attempts:
+        GatewayAttempt.objects.bulk_create(attempts)
+    try:
+        if result.reference and not payment.gateway_reference:
+            payment.gateway_reference = clip(result.reference, 128)
+            unsaved_keep(payment, "gateway_reference")
+        operations_open_read(payment)
+        answered = _apply(payment, operation, result, source, reason)
+        unsaved_save(payment)
+        # The response's pendingOperation, from the operations read under the lock (no query).
+        answered.__dict__["pending_operation_kind"] = next(
+            (op.kind for op in operations_open(payment) if op.kind in FOLLOW_UPS), None
+        )
+        return answered
+    finally:
+        payment.__dict__.pop("_operations_open", None)
+
+
+def _apply(payment: Payment, operation: Operation, result: GatewayResult, source: str, reason: str) -> Payment:
     answer = Answer(payment, operation, result, source, reason, in_flight=operation_in_flight(payment))
 
     code, problem = _contradiction(payment, operation, result)

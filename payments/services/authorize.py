@@ -19,7 +19,7 @@ from pgi.merchants.principals import Principal
 from ..models import GatewayAttempt, OperationKind, OperationStatus, Payment, PaymentStatus, PaymentStatusChange
 from .answers import payment_apply_gateway_result
 from .calls import attempt_record, gateway_call, recovery_due_from
-from .core import PaymentDraft, note_locked, payment_create, payment_lock, payment_note, payment_transition, transition_locked
+from .core import PaymentDraft, note_locked, payment_create_processing, payment_lock, payment_note, payment_transition
 from .operations import operation_in_flight, operation_look_later, operation_start
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,9 @@ def payment_process(
     the caller records there (an Idempotency-Key's claim) commits with the payment or not at all.
     """
     codes = gateways_for(merchant_id=draft.merchant.pk, currency=draft.currency)
-    with transaction.atomic():  # one commit for both steps; each keeps its history line
-        payment = payment_create(draft=draft, principal=principal)
-        payment = transition_locked(
-            payment,
-            to_status=PaymentStatus.PROCESSING,
-            source=Source.SYSTEM,
-            reason=_routing_reason(codes),
-            gateway=codes[0] if codes else "",
+    with transaction.atomic():  # one commit: the payment, its two history lines and announcements, its operation
+        payment = payment_create_processing(
+            draft=draft, principal=principal, gateway=codes[0] if codes else "", reason=_routing_reason(codes)
         )
         operation_start(
             payment=payment,
@@ -75,6 +70,15 @@ def payment_process(
         if link is not None:
             link(payment)
     return _authorize_with_failover(payment, codes)
+
+
+def _attempts_keep(attempts: list[GatewayAttempt]) -> None:
+    for attempt in attempts:
+        attempt.pk = None
+        try:
+            attempt.save(force_insert=True)
+        except Exception:
+            logger.exception("the attempt of %s could not be recorded", attempt.payment_id)
 
 
 def _routing_reason(codes: list[str]) -> str:
@@ -107,12 +111,14 @@ def _authorize_with_failover(payment: Payment, codes: list[str]) -> Payment:
                 logger.warning("payment %s settled elsewhere during failover; %s not tried", payment.id, code)
                 return Payment.objects.select_related("merchant").get(pk=payment.id)
             payment = moved
+        answered: list[GatewayAttempt] = []  # the answer's attempt, saved with the answer
         try:
             result = gateway_call(
                 payment_id=payment.id,
                 connector=connector,
                 operation=Operation.AUTHORIZE,
                 call=lambda: connector.authorize(request),
+                record_in=answered,
             )
         except GatewayUnavailable as exc:
             # A failure staged by a test value is expected: no warning for it.
@@ -128,9 +134,17 @@ def _authorize_with_failover(payment: Payment, codes: list[str]) -> Payment:
                 source=Source.GATEWAY,
                 reason=f"{code} timed out; outcome unknown, recovery will ask {code}",
             )
-        return payment_apply_gateway_result(
-            payment_id=payment.id, operation=Operation.AUTHORIZE, result=result, source=Source.GATEWAY
-        )
+        try:
+            return payment_apply_gateway_result(
+                payment_id=payment.id,
+                operation=Operation.AUTHORIZE,
+                result=result,
+                source=Source.GATEWAY,
+                attempts=tuple(answered),
+            )
+        except BaseException:
+            _attempts_keep(answered)  # the answer was not applied; the call still happened
+            raise
     # Every gateway was unavailable or kept out: nothing was charged anywhere, so failing is safe.
     return payment_transition(
         payment_id=payment.id,

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Callable, TypeVar
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from gateways.base import (
@@ -50,6 +51,14 @@ def recovery_due_from(moment=None, connector: Connector | None = None):
     return (moment or timezone.now()) + timedelta(seconds=wait)
 
 
+def _connection_release() -> None:
+    """With a connection pool (PGI_DB_POOL_SIZE), give this thread's connection back before a call:
+    a thread waiting 200 ms to seconds for a gateway holds none, so a web process with many threads
+    needs few connections. Outside a transaction only (no gateway call runs inside one)."""
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
+
+
 def _attempt_outcome(result: GatewayResult | RefundResult | None) -> str:
     if result is None:
         return Outcome.NOT_FOUND
@@ -57,7 +66,14 @@ def _attempt_outcome(result: GatewayResult | RefundResult | None) -> str:
     return {"failed": Outcome.DECLINED}.get(status, status)
 
 
-def attempt_record(
+def attempt_record(**fields) -> GatewayAttempt:
+    """Save one attempt (fields as attempt_new's)."""
+    attempt = attempt_new(**fields)
+    attempt.save(force_insert=True)
+    return attempt
+
+
+def attempt_new(
     *,
     payment_id: str,
     operation: Operation,
@@ -69,7 +85,7 @@ def attempt_record(
     error_code: str = "",
     message: str = "",
 ) -> GatewayAttempt:
-    return GatewayAttempt.objects.create(
+    return GatewayAttempt(
         payment_id=payment_id,
         operation=operation.value,
         gateway=gateway,
@@ -83,7 +99,13 @@ def attempt_record(
 
 
 def gateway_call(
-    *, payment_id: str, connector: Connector, operation: Operation, call: Callable[[], R], key: str | None = None
+    *,
+    payment_id: str,
+    connector: Connector,
+    operation: Operation,
+    call: Callable[[], R],
+    key: str | None = None,
+    record_in: list[GatewayAttempt] | None = None,
 ) -> R:
     """Run one call to a gateway, record it as a GatewayAttempt and tell the gateway's breaker.
 
@@ -94,14 +116,32 @@ def gateway_call(
     leaves the outcome unknown: recorded as a timeout and raised as UnreadableAnswer (a
     GatewayTimeout, so recovery asks later; not counted: the gateway answered). Any other error (a
     connector bug) is recorded as `error` and re-raised.
+
+    With `record_in`, the attempt of a call that answered is not saved but appended there, for the
+    caller to save in the commit that applies the answer (payment_apply_gateway_result's
+    `attempts`); every other outcome is saved at once.
     """
     if key is None:
         key = idempotency_key(operation if operation is not Operation.STATUS else Operation.AUTHORIZE, payment_id)
     breaker = breaker_for(connector.code)
+    _connection_release()
     started = time.monotonic()
 
-    def record(outcome: str, **fields) -> None:
+    def record(outcome: str, *, later: bool = False, **fields) -> None:
         latency_ms = int((time.monotonic() - started) * 1000)
+        if later and record_in is not None:
+            record_in.append(
+                attempt_new(
+                    payment_id=payment_id,
+                    operation=operation,
+                    gateway=connector.code,
+                    key=key,
+                    outcome=outcome,
+                    latency_ms=latency_ms,
+                    **fields,
+                )
+            )
+            return
         attempt_record(
             payment_id=payment_id,
             operation=operation,
@@ -143,6 +183,7 @@ def gateway_call(
     breaker.record_success()
     record(
         _attempt_outcome(result),
+        later=True,
         gateway_reference=getattr(result, "reference", ""),
         error_code=getattr(result, "error_code", ""),
         message=getattr(result, "error_message", ""),

@@ -1,5 +1,6 @@
 """Payment writes without a gateway: validate, create, and the one function that changes a status."""
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -127,8 +128,19 @@ def _resolve_merchant(*, principal: Principal, to_merchant: str | None) -> Merch
 @transaction.atomic
 def payment_create(*, draft: PaymentDraft, principal: Principal) -> Payment:
     """Record a new payment as Pending, with the first line of its status history."""
-    now = timezone.now()
-    payment = Payment.objects.create(
+    payment = _payment_new(draft=draft, principal=principal, status=PaymentStatus.PENDING)
+    payment.save(force_insert=True)
+    PaymentStatusChange.objects.create(payment=payment, **RECEIVED)
+    # Inside the transaction: what a receiver writes (the events outbox) commits with the payment or not at all.
+    payment_status_changed.send(sender=Payment, payment=payment, from_status="", source=Source.API)
+    return payment
+
+
+RECEIVED = {"from_status": "", "to_status": PaymentStatus.PENDING, "source": Source.API, "reason": "received"}
+
+
+def _payment_new(*, draft: PaymentDraft, principal: Principal, status: str, gateway: str = "") -> Payment:
+    return Payment(
         merchant=draft.merchant,
         api_key=principal.api_key,
         amount=draft.amount,
@@ -138,14 +150,37 @@ def payment_create(*, draft: PaymentDraft, principal: Principal) -> Payment:
         description=draft.description,
         metadata=draft.metadata,
         capture=draft.capture,
-        status=PaymentStatus.PENDING,
-        status_changed_at=now,
+        status=status,
+        status_changed_at=timezone.now(),
+        gateway=gateway,
     )
-    PaymentStatusChange.objects.create(
-        payment=payment, from_status="", to_status=PaymentStatus.PENDING, source=Source.API, reason="received"
+
+
+def payment_create_processing(*, draft: PaymentDraft, principal: Principal, gateway: str, reason: str) -> Payment:
+    """payment_create, then payment_transition to Processing (sent to `gateway`), written as one
+    INSERT of the row as Processing: the same two history lines and the same two announcements
+    (Pending, then Processing) as the two steps, without the UPDATE and the reads between them.
+    For payment_process, inside its transaction."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("payment_create_processing runs inside the caller's transaction")
+    payment = _payment_new(draft=draft, principal=principal, status=PaymentStatus.PROCESSING, gateway=gateway)
+    payment.save(force_insert=True)
+    received = copy.copy(payment)  # the payment as payment_create left it, for the first announcement
+    received.status, received.gateway = PaymentStatus.PENDING, ""
+    PaymentStatusChange.objects.bulk_create(
+        [
+            PaymentStatusChange(payment=payment, **RECEIVED),
+            PaymentStatusChange(
+                payment=payment,
+                from_status=PaymentStatus.PENDING,
+                to_status=PaymentStatus.PROCESSING,
+                source=Source.SYSTEM,
+                reason=clip(reason, 255),
+            ),
+        ]
     )
-    # Inside the transaction: what a receiver writes (the events outbox) commits with the payment or not at all.
-    payment_status_changed.send(sender=Payment, payment=payment, from_status="", source=Source.API)
+    payment_status_changed.send(sender=Payment, payment=received, from_status="", source=Source.API)
+    payment_status_changed.send(sender=Payment, payment=payment, from_status=PaymentStatus.PENDING, source=Source.SYSTEM)
     return payment
 
 
@@ -221,7 +256,7 @@ def transition_locked(
         setattr(payment, name, value)
     payment.status = to_status
     payment.status_changed_at = timezone.now()
-    payment.save(update_fields=["status", "status_changed_at", "updated_at", *changes])
+    payment.save(update_fields=["status", "status_changed_at", "updated_at", *changes, *unsaved_take(payment)])
     operations_end(payment=payment, to_status=to_status, finish=finish or {})
     PaymentStatusChange.objects.create(
         payment=payment,
@@ -254,10 +289,11 @@ def payment_note(
 def note_locked(payment: Payment, *, source: str, reason: str, answered: bool = False, **changes) -> Payment:
     """payment_note on a payment the caller holds under payment_lock."""
     changes = _with_answered_flag_cleared(payment, changes) if answered else changes
-    if changes:
+    unsaved = unsaved_take(payment)
+    if changes or unsaved:
         for name, value in changes.items():
             setattr(payment, name, value)
-        payment.save(update_fields=["updated_at", *changes])
+        payment.save(update_fields=["updated_at", *changes, *unsaved])
     PaymentStatusChange.objects.create(
         payment=payment,
         from_status=payment.status,
@@ -276,3 +312,19 @@ def _with_answered_flag_cleared(locked: Payment, changes: dict) -> dict:
     """`changes`, plus the end of the payment's staff flag if an answer is all it waited for.
     Decided on the locked row: a contradiction flagged a moment ago is never cleared by a race."""
     return {**changes, **ANSWERED_FLAG_CLEARED} if locked.flag_clears_on_answer else changes
+
+
+def unsaved_keep(payment: Payment, name: str) -> None:
+    """Mark a field set on a locked payment to be written by its next save in this transaction (one
+    UPDATE instead of two); unsaved_take and the caller's last unsaved_save write it otherwise."""
+    payment.__dict__.setdefault("_unsaved_fields", set()).add(name)
+
+
+def unsaved_take(payment: Payment) -> set[str]:
+    return payment.__dict__.pop("_unsaved_fields", set())
+
+
+def unsaved_save(payment: Payment) -> None:
+    unsaved = unsaved_take(payment)
+    if unsaved:
+        payment.save(update_fields=["updated_at", *unsaved])

@@ -47,6 +47,7 @@ def operation_start(
 ) -> GatewayOperation:
     """Record an operation as sent (pending): recovery first looks at `first_look_at`, when the call
     that sends it has certainly given up."""
+    payment.__dict__.pop("_operations_open", None)  # what operations_open_read read is now incomplete
     return GatewayOperation.objects.create(
         payment=payment,
         kind=kind,
@@ -80,14 +81,33 @@ _SUCCEEDS_WHEN = {
 def operations_end(*, payment: Payment, to_status: str, finish: dict[str, str]) -> None:
     """End the operations in flight that held the payment in the status it just left (see
     core.transition_locked). Refunds run beside the payment's status: never ended here."""
-    for operation in payment.operations.pending().exclude(kind=OperationKind.REFUND):
+    for operation in operations_open(payment):
         default = Status.SUCCEEDED if to_status in _SUCCEEDS_WHEN[operation.kind] else Status.FAILED
         operation_finish(operation, finish.get(operation.kind, default))
+
+
+def operations_open_read(payment: Payment) -> list[GatewayOperation]:
+    """Read the payment's open operations (not refunds) once, under its row lock, oldest first:
+    operation_in_flight's and operations_end's answer until the lock's transaction ends or an
+    operation is started, so that deciding on an answer and applying it reads them once."""
+    found = list(payment.operations.pending().exclude(kind=OperationKind.REFUND).order_by("created_at", "id"))
+    payment.__dict__["_operations_open"] = found
+    return found
+
+
+def operations_open(payment: Payment) -> list[GatewayOperation]:
+    """The operations still pending among those operations_open_read read, else read fresh."""
+    found = payment.__dict__.get("_operations_open")
+    if found is None:
+        return list(payment.operations.pending().exclude(kind=OperationKind.REFUND))
+    return [operation for operation in found if operation.status == Status.PENDING]
 
 
 def operation_in_flight(payment: Payment) -> GatewayOperation | None:
     """The operation holding the payment (Payment.open_operation); call it under the payment's row
     lock to decide on it."""
+    if "_operations_open" in payment.__dict__:
+        return next(iter(operations_open(payment)), None)
     return payment.open_operation()
 
 

@@ -1,11 +1,14 @@
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from pgi.errors import ValidationFailed, ErrorDetail
+from pgi.lookups import lookup_forget
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, is_payable_currency, is_storable_amount
 
 from .keys import generate_key, hash_key
@@ -75,14 +78,30 @@ def api_key_create(*, name: str, merchant: Merchant | None) -> tuple[ApiKey, str
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     # Conditional update: revoking twice keeps the first revocation time.
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    lookup_forget("api_key", [api_key.prefix])  # the next request with it is refused, in every process
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
-    """Record that the key was used, at most once per LAST_USED_RESOLUTION."""
+    """Record that the key was used, at most once per LAST_USED_RESOLUTION.
+
+    The key usually comes from the lookup cache, whose copy keeps the time it was read with; so each
+    process also remembers when it last wrote (at most one UPDATE per key and process a minute), and
+    the UPDATE itself skips a row another process wrote within the resolution."""
     now = timezone.now()
     if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
         return
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    clock = time.monotonic()
+    written = _touched.get(api_key.pk)
+    if written is not None and clock - written < LAST_USED_RESOLUTION.total_seconds():
+        return
+    ApiKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION), pk=api_key.pk).update(
+        last_used_at=now
+    )
+    _touched[api_key.pk] = clock
     api_key.last_used_at = now
+
+
+# {API key id: time.monotonic() of this process's last write of its last_used_at}
+_touched: dict[int, float] = {}

@@ -1,0 +1,99 @@
+"""What a request costs in SQL, pinned: a POST writes what must be durable before the gateway call in
+one commit and the answer in a second; a GET by id and a page of the list are one SELECT each
+(the key, its merchant and the routes come from the lookup cache, warm here)."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from gateways.models import GatewayRoute
+from payments.models import Payment
+
+from ..conftest import client_for
+from ..factories import PaymentFactory
+
+PAYMENTS_URL = "/v1/payments"
+BODY = '{"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}'
+
+
+@pytest.fixture
+def no_tombstones(monkeypatch):
+    """Rows created by the test are cached at their first read, not two seconds later."""
+    monkeypatch.setattr("pgi.lookups.TOMBSTONE_SECONDS", 0)
+
+
+@pytest.fixture
+def warm_api(no_tombstones, merchant_key):
+    """A client whose key, merchant and routes are in the lookup cache."""
+    client = client_for(merchant_key)
+    assert client.get(PAYMENTS_URL).status_code == 200  # fills the cache; writes last_used_at once
+    return client
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"].split(None, 1)[0].upper() for q in queries.captured_queries]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_is_two_commits_around_the_gateway_call(merchant, warm_api):
+    warm_api.post(PAYMENTS_URL, BODY, content_type="application/json")  # the routes' first read
+
+    with CaptureQueriesContext(connection) as queries:
+        response = warm_api.post(PAYMENTS_URL, BODY, content_type="application/json")
+
+    assert response.status_code == 201 and response.json()["status"] == "Completed"
+    kinds = statements(queries)
+    # Before the call: the payment, its two history lines (one INSERT), its two events, its
+    # operation. The simulator's own ledger row (one INSERT, its own commit). After: the lock,
+    # the operations, the payment's status, the operation's end, the history line, the event, the
+    # attempt.
+    assert kinds == [
+        "BEGIN", "INSERT", "INSERT", "INSERT", "INSERT", "INSERT", "COMMIT",
+        "INSERT",
+        "BEGIN", "SELECT", "INSERT", "SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT", "COMMIT",
+    ]  # fmt: skip
+    assert len(kinds) == 17
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_routed_by_its_merchants_routes_costs_the_same(no_tombstones, merchant, warm_api):
+    GatewayRoute.objects.create(merchant=merchant, currency="USD", gateway="simulator", priority=1)
+    warm_api.post(PAYMENTS_URL, BODY, content_type="application/json")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = warm_api.post(PAYMENTS_URL, BODY, content_type="application/json")
+
+    assert response.status_code == 201
+    assert len(queries.captured_queries) == 17
+
+
+def test_a_payment_by_id_is_one_select(merchant, warm_api):
+    payment = PaymentFactory(merchant=merchant)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = warm_api.get(f"{PAYMENTS_URL}/{payment.id}")
+
+    assert response.status_code == 200 and response.json()["id"] == payment.id
+    assert statements(queries) == ["SELECT"]
+
+
+def test_a_page_of_fifty_is_one_select_whatever_its_rows(merchant, warm_api):
+    for _ in range(50):
+        PaymentFactory(merchant=merchant)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = warm_api.get(PAYMENTS_URL)
+
+    assert len(response.json()["results"]) == 50
+    assert statements(queries) == ["SELECT"]
+
+
+def test_the_status_of_a_payment_is_one_select(merchant, warm_api):
+    payment = PaymentFactory(merchant=merchant)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = warm_api.get(f"{PAYMENTS_URL}/{payment.id}/status")
+
+    assert response.status_code == 200
+    assert len(queries.captured_queries) == 1
+    assert Payment.objects.filter(pk=payment.id).exists()
