@@ -1,14 +1,16 @@
 """Loading a gateway's report file: kept as received (gzip, sha256), its lines written set-based.
 
-PostgreSQL: the lines go by COPY into a temporary staging table of text columns; one SQL pass
-checks every value (_check_sql: record type, currency, amounts against the currency's digits, the
-day, sizes), then one INSERT … SELECT casts them into GatewayReportLine. The first bad line fails
-the whole file with REPORT_LINE_INVALID naming it, and nothing is kept.
+PostgreSQL: the lines go by COPY into a temporary staging table of text columns; one INSERT …
+SELECT checks every value (_problem_sql: record type, currency, amounts against the currency's
+digits, the day, sizes) and casts those that pass into GatewayReportLine in the same scan. When a
+line was left out, _check_sql names the first bad one and the whole file fails with
+REPORT_LINE_INVALID: nothing is kept.
 The simulator's CSV and PGI's own line format are streamed to COPY as they are (the server parses
 the CSV); Stripe's and Adyen's files are read row by row with the connectors' own parsing and
 written to the same COPY. SQLite (`make run`) has no COPY: the same rows go by executemany in
-chunks. Memory stays flat in the number of lines: the file is read in chunks, never held whole
-(except the compressed copy that is stored).
+chunks. Memory stays flat in the number of lines: the file is read, checked (UTF-8, no NUL) and
+sent to COPY a megabyte at a time, never a line at a time nor whole, and stored compressed a few
+megabytes at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -40,6 +43,7 @@ from pgi.errors import ValidationFailed
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, UnknownCurrency, currency_exponent
 
 from .models import GatewayReport, GatewayReportLine, LineKind, ReportFormat
+from .timing import phase
 
 # PGI's own line format: gateways.base.ReportLine's fields in the simulator's column order. Reports
 # that a connector returns as lines (Stripe's API, Adyen's download) are kept in this format.
@@ -117,51 +121,73 @@ class _ContentWriter:
             self.buffer = bytearray()
 
 
+# gzip's fastest level: at a million lines (96 MB) it compresses in about 0.7 s to 14.5 MB, where
+# level 6 took 1.5 s for 12.3 MB; the kept file is read back rarely and whole.
+COMPRESS_LEVEL = 1
+
+
 def file_keep(report_id: int, source: bytes | BinaryIO | Path) -> None:
     """Store the file, gzip-compressed, as the report's content."""
     if connection.vendor == "sqlite":  # SQLite's || is text concatenation: the whole file at once
         out = io.BytesIO()
-        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as packed:
+        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0) as packed:
             for chunk in _chunks(source):
                 packed.write(chunk)
         GatewayReport.objects.filter(pk=report_id).update(content=out.getvalue())
         return
     sink = _ContentWriter(report_id)
-    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6, mtime=0) as packed:
+    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0) as packed:
         for chunk in _chunks(source):
             packed.write(chunk)
     sink.flush()
 
 
-def _text_lines(source: bytes | BinaryIO | Path) -> Iterator[str]:
-    """The file as text lines (UTF-8, a byte order mark dropped), read a chunk at a time. Raises
-    ValidationFailed (REPORT_LINE_INVALID, naming the line) for bytes that are not UTF-8 or a NUL."""
+def _text_blocks(source: bytes | BinaryIO | Path) -> Iterator[str]:
+    """The file as text (UTF-8, a byte order mark dropped), a chunk of whole lines at a time (the
+    last may lack its line break). Raises ValidationFailed (REPORT_LINE_INVALID, naming the line)
+    for bytes that are not UTF-8 or a NUL. Checked a chunk at a time, never a line at a time."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     pending, number = "", 0
     for chunk in _chunks(source):
         try:
-            pending += decoder.decode(chunk)
+            text = pending + decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             # The line of the bad byte: those complete before it, plus the one it is in.
             good = pending + chunk[: exc.start].decode("utf-8", errors="replace")
             raise ValidationFailed(
                 f"Report line {number + good.count(chr(10)) + 1} is not UTF-8 text.", code="REPORT_LINE_INVALID"
             ) from exc
-        if "\x00" in pending:
+        if "\x00" in text:
             raise ValidationFailed(
-                f"Report line {number + pending[: pending.index(chr(0))].count(chr(10)) + 1} holds a NUL byte.",
+                f"Report line {number + text[: text.index(chr(0))].count(chr(10)) + 1} holds a NUL byte.",
                 code="REPORT_LINE_INVALID",
             )
-        *complete, pending = pending.split("\n")
-        for line in complete:
-            number += 1
-            yield line + "\n"
+        cut = text.rfind("\n") + 1
+        block, pending = text[:cut], text[cut:]
+        if block:
+            number += block.count("\n")
+            yield block
     try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise ValidationFailed(f"Report line {number + 1} is not UTF-8 text.", code="REPORT_LINE_INVALID") from exc
     if pending:
         yield pending
+
+
+def _block_lines(blocks: Iterable[str]) -> Iterator[str]:
+    """The lines of _text_blocks' chunks, each with its line break (the file's last may have none)."""
+    for block in blocks:
+        *complete, rest = block.split("\n")
+        for line in complete:
+            yield line + "\n"
+        if rest:
+            yield rest
+
+
+def _text_lines(source: bytes | BinaryIO | Path) -> Iterator[str]:
+    """The file as text lines (_text_blocks' checks)."""
+    return _block_lines(_text_blocks(source))
 
 
 def report_format(header: list[str]) -> str:
@@ -296,7 +322,7 @@ def _amount_problem(name: str, value: str, digits: int, currency: str) -> str | 
 
 
 def line_problem(fmt: str, row: list[str], day: dt.date) -> str | None:
-    """What is wrong with a row of PGI_COLUMNS (text), or None: the checks _check_sql makes in SQL."""
+    """What is wrong with a row of PGI_COLUMNS (text), or None: the checks _problem_sql makes in SQL."""
     kind, reference, payment_id, refund_id, amount, currency, fee, booked_at, status = row
     if kind.strip().lower() not in FORMAT_KINDS[fmt]:
         return f"record type {kind!r} is not one of {', '.join(FORMAT_KINDS[fmt])}"
@@ -325,8 +351,10 @@ def line_problem(fmt: str, row: list[str], day: dt.date) -> str | None:
     return None
 
 
-def _check_sql() -> str:
-    """The first staged line that is not valid, (line number, why), in one scan of the staging table."""
+def _problem_sql() -> tuple[str, str]:
+    """(the currencies as a VALUES list c, the CASE saying what is wrong with staged row s, else
+    NULL): line_problem's checks in their order (CASE evaluates its branches in order, so a value
+    is cast only once the checks before it passed)."""
     currencies = ", ".join(f"('{code}', {digits})" for code, digits in sorted(currency_digits().items()))
     checks = []
     for name in ("amount", "fee"):
@@ -349,10 +377,7 @@ def _check_sql() -> str:
         f"WHEN length(COALESCE(s.{name}, '')) > {limit} THEN '{name} is longer than {limit} characters'"
         for name, limit in FIELD_LIMITS.items()
     ]
-    return f"""
-    WITH c(code, digits) AS (VALUES {currencies})
-    SELECT line, problem FROM (
-      SELECT COALESCE(s.source_line, s.n + 1) AS line, CASE
+    problem = f"""CASE
         WHEN NOT (lower(COALESCE(s.kind, '')) = ANY(%(kinds)s))
           THEN 'record type ' || quote_literal(COALESCE(s.kind, '')) || ' is not one of ' || %(kinds_text)s
         WHEN c.code IS NULL THEN 'currency ' || quote_literal(COALESCE(s.currency, '')) || ' is not an ISO 4217 currency'
@@ -362,10 +387,39 @@ def _check_sql() -> str:
         WHEN (s.booked_at::timestamptz AT TIME ZONE 'UTC')::date <> %(day)s
           THEN 'booked_at ' || quote_literal(s.booked_at) || ' is not on the report''s day ' || %(day_text)s || ' (UTC)'
         {" ".join(limits)}
-      END AS problem
+      END"""
+    return f"c(code, digits) AS (VALUES {currencies})", problem
+
+
+def _check_sql() -> str:
+    """The first staged line that is not valid, (line number, why), in one scan of the staging
+    table: run only when _insert_sql left a line out, to name it."""
+    currencies, problem = _problem_sql()
+    return f"""
+    WITH {currencies}
+    SELECT line, problem FROM (
+      SELECT COALESCE(s.source_line, s.n + 1) AS line, {problem} AS problem
       FROM {_STAGE} s LEFT JOIN c ON c.code = upper(s.currency)
       WHERE s.kind IS DISTINCT FROM %(blank)s
     ) checked WHERE problem IS NOT NULL ORDER BY line LIMIT 1
+    """
+
+
+def _insert_sql() -> str:
+    """The staged lines that pass every check, cast into GatewayReportLine: checked and written in
+    one scan of the staging table (a line that fails a check is left out; the caller compares the
+    count written with the count staged)."""
+    currencies, problem = _problem_sql()
+    return f"""
+    WITH {currencies}
+    INSERT INTO {LINE_TABLE} (report_id, line_no, kind, gateway_reference, payment_id, refund_id, amount, currency,
+      fee, booked_at, status)
+    SELECT %(report)s, COALESCE(s.source_line, s.n + 1),
+      CASE lower(s.kind) WHEN 'capture' THEN 'payment' ELSE lower(s.kind) END,
+      COALESCE(s.gateway_reference, ''), COALESCE(s.payment_id, ''), COALESCE(s.refund_id, ''), s.amount::numeric,
+      upper(s.currency), NULLIF(s.fee, '')::numeric, s.booked_at::timestamptz, COALESCE(s.status, '')
+    FROM {_STAGE} s LEFT JOIN c ON c.code = upper(s.currency)
+    WHERE s.kind IS DISTINCT FROM %(blank)s AND ({problem}) IS NULL
     """
 
 
@@ -374,13 +428,6 @@ def _check_sql() -> str:
 LINE_TABLE = GatewayReportLine._meta.db_table
 REPORT_TABLE = GatewayReport._meta.db_table
 _STAGE = "recon_stage"
-_CAST = (
-    "SELECT %(report)s, COALESCE(source_line, n + 1),"
-    " CASE lower(kind) WHEN 'capture' THEN 'payment' ELSE lower(kind) END,"
-    " COALESCE(gateway_reference, ''), COALESCE(payment_id, ''), COALESCE(refund_id, ''), amount::numeric,"
-    " upper(currency), NULLIF(fee, '')::numeric, booked_at::timestamptz, COALESCE(status, '')"
-    f" FROM {_STAGE} WHERE kind IS DISTINCT FROM %(blank)s"
-)
 _COPY_LINE = re.compile(r"\bline (\d+)")
 
 
@@ -399,18 +446,37 @@ def _copy_error(exc: Exception, streamed: bool) -> ValidationFailed:
     return ValidationFailed(f"The report cannot be loaded: {message}.", code="REPORT_LINE_INVALID")
 
 
-def _copy_postgresql(report_id: int, fmt: str, lines: Iterator[str], header: list[str], gateway: str,
+_BLANK_LINE = re.compile(r"^[^\S\n]*\n", re.MULTILINE)  # a line of white space only (str.isspace)
+
+
+def _blanks_marked(block: str, blank_row: str) -> tuple[str, int]:
+    """The block with each blank line replaced by blank_row (COPY refuses an empty row), and how many."""
+    block, blanks = _BLANK_LINE.subn(blank_row, block)
+    cut = block.rfind("\n") + 1
+    if cut < len(block) and not block[cut:].strip():  # the file's last line, without its line break
+        block, blanks = block[:cut] + blank_row, blanks + 1
+    return block, blanks
+
+
+def _copy_postgresql(report_id: int, fmt: str, blocks: Iterator[str], header: list[str], gateway: str,
                      progress: Callable[[int], None] | None, day: dt.date) -> int:  # fmt: skip
     chunk_lines = settings.PGI_RECONCILIATION["chunk_lines"]
     streamed = fmt in (ReportFormat.SIMULATOR, ReportFormat.PGI)
     blank_row = ",".join([f'"{_BLANK}"', *[""] * (len(PGI_COLUMNS) - 1)]) + "\n"
+    params = {
+        "report": report_id, "kinds": list(FORMAT_KINDS[fmt]), "kinds_text": ", ".join(FORMAT_KINDS[fmt]),
+        "money_kinds": list(MONEY_KINDS), "amount_pattern": AMOUNT_PATTERN, "booked_pattern": BOOKED_AT_PATTERN,
+        "day": day, "day_text": day.isoformat(), "blank": _BLANK,
+    }  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
-        # Text columns: the server parses the CSV; _check_sql then checks every value (the first bad
-        # line refuses the file, by its number) and the INSERT below casts what was checked.
+        # Text columns: the server parses the CSV; _insert_sql checks every value and casts those
+        # that pass into the report's lines in the same scan; when one is left out, _check_sql names
+        # the first bad line and the file is refused.
         # n numbers the rows in COPY order (a sequence, one nextval per row as they arrive): the
         # line number of a file streamed as it is (a blank line is staged as a marked row and
         # skipped, so the numbers hold); files read row by row give theirs (source_line).
+        # A temporary table: no write-ahead log (the kept file is the evidence).
         cursor.execute(
             f"CREATE TEMP TABLE {_STAGE} (n bigint GENERATED ALWAYS AS IDENTITY, source_line bigint, "
             + ", ".join(f"{name} text" for name in PGI_COLUMNS)
@@ -418,47 +484,41 @@ def _copy_postgresql(report_id: int, fmt: str, lines: Iterator[str], header: lis
         )
         columns = ", ".join(PGI_COLUMNS)
         raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no copy()
+        staged = 0  # lines staged, blank ones not counted
         try:
-            if streamed:
-                # The file goes to COPY as it is, a chunk of lines per write.
-                with raw.copy(f"COPY {_STAGE} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-                    buffer, count = [], 0
-                    for line in lines:
-                        buffer.append(blank_row if not line.strip() else line)
-                        if len(buffer) >= chunk_lines:
-                            copy.write("".join(buffer))
-                            count += len(buffer)
-                            buffer = []
+            with phase("COPY into staging"):
+                if streamed:
+                    # The file goes to COPY as it is, a chunk of whole lines (about a megabyte) per write.
+                    with raw.copy(f"COPY {_STAGE} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                        count = 0
+                        for block in blocks:
+                            marked, blanks = _blanks_marked(block, blank_row)
+                            copy.write(marked)
+                            count += block.count("\n")
+                            staged -= blanks
                             if progress:
                                 progress(count)
-                    copy.write("".join(buffer))
-            else:
-                # Rows read by PGI (some skipped): each keeps its line number in the file.
-                with raw.copy(f"COPY {_STAGE} (source_line, {columns}) FROM STDIN") as copy:
-                    for count, (number, row) in enumerate(_csv_rows(fmt, lines, header, gateway), start=1):
-                        copy.write_row([number, *row])
-                        if progress and count % chunk_lines == 0:
-                            progress(count)
-            cursor.execute(
-                _check_sql(),
-                {
-                    "kinds": list(FORMAT_KINDS[fmt]), "kinds_text": ", ".join(FORMAT_KINDS[fmt]),
-                    "money_kinds": list(MONEY_KINDS), "amount_pattern": AMOUNT_PATTERN,
-                    "booked_pattern": BOOKED_AT_PATTERN, "day": day, "day_text": day.isoformat(), "blank": _BLANK,
-                },
-            )  # fmt: skip
-            bad = cursor.fetchone()
-            if bad is not None:
+                    staged += raw.rowcount
+                else:
+                    # Rows read by PGI (some skipped): each keeps its line number in the file.
+                    with raw.copy(f"COPY {_STAGE} (source_line, {columns}) FROM STDIN") as copy:
+                        rows = _csv_rows(fmt, _block_lines(blocks), header, gateway)
+                        for staged, (number, row) in enumerate(rows, start=1):
+                            copy.write_row([number, *row])
+                            if progress and staged % chunk_lines == 0:
+                                progress(staged)
+            with phase("lines checked and inserted"):
+                cursor.execute(_insert_sql(), params)
+                count = cursor.rowcount
+            if count != staged:
+                cursor.execute(_check_sql(), params)
+                bad = cursor.fetchone()
+                if bad is None:  # cannot be: every staged line either passed or has a problem
+                    raise ValidationFailed("The report cannot be loaded.", code="REPORT_LINE_INVALID")
                 raise ValidationFailed(f"Report line {bad[0]} cannot be read: {bad[1]}.", code="REPORT_LINE_INVALID")
-            cursor.execute(
-                f"INSERT INTO {LINE_TABLE} (report_id, line_no, kind, gateway_reference, payment_id, refund_id,"
-                f" amount, currency, fee, booked_at, status) {_CAST}",
-                {"report": report_id, "blank": _BLANK},
-            )
         except (DatabaseError, psycopg.Error) as exc:
             # Bad CSV (a field too many or too few, quoting) or a value that does not cast: refused.
             raise _copy_error(exc, streamed) from exc
-        count = cursor.rowcount
         cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
     return count
 
@@ -477,9 +537,9 @@ def _parse_row(number: int, fmt: str, row: list[str], day: dt.date) -> tuple:
     )  # fmt: skip
 
 
-def _insert_batches(report_id: int, fmt: str, lines: Iterator[str], header: list[str], gateway: str,
+def _insert_batches(report_id: int, fmt: str, blocks: Iterator[str], header: list[str], gateway: str,
                     progress: Callable[[int], None] | None, day: dt.date) -> int:  # fmt: skip
-    """SQLite: the rows by executemany, chunk_lines at a time (checked as _check_sql checks them)."""
+    """SQLite: the rows by executemany, chunk_lines at a time (checked as _problem_sql checks them)."""
     chunk_lines = settings.PGI_RECONCILIATION["chunk_lines"]
     sql = (
         f"INSERT INTO {LINE_TABLE} (report_id, line_no, kind, gateway_reference, payment_id, refund_id, amount,"
@@ -487,7 +547,7 @@ def _insert_batches(report_id: int, fmt: str, lines: Iterator[str], header: list
     )
     count, batch = 0, []
     with connection.cursor() as cursor:
-        for number, row in _csv_rows(fmt, lines, header, gateway):
+        for number, row in _csv_rows(fmt, _block_lines(blocks), header, gateway):
             batch.append((report_id, number, *_parse_row(number, fmt, row, day)))
             if len(batch) >= chunk_lines:
                 cursor.executemany(sql, batch)
@@ -545,13 +605,15 @@ def report_load(
     loaded before (created=False) and load nothing. Raises ValidationFailed for a file PGI cannot
     read (an unknown header, a line that does not parse): then nothing is kept."""
     # The hash first (fast): a file loaded before is neither compressed nor read again.
-    sha256, size = file_sha256(data)
+    with phase("hash"):
+        sha256, size = file_sha256(data)
     found = GatewayReport.objects.filter(gateway=gateway, day=day, sha256=sha256).first()
     if found is not None:
         return LoadOutcome(report=_chosen(found), created=False)
-    lines = _text_lines(data)
-    first = next(lines, "")
-    header = next(csv.reader([first]), [])
+    blocks = _text_blocks(data)
+    first, newline, rest = next(blocks, "").partition("\n")
+    header = next(csv.reader([first + newline]), [])
+    blocks = itertools.chain([rest] if rest else [], blocks)  # the lines below the header
     fmt = report_format(header)
     try:
         with transaction.atomic():
@@ -559,9 +621,11 @@ def report_load(
                 gateway=gateway, day=day, name=name[:255], format=fmt, source=source, content=b"", size=size,
                 sha256=sha256, uploaded_by=uploaded_by, chosen_at=timezone.now(),
             )  # fmt: skip
-            file_keep(report.pk, data)
+            with phase("file kept (compressed)"):
+                file_keep(report.pk, data)
             load = _insert_batches if connection.vendor == "sqlite" else _copy_postgresql
-            report.line_count = load(report.pk, fmt, lines, [h.strip() for h in header], gateway, progress, day)
+            with phase("lines loaded"):
+                report.line_count = load(report.pk, fmt, blocks, [h.strip() for h in header], gateway, progress, day)
             report.save(update_fields=["line_count"])
     except IntegrityError:
         # The same file loaded at the same moment by another process: theirs is the report.

@@ -30,6 +30,7 @@ from settlements.models import LineKind as SettlementLineKind
 from settlements.models import SettlementLine
 
 from .models import Category, GatewayReportLine, ReconciliationException, ReconciliationTotal
+from .timing import phase
 
 P = Payment._meta.db_table
 C = PaymentStatusChange._meta.db_table
@@ -266,27 +267,33 @@ def match(*, run_id: int | None, gateway: str, day: dt.date, report_id: int | No
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {RESULT}")
         cursor.execute(f"DROP TABLE IF EXISTS {OPS}")
-        cursor.execute(_operations_sql(), params)
+        with phase("operations"):
+            cursor.execute(_operations_sql(), params)
         if postgresql:
             cursor.execute(f"ANALYZE {OPS}")
         else:
             cursor.execute(f"CREATE INDEX {OPS}_id ON {OPS} (id)")
         cursor.execute(f"SELECT COUNT(*) FROM {OPS}")
         totals.operations = cursor.fetchone()[0] or 0
-        cursor.execute(f"CREATE TEMP TABLE {RESULT} AS {_lines_sql()}", params)
+        with phase("lines matched"):
+            cursor.execute(f"CREATE TEMP TABLE {RESULT} AS {_lines_sql()}", params)
         step("report lines matched")
         totals.lines = cursor.rowcount if cursor.rowcount and cursor.rowcount > 0 else 0
         if postgresql:
             # Statistics for the anti-joins below (hash joins over the result; no index to build).
-            cursor.execute(f"ANALYZE {RESULT}")
+            with phase("result analyzed"):
+                cursor.execute(f"ANALYZE {RESULT}")
         else:
             # SQLite has no hash join: the anti-joins look the result up by payment and refund id.
             cursor.execute(f"CREATE INDEX {RESULT}_payment ON {RESULT} (payment_id)")
             cursor.execute(f"CREATE INDEX {RESULT}_refund ON {RESULT} (refund_id)")
-        cursor.execute(_missing_sql(), params)
+        with phase("missing"):
+            cursor.execute(_missing_sql(), params)
         step("PGI's payments and refunds of the day matched")
-        cursor.execute(_unmatched_webhooks_sql(), params)
-        cursor.execute(_totals_sql())
+        with phase("webhooks"):
+            cursor.execute(_unmatched_webhooks_sql(), params)
+        with phase("totals"):
+            cursor.execute(_totals_sql())
         rows = cursor.fetchall()
         if not totals.lines:
             cursor.execute(f"SELECT COUNT(*) FROM {RESULT} WHERE line_no IS NOT NULL")
@@ -297,7 +304,8 @@ def match(*, run_id: int | None, gateway: str, day: dt.date, report_id: int | No
             totals.by_category[(category, currency)] = [count, *values[:4], int(differences or 0), values[4]]
         step("totals")
         if run_id is not None:
-            _write(cursor, run_id=run_id, gateway=gateway, day=day, now=now, totals=totals)
+            with phase("totals and exceptions written"):
+                _write(cursor, run_id=run_id, gateway=gateway, day=day, now=now, totals=totals)
             step("exceptions")
         cursor.execute(f"DROP TABLE IF EXISTS {RESULT}")
         cursor.execute(f"DROP TABLE IF EXISTS {OPS}")

@@ -110,6 +110,25 @@ def test_blank_lines_are_skipped_and_the_line_numbers_hold(merchant):
         load(HEADER + "\n" + raw(amount="x"))
 
 
+@pytest.mark.django_db
+def test_lines_cut_across_read_chunks_keep_their_numbers(merchant, monkeypatch):
+    # The file is checked and sent to COPY a chunk of whole lines at a time: with chunks of a few
+    # bytes every line and blank line (white space, a CR) is cut somewhere, and the numbers hold.
+    from settlements.reconciliation import loading
+
+    monkeypatch.setattr(loading, "READ_CHUNK", 7)
+    body = raw() + "\r\n" + raw(amount="2.00") + " \t\n" + raw(amount="3.00").rstrip("\n")
+    outcome = load(HEADER + body + "\n  ")
+    assert outcome.report.line_count == 3
+    assert sorted(GatewayReportLine.objects.values_list("line_no", "amount")) == [
+        (2, Decimal("10")), (4, Decimal("2")), (6, Decimal("3")),
+    ]  # fmt: skip
+    with pytest.raises(ValidationFailed, match="^Report line 5 cannot be read: amount 'x'"):
+        load(HEADER + raw() + "\n\n" + raw(amount="x"))
+    with pytest.raises(ValidationFailed, match="^Report line 4 holds a NUL byte"):
+        load(HEADER + raw() + "\n" + raw().replace("sim_x", "sim\x00x"))
+
+
 @pytest.fixture
 def money_day(merchant):
     """A day whose totals are easy to get wrong: a currency mismatch, a repeated capture, a declined
