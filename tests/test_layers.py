@@ -78,6 +78,8 @@ DOMAIN_FILES = python_files(
     "settlements/signals.py",
     "settlements/reconciliation/models.py",
     "settlements/reconciliation/loading.py",
+    "settlements/reconciliation/checks.py",
+    "settlements/reconciliation/timing.py",
     "settlements/reconciliation/matching.py",
     "settlements/reconciliation/services.py",
     "settlements/reconciliation/selectors.py",
