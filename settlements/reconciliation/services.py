@@ -234,12 +234,23 @@ def reconciliation_report_upload(*, gateway: str, day: dt.date, name: str, conte
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class ResolveOutcome:
+    """What resolving a set of exception ids did: how many were resolved now, how many were
+    resolved already (left as they were) and which ids exist not at all."""
+
+    resolved: int
+    already_resolved: int
+    not_found: tuple[int, ...]
+
+
 def reconciliation_exceptions_resolve(
     *, exception_ids: Iterable[int], resolution: str, note: str, user
-) -> int:
+) -> ResolveOutcome:
     """Resolve the open exceptions among `exception_ids` with a resolution and a note, recording who
-    and when; returns how many were resolved (resolved ones are left as they are). Raises
-    ValidationFailed for an unknown resolution or an empty note, NotFound when no id exists."""
+    and when (resolved ones are left as they are; ids that exist not are reported back in
+    `not_found`, never counted as resolved). Raises ValidationFailed for an unknown resolution or an
+    empty note, NotFound when no id exists."""
     if resolution not in Resolution.values:
         raise ValidationFailed(
             f"The resolution must be one of {', '.join(Resolution.values)}.", code="INVALID_RESOLUTION"
@@ -251,11 +262,17 @@ def reconciliation_exceptions_resolve(
         ids = sorted({int(pk) for pk in exception_ids})
     except (TypeError, ValueError) as exc:
         raise ValidationFailed("Exception ids are whole numbers.", code="INVALID_ID") from exc
-    if not ids or not ReconciliationException.objects.filter(pk__in=ids).exists():
+    existing = set(ReconciliationException.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    if not existing:
         raise NotFound("No such reconciliation exception.")
     # A conditional update: two people resolving the same exception at once, the first one wins.
-    return ReconciliationException.objects.filter(pk__in=ids, resolution="").update(
+    resolved = ReconciliationException.objects.filter(pk__in=existing, resolution="").update(
         resolution=resolution, resolution_note=note, resolved_by=user, resolved_at=timezone.now()
+    )
+    return ResolveOutcome(
+        resolved=resolved,
+        already_resolved=len(existing) - resolved,
+        not_found=tuple(pk for pk in ids if pk not in existing),
     )
 
 

@@ -177,6 +177,17 @@ def exception_list_export(request, run_id: int | None = None):
     return exports.exceptions_csv(name, exceptions)
 
 
+def resolve_notes(outcome) -> str:
+    """The parts of a resolve outcome besides the resolved count: " (2 already resolved, left as
+    they were; not found: 99999)" or ""."""
+    notes = []
+    if outcome.already_resolved:
+        notes.append(f"{outcome.already_resolved} already resolved, left as they were")
+    if outcome.not_found:
+        notes.append("not found: " + ", ".join(str(pk) for pk in outcome.not_found))
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 @require_POST
 @finance_required(VIEW_EXCEPTIONS, RESOLVE)
 def exceptions_resolve(request):
@@ -194,16 +205,15 @@ def exceptions_resolve(request):
         messages.error(request, f"Nothing resolved. {problems}")
     else:
         try:
-            done = reconciliation_exceptions_resolve(
+            outcome = reconciliation_exceptions_resolve(
                 exception_ids=ids, resolution=form.cleaned_data["resolution"], note=form.cleaned_data["note"], user=request.user
             )
         except ApplicationError as exc:
             messages.error(request, f"Nothing resolved: {exc.message} ({exc.code})")
         else:
             label = dict(Resolution.choices)[form.cleaned_data["resolution"]].lower()
-            skipped = len(set(ids)) - done
-            note = f" ({skipped} already resolved, left as they were)" if skipped else ""
-            messages.success(request, f"Resolved {done} exception{'s' if done != 1 else ''} as {label}{note}.")
+            done = outcome.resolved
+            messages.success(request, f"Resolved {done} exception{'s' if done != 1 else ''} as {label}{resolve_notes(outcome)}.")
     return redirect(back)
 
 
