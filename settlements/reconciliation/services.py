@@ -223,11 +223,47 @@ def reconciliation_file_run(
     return RunOutcome(run=outcome.run, report=loaded.report, report_created=loaded.created, totals=outcome.totals)
 
 
-def reconciliation_report_upload(*, gateway: str, day: dt.date, name: str, content: bytes, user) -> RunOutcome:
+def upload_max_bytes() -> int:
+    """The largest report the finance UI's upload takes (PGI_RECONCILIATION["upload_max_bytes"])."""
+    return settings.PGI_RECONCILIATION["upload_max_bytes"]
+
+
+def upload_too_large_message(size: int) -> str:
+    limit = upload_max_bytes()
+    return (
+        f"The file has {size:,} bytes; an upload takes at most {limit:,} bytes ({limit / (1024 * 1024):g} MB). "
+        "Put a larger report in the inbox folder, or load it with `manage.py reconcile --file`."
+    )
+
+
+def report_has_lines(content: bytes) -> bool:
+    """Whether a report file holds anything after its header row (blank lines do not count)."""
+    _, newline, rest = content.partition(b"\n")
+    return bool(newline) and bool(rest.strip())
+
+
+def reconciliation_report_upload(
+    *, gateway: str, day: dt.date, name: str, content: bytes, user, replace_with_empty: bool = False
+) -> RunOutcome:
     """Finance's upload: keep the file, load it (once per identical file) and reconcile the day.
-    Raises ValidationFailed for an unknown gateway or a file PGI cannot read."""
+    Raises ValidationFailed for an unknown gateway, a file PGI cannot read, a file over
+    upload_max_bytes (REPORT_TOO_LARGE), and a file with no line after its header when the day's
+    current report has lines (REPORT_EMPTY_REPLACES_LINES) unless `replace_with_empty`: such a
+    file would turn every operation of the day into "missing at gateway"."""
     if not content:
         raise ValidationFailed("The file is empty.", code="REPORT_EMPTY")
+    if len(content) > upload_max_bytes():
+        raise ValidationFailed(upload_too_large_message(len(content)), code="REPORT_TOO_LARGE")
+    if not replace_with_empty and not report_has_lines(content):
+        current = loading.current_report(gateway=gateway, day=day)
+        if current is not None and current.line_count:
+            raise ValidationFailed(
+                f"The file has no line after its header, and the current report of {gateway} for "
+                f"{day.isoformat()} has {current.line_count:,}: it would make every operation of the day "
+                "missing at the gateway. Tick “Replace with an empty report” if the gateway's report "
+                "for the day really is empty.",
+                code="REPORT_EMPTY_REPLACES_LINES",
+            )
     return reconciliation_file_run(
         gateway=gateway, day=day, data=content, name=name, source=ReportSource.UPLOAD, trigger=RunTrigger.UPLOAD,
         user=user,

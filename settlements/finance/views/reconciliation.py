@@ -227,7 +227,7 @@ def report_upload(request):
         try:
             outcome = reconciliation_report_upload(
                 gateway=form.cleaned_data["gateway"], day=form.cleaned_data["day"], name=upload.name,
-                content=upload.read(), user=request.user,
+                content=upload.read(), user=request.user, replace_with_empty=form.cleaned_data["replace_with_empty"],
             )
         except ApplicationError as exc:
             form.add_error("file", f"{exc.message} ({exc.code})")

@@ -1,10 +1,19 @@
 """The finance UI refuses what it cannot take well: uploads too large or empty over a real report,
 resolving ids that exist not, bad export filters and pages, and names what it serves safely."""
 
+import io
+
 import pytest
 from django.urls import reverse
 
-from settlements.reconciliation.models import Category, ReconciliationException, Resolution
+from settlements.reconciliation.models import (
+    Category,
+    GatewayReport,
+    ReconciliationException,
+    ReconciliationRun,
+    Resolution,
+)
+from tests.settlements.test_reconciliation import DAY, HEADER
 
 from .test_reconciliation_pages import run, run_url  # noqa: F401 (fixture)
 
@@ -22,3 +31,61 @@ def test_resolving_unknown_ids_reports_them_as_not_found(finance, run):  # noqa:
     page = finance.get(run_url(run)).content.decode()
     assert "Resolved 2 exceptions as accepted (not found: 99999)." in page
     assert "already resolved" not in page
+
+
+def upload(finance, content: bytes, name="report.csv", **extra):
+    file = io.BytesIO(content)
+    file.name = name
+    return finance.post(
+        reverse("finance:report-upload"), {"gateway": "simulator", "day": DAY.isoformat(), "file": file, **extra}
+    )
+
+
+def test_an_upload_over_the_cap_is_refused_at_the_form_before_it_is_read(finance, settings, monkeypatch):
+    settings.PGI_RECONCILIATION = {**settings.PGI_RECONCILIATION, "upload_max_bytes": 1000}
+    from django.core.files.uploadedfile import InMemoryUploadedFile, TemporaryUploadedFile
+
+    def never(*args, **kwargs):
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr(InMemoryUploadedFile, "read", never)
+    monkeypatch.setattr(TemporaryUploadedFile, "read", never)
+
+    response = upload(finance, (HEADER * 100).encode())
+
+    assert response.status_code == 400
+    [error] = response.context["form"].errors["file"]
+    assert "at most 1,000 bytes" in error and "inbox folder" in error and "manage.py reconcile --file" in error
+    assert not GatewayReport.objects.exists() and not ReconciliationRun.objects.exists()
+
+
+def test_the_default_cap_is_20_mb_and_django_keeps_large_uploads_out_of_memory(finance, settings):
+    assert settings.PGI_RECONCILIATION["upload_max_bytes"] == 20 * 1024 * 1024
+    assert "at most 20 MB" in finance.get(reverse("finance:report-upload")).content.decode()
+    # Bodies above this go to a temporary file, never held in memory whole.
+    assert settings.FILE_UPLOAD_MAX_MEMORY_SIZE <= 2.5 * 1024 * 1024
+
+
+def test_a_header_only_upload_does_not_replace_a_report_with_lines_unless_confirmed(finance, run):  # noqa: F811
+    before = run.report
+    assert before.line_count > 0
+
+    response = upload(finance, HEADER.encode(), name="empty.csv")
+
+    assert response.status_code == 400
+    [error] = response.context["form"].errors["file"]
+    assert "no line after its header" in error and f"has {before.line_count:,}" in error
+    assert "Replace with an empty report" in error
+    run.refresh_from_db()
+    assert run.report_id == before.pk and GatewayReport.objects.count() == 1
+
+    response = upload(finance, HEADER.encode(), name="empty.csv", replace_with_empty="on")
+
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.report.line_count == 0 and run.report_id != before.pk
+
+
+def test_a_header_only_upload_for_a_day_without_a_report_is_taken(finance):
+    assert upload(finance, HEADER.encode(), name="empty.csv").status_code == 302
+    assert ReconciliationRun.objects.get().report.line_count == 0
