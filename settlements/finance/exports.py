@@ -10,7 +10,7 @@ from django.http import StreamingHttpResponse
 from pgi.money import quantize
 from settlements.downloads import csv_response
 
-from .selectors import PaymentFigures, SettlementTotal
+from .selectors import NO_ROUTE, PaymentFigures, SettlementTotal
 
 CHUNK = 2000  # rows per fetch from the server-side cursor
 
@@ -21,7 +21,7 @@ def figures_csv(name: str, rows) -> StreamingHttpResponse:
     return csv_response(
         f"{name}.csv",
         FIGURE_COLUMNS,
-        ([r.gateway, r.currency, r.payments, r.accepted, r.failed, r.open, r.success_rate, r.charged] for r in rows),
+        ([r.gateway or NO_ROUTE, r.currency, r.payments, r.accepted, r.failed, r.open, r.success_rate, r.charged] for r in rows),
     )
 
 

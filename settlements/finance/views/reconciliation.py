@@ -30,7 +30,7 @@ from ..access import finance_required
 from ..forms import ExceptionFilterForm, ReportUploadForm, ResolveForm, RunFilterForm
 from ..selectors import reconciliation_days
 from .dashboard import utc_today
-from .settlements import query_without
+from .settlements import invalid_filters_response, page_of, query_without
 
 RUNS_PER_PAGE = 30
 EXCEPTIONS_PER_PAGE = 50
@@ -62,7 +62,7 @@ def _runs(request):
 @finance_required(VIEW_RUNS)
 def run_list(request):
     form, runs = _runs(request)
-    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")) if runs is not None else None
+    page = page_of(Paginator(runs, RUNS_PER_PAGE), request) if runs is not None else None
     rows = [(run, category_counts(run)) for run in page.object_list] if page else []
     context = {
         "form": form,
@@ -77,9 +77,9 @@ def run_list(request):
 
 @finance_required(VIEW_RUNS)
 def run_list_export(request):
-    _, runs = _runs(request)
+    form, runs = _runs(request)
     if runs is None:
-        return HttpResponse("Invalid filters.", status=400, content_type="text/plain")
+        return invalid_filters_response(form)
     return exports.runs_csv(runs, EXCEPTION_CATEGORIES, category_counts, utc_today())
 
 
@@ -135,7 +135,7 @@ def _only_open(form) -> bool:
 
 def _exceptions_context(request, exceptions, form, count: int | None = None) -> dict:
     paginator = _CountedPaginator(exceptions, EXCEPTIONS_PER_PAGE, count=count) if exceptions is not None else None
-    page = paginator.get_page(request.GET.get("page")) if paginator else None
+    page = page_of(paginator, request) if paginator else None
     return {
         "form": form,
         "page": page,
@@ -170,9 +170,9 @@ def exception_list(request):
 @finance_required(VIEW_EXCEPTIONS)
 def exception_list_export(request, run_id: int | None = None):
     run = _run(run_id) if run_id is not None else None
-    _, exceptions = _exceptions(request, run)
+    form, exceptions = _exceptions(request, run)
     if exceptions is None:
-        return HttpResponse("Invalid filters.", status=400, content_type="text/plain")
+        return invalid_filters_response(form)
     name = f"reconciliation-{run.gateway}-{run.day.isoformat()}-exceptions" if run else f"reconciliation-exceptions-{utc_today().isoformat()}"
     return exports.exceptions_csv(name, exceptions)
 

@@ -89,3 +89,45 @@ def test_a_header_only_upload_does_not_replace_a_report_with_lines_unless_confir
 def test_a_header_only_upload_for_a_day_without_a_report_is_taken(finance):
     assert upload(finance, HEADER.encode(), name="empty.csv").status_code == 302
     assert ReconciliationRun.objects.get().report.line_count == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "field"),
+    [
+        ("finance:runs-export", {"day_from": "2026-12-05", "day_to": "2026-12-01"}, "day_to"),
+        ("finance:batches-export", {"currency": "XXX"}, "currency"),
+        ("finance:exceptions-export", {"amount_min": "ten"}, "amount_min"),
+    ],
+)
+def test_a_bad_export_filter_is_the_same_plain_400_naming_the_field(finance, url, params, field):
+    response = finance.get(reverse(url), params)
+
+    assert response.status_code == 400 and response["Content-Type"] == "text/plain; charset=utf-8"
+    text = response.content.decode()
+    assert text.startswith("Invalid filters.\n") and f"\n{field}: " in text and "<html" not in text
+
+
+@pytest.mark.parametrize(("value", "shown"), [("-1", 1), ("0", 1), ("abc", 1), ("", 1), ("2", 2), ("99", 3)])
+def test_a_page_below_1_or_not_a_number_is_the_first_and_one_past_the_end_the_last(finance, run, value, shown, monkeypatch):  # noqa: F811
+    from settlements.finance.views import reconciliation as views
+
+    monkeypatch.setattr(views, "EXCEPTIONS_PER_PAGE", 3)  # the run's 8 open exceptions on 3 pages
+
+    response = finance.get(run_url(run, page=value))
+
+    assert response.status_code == 200 and response.context["page"].number == shown
+
+
+def test_payments_without_a_route_are_shown_under_no_route(finance, today):
+    from payments.models import PaymentStatus
+
+    from .conftest import payment_on
+
+    payment_on(today, gateway="", currency="USD", status=PaymentStatus.FAILED)
+
+    html = finance.get(reverse("finance:dashboard")).content.decode()
+
+    assert "(none)" not in html
+    assert '<th scope="row">no route</th>' in html
+    export = finance.get(reverse("finance:dashboard-export", args=["payments-today"]))
+    assert '"no route"' in b"".join(export.streaming_content).decode()
