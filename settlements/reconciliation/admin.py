@@ -52,7 +52,7 @@ class GatewayReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if report is None:
             raise Http404("No such report.")
         response = HttpResponse(report_content(report), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{report.name}"'
+        response["Content-Disposition"] = f'attachment; filename="{report.download_name}"'
         response["X-Content-SHA256"] = report.sha256
         return response
 

@@ -131,3 +131,20 @@ def test_payments_without_a_route_are_shown_under_no_route(finance, today):
     assert '<th scope="row">no route</th>' in html
     export = finance.get(reverse("finance:dashboard-export", args=["payments-today"]))
     assert '"no route"' in b"".join(export.streaming_content).decode()
+
+
+def test_a_report_is_downloaded_under_a_safe_name_whatever_it_was_uploaded_as(finance, merchant, admin_client):
+    from tests.settlements.test_reconciliation import crafted_day
+
+    crafted = crafted_day(merchant)
+    assert upload(finance, crafted["report"], name='x.html"; evil').status_code == 302
+    report = GatewayReport.objects.get()
+
+    for client, url in (
+        (finance, reverse("finance:report", args=[report.pk])),
+        (admin_client, reverse("admin:settlements_gatewayreport_file", args=[report.pk])),
+    ):
+        response = client.get(url)
+        assert response.status_code == 200 and response["Content-Type"] == "text/csv; charset=utf-8"
+        assert response["Content-Disposition"] == f'attachment; filename="simulator_{DAY.isoformat()}_{report.pk}.csv"'
+        assert response.content == crafted["report"]
