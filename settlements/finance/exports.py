@@ -82,6 +82,7 @@ EXCEPTION_COLUMNS = (
     "id", "day", "gateway", "category", "reference", "currency", "amount", "report_amount", "report_currency",
     "pgi_amount", "pgi_currency", "report_status", "pgi_status", "payment_id", "refund_id", "gateway_reference",
     "detail", "first_seen_at", "overdue", "resolution", "resolution_note", "resolved_by", "resolved_at",
+    "report_payment_id", "report_refund_id",
 )
 
 
@@ -91,6 +92,7 @@ def exceptions_csv(name: str, exceptions) -> StreamingHttpResponse:
         "id", "day", "gateway", "category", "reference", "currency", "amount", "report_amount", "report_currency",
         "pgi_amount", "pgi_currency", "report_status", "pgi_status", "payment_id", "refund_id", "gateway_reference",
         "detail", "first_seen_at", "overdue", "resolution", "resolution_note", F("resolved_by__username"), "resolved_at",
+        "report_payment_id", "report_refund_id",
     )
 
     def rows():

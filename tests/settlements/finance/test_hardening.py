@@ -148,3 +148,15 @@ def test_a_report_is_downloaded_under_a_safe_name_whatever_it_was_uploaded_as(fi
         assert response.status_code == 200 and response["Content-Type"] == "text/csv; charset=utf-8"
         assert response["Content-Disposition"] == f'attachment; filename="simulator_{DAY.isoformat()}_{report.pk}.csv"'
         assert response.content == crafted["report"]
+
+
+def test_an_unknown_to_pgi_exception_shows_the_payment_id_the_report_gives(finance, run):  # noqa: F811
+    from .test_exports import rows_of
+
+    html = finance.get(run_url(run, category="unknown_to_pgi")).content.decode()
+    assert '<span class="helptext report-ref">payment pay_unknown</span>' in html
+
+    rows = rows_of(finance.get(reverse("finance:run-exceptions-export", args=[run.pk]), {"category": "unknown_to_pgi"}))
+    header = rows[0]
+    [line] = [row for row in rows[1:] if row[header.index("reference")] == "payment:sim_unknown"]
+    assert line[header.index("report_payment_id")] == "pay_unknown"
