@@ -444,6 +444,9 @@ PGI_RECONCILIATION = {
     "lookback_days": int(os.environ.get("PGI_RECONCILIATION_LOOKBACK_DAYS", "31")),
     # Lines per COPY write on PostgreSQL and per executemany on SQLite.
     "chunk_lines": int(os.environ.get("PGI_RECONCILIATION_CHUNK_LINES", "5000")),
+    # The largest report the finance UI's upload takes (a larger one goes to the inbox folder or
+    # `manage.py reconcile --file`, which have no web worker timeout).
+    "upload_max_bytes": int(os.environ.get("PGI_RECONCILIATION_UPLOAD_MAX_BYTES", str(20 * 1024 * 1024))),
 }
 # Circuit breaker per gateway, shared between processes through the cache (Redis, or var/cache.sqlite3).
 PGI_CIRCUIT_BREAKER = {

@@ -11,8 +11,11 @@ from decimal import Decimal
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 52, 12, 16, 34
+# The drawing's own units (its viewBox): it is scaled to its box's width, never wider (CSS
+# `width: 100%; height: auto`), so a phone shows the whole chart. Text sizes are set in these units
+# by finance.css, larger on narrow screens so that they stay about 11-12 px once scaled down.
+WIDTH, HEIGHT = 480, 200
+LEFT, RIGHT, TOP, BOTTOM = 64, 10, 14, 30
 
 
 def _nice_max(value: float) -> int:
@@ -48,13 +51,22 @@ def _grid(top_value: int, suffix: str = "") -> list[str]:
 
 
 def _x_labels(labels: Sequence[str], slot: float) -> list[str]:
+    """Every few labels counted back from the last (today's is always shown); on a narrow screen
+    only every other one of those (the class `minor` is hidden there) when there are many."""
     every = max(1, round(len(labels) / 8))
+    narrow_every = every * 2 if len(labels) > 8 else every
+    last = len(labels) - 1
     parts = []
     for i, label in enumerate(labels):
-        # Every few labels, and the last one when it does not crowd the one before.
-        if i % every == 0 or (i == len(labels) - 1 and i % every >= every / 2):
-            x = LEFT + slot * (i + 0.5)
-            parts.append(format_html('<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>', f"{x:.1f}", HEIGHT - 12, label))
+        if (last - i) % every:
+            continue
+        css = "axis x" if (last - i) % narrow_every == 0 else "axis x minor"
+        x, anchor = LEFT + slot * (i + 0.5), "middle"
+        if i == last and len(labels) > 8:  # a narrow last slot: ends at the edge instead of past it
+            x, anchor = WIDTH - 2, "end"
+        parts.append(format_html(
+            '<text class="{}" x="{}" y="{}" text-anchor="{}">{}</text>', css, f"{x:.1f}", HEIGHT - 10, anchor, label
+        ))
     return parts
 
 

@@ -10,7 +10,7 @@ from django.http import StreamingHttpResponse
 from pgi.money import quantize
 from settlements.downloads import csv_response
 
-from .selectors import PaymentFigures, SettlementTotal
+from .selectors import NO_ROUTE, PaymentFigures, SettlementTotal
 
 CHUNK = 2000  # rows per fetch from the server-side cursor
 
@@ -21,7 +21,7 @@ def figures_csv(name: str, rows) -> StreamingHttpResponse:
     return csv_response(
         f"{name}.csv",
         FIGURE_COLUMNS,
-        ([r.gateway, r.currency, r.payments, r.accepted, r.failed, r.open, r.success_rate, r.charged] for r in rows),
+        ([r.gateway or NO_ROUTE, r.currency, r.payments, r.accepted, r.failed, r.open, r.success_rate, r.charged] for r in rows),
     )
 
 
@@ -82,6 +82,7 @@ EXCEPTION_COLUMNS = (
     "id", "day", "gateway", "category", "reference", "currency", "amount", "report_amount", "report_currency",
     "pgi_amount", "pgi_currency", "report_status", "pgi_status", "payment_id", "refund_id", "gateway_reference",
     "detail", "first_seen_at", "overdue", "resolution", "resolution_note", "resolved_by", "resolved_at",
+    "report_payment_id", "report_refund_id",
 )
 
 
@@ -91,6 +92,7 @@ def exceptions_csv(name: str, exceptions) -> StreamingHttpResponse:
         "id", "day", "gateway", "category", "reference", "currency", "amount", "report_amount", "report_currency",
         "pgi_amount", "pgi_currency", "report_status", "pgi_status", "payment_id", "refund_id", "gateway_reference",
         "detail", "first_seen_at", "overdue", "resolution", "resolution_note", F("resolved_by__username"), "resolved_at",
+        "report_payment_id", "report_refund_id",
     )
 
     def rows():

@@ -5,6 +5,7 @@ from django import forms
 
 from pgi.money import is_payable_currency
 from settlements.models import BatchStatus
+from settlements.reconciliation.services import upload_max_bytes, upload_too_large_message
 
 from .selectors import BatchFilters
 
@@ -113,8 +114,25 @@ class ResolveForm(forms.Form):
 class ReportUploadForm(forms.Form):
     gateway = forms.ChoiceField(label="Gateway")
     day = forms.DateField(label="Day the report covers (UTC)", widget=forms.DateInput(attrs={"type": "date"}))
-    file = forms.FileField(label="Report file", help_text="The gateway's settlement report as downloaded (CSV).")
+    file = forms.FileField(label="Report file")
+    replace_with_empty = forms.BooleanField(
+        label="Replace with an empty report", required=False,
+        help_text="Only when the gateway's report for the day really has no line: a file with only its "
+        "header row is refused while the day's current report has lines.",
+    )
 
     def __init__(self, *args, gateways, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["gateway"].choices = [(code, code) for code in gateways]
+        limit = upload_max_bytes()
+        self.fields["file"].help_text = (
+            f"The gateway's settlement report as downloaded (CSV), at most {limit / (1024 * 1024):g} MB; "
+            "a larger one goes to the inbox folder or `manage.py reconcile --file`."
+        )
+
+    def clean_file(self):
+        # From the size the upload handler counted, before the file is read.
+        upload = self.cleaned_data["file"]
+        if upload.size > upload_max_bytes():
+            raise forms.ValidationError(upload_too_large_message(upload.size), code="REPORT_TOO_LARGE")
+        return upload

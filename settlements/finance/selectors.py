@@ -63,6 +63,10 @@ def _figures(rows) -> list[GatewayDayFigures]:
     ]
 
 
+# The gateway shown for payments that failed before any gateway was chosen (no route).
+NO_ROUTE = "no route"
+
+
 def payment_figures(*, today: dt.date, days: int = WINDOW_DAYS) -> PaymentFigures:
     """Today's figures live and the window's past days from their roll-up (two queries). Days that
     were never rolled up count as empty: the view rolls them up first (services.payment_days_missing)."""
@@ -76,7 +80,7 @@ def payment_figures(*, today: dt.date, days: int = WINDOW_DAYS) -> PaymentFigure
         total = totals.setdefault(key, {"gateway": row["gateway"], "currency": row["currency"], **dict.fromkeys(FIGURE_FIELDS, 0)})
         for name in FIGURE_FIELDS:
             total[name] += row[name]
-        for gateway in ("", row["gateway"] or "(none)"):
+        for gateway in ("", row["gateway"] or NO_ROUTE):
             counts = per_day[(gateway, row["day"])]
             for name in FIGURE_FIELDS[:4]:
                 counts[name] += row[name]

@@ -52,7 +52,7 @@ class GatewayReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if report is None:
             raise Http404("No such report.")
         response = HttpResponse(report_content(report), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{report.name}"'
+        response["Content-Disposition"] = f'attachment; filename="{report.download_name}"'
         response["X-Content-SHA256"] = report.sha256
         return response
 
@@ -171,17 +171,19 @@ class ReconciliationExceptionAdmin(admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             ids = list(queryset.values_list("pk", flat=True))
             try:
-                resolved = reconciliation_exceptions_resolve(
+                outcome = reconciliation_exceptions_resolve(
                     exception_ids=ids, resolution=form.cleaned_data["resolution"], note=form.cleaned_data["note"],
                     user=request.user,
                 )  # fmt: skip
             except ApplicationError as exc:
                 self.message_user(request, f"{exc.message} ({exc.code})", messages.ERROR)
                 return None
-            skipped = len(ids) - resolved
+            skipped, missing = outcome.already_resolved, outcome.not_found
             self.message_user(
                 request,
-                f"Resolved {resolved} exception(s)" + (f"; {skipped} already resolved, left as they were." if skipped else "."),
+                f"Resolved {outcome.resolved} exception(s)"
+                + (f"; {skipped} already resolved, left as they were" if skipped else "")
+                + (f"; not found: {', '.join(map(str, missing))}" if missing else "") + ".",
                 messages.SUCCESS,
             )
             return None

@@ -73,6 +73,13 @@ class GatewayReport(models.Model):
     def __str__(self) -> str:
         return f"{self.gateway} {self.day} {self.name}"
 
+    @property
+    def download_name(self) -> str:
+        """The name it is served under: `<gateway>_<day>_<id>.csv`, never the uploader's own name
+        (`x.html`, a path, quotes), since it is served as CSV."""
+        gateway = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in self.gateway) or "report"
+        return f"{gateway}_{self.day.isoformat()}_{self.pk}.csv"
+
 
 class LineKind(models.TextChoices):
     PAYMENT = "payment"

@@ -223,23 +223,70 @@ def reconciliation_file_run(
     return RunOutcome(run=outcome.run, report=loaded.report, report_created=loaded.created, totals=outcome.totals)
 
 
-def reconciliation_report_upload(*, gateway: str, day: dt.date, name: str, content: bytes, user) -> RunOutcome:
+def upload_max_bytes() -> int:
+    """The largest report the finance UI's upload takes (PGI_RECONCILIATION["upload_max_bytes"])."""
+    return settings.PGI_RECONCILIATION["upload_max_bytes"]
+
+
+def upload_too_large_message(size: int) -> str:
+    limit = upload_max_bytes()
+    return (
+        f"The file has {size:,} bytes; an upload takes at most {limit:,} bytes ({limit / (1024 * 1024):g} MB). "
+        "Put a larger report in the inbox folder, or load it with `manage.py reconcile --file`."
+    )
+
+
+def report_has_lines(content: bytes) -> bool:
+    """Whether a report file holds anything after its header row (blank lines do not count)."""
+    _, newline, rest = content.partition(b"\n")
+    return bool(newline) and bool(rest.strip())
+
+
+def reconciliation_report_upload(
+    *, gateway: str, day: dt.date, name: str, content: bytes, user, replace_with_empty: bool = False
+) -> RunOutcome:
     """Finance's upload: keep the file, load it (once per identical file) and reconcile the day.
-    Raises ValidationFailed for an unknown gateway or a file PGI cannot read."""
+    Raises ValidationFailed for an unknown gateway, a file PGI cannot read, a file over
+    upload_max_bytes (REPORT_TOO_LARGE), and a file with no line after its header when the day's
+    current report has lines (REPORT_EMPTY_REPLACES_LINES) unless `replace_with_empty`: such a
+    file would turn every operation of the day into "missing at gateway"."""
     if not content:
         raise ValidationFailed("The file is empty.", code="REPORT_EMPTY")
+    if len(content) > upload_max_bytes():
+        raise ValidationFailed(upload_too_large_message(len(content)), code="REPORT_TOO_LARGE")
+    if not replace_with_empty and not report_has_lines(content):
+        current = loading.current_report(gateway=gateway, day=day)
+        if current is not None and current.line_count:
+            raise ValidationFailed(
+                f"The file has no line after its header, and the current report of {gateway} for "
+                f"{day.isoformat()} has {current.line_count:,}: it would make every operation of the day "
+                "missing at the gateway. Tick “Replace with an empty report” if the gateway's report "
+                "for the day really is empty.",
+                code="REPORT_EMPTY_REPLACES_LINES",
+            )
     return reconciliation_file_run(
         gateway=gateway, day=day, data=content, name=name, source=ReportSource.UPLOAD, trigger=RunTrigger.UPLOAD,
         user=user,
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class ResolveOutcome:
+    """What resolving a set of exception ids did: how many were resolved now, how many were
+    resolved already (left as they were) and which ids exist not at all."""
+
+    resolved: int
+    already_resolved: int
+    not_found: tuple[int, ...]
+
+
 def reconciliation_exceptions_resolve(
     *, exception_ids: Iterable[int], resolution: str, note: str, user
-) -> int:
+) -> ResolveOutcome:
     """Resolve the open exceptions among `exception_ids` with a resolution and a note, recording who
-    and when; returns how many were resolved (resolved ones are left as they are). Raises
-    ValidationFailed for an unknown resolution or an empty note, NotFound when no id exists."""
+    and when (resolved ones are left as they are; ids that exist not are reported back in
+    `not_found`, never counted as resolved). Raises ValidationFailed for an unknown resolution or an
+    empty note, NotFound when no id exists."""
     if resolution not in Resolution.values:
         raise ValidationFailed(
             f"The resolution must be one of {', '.join(Resolution.values)}.", code="INVALID_RESOLUTION"
@@ -251,11 +298,17 @@ def reconciliation_exceptions_resolve(
         ids = sorted({int(pk) for pk in exception_ids})
     except (TypeError, ValueError) as exc:
         raise ValidationFailed("Exception ids are whole numbers.", code="INVALID_ID") from exc
-    if not ids or not ReconciliationException.objects.filter(pk__in=ids).exists():
+    existing = set(ReconciliationException.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    if not existing:
         raise NotFound("No such reconciliation exception.")
     # A conditional update: two people resolving the same exception at once, the first one wins.
-    return ReconciliationException.objects.filter(pk__in=ids, resolution="").update(
+    resolved = ReconciliationException.objects.filter(pk__in=existing, resolution="").update(
         resolution=resolution, resolution_note=note, resolved_by=user, resolved_at=timezone.now()
+    )
+    return ResolveOutcome(
+        resolved=resolved,
+        already_resolved=len(existing) - resolved,
+        not_found=tuple(pk for pk in ids if pk not in existing),
     )
 
 

@@ -26,12 +26,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 LAPTOP = {"width": 1400, "height": 1000}
 PHONE = {"width": 375, "height": 812}
 PASSWORD = "correct-horse-battery"
+# The shown size (CSS px) of every visible axis label of the charts, once scaled to their box.
+AXIS_SIZES = """() => [...document.querySelectorAll('svg.chart text.axis')]
+    .filter(t => t.getBoundingClientRect().height > 0)
+    .map(t => parseFloat(getComputedStyle(t).fontSize) * t.ownerSVGElement.getBoundingClientRect().width
+              / t.ownerSVGElement.viewBox.baseVal.width)"""
+# Every chart whose drawing is wider than its box, or whose box scrolls.
+CHARTS_FIT = """() => [...document.querySelectorAll('.chart-box')].filter(box => {
+    const svg = box.querySelector('svg');
+    return box.scrollWidth > box.clientWidth + 1 || svg.getBoundingClientRect().width > box.clientWidth + 1;
+}).map(box => box.querySelector('title').id)"""
 
 # The page's own width and every element wider than the page that is not inside a box that
-# scrolls on its own (a wide table does; the page must not).
+# scrolls on its own (a wide table does; the page must not; a chart never does: it fits its box).
 OVERFLOW = """() => {
     const width = document.documentElement.clientWidth;
-    const inScroller = el => el.closest('.table-scroll, .chart-box');
+    const inScroller = el => el.closest('.table-scroll');
     const wide = [...document.querySelectorAll('body *')].filter(el => {
         const r = el.getBoundingClientRect();
         return r.right > width + 1 && !inScroller(el);
@@ -97,6 +107,12 @@ def test_finance_signs_in_reads_the_dashboard_opens_a_batch_and_exports_csv(
     assert page.locator("#table-window tbody tr").count() >= 9  # three gateways x three currencies
     assert "1.500 KWD" in page.locator("#table-today").inner_text()
     assert "held" in page.locator("#table-outstanding").inner_text()
+    assert page.evaluate(CHARTS_FIT) == [], "a chart is wider than its box at 1400 px"
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    assert page.evaluate(CHARTS_FIT) == [], "a chart is wider than its box at 1280 px"
+    page.screenshot(path=artifacts / "finance-dashboard-1280.png", full_page=True)
+    assert min(page.evaluate(AXIS_SIZES)) >= 11
+    page.set_viewport_size(LAPTOP)
     page.screenshot(path=artifacts / "finance-dashboard.png", full_page=True)
 
     with page.expect_download() as download:
@@ -148,6 +164,15 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(live_server, plain_s
         assert layout["page"] <= PHONE["width"], (name, layout)
         assert layout["wide"] == [], (name, layout)
         page.screenshot(path=artifacts / f"finance-phone-{name}.png", full_page=True)
+        if name == "dashboard":
+            assert page.evaluate(CHARTS_FIT) == [], "a chart is wider than its box at 375 px"
+            # The axis labels stay readable once the chart is scaled down to the phone's width.
+            sizes = page.evaluate(AXIS_SIZES)
+            assert sizes and min(sizes) >= 11, sizes
+            # Today's column (the last) is within the screen.
+            last = page.evaluate("""() => { const c = [...document.querySelectorAll('#chart-volume-title')][0]
+                .closest('svg').querySelectorAll('g.column'); return c[c.length - 1].getBoundingClientRect().right; }""")
+            assert 0 < last <= PHONE["width"]
     # The menu and sign-out stay reachable at phone width.
     assert page.get_by_role("link", name="Settlements").is_visible()
     assert page.get_by_role("button", name="Sign out").is_visible()

@@ -25,6 +25,7 @@ from settlements.reconciliation.models import (
     Resolution,
 )
 from settlements.reconciliation.services import (
+    ResolveOutcome,
     reconciliation_exceptions_resolve,
     reconciliation_file_run,
     reconciliation_report_upload,
@@ -205,7 +206,7 @@ def test_a_rerun_keeps_resolutions_and_clears_what_is_gone(day, admin_user):
     assert reconciliation_exceptions_resolve(
         exception_ids=[unknown.pk, duplicate.pk], resolution=Resolution.ESCALATED, note="asked the gateway",
         user=admin_user,
-    ) == 2  # fmt: skip
+    ).resolved == 2  # fmt: skip
 
     reconciliation_run(gateway="simulator", day=DAY)  # the same report again
 
@@ -250,11 +251,11 @@ def test_resolving_needs_a_known_resolution_and_a_note(day, admin_user):
 
     assert reconciliation_exceptions_resolve(
         exception_ids=[exc.pk], resolution="written_off", note="small", user=admin_user
-    ) == 1
+    ).resolved == 1
     # Resolving again changes nothing: the first resolution stands.
     assert reconciliation_exceptions_resolve(
-        exception_ids=[exc.pk], resolution="accepted", note="other", user=admin_user
-    ) == 0
+        exception_ids=[exc.pk, 0, 999999], resolution="accepted", note="other", user=admin_user
+    ) == ResolveOutcome(resolved=0, already_resolved=1, not_found=(0, 999999))
     exc.refresh_from_db()
     assert (exc.resolution, exc.resolution_note) == ("written_off", "small")
 

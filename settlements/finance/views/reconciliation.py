@@ -30,7 +30,7 @@ from ..access import finance_required
 from ..forms import ExceptionFilterForm, ReportUploadForm, ResolveForm, RunFilterForm
 from ..selectors import reconciliation_days
 from .dashboard import utc_today
-from .settlements import query_without
+from .settlements import invalid_filters_response, page_of, query_without
 
 RUNS_PER_PAGE = 30
 EXCEPTIONS_PER_PAGE = 50
@@ -62,7 +62,7 @@ def _runs(request):
 @finance_required(VIEW_RUNS)
 def run_list(request):
     form, runs = _runs(request)
-    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")) if runs is not None else None
+    page = page_of(Paginator(runs, RUNS_PER_PAGE), request) if runs is not None else None
     rows = [(run, category_counts(run)) for run in page.object_list] if page else []
     context = {
         "form": form,
@@ -77,9 +77,9 @@ def run_list(request):
 
 @finance_required(VIEW_RUNS)
 def run_list_export(request):
-    _, runs = _runs(request)
+    form, runs = _runs(request)
     if runs is None:
-        return HttpResponse("Invalid filters.", status=400, content_type="text/plain")
+        return invalid_filters_response(form)
     return exports.runs_csv(runs, EXCEPTION_CATEGORIES, category_counts, utc_today())
 
 
@@ -135,7 +135,7 @@ def _only_open(form) -> bool:
 
 def _exceptions_context(request, exceptions, form, count: int | None = None) -> dict:
     paginator = _CountedPaginator(exceptions, EXCEPTIONS_PER_PAGE, count=count) if exceptions is not None else None
-    page = paginator.get_page(request.GET.get("page")) if paginator else None
+    page = page_of(paginator, request) if paginator else None
     return {
         "form": form,
         "page": page,
@@ -170,11 +170,22 @@ def exception_list(request):
 @finance_required(VIEW_EXCEPTIONS)
 def exception_list_export(request, run_id: int | None = None):
     run = _run(run_id) if run_id is not None else None
-    _, exceptions = _exceptions(request, run)
+    form, exceptions = _exceptions(request, run)
     if exceptions is None:
-        return HttpResponse("Invalid filters.", status=400, content_type="text/plain")
+        return invalid_filters_response(form)
     name = f"reconciliation-{run.gateway}-{run.day.isoformat()}-exceptions" if run else f"reconciliation-exceptions-{utc_today().isoformat()}"
     return exports.exceptions_csv(name, exceptions)
+
+
+def resolve_notes(outcome) -> str:
+    """The parts of a resolve outcome besides the resolved count: " (2 already resolved, left as
+    they were; not found: 99999)" or ""."""
+    notes = []
+    if outcome.already_resolved:
+        notes.append(f"{outcome.already_resolved} already resolved, left as they were")
+    if outcome.not_found:
+        notes.append("not found: " + ", ".join(str(pk) for pk in outcome.not_found))
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 @require_POST
@@ -194,16 +205,15 @@ def exceptions_resolve(request):
         messages.error(request, f"Nothing resolved. {problems}")
     else:
         try:
-            done = reconciliation_exceptions_resolve(
+            outcome = reconciliation_exceptions_resolve(
                 exception_ids=ids, resolution=form.cleaned_data["resolution"], note=form.cleaned_data["note"], user=request.user
             )
         except ApplicationError as exc:
             messages.error(request, f"Nothing resolved: {exc.message} ({exc.code})")
         else:
             label = dict(Resolution.choices)[form.cleaned_data["resolution"]].lower()
-            skipped = len(set(ids)) - done
-            note = f" ({skipped} already resolved, left as they were)" if skipped else ""
-            messages.success(request, f"Resolved {done} exception{'s' if done != 1 else ''} as {label}{note}.")
+            done = outcome.resolved
+            messages.success(request, f"Resolved {done} exception{'s' if done != 1 else ''} as {label}{resolve_notes(outcome)}.")
     return redirect(back)
 
 
@@ -217,7 +227,7 @@ def report_upload(request):
         try:
             outcome = reconciliation_report_upload(
                 gateway=form.cleaned_data["gateway"], day=form.cleaned_data["day"], name=upload.name,
-                content=upload.read(), user=request.user,
+                content=upload.read(), user=request.user, replace_with_empty=form.cleaned_data["replace_with_empty"],
             )
         except ApplicationError as exc:
             form.add_error("file", f"{exc.message} ({exc.code})")
@@ -235,7 +245,7 @@ def report_download(request, report_id: int):
     if report is None:
         raise Http404("No such report.")
     response = HttpResponse(report_content(report), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{report.name}"'
+    response["Content-Disposition"] = f'attachment; filename="{report.download_name}"'
     response["X-Content-SHA256"] = report.sha256
     return response
 

@@ -3,7 +3,7 @@ their downloads (the same files and statement as the admin serves: settlements.d
 
 from django.core.paginator import Paginator
 from django.db.models.functions import Length
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -40,12 +40,28 @@ def query_without(request, *names: str) -> str:
     return urlencode(params)
 
 
+def page_of(paginator, request):
+    """The page `?page=` names: a number past the last is the last page (Django's get_page); one
+    that is not a whole number, or below 1, is the first page."""
+    value = request.GET.get("page", "")
+    number = int(value) if value.strip().isdigit() else 1
+    return paginator.get_page(max(number, 1))
+
+
+def invalid_filters_response(form) -> HttpResponse:
+    """An export's answer to bad filters: 400, plain text, naming each wrong field and why."""
+    problems = "\n".join(
+        f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors) for name, errors in form.errors.items()
+    )
+    return HttpResponse(f"Invalid filters.\n{problems}\n", status=400, content_type="text/plain; charset=utf-8")
+
+
 @finance_required(VIEW_BATCHES)
 def batch_list(request):
     form, batches = _filtered(request)
     page = None
     if batches is not None:
-        page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
+        page = page_of(Paginator(batches, BATCHES_PER_PAGE), request)
     context = {
         "form": form,
         "page": page,
@@ -59,7 +75,7 @@ def batch_list(request):
 def batch_list_export(request):
     form, batches = _filtered(request)
     if batches is None:
-        return render(request, "finance/batch_list.html", {"form": form, "page": None, "nav": "settlements"}, status=400)
+        return invalid_filters_response(form)
     return exports.batches_csv(batches, utc_today())
 
 

@@ -68,3 +68,19 @@ def test_the_demo_user_is_for_the_sandbox_only(settings):
     settings.PGI_SANDBOX = False
     with pytest.raises(CommandError, match="sandbox only"):
         run("--demo")
+
+
+def test_demo_setup_rewriting_the_credentials_keeps_the_finance_user(settings, tmp_path, django_user_model):
+    settings.VAR_DIR = tmp_path
+    settings.PGI_SANDBOX = True
+    call_command("demo_setup", stdout=StringIO())
+    finance = dict(line.split("=", 1) for line in run("--demo").split())
+    path = tmp_path / "demo-credentials.env"
+    # The admin password no longer valid: demo_setup issues a new one and rewrites the file.
+    path.write_text(path.read_text().replace("PGI_ADMIN_PASSWORD=", "PGI_ADMIN_PASSWORD=stale"))
+
+    call_command("demo_setup", stdout=StringIO())
+
+    saved = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    assert "stale" not in saved["PGI_ADMIN_PASSWORD"]
+    assert (saved["PGI_FINANCE_USER"], saved["PGI_FINANCE_PASSWORD"]) == ("finance", finance["PGI_FINANCE_PASSWORD"])
