@@ -15,6 +15,8 @@ from pgi.admin_format import instant, spreadsheet_safe
 from pgi.money import quantize
 
 from .models import PayoutFile, SettlementBatch
+from .reconciliation.loading import report_content
+from .reconciliation.models import GatewayReport
 from .selectors import (
     PAYOUT_FILE_CONTENT_TYPES,
     STATEMENT_COLUMNS,
@@ -27,6 +29,14 @@ def payout_file_response(file: PayoutFile) -> HttpResponse:
     response = HttpResponse(bytes(file.content), content_type=PAYOUT_FILE_CONTENT_TYPES[file.kind])
     response["Content-Disposition"] = f'attachment; filename="{file.name}"'
     response["X-Content-SHA256"] = file.sha256
+    return response
+
+
+def gateway_report_response(report: GatewayReport) -> HttpResponse:
+    """A gateway's report as received, byte for byte, under a safe name, with its sha256 in a header."""
+    response = HttpResponse(report_content(report), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{report.download_name}"'
+    response["X-Content-SHA256"] = report.sha256
     return response
 
 

@@ -128,29 +128,19 @@ def gateway_call(
     started = time.monotonic()
 
     def record(outcome: str, *, later: bool = False, **fields) -> None:
-        latency_ms = int((time.monotonic() - started) * 1000)
-        if later and record_in is not None:
-            record_in.append(
-                attempt_new(
-                    payment_id=payment_id,
-                    operation=operation,
-                    gateway=connector.code,
-                    key=key,
-                    outcome=outcome,
-                    latency_ms=latency_ms,
-                    **fields,
-                )
-            )
-            return
-        attempt_record(
+        attempt = dict(
             payment_id=payment_id,
             operation=operation,
             gateway=connector.code,
             key=key,
             outcome=outcome,
-            latency_ms=latency_ms,
+            latency_ms=int((time.monotonic() - started) * 1000),
             **fields,
         )
+        if later and record_in is not None:
+            record_in.append(attempt_new(**attempt))
+        else:
+            attempt_record(**attempt)
 
     try:
         result = call()

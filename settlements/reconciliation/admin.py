@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -15,8 +15,14 @@ from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.errors import ApplicationError
 
-from .loading import report_content
-from .models import GatewayReport, ReconciliationException, ReconciliationRun, ReconciliationTotal, Resolution
+from ..downloads import gateway_report_response
+from .models import (
+    GatewayReport,
+    ReconciliationException,
+    ReconciliationRun,
+    ReconciliationTotal,
+    Resolution,
+)
 from .selectors import overdue_before
 from .services import reconciliation_exceptions_resolve
 
@@ -51,10 +57,7 @@ class GatewayReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         report = GatewayReport.objects.filter(pk=object_id).first()
         if report is None:
             raise Http404("No such report.")
-        response = HttpResponse(report_content(report), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{report.download_name}"'
-        response["X-Content-SHA256"] = report.sha256
-        return response
+        return gateway_report_response(report)
 
 
 class TotalInline(ReadOnlyAdminMixin, admin.TabularInline):

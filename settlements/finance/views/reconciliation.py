@@ -7,7 +7,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 
 from gateways.registry import configured_codes
 from pgi.errors import ApplicationError
+from settlements.downloads import gateway_report_response
 from settlements.reconciliation import selectors as recon
-from settlements.reconciliation.loading import report_content
 from settlements.reconciliation.models import Category, GatewayReport, Resolution
 from settlements.reconciliation.services import (
     reconciliation_day_default,
@@ -244,10 +244,7 @@ def report_download(request, report_id: int):
     report = GatewayReport.objects.filter(pk=report_id).first()
     if report is None:
         raise Http404("No such report.")
-    response = HttpResponse(report_content(report), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{report.download_name}"'
-    response["X-Content-SHA256"] = report.sha256
-    return response
+    return gateway_report_response(report)
 
 
 
