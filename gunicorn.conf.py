@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gunicorn.util
 
+VAR_DIR = Path(os.environ.get("PGI_VAR_DIR") or Path(__file__).resolve().parent / "var")
 bind = os.environ.get("PGI_WEB_BIND", "0.0.0.0:8000")
 # A gateway answers in 200 ms to seconds, and a request waits for it: threads keep many calls in
 # flight per process (workers x threads at once; bench/api_load.py measures the shape, with a
@@ -24,11 +25,33 @@ timeout = int(os.environ.get("PGI_WEB_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("PGI_WEB_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
 accesslog = "-"
+# gunicorn's access line, with the request id PGI answered in X-Request-Id (the same id as on the
+# application's own log lines of the request; docs/04-operations.md).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" request_id=%({x-request-id}o)s'
 # gunicorn's control socket (for `gunicornc`) defaults to one path per user, so a second gunicorn of
 # the same user would take it over and stopping either would delete it. Each instance keeps its own
 # in its var directory, owner-only, like the rest of its state.
-control_socket = str(Path(os.environ.get("PGI_VAR_DIR") or Path(__file__).resolve().parent / "var") / "gunicorn.ctl")
+control_socket = str(VAR_DIR / "gunicorn.ctl")
 control_socket_mode = 0o600
+
+# /metrics sums the request metrics of every worker of this server: prometheus_client keeps each
+# worker's in files of this directory (its multiprocess mode, chosen by this variable, which the
+# workers inherit). Emptied when the server starts; a dead worker's files are marked (child_exit).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+
+
+def on_starting(server):
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in directory.glob("*.db"):  # the last run's workers: their counts are not this server's
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
 
 # Request head limits. The request line may be as long as gunicorn allows (8190 bytes, its maximum)
 # so that PGI itself answers a URL longer than its own bound (4096 characters, URI_TOO_LONG) in

@@ -570,13 +570,28 @@ CELERY_BEAT_SCHEDULE = {
     "finance-daily-figures": {"task": "settlements.finance.tasks.finance_daily_figures_refresh", "schedule": 3600.0},
 }
 
+# PGI_LOG_FORMAT: `json` (the default: one JSON object per line, for the log pipeline) or `text`
+# (`make run` sets it: lines a person reads). Both carry the request id (pgi/observability/logs.py).
+PGI_LOG_FORMAT = os.environ.get("PGI_LOG_FORMAT", "json").strip().lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # A client's mistake (4xx) is not the service's: INFO, not Django's WARNING. 5xx stay ERROR.
-    "filters": {"client_errors_at_info": {"()": "pgi.log_filters.ClientErrorsAtInfo"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(request_id_tag)s %(message)s"},
+        "json": {"()": "pgi.observability.logs.PgiJsonFormatter"},
+    },
+    "filters": {
+        # A client's mistake (4xx) is not the service's: INFO, not Django's WARNING. 5xx stay ERROR.
+        "client_errors_at_info": {"()": "pgi.log_filters.ClientErrorsAtInfo"},
+        "request_id": {"()": "pgi.observability.logs.RequestIdFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain" if PGI_LOG_FORMAT == "text" else "json",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("PGI_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"filters": ["client_errors_at_info"]},
@@ -586,3 +601,20 @@ LOGGING = {
         "Adyen": {"level": "WARNING"},
     },
 }
+
+# --- Observability: request id, /metrics, /healthz, /readyz (docs/04-operations.md) ---------
+# One block, so that it merges apart from other sections: it adds its own apps and middleware.
+INSTALLED_APPS += ["pgi.observability", "monitoring"]
+# First: the request id is set, and the clock started, before any other middleware runs. Then the
+# probes and /metrics, answered before the host check and the HTTPS redirect (monitoring/middleware.py).
+MIDDLEWARE[:0] = [
+    "pgi.observability.middleware.RequestObservabilityMiddleware",
+    "monitoring.middleware.ProbesMiddleware",
+]
+# Bearer token that /metrics requires; unset, /metrics answers 404 (it does not exist).
+PGI_METRICS_TOKEN = os.environ.get("PGI_METRICS_TOKEN", "")
+# A web process reads the database and the cache for /metrics at most this often; scrapes in between
+# get the last figures.
+PGI_METRICS_CACHE_SECONDS = float(os.environ.get("PGI_METRICS_CACHE_SECONDS", "10"))
+# What /readyz checks (pgi/web/health.py CHECKS' names); any failing one answers 503.
+PGI_READY_CHECKS = env_list("PGI_READY_CHECKS", "database,cache,celeryBroker")

@@ -60,6 +60,9 @@ class OutboxEvent(models.Model):
         blank=True,
         related_name="+",
     )
+    # The request (or the Celery task it queued) that caused the event: the relay sends it as the
+    # Kafka header `pgi-request-id` (docs/04-operations.md, "Metrics, logs and health probes").
+    request_id = models.CharField(max_length=128, blank=True, default="")
     # When pgi.webhooks turned the row into deliveries (or found no endpoint for it); NULL: not yet.
     # Only payment-events rows are fanned out; events_prune keeps a row until this is set.
     webhooks_at = models.DateTimeField(null=True, blank=True)

@@ -16,6 +16,8 @@ from pgi.money import quantize
 from refunds.models import Refund, RefundStatus
 from settlements.models import SettlementBatch
 
+from pgi.observability import request_id
+
 from .models import OutboxEvent
 
 EVENT_VERSION = 1
@@ -197,6 +199,7 @@ def _row(topic: str, message: dict, merchant_id: int | None) -> OutboxEvent:
         payload=message,
         body=json_text(message),
         merchant_id=merchant_id,
+        request_id=request_id.current(),
     )
 
 

@@ -22,6 +22,8 @@ from django.db import DatabaseError, connection, connections
 from django.db.models import F
 from django.utils import timezone
 
+from pgi.observability.request_id import KAFKA_HEADER
+
 from .models import OutboxEvent
 from .selectors import UnsentRow, outbox_unsent
 
@@ -279,6 +281,8 @@ class Relay:
 
     def _produce(self, producer: Producer, row: UnsentRow, on_delivery, failed: dict) -> None:
         headers = [("eventId", str(row.event_id).encode()), ("eventType", row.event_type.encode())]
+        if row.request_id:
+            headers.append((KAFKA_HEADER, row.request_id.encode()))
         while True:
             try:
                 producer.produce(

@@ -19,10 +19,11 @@ class UnsentRow(NamedTuple):
     key: str
     event_type: str
     body: str
+    request_id: str = ""
     payload: dict | None = None  # only for a row without a body
 
 
-UNSENT_COLUMNS = ("id", "event_id", "topic", "key", "event_type", "body")
+UNSENT_COLUMNS = ("id", "event_id", "topic", "key", "event_type", "body", "request_id")
 
 
 def outbox_unsent(*, limit: int, excluding: list[int] | None = None) -> list[UnsentRow]:

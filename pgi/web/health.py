@@ -1,7 +1,9 @@
 """Readiness of PGI's backing services, for operators, `make run` and load balancers.
 
 Anyone may ask whether PGI is up; which backend failed and why (names, addresses, error text)
-is for staff and for monitoring that holds PGI_HEALTH_TOKEN.
+is for staff and for monitoring that holds PGI_HEALTH_TOKEN. `/health` runs every check; the
+orchestrator's `/readyz` those named in PGI_READY_CHECKS (not Kafka: payments go on while it is
+down, their events wait in the outbox), and `/healthz` none.
 """
 
 import hmac
@@ -62,9 +64,12 @@ def outbox_relay_detail() -> dict:
     return {"unsent": unsent, "oldestUnsentSeconds": round(oldest_seconds, 1)}
 
 
-def run_checks() -> dict[str, dict]:
+def run_checks(names: list[str] | None = None) -> dict[str, dict]:
+    """Each check's {"ok", "detail"}: all of CHECKS, or those in `names`."""
     results = {}
     for name, check in CHECKS.items():
+        if names is not None and name not in names:
+            continue
         try:
             results[name] = {"ok": True, "detail": str(check())}
         except Exception as exc:  # a health check reports failures, it does not raise them
@@ -77,7 +82,8 @@ class _Memo:
     them, the others answer from the last results instead of waiting: a backing service that
     hangs holds one web thread, not every thread a burst of probes (anyone may call /health) takes."""
 
-    def __init__(self):
+    def __init__(self, run=run_checks):
+        self._run = run
         self._lock = threading.Lock()
         self._results: dict[str, dict] | None = None
         self._at = 0.0
@@ -88,7 +94,7 @@ class _Memo:
             return self._results
         if self._lock.acquire(blocking=self._results is None):
             try:
-                results = run_checks()
+                results = self._run()
                 self._results, self._at = results, time.monotonic()
                 return results
             finally:
@@ -101,6 +107,7 @@ class _Memo:
 
 
 checks_memo = _Memo()
+ready_memo = _Memo(lambda: run_checks(settings.PGI_READY_CHECKS))
 
 
 def may_see_health_details(request) -> bool:

@@ -7,7 +7,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
 from .docs import base_url_of, doc_page, doc_pages
-from .health import checks_memo, may_see_health_details, outbox_relay_detail
+from .health import checks_memo, may_see_health_details, outbox_relay_detail, ready_memo
 
 
 def health(request):
@@ -20,6 +20,24 @@ def health(request):
     if may_see_health_details(request):
         body["checks"] = checks
         body["outboxRelay"] = outbox_relay_detail()
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def healthz(request):
+    """Liveness: 200 while the process answers at all. Touches no backing service, so an outage of
+    one never gets healthy web processes restarted."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Readiness: 200 `{"status": "ready"}` when every check of PGI_READY_CHECKS passes (database,
+    cache, Celery broker by default), else 503 `{"status": "unavailable"}`; the checks' details as
+    /health shows them, to the same people."""
+    checks = ready_memo.get()
+    ok = all(check["ok"] for check in checks.values())
+    body = {"status": "ready" if ok else "unavailable"}
+    if may_see_health_details(request):
+        body["checks"] = checks
     return JsonResponse(body, status=200 if ok else 503)
 
 
