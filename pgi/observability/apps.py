@@ -7,7 +7,7 @@ class ObservabilityConfig(AppConfig):
     verbose_name = "Observability"
 
     def ready(self):
-        from . import celery_signals, logs
+        from . import celery_signals, logs, middleware  # noqa: F401  (middleware: its request_finished receiver)
 
         logs.request_id_on_every_record()
         celery_signals.connect()

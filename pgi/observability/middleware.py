@@ -2,6 +2,9 @@
 
 import time
 
+from django.core.signals import request_finished
+from django.dispatch import receiver
+
 from . import request_id
 from .http_metrics import observe
 
@@ -18,12 +21,17 @@ class RequestObservabilityMiddleware:
 
     def __call__(self, request):
         rid = request_id.from_header(request.META.get(request_id.META_KEY))
-        token = request_id.activate(rid)
+        # Left current after the middleware returns: Django logs a 4xx or 5xx answer (django.request)
+        # after the last middleware, and that line belongs to the request too. request_finished ends it.
+        request_id.activate(rid)
         started = time.perf_counter()
-        try:
-            response = self.get_response(request)
-            response[request_id.HEADER] = rid
-            observe(request, response.status_code, time.perf_counter() - started)
-            return response
-        finally:
-            request_id.deactivate(token)  # a gunicorn thread serves the next request with none
+        response = self.get_response(request)
+        response[request_id.HEADER] = rid
+        observe(request, response.status_code, time.perf_counter() - started)
+        return response
+
+
+@receiver(request_finished, dispatch_uid="pgi.request_id.finished")
+def request_id_end(**kwargs) -> None:
+    """The response is sent: the thread serves its next request (gunicorn's threads are reused) with none."""
+    request_id.activate("")
