@@ -49,17 +49,23 @@ class JsonLines:
 
 @pytest.fixture
 def json_log():
-    """Every log line of the test, as settings.LOGGING writes it with PGI_LOG_FORMAT=json."""
+    """Every log line of the test, as settings.LOGGING writes it with PGI_LOG_FORMAT=json.
+
+    On the root logger, and on `celery` too: a Celery worker started in the test applies
+    settings.LOGGING again (Django's setup in its thread), which replaces the root's handlers.
+    A line may then be read twice; the tests compare sets."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(PgiJsonFormatter())
     handler.addFilter(RequestIdFilter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    loggers = [logging.getLogger(), logging.getLogger("celery")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
         yield JsonLines(stream)
     finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
