@@ -309,6 +309,8 @@ def main() -> int:
     # The sandbox: the simulator runs and, unless PGI_SIMULATOR_WEBHOOK_SECRET is set, signs its
     # webhooks with a random secret that settings keep in PGI_VAR_DIR (owner-only), shared by all.
     env.setdefault("PGI_SANDBOX", "true")
+    # Log lines a person reads in var/log/; production's default is JSON (docs/04-operations.md).
+    env.setdefault("PGI_LOG_FORMAT", "text")
     log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
 
