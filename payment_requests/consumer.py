@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from pgi.events.relay import RelayBrokerError, topics_create_missing
+from pgi.observability import request_id
 
 from .messages import Refused, message_read
 from .services import Origin, RequesterKeyRevoked, payment_request_process, requester_principal
@@ -31,6 +32,13 @@ REASON_MAX = 1000  # header bytes: the reason, cut, for people; the code is what
 
 class DeadLetterNotStored(Exception):
     """The broker did not confirm the dead-letter message: the offset stays uncommitted."""
+
+
+def message_request_id(message: Message) -> str:
+    for name, value in message.headers() or []:
+        if name == request_id.KAFKA_HEADER and value:
+            return value.decode("utf-8", "replace")
+    return ""
 
 
 def dead_letter_headers(message: Message, refused: Refused) -> list[tuple[str, bytes]]:
@@ -145,6 +153,15 @@ class PaymentRequestConsumer:
                 self.stopping.wait(self.events_config["idle_seconds"] * 4)
 
     def _handle(self, consumer: Consumer, message: Message) -> None:
+        # The request id of what this message causes (log lines, the payment's events): the
+        # producer's `pgi-request-id` header when it sent a sane one, else a new one.
+        token = request_id.activate(request_id.from_header(message_request_id(message)))
+        try:
+            self._handle_current(consumer, message)
+        finally:
+            request_id.deactivate(token)
+
+    def _handle_current(self, consumer: Consumer, message: Message) -> None:
         where = self._where(message)
         try:
             outcome = self._process(message)

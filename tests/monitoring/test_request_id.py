@@ -111,3 +111,4 @@ def test_the_id_follows_a_payment_and_its_refund_into_the_worker_the_outbox_and_
     assert headers["PAYMENT_CREATED"] == headers["PAYMENT_PROCESSED"] == "req-pay-1"
     assert headers["REFUND_CREATED"] == headers["REFUND_COMPLETED"] == "req-refund-1"
     assert Payment.objects.get(pk=payment_id).status == "PartiallyRefunded"
+

@@ -142,6 +142,25 @@ def test_a_request_delivered_twice_creates_one_payment_processed_through_the_sim
     assert committed_offset(topics) == 2
 
 
+def test_the_payments_events_carry_the_producers_request_id_header_or_a_new_one(topics, bank_merchant):
+    producer = Producer({"bootstrap.servers": topics.bootstrap})
+    traced = request_bytes(requestId="tps-1101", amount="50.00")
+    producer.produce(topics.topic, value=traced, key=b"tps", headers=[("pgi-request-id", b"tps-trace-7")])
+    producer.produce(topics.topic, value=request_bytes(requestId="tps-1102", amount="50.00"), key=b"tps")
+    assert producer.flush(10) == 0
+
+    with running(PaymentRequestConsumer()) as consumer:
+        wait_until(lambda: handled(consumer) == 2, timeout=30, what="both requests handled")
+
+    def request_ids(sent_id: str) -> set[str]:
+        payment = PaymentRequest.objects.get(request_id=sent_id).payment
+        return set(OutboxEvent.objects.filter(key=payment.id).values_list("request_id", flat=True))
+
+    assert request_ids("tps-1101") == {"tps-trace-7"}
+    (made,) = request_ids("tps-1102")
+    assert len(made) == 32 and made != "tps-trace-7"
+
+
 POISON = [
     (b"\xff\xfenot text", "NOT_UTF8"),
     (b"{not json", "NOT_JSON"),
