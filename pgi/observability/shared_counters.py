@@ -17,7 +17,7 @@ from django.core.cache import cache
 
 log = logging.getLogger(__name__)
 
-SEPARATOR = "\x1f"  # between label values in a Redis hash field: no label value contains it
+SEPARATOR = "|"  # between label values in a field or key: gateway codes, statuses and task names have none
 
 
 def _key(name: str) -> str:
