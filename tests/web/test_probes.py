@@ -17,6 +17,14 @@ def fresh_readiness():
 
 
 @pytest.fixture
+def broker_down(monkeypatch):
+    """The Celery broker at a closed port, for the checks only: app.conf stays as it is (a pool or
+    a worker of a later test built from it would keep the closed address)."""
+    connection_for_write = app.connection_for_write
+    monkeypatch.setattr(app, "connection_for_write", lambda *args, **kwargs: connection_for_write(CLOSED))
+
+
+@pytest.fixture
 def pod_address(settings):
     """A probe as the kubelet sends it: the pod's address as Host, plain HTTP under PGI_HTTPS."""
     settings.SECURE_SSL_REDIRECT = True
@@ -54,10 +62,8 @@ def test_readyz_is_503_when_the_cache_is_down(pod_address, settings):
 
 
 @pytest.mark.django_db
-def test_readyz_is_503_when_the_celery_broker_is_down_and_says_why_to_the_health_token(pod_address, settings, monkeypatch):
+def test_readyz_is_503_when_the_celery_broker_is_down_and_says_why_to_the_health_token(pod_address, settings, broker_down):
     settings.PGI_HEALTH_TOKEN = "health-token"
-    monkeypatch.setattr(app.conf, "broker_url", CLOSED)
-    monkeypatch.setattr(app.conf, "broker_write_url", None)
 
     anonymous = pod_address.get("/readyz")
     ready_memo.clear()
@@ -71,9 +77,8 @@ def test_readyz_is_503_when_the_celery_broker_is_down_and_says_why_to_the_health
 
 
 @pytest.mark.django_db
-def test_readyz_checks_only_what_pgi_ready_checks_names(pod_address, settings, monkeypatch):
+def test_readyz_checks_only_what_pgi_ready_checks_names(pod_address, settings, broker_down):
     settings.PGI_READY_CHECKS = ["database"]
-    monkeypatch.setattr(app.conf, "broker_url", CLOSED)
 
     assert pod_address.get("/readyz").status_code == 200
 
