@@ -70,14 +70,14 @@ def test_refunds_imports_no_settlements():
 def test_pgi_imports_no_domain_app_and_no_gateway():
     # pgi/merchants, pgi/api, pgi/web and pgi/*.py: URLs and settings name the apps as strings only.
     # pgi/events is the one listener above them all (DESIGN: it listens to the domain apps' signals).
-    found = forbidden_imports("pgi", DOMAIN_APPS)
+    found = forbidden_imports("pgi", (*DOMAIN_APPS, "monitoring"))
     assert {path: names for path, names in found.items() if not path.startswith("pgi/events/")} == {}
 
 
-def test_the_domain_apps_import_no_events_and_no_webhooks():
-    # They send signals; pgi/events receives them, and pgi/webhooks reads its outbox. A domain app
-    # importing either would turn that round.
-    listeners = ("pgi.events", "pgi.webhooks")
+def test_the_domain_apps_import_no_events_no_webhooks_and_no_monitoring():
+    # They send signals; pgi/events receives them, pgi/webhooks reads its outbox, and monitoring counts
+    # their outcomes and reads their tables for /metrics. A domain app importing one would turn that round.
+    listeners = ("pgi.events", "pgi.webhooks", "monitoring")
     apps = ("gateways", "payments", "refunds", "settlements")
     assert {app: forbidden_imports(app, listeners) for app in apps} == dict.fromkeys(apps, {})
 
