@@ -89,9 +89,12 @@ def settings_read() -> set[str]:
                 called = ast.unparse(node.func)
                 if called in {"os.environ.get", "env_bool", "env_list"}:
                     names.add(node.args[0].value)
-            elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
-                if isinstance(node.slice, ast.Constant):
-                    names.add(node.slice.value)
+            elif (
+                isinstance(node, ast.Subscript)
+                and ast.unparse(node.value) == "os.environ"
+                and isinstance(node.slice, ast.Constant)
+            ):
+                names.add(node.slice.value)
     return names
 
 

@@ -220,7 +220,7 @@ def test_images_are_pinned_and_the_same_for_every_process():
 
 
 def test_every_pod_runs_non_root_with_a_read_only_root_and_bounded_resources():
-    user = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    user = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert user, "the Dockerfile's USER must be numeric for runAsNonRoot"
     for workload, spec in pod_specs().items():
         pod = spec["securityContext"]
