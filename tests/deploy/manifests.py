@@ -81,13 +81,13 @@ def environment_set() -> set[str]:
 
 def settings_read() -> set[str]:
     """Every environment variable pgi/settings.py and gunicorn.conf.py read: os.environ.get("X"),
-    os.environ["X"], env_bool("X", …), env_list("X", …)."""
+    os.environ.setdefault("X", …), os.environ["X"], env_bool("X", …), env_list("X", …)."""
     names = set()
     for path in SETTINGS_SOURCES:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
                 called = ast.unparse(node.func)
-                if called in {"os.environ.get", "env_bool", "env_list"}:
+                if called in {"os.environ.get", "os.environ.setdefault", "env_bool", "env_list"}:
                     names.add(node.args[0].value)
             elif (
                 isinstance(node, ast.Subscript)

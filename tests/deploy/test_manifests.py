@@ -241,6 +241,12 @@ def test_every_pod_runs_non_root_with_a_read_only_root_and_bounded_resources():
             assert mounts.get("tmp") == "/tmp", f"{where}: nothing writable for temporary files"
 
 
+def test_the_directories_pgi_writes_to_are_mounted_volumes():
+    [web] = containers(pod_specs()["Deployment/pgi-web"], init=False)
+    values = {env["name"]: env.get("value") for env in web["env"]}
+    assert Path(values["PROMETHEUS_MULTIPROC_DIR"]).is_relative_to("/tmp")  # /metrics' files (gunicorn.conf.py)
+
+
 def test_the_reconciliation_inbox_is_on_the_workers_volume():
     inbox = Path(config_map()["PGI_RECONCILIATION_INBOX_DIR"])
     [worker] = containers(pod_specs()["Deployment/pgi-worker"], init=False)
