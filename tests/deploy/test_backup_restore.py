@@ -122,10 +122,15 @@ def populate() -> dict[str, object]:
 
 @pytest.fixture
 def restored_name():
+    """The name of the database the dump is restored into, dropped before (a run that was killed
+    leaves it) and after."""
     name = f"{connection.settings_dict['NAME']}_restored"
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with connect("postgres", autocommit=True) as admin:
+        admin.execute(drop)
     yield name
     with connect("postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(drop)
 
 
 def test_a_dump_restored_into_a_new_database_has_the_same_rows_money_and_migrations(tmp_path, restored_name):
