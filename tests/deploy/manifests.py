@@ -12,7 +12,8 @@ SECRET_EXAMPLE = MANIFESTS / "examples" / "pgi-secrets.yaml"
 # Python files whose environment variables configure a PGI process.
 SETTINGS_SOURCES = (ROOT / "pgi" / "settings.py", ROOT / "gunicorn.conf.py")
 # A name that holds a credential: its value must come from a Secret, never a ConfigMap or the manifest.
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|API_KEY|HMAC|USERNAME|(DATABASE|REDIS|BROKER)_URL")
+# By its ending, so that PGI_API_KEY_ROTATION_GRACE_HOURS (a duration) is not one.
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY|USERNAME|SECRET_KEY_FALLBACKS|(DATABASE|REDIS|BROKER)_URL)$")
 # A value that looks like a credential whatever its name: a URL with a password, a gateway's key.
 SECRET_VALUE = re.compile(r"://[^/@\s]*:[^/@\s]+@|\b(sk|rk)_(live|test)_|\bwhsec_|\bpgi_[0-9a-f]{12}_")
 

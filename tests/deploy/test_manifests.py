@@ -169,7 +169,9 @@ def test_no_secret_in_any_config_map():
 
 def test_the_secret_helpers_catch_what_they_must():
     assert all(SECRET_NAME.search(n) for n in ("DJANGO_SECRET_KEY", "DATABASE_URL", "PGI_ADYEN_HMAC_KEY", "PGI_HEALTH_TOKEN"))
-    assert not any(SECRET_NAME.search(n) for n in ("DJANGO_ALLOWED_HOSTS", "PGI_PAYMENT_REQUESTS_KEY_NAME"))
+    assert SECRET_NAME.search("DJANGO_SECRET_KEY_FALLBACKS") and SECRET_NAME.search("PGI_ADYEN_WEBHOOK_USERNAME")
+    not_secrets = ("DJANGO_ALLOWED_HOSTS", "PGI_PAYMENT_REQUESTS_KEY_NAME", "PGI_API_KEY_ROTATION_GRACE_HOURS")
+    assert not any(SECRET_NAME.search(n) for n in not_secrets)
     assert SECRET_VALUE.search("postgres://pgi:hunter2@db:5432/pgi")
     assert SECRET_VALUE.search("sk_live_abc") and SECRET_VALUE.search("whsec_abc")
     assert not SECRET_VALUE.search("postgres://db:5432/pgi") and not SECRET_VALUE.search("https://payments.example.com")
