@@ -1,5 +1,6 @@
-# One image for every PGI process: web (gunicorn), worker and beat (Celery); docker-compose.yml
-# chooses the command. Static files are collected at build time and served by whitenoise.
+# One image for every PGI process: web (gunicorn), worker and beat (Celery), relay and consumer;
+# docker-compose.yml and deploy/kubernetes/ choose the command.
+# Static files are collected at build time and served by whitenoise.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
