@@ -1,5 +1,6 @@
-# One image for every PGI process: web (gunicorn), worker and beat (Celery); docker-compose.yml
-# chooses the command. Static files are collected at build time and served by whitenoise.
+# One image for every PGI process: web (gunicorn), worker and beat (Celery), relay and consumer;
+# docker-compose.yml and deploy/kubernetes/ choose the command.
+# Static files are collected at build time and served by whitenoise.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,11 +18,14 @@ RUN pip install -r requirements.txt
 
 COPY . .
 # collectstatic needs no database or broker: settings only read the environment.
+# The user has fixed ids (10001) so that Kubernetes can check runAsNonRoot against them
+# (deploy/kubernetes/ names the same ids).
 RUN python manage.py collectstatic --noinput -v0 \
-    && useradd --system --no-create-home --home-dir /app pgi \
-    && chown -R pgi /app/var
+    && groupadd --system --gid 10001 pgi \
+    && useradd --system --uid 10001 --gid pgi --no-create-home --home-dir /app pgi \
+    && chown -R pgi:pgi /app/var
 
-USER pgi
+USER 10001:10001
 EXPOSE 8000
 
 # Workers, threads, timeouts and request limits: gunicorn.conf.py (docs/04-operations.md).

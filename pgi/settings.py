@@ -33,6 +33,9 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 # The embedded default is for local runs only; docker-compose and production set their own.
 LOCAL_SECRET_KEY = "pgi-insecure-local-development-key-change-me"  # `check --deploy` refuses it (pgi.E020)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", LOCAL_SECRET_KEY)
+# During a rotation, the keys signed with before (comma-separated): sessions and password resets made
+# under them stay valid until they are removed (docs/04-operations.md, "Rotating every secret").
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS", "")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "http://localhost:8000,http://127.0.0.1:8000")
 
