@@ -152,7 +152,7 @@ class Processes:
         worker = Process(
             [sys.executable, "-m", "celery", "-A", "pgi", "worker", "-Q", queue, "--pool", "solo",
              "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
-            base_env(PGI_CELERY_QUEUE=queue, **env),
+            base_env(**{"PGI_CELERY_QUEUE": queue, **env}),
             self.tmp_path / f"worker-{len(self.started)}.log",
         )
         self.started.append(worker)
