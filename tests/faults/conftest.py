@@ -14,7 +14,11 @@ import pytest
 import redis
 import requests
 
-from ..e2e.test_idempotency_crash import children_of, database_url_of_this_test, wait_until
+from ..e2e.test_idempotency_crash import (
+    children_of,
+    database_url_of_this_test,
+    wait_until,
+)
 from ..e2e.test_make_run import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -165,7 +165,7 @@ def test_worker_killed_mid_refund_batch_then_each_refund_reaches_the_gateway_onc
         time.sleep(1)
         send_task("refunds.tasks.refunds_process")  # as beat does every minute
         runs += 1
-        wait_until(lambda: succeeded(again, "refunds_process") >= runs, 30, "the batch run")
+        wait_until(lambda runs=runs: succeeded(again, "refunds_process") >= runs, 30, "the batch run")
     send_task("refunds.tasks.refunds_process")  # one more, with nothing left to send
     wait_until(lambda: succeeded(again, "refunds_process") > runs, 30, "the last batch run")
 

@@ -63,7 +63,7 @@ def test_redis_stopped_and_started_payments_go_through_and_nothing_is_sent_twice
         while True:  # the worker reconnects to the broker when it notices Redis is back
             processes_send(redis_server.url, "refunds.tasks.refunds_process")
             try:
-                wait_until(lambda: succeeded(worker, "refunds_process") > runs, 5, "the batch job")
+                wait_until(lambda runs=runs: succeeded(worker, "refunds_process") > runs, 5, "the batch job")
                 break
             except AssertionError:
                 assert time.monotonic() < deadline, worker.log_text()[-3000:]
