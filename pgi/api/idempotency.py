@@ -8,7 +8,8 @@ request's lease lapses the key answers from that object's current state, or, wit
 lets one retry take the claim over and run. The same key with a request that means something else
 is refused with 422. Every response the view gives, 4xx and 5xx alike, is kept and replayed as it
 was: a 5xx may come after the payment was created or even charged, so running the request again
-could take the money twice. The long story: docs/01-integration-guide.md and docs/04-operations.md.
+could take the money twice. Only a lost database (503, nothing of it committed but what it linked)
+is not kept: the claim is abandoned as after a crash. The long story: docs/01-integration-guide.md and docs/04-operations.md.
 """
 
 import functools
