@@ -106,6 +106,7 @@ def test_connection_killed_while_the_request_waits_on_the_gateway_is_replaced(pr
     wait_until(lambda: Payment.objects.filter(status="Processing").exists(), 30, "the payment sent to the gateway")
 
     assert terminate_backends() >= 1  # every connection the web process holds, pooled or kept
+    assert answer["thread"].is_alive()  # still waiting on the gateway
     answer["thread"].join(30)
 
     response = answer["response"]
