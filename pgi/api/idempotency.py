@@ -9,7 +9,8 @@ lets one retry take the claim over and run. The same key with a request that mea
 is refused with 422. Every response the view gives, 4xx and 5xx alike, is kept and replayed as it
 was: a 5xx may come after the payment was created or even charged, so running the request again
 could take the money twice. Only a lost database (503, nothing of it committed but what it linked)
-is not kept: the claim is abandoned as after a crash. The long story: docs/01-integration-guide.md and docs/04-operations.md.
+is not kept: the claim is abandoned as after a crash. The long story: docs/01-integration-guide.md
+and docs/04-operations.md.
 """
 
 import functools

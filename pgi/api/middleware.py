@@ -44,7 +44,7 @@ CODES_BY_STATUS = {
     415: ("UNSUPPORTED_MEDIA_TYPE", MEDIA_TYPE_MESSAGE),
     429: ("RATE_LIMITED", "Too many requests."),
     500: ("INTERNAL_ERROR", "An unexpected error occurred; it has been logged."),
-    503: DATABASE_UNAVAILABLE_ERROR,
+    503: ("SERVICE_UNAVAILABLE", "The service is unavailable for a moment; try again."),
 }
 
 
