@@ -107,6 +107,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# A connection kept between requests (CONN_MAX_AGE), or waiting in the pool, may have been dropped
+# meanwhile (a PostgreSQL restart or failover, pg_terminate_backend, an idle timeout): check it before
+# use and open a new one rather than fail the request. With the pool this is psycopg_pool's check on
+# every checkout; payments.services.calls asks again after each gateway call.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("PGI_DB_HEALTH_CHECKS", True)
 # Gateway calls must never run inside a transaction, so requests are not wrapped in one.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # A process with many threads (gunicorn.conf.py sets this for the web workers) shares a pool of this

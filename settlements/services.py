@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from lxml import etree
 
@@ -462,9 +463,13 @@ def settlement_run(
             _batch_finish(batch_id=batch_id, totals=totals[batch_id], merchant=merchants[pair.merchant_id])
             done(PairOutcome(pair.merchant_id, pair.currency, batch_id, True, totals[batch_id]))
         if merchant is None:  # the run of every merchant: what the admin's late-run warning looks for
-            SettlementRun.objects.update_or_create(
-                cutoff=cutoff, defaults={"finished_at": timezone.now(), "batches_created": len(totals)}
-            )
+            # A rerun of the cut-off (beat again, a redelivered message) adds what it made, usually
+            # nothing, to the count rather than replacing it. Safe under the run's lock.
+            finished = {"finished_at": timezone.now()}
+            if not SettlementRun.objects.filter(cutoff=cutoff).update(
+                batches_created=F("batches_created") + len(totals), **finished
+            ):
+                SettlementRun.objects.create(cutoff=cutoff, batches_created=len(totals), **finished)
         return outcomes
 
 

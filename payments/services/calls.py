@@ -54,9 +54,17 @@ def recovery_due_from(moment=None, connector: Connector | None = None):
 def _connection_release() -> None:
     """With a connection pool (PGI_DB_POOL_SIZE), give this thread's connection back before a call:
     a thread waiting 200 ms to seconds for a gateway holds none, so a web process with many threads
-    needs few connections. Outside a transaction only (no gateway call runs inside one)."""
-    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+    needs few connections. Outside a transaction only (no gateway call runs inside one).
+
+    Without the pool the thread keeps its connection across the call, which may be dropped meanwhile
+    (a database restart): its first query after the call checks it again (CONN_HEALTH_CHECKS), as
+    the pool checks a connection it hands out."""
+    if connection.in_atomic_block:
+        return
+    if getattr(connection, "pool", None) is not None:
         connection.close()
+    else:
+        connection.health_check_done = False
 
 
 def _attempt_outcome(result: GatewayResult | RefundResult | None) -> str:

@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -13,6 +14,17 @@ from pgi.errors import ApplicationError
 MEDIA_TYPE_MESSAGE = "Send the body as application/json (Content-Type: application/json)."
 
 logger = logging.getLogger(__name__)
+
+# The database dropped the connection or cannot be reached (a restart, a failover,
+# pg_terminate_backend, a lock or statement timeout): what the request was writing rolled back, and
+# the same request may succeed in a moment. 503 with Retry-After, never a 500 (docs/04-operations.md,
+# "Faults and what PGI does").
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_RETRY_AFTER_SECONDS = 1
+DATABASE_UNAVAILABLE_ERROR = (
+    "SERVICE_UNAVAILABLE",
+    "The database is unavailable for a moment; send the request again (with the same Idempotency-Key).",
+)
 
 # DRF's own exceptions, by class, to our codes. Anything not listed keeps DRF's default_code upper-cased.
 DRF_CODES = {
@@ -62,6 +74,13 @@ def api_exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.error("Database unavailable in %s: %s", context.get("view").__class__.__name__, exc)
+        return Response(
+            error_body(*DATABASE_UNAVAILABLE_ERROR),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
     if not isinstance(exc, exceptions.APIException):
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
         return Response(

@@ -8,7 +8,9 @@ request's lease lapses the key answers from that object's current state, or, wit
 lets one retry take the claim over and run. The same key with a request that means something else
 is refused with 422. Every response the view gives, 4xx and 5xx alike, is kept and replayed as it
 was: a 5xx may come after the payment was created or even charged, so running the request again
-could take the money twice. The long story: docs/01-integration-guide.md and docs/04-operations.md.
+could take the money twice. Only a lost database (503, nothing of it committed but what it linked)
+is not kept: the claim is abandoned as after a crash. The long story: docs/01-integration-guide.md
+and docs/04-operations.md.
 """
 
 import functools
@@ -37,6 +39,7 @@ from rest_framework.response import Response
 
 from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
 
+from .exception_handler import DATABASE_UNAVAILABLE
 from .models import IdempotencyRecord
 from .renderers import DecimalJSONRenderer
 
@@ -256,6 +259,18 @@ def _answer_held(record: IdempotencyRecord, answer_linked) -> HttpResponse:
     return _replay(response.status_code, body)
 
 
+def _abandon_after_database_error(claim: Claim) -> None:
+    """The request lost its database connection (or the database): what it was writing rolled back.
+    Abandon the claim on a new connection, so that a retry runs again (nothing linked) or answers
+    from the payment the request committed before; with the database still away, the lease lapses."""
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+    try:
+        claim.abandon()
+    except DatabaseError:
+        logger.warning("idempotency claim %s left to lapse: the database is unavailable", claim.pk)
+
+
 def idempotency_link(request) -> Callable[[models.Model], None] | None:
     """What a view passes to a service as `link`, for it to call inside the transaction that
     creates (or claims) its object; None when the request has no Idempotency-Key."""
@@ -317,8 +332,14 @@ def idempotent(
             try:
                 response = view_method(view, request, *args, **kwargs)
             except Exception as exc:  # rendered exactly as DRF would, so that it can be stored
+                if isinstance(exc, DATABASE_UNAVAILABLE):
+                    raise
                 response = view.handle_exception(exc)
             held.store(response)
+        except DATABASE_UNAVAILABLE:
+            # Not stored: a 503 replayed for 24 hours would hold the key for nothing.
+            _abandon_after_database_error(held)
+            raise
         except BaseException:
             held.abandon()
             raise

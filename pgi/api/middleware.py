@@ -17,7 +17,13 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.urls import Resolver404, resolve
 
-from .exception_handler import MEDIA_TYPE_MESSAGE, error_body
+from .exception_handler import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    DATABASE_UNAVAILABLE,
+    DATABASE_UNAVAILABLE_ERROR,
+    MEDIA_TYPE_MESSAGE,
+    error_body,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ CODES_BY_STATUS = {
     415: ("UNSUPPORTED_MEDIA_TYPE", MEDIA_TYPE_MESSAGE),
     429: ("RATE_LIMITED", "Too many requests."),
     500: ("INTERNAL_ERROR", "An unexpected error occurred; it has been logged."),
+    503: ("SERVICE_UNAVAILABLE", "The service is unavailable for a moment; try again."),
 }
 
 
@@ -107,6 +114,11 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
             return None
+        if isinstance(exception, DATABASE_UNAVAILABLE):  # outside a DRF view (the exception handler has its own)
+            logger.error("Database unavailable on %s %s: %s", request.method, request.path, exception)
+            response = JsonResponse(error_body(*DATABASE_UNAVAILABLE_ERROR), status=503)
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            return response
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return json_error_response(500)
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import InterfaceError, OperationalError
 from django.test import Client
 from django.utils import timezone
 
@@ -15,7 +16,15 @@ from pgi.merchants.services import api_key_create, api_key_revoke
 
 from ..conftest import client_for
 from ..factories import PaymentFactory
-from .helpers import PAYMENTS_URL, VALIDATE_URL, assert_error, dumps, loads, payment_body, post_json
+from .helpers import (
+    PAYMENTS_URL,
+    VALIDATE_URL,
+    assert_error,
+    dumps,
+    loads,
+    payment_body,
+    post_json,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -335,6 +344,32 @@ def test_unexpected_error_in_a_plain_django_view_under_v1_is_a_json_500(settings
 
     assert_error(response, 500, "INTERNAL_ERROR")
     assert "secret internal detail" not in response.content.decode()
+
+
+# --- 503: the database unavailable (docs/04-operations.md, "Faults and what PGI does") --------
+
+
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_database_lost_in_a_view_is_a_json_503_with_retry_after(api, merchant, error):
+    payment = PaymentFactory(merchant=merchant)
+    with mock.patch(
+        "payments.apis.payment_get", autospec=selectors.payment_get, side_effect=error("terminating connection")
+    ):
+        response = api.get(f"{PAYMENTS_URL}/{payment.id}")
+
+    error_body = assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert error_body["details"] == []
+    assert response.headers["Retry-After"] == "1"
+    assert "terminating connection" not in response.content.decode()
+
+
+def test_database_lost_in_a_plain_django_view_under_v1_is_a_json_503(settings, db):
+    settings.ROOT_URLCONF = PLAIN_URLS
+
+    response = Client().get("/v1/plain/database-gone")
+
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_html_error_from_a_plain_django_view_under_v1_becomes_the_json_format(settings, db):

@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.db import connection
@@ -21,7 +22,15 @@ from pgi.merchants.services import api_key_create
 
 from ..conftest import client_for, simulator_options
 from ..gateways.connectors import BrokenAfterChargingConnector
-from .helpers import PAYMENTS_URL, VALIDATE_URL, assert_error, dumps, loads, payment_body, post_json
+from .helpers import (
+    PAYMENTS_URL,
+    VALIDATE_URL,
+    assert_error,
+    dumps,
+    loads,
+    payment_body,
+    post_json,
+)
 
 KEY = "Idempotency-Key"
 
@@ -152,6 +161,22 @@ def test_without_the_header_every_post_is_a_new_payment(api):
     assert first.json()["id"] != second.json()["id"]
     assert Payment.objects.count() == 2
     assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_database_lost_mid_request_is_not_replayed_and_a_retry_runs(api):
+    from django.db import OperationalError
+
+    with mock.patch("payments.apis.payment_process", side_effect=OperationalError("terminating connection")):
+        lost = post_with_key(api, "order-1")
+    assert_error(lost, 503, "SERVICE_UNAVAILABLE")
+    assert not IdempotencyRecord.objects.exists()  # released: nothing was created
+
+    retried = post_with_key(api, "order-1")
+
+    assert retried.status_code == 201
+    assert "Idempotent-Replayed" not in retried
+    assert Payment.objects.count() == 1
 
 
 @pytest.fixture

@@ -202,3 +202,16 @@ def test_a_full_run_is_recorded_and_the_batch_list_warns_when_the_latest_cutoff_
     assert settlement_run_missing(late) is None
     page = admin_client.get(reverse("admin:settlements_settlementbatch_changelist"))
     assert b"No settlement run is recorded" not in page.content
+
+
+@pytest.mark.django_db
+def test_a_rerun_of_the_cutoff_keeps_what_the_first_run_made_on_its_record():
+    from settlements.models import SettlementRun
+
+    merchant = MerchantFactory()
+    captured_payment(merchant=merchant, amount="10.00", captured_at=timezone.now() - dt.timedelta(days=1, hours=1))
+    settlements_settle.apply().get()
+    settlements_settle.apply().get()  # beat again, or the message redelivered after a worker died
+
+    assert SettlementBatch.objects.count() == 1
+    assert SettlementRun.objects.get(cutoff=settlement_cutoff_latest()).batches_created == 1
