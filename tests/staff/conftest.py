@@ -14,7 +14,12 @@ from pgi.staff.roles import ROLES
 from pgi.staff.services import user_roles_set
 from settlements.models import SettlementBatch
 from settlements.services import settlement_run
-from tests.factories import MerchantFactory, PaymentFactory, captured_payment, completed_refund
+from tests.factories import (
+    MerchantFactory,
+    PaymentFactory,
+    captured_payment,
+    completed_refund,
+)
 
 PASSWORD = "correct-horse-battery"
 MERCHANT_IBAN = "DE89370400440532013000"

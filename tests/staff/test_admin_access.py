@@ -106,7 +106,7 @@ ACTIONS = {
 def test_each_role_is_offered_exactly_its_actions(signed_in, role):
     client = signed_in(role)
     offered = {}
-    for name, by_role in ACTIONS.items():
+    for name in ACTIONS:
         response = client.get(reverse(name))
         if response.status_code == 200:
             form = response.context["action_form"]

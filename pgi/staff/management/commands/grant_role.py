@@ -9,12 +9,17 @@
 Roles go to personal accounts, never to a superuser: superusers are for break-glass only.
 """
 
-from django.core.management.base import BaseCommand, CommandError
 from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
 
 from pgi.errors import BusinessRuleViolation
 from pgi.staff.roles import ROLES
-from pgi.staff.services import role_get, role_groups_sync, user_role_names, user_roles_set
+from pgi.staff.services import (
+    role_get,
+    role_groups_sync,
+    user_role_names,
+    user_roles_set,
+)
 
 
 class Command(BaseCommand):
@@ -32,16 +37,16 @@ class Command(BaseCommand):
         access = parser.add_mutually_exclusive_group()
         access.add_argument("--no-admin", action="store_true", help="no admin access (is_staff false): the finance UI only")
         access.add_argument("--admin", action="store_true", help="admin access (is_staff true) without granting a role")
-        parser.add_argument("--list", action="store_true", help="list the roles and their members")
+        parser.add_argument("--list", dest="list_roles", action="store_true", help="list the roles and their members")
 
-    def handle(self, *args, username=None, roles=(), revoke=False, revoke_all=False, no_admin=False, admin=False, list=False, **options):
-        if list:
+    def handle(self, *args, username=None, roles=(), revoke=False, revoke_all=False, no_admin=False, admin=False, list_roles=False, **options):
+        if list_roles:
             return self._list()
         if not username or not (roles or revoke_all or no_admin or admin):
             raise CommandError("Give a username and at least one role (or --list).")
         try:
             chosen = [role_get(name) for name in roles]
-            revoked = [*ROLES.values()] if revoke_all else chosen if revoke else []
+            revoked = list(ROLES.values()) if revoke_all else chosen if revoke else []
             user = user_roles_set(
                 username=username,
                 grant=[] if revoke or revoke_all else chosen,
