@@ -1,10 +1,11 @@
 """Staff admin for payments: find a payment, see what it is and why it is in its status.
 
-Read-only on purpose, for every role (pgi/staff/roles.py). Amounts are what the merchant asked for and the gateway charged; a status
-changes only through payments.services.payment_transition (row lock, state machine, history). So
-staff cannot add, edit or delete a payment here; restarting recovery needs its own permission, and
-fromAccount shows whole only with payments.view_full_account (pgi/admin_masking.py). The list shows totals per currency of the rows it
-filters and exports them as CSV; the admin's index page shows the day's figures.
+Read-only on purpose, for every role (pgi/staff/roles.py). Amounts are what the merchant asked for
+and the gateway charged; a status changes only through payments.services.payment_transition (row
+lock, state machine, history). So staff cannot add, edit or delete a payment here; restarting
+recovery needs its own permission, and fromAccount shows whole only with
+payments.view_full_account (pgi/admin_masking.py). The list shows totals per currency of the rows
+it filters and exports them as CSV; the admin's index page shows the day's figures.
 """
 
 import csv
