@@ -1,9 +1,11 @@
 """Staff admin for payments: find a payment, see what it is and why it is in its status.
 
-Read-only on purpose. Amounts are what the merchant asked for and the gateway charged; a status
-changes only through payments.services.payment_transition (row lock, state machine, history). So
-staff cannot add, edit or delete a payment here. The list shows totals per currency of the rows it
-filters and exports them as CSV; the admin's index page shows the day's figures.
+Read-only on purpose, for every role (pgi/staff/roles.py). Amounts are what the merchant asked for
+and the gateway charged; a status changes only through payments.services.payment_transition (row
+lock, state machine, history). So staff cannot add, edit or delete a payment here; restarting
+recovery needs its own permission, and fromAccount shows whole only with
+payments.view_full_account (pgi/admin_masking.py). The list shows totals per currency of the rows
+it filters and exports them as CSV; the admin's index page shows the day's figures.
 """
 
 import csv
@@ -22,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from pgi.admin_format import instant, spreadsheet_safe
+from pgi.admin_masking import AccountMaskMixin, account_masked, may_see_full_accounts
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.admin_site import Panel
 from pgi.merchants.models import MerchantCurrency
@@ -86,7 +89,14 @@ class GatewayFilter(admin.SimpleListFilter):
         return queryset.filter(gateway=self.value()) if self.value() else queryset
 
 
-class PaymentStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
+class PaymentPartInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Part of the payment: whoever may see the payment sees these rows too."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("payments.view_payment")
+
+
+class PaymentStatusChangeInline(PaymentPartInline):
     """The payment's status history, oldest first: each line says who moved it and why."""
 
     model = PaymentStatusChange
@@ -102,7 +112,7 @@ class PaymentStatusChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
         return instant(obj.created_at)
 
 
-class GatewayAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+class GatewayAttemptInline(PaymentPartInline):
     """Every call made to a gateway for the payment: which gateway, with which idempotency key, how
     it went and how long it took."""
 
@@ -139,7 +149,7 @@ class AttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PaymentAdmin(AccountMaskMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "merchant_code", "amount_display", "status", "gateway", "attention", "created"]
     list_filter = [AttentionFilter, StatusFilter, CurrencyFilter, GatewayFilter, "merchant"]
     actions = ["restart_recovery"]
@@ -150,6 +160,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     search_fields = ["id", "reference", "from_account", "gateway_reference", "merchant__code"]
     search_help_text = "Exact payment id, reference, fromAccount, gateway reference or merchant code."
+    masked_fields = {"from_account": "from_account_masked"}
     # Other apps add theirs after the status history: see payment_inline_add.
     inlines = [PaymentStatusChangeInline, GatewayAttemptInline]
     fieldsets = [
@@ -197,17 +208,16 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return queryset, False
         if term.lower().startswith("pay_"):
             return queryset.filter(pk=term.lower()), False
-        compact = term.replace(" ", "").upper()  # IBANs are stored compact and upper case
-        return (
-            queryset.filter(
-                Q(pk=term)
-                | Q(reference=term)
-                | Q(from_account__in={term, compact})
-                | Q(gateway_reference=term)
-                | Q(merchant__code=term.lower())
-            ),
-            False,
-        )
+        found = Q(pk=term) | Q(reference=term) | Q(gateway_reference=term) | Q(merchant__code=term.lower())
+        # By account only for staff who may see accounts whole: for others a hit would confirm one.
+        if may_see_full_accounts(request.user):
+            compact = term.replace(" ", "").upper()  # IBANs are stored compact and upper case
+            found |= Q(from_account__in={term, compact})
+        return queryset.filter(found), False
+
+    @admin.display(description="from account")
+    def from_account_masked(self, obj: Payment) -> str:
+        return account_masked(obj.from_account)
 
     @admin.display(description="attention", ordering="-needs_attention", empty_value="")
     def attention(self, obj: Payment) -> str:
@@ -268,7 +278,10 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def next_recovery(self, obj: Payment) -> str:
         return instant(obj.next_recovery_at) if obj.outcome_unknown and not obj.needs_attention else "-"
 
-    @admin.action(description="Restart recovery of the selected flagged payments", permissions=["view"])
+    def has_restart_recovery_permission(self, request) -> bool:
+        return request.user.has_perm("payments.restart_recovery_payment")
+
+    @admin.action(description="Restart recovery of the selected flagged payments", permissions=["restart_recovery"])
     def restart_recovery(self, request, queryset):
         restarted = [
             payment_id
@@ -342,7 +355,8 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         except IncorrectLookupParameters:
             return HttpResponseRedirect(reverse("admin:payments_payment_changelist") + "?e=1")
         rows = cl.queryset.values_list(*EXPORT_FIELDS).iterator(chunk_size=2000)
-        response = StreamingHttpResponse(export_lines(rows), content_type="text/csv; charset=utf-8")
+        lines = export_lines(rows, mask_accounts=not may_see_full_accounts(request.user))
+        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         stamp = instant(timezone.now()).replace(":", "").replace("-", "")
         response["Content-Disposition"] = f'attachment; filename="pgi-payments-{stamp}.csv"'
         return response
@@ -404,8 +418,9 @@ class _Echo:
         return text
 
 
-def export_lines(rows) -> Iterator[str]:
-    """CSV text: amounts exact with the currency's digits, instants ISO 8601 UTC, no cell a formula."""
+def export_lines(rows, *, mask_accounts: bool = False) -> Iterator[str]:
+    """CSV text: amounts exact with the currency's digits, instants ISO 8601 UTC, no cell a formula;
+    from_account masked (last four) with `mask_accounts`."""
     writer = csv.writer(_Echo(), quoting=csv.QUOTE_ALL)
     yield writer.writerow([name for name, _ in EXPORT_COLUMNS])
     for row in rows:
@@ -418,6 +433,8 @@ def export_lines(rows) -> Iterator[str]:
             refunded_amount=f"{quantize(record['refunded_amount'], code):f}",
             needs_attention="yes" if record["needs_attention"] else "no",
         )
+        if mask_accounts:
+            record["from_account"] = account_masked(record["from_account"])
         yield writer.writerow([spreadsheet_safe(str(record[field])) for field in EXPORT_FIELDS])
 
 

@@ -121,6 +121,11 @@ class Payment(models.Model):
                 name="payment_captured_within_amount",
             ),
         ]
+        # Staff roles (pgi/staff/roles.py): whole account identifiers, and the recovery restart.
+        permissions = [
+            ("view_full_account", "Can see whole account identifiers (fromAccount, IBANs)"),
+            ("restart_recovery_payment", "Can restart recovery of a flagged payment"),
+        ]
 
     def __str__(self) -> str:
         return self.id

@@ -1,9 +1,10 @@
 """The admin as bank staff use it: payments, merchants and gateways first, engineering last.
 
 PgiAdminSite replaces Django's default site (PgiAdminConfig in INSTALLED_APPS). It groups the
-registered models into sections instead of listing apps alphabetically, and carries pages that are
-no model's list (the gateway status) and the panels of its index page (the day's figures). Apps
-register those from their admin modules, so this module imports no domain app.
+registered models into sections instead of listing apps alphabetically (each user sees the models
+their permissions reach: pgi/staff/roles.py), and carries pages that are no model's list (the
+gateway status) and the panels of its index page (the day's figures). Apps register those from
+their admin modules, so this module imports no domain app.
 """
 
 from collections.abc import Callable
@@ -32,6 +33,8 @@ SECTIONS = (
     Section("merchants", "Merchants", (("merchants", "merchant"), ("merchants", "apikey"), ("webhooks", None))),
     Section("gateways", "Gateways", (("gateways", "gatewaynotification"),)),
     Section("settlements", "Settlement and reconciliation", (("settlements", None),)),
+    # Security's: who may do what, and what they did.
+    Section("staff", "Staff and audit", (("auth", "user"), ("auth", "group"), ("audit", None), ("axes", None))),
 )
 
 
@@ -98,9 +101,10 @@ class PgiAdminSite(admin.AdminSite):
                 entries += [models.pop(key) for key in picked]
             if entries:
                 sections.append(self._section(section.key, section.name, entries))
-        # Idempotency records, periodic-task schedules, groups, the simulator's ledger: what engineers
-        # look at when something is wrong. Staff who are not superusers do not see them listed.
-        if models and request.user.is_superuser:
+        # Idempotency records, periodic-task schedules, the outbox, the simulator's ledger: what
+        # engineers look at when something is wrong. No staff role holds their permissions
+        # (pgi/staff/roles.py): listed, like every model here, to whoever holds one.
+        if models:
             sections.append(self._section(ENGINEERING, "Engineering", sorted(models.values(), key=lambda e: e["name"])))
         return sections
 

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "payment_requests",
     "pgi.web",
     "pgi.webhooks",
+    "pgi.staff",  # staff roles (pgi/staff/roles.py)
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,9 @@
 """Staff admin for settlement: fee plans (editable), batches and their lines (read-only), payout
 files as downloads, and the few things staff do to a batch: mark it paid out, hold it (with a
 reason, on a confirmation page), release a hold, build its payout files again. Every change goes
-through settlements.services (the batch's row lock, the history line)."""
+through settlements.services (the batch's row lock, the history line). Each action needs its own
+permission (Finance's, pgi/staff/roles.py); the payee's IBAN and the payout files that hold it need
+payments.view_full_account too."""
 
 
 from django import forms
@@ -18,6 +20,7 @@ from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from pgi.admin_format import instant
+from pgi.admin_masking import AccountMaskMixin, account_masked, may_see_full_accounts
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.errors import BusinessRuleViolation
 from pgi.money import fits_currency, format_money, is_payable_currency, quantize
@@ -171,13 +174,15 @@ MOVES = {
 
 
 @admin.register(SettlementBatch)
-class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SettlementBatchAdmin(AccountMaskMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "merchant_code", "currency", "cutoff_display", "net_display", "status", "payout_date"]
     list_filter = ["status", "currency", "merchant", ("cutoff", admin.DateFieldListFilter)]
     list_select_related = ["merchant"]
     show_full_result_count = False
     search_fields = ["=id", "=merchant__code"]
     actions = ["mark_paid_out", "hold", "release", "regenerate_files"]
+    # The payout files hold the payee's IBAN: without whole accounts, their names only.
+    masked_fields = {"payee_iban_display": "payee_iban_masked", "files": "files_listed"}
     inlines = [StatusChangeInline]
     fieldsets = [
         ("Batch", {"fields": ["id", "merchant", "currency", "cutoff_display", "status", "status_reason", "payout_date"]}),
@@ -214,8 +219,9 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return [download, statement, *super().get_urls()]
 
     def file_view(self, request, object_id: str, kind: str):
-        """A payout file as stored, byte for byte, to staff who may see the batch."""
-        if not self.has_view_permission(request):
+        """A payout file as stored, byte for byte, to staff who may see the batch and whole accounts
+        (the file holds the payee's IBAN)."""
+        if not (self.has_view_permission(request) and may_see_full_accounts(request.user)):
             raise PermissionDenied
         file = payout_file_get(batch_id=object_id, kind=kind)
         if file is None:
@@ -236,6 +242,11 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_hold_permission(self, request) -> bool:
         return request.user.has_perm("settlements.hold_settlementbatch")
+
+    def has_rebuild_payout_files_permission(self, request) -> bool:
+        return request.user.has_perm("settlements.rebuild_payout_files_settlementbatch") and may_see_full_accounts(
+            request.user
+        )
 
     def _move(self, request, queryset, to_status: str, reason: str, done: str) -> None:
         user, moved = request.user.get_username(), 0
@@ -282,7 +293,7 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/settlements/settlementbatch/move_confirmation.html", context)
 
-    @admin.action(description="Build the payout files of the selected batches again", permissions=["hold"])
+    @admin.action(description="Build the payout files of the selected batches again", permissions=["rebuild_payout_files"])
     def regenerate_files(self, request, queryset):
         user = request.user.get_username()
         for batch in queryset.select_related("merchant"):
@@ -334,6 +345,10 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def payee_iban_display(self, obj: SettlementBatch) -> str:
         return obj.payee_iban or "-"
 
+    @admin.display(description="payee IBAN")
+    def payee_iban_masked(self, obj: SettlementBatch) -> str:
+        return account_masked(obj.payee_iban)
+
     @admin.display(description="payee BIC")
     def payee_bic_display(self, obj: SettlementBatch) -> str:
         return obj.payee_bic or "-"
@@ -359,6 +374,11 @@ class SettlementBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             for f in obj.payout_files.all()
         ]
         return format_html_join(" · ", '<a href="{}">{}</a> (sha256 {}…)', files) if files else "-"
+
+    @admin.display(description="payout files")
+    def files_listed(self, obj: SettlementBatch) -> str:
+        files = [(f.name, f.sha256[:12]) for f in obj.payout_files.all()]
+        return format_html_join(" · ", "{} (sha256 {}…)", files) if files else "-"
 
 
 @admin.register(SettlementLine)

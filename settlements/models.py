@@ -141,6 +141,7 @@ class SettlementBatch(models.Model):
         permissions = [
             ("mark_paid_out_settlementbatch", "Can mark a settlement batch paid out"),
             ("hold_settlementbatch", "Can hold or release a settlement batch"),
+            ("rebuild_payout_files_settlementbatch", "Can build a settlement batch's payout files again"),
         ]
 
     def __str__(self) -> str:

@@ -2,7 +2,10 @@
 
 Keys are issued and revoked through the services, never by saving a row by hand: the admin shows
 the full key exactly once, on the page that answers the "add" form, and stores nothing but its
-hash. A key is never deleted (payments point at it); it is revoked.
+hash. A key is never deleted (payments point at it); it is revoked. Keys are Security's, merchants
+Operations' (pgi/staff/roles.py): the merchant's page shows its keys and the button to issue one
+only to staff who may see and issue keys, and its settlement IBAN whole only to staff who may see
+accounts whole.
 """
 
 import secrets
@@ -16,6 +19,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from pgi.admin_format import instant
+from pgi.admin_masking import AccountMaskMixin, account_masked
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
 
@@ -75,12 +79,13 @@ class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):
+class MerchantAdmin(AccountMaskMixin, admin.ModelAdmin):
     list_display = ["code", "name", "is_active", "currency_list", "active_keys", "created"]
     list_filter = ["is_active"]
     search_fields = ["code", "name"]
     search_help_text = "Merchant code or name."
     readonly_fields = ["issue_key", "created_at", "updated_at"]
+    masked_fields = {"settlement_iban": "settlement_iban_masked"}
     # Other apps add theirs between the currencies and the keys: see merchant_inline_add.
     inlines = [MerchantCurrencyInline, ApiKeyInline]
 
@@ -99,11 +104,18 @@ class MerchantAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["code", "name", "is_active", "settlement_iban", "settlement_bic"]
-        return [*fields, "issue_key", "created_at", "updated_at"] if obj else fields
+        if obj is None:
+            return fields
+        issue = ["issue_key"] if request.user.has_perm("merchants.add_apikey") else []
+        return [*fields, *issue, "created_at", "updated_at"]
 
     def has_delete_permission(self, request, obj=None):
         # Payments and keys refer to merchants; a merchant leaving is deactivated, not deleted.
         return False
+
+    @admin.display(description="settlement IBAN")
+    def settlement_iban_masked(self, obj: Merchant) -> str:
+        return account_masked(obj.settlement_iban)
 
     @admin.display(description="currencies")
     def currency_list(self, obj: Merchant) -> str:

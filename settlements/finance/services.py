@@ -107,28 +107,10 @@ def payment_days_refresh(*, now: dt.datetime | None = None, days: int = WINDOW_D
     return payment_days_roll_up(days=[day for day in past if day not in final], now=now)
 
 
-# What the Finance group holds (migrations 0021 and 0022 create it with the same lists, frozen there).
-FINANCE_PERMISSIONS = (
-    ("settlements", "use_finance_ui"),
-    ("settlements", "view_settlementbatch"),
-    ("settlements", "view_settlementline"),
-    ("settlements", "view_payoutfile"),
-    ("payments", "view_payment"),
-    ("settlements", "resolve_reconciliationexception"),
-    ("settlements", "view_reconciliationexception"),
-    ("settlements", "view_reconciliationrun"),
-    ("settlements", "view_gatewayreport"),
-    ("settlements", "add_gatewayreport"),
-)
-
-
 def finance_group_ensure():
-    """The Finance group with FINANCE_PERMISSIONS (created if a flushed test database lost it)."""
-    from django.contrib.auth.models import Group, Permission
+    """The Finance group with the Finance role's permissions (pgi/staff/roles.py), created if a
+    flushed test database lost it."""
+    from pgi.staff.roles import FINANCE
+    from pgi.staff.services import role_group_ensure
 
-    from .models import FINANCE_GROUP
-
-    group, _ = Group.objects.get_or_create(name=FINANCE_GROUP)
-    for app_label, codename in FINANCE_PERMISSIONS:
-        group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return group
+    return role_group_ensure(FINANCE)

@@ -296,7 +296,7 @@ def test_index_puts_payments_merchants_and_gateways_first_and_engineering_last(a
     response = admin_client.get(reverse("admin:index"))
 
     assert sections(response) == [
-        "Payments and refunds", "Merchants", "Gateways", "Settlement and reconciliation", "Engineering"
+        "Payments and refunds", "Merchants", "Gateways", "Settlement and reconciliation", "Staff and audit", "Engineering"
     ]
     gateways = response.context["app_list"][2]["models"]
     assert [entry["admin_url"] for entry in gateways] == [
@@ -305,30 +305,30 @@ def test_index_puts_payments_merchants_and_gateways_first_and_engineering_last(a
     ]
     settlement = [entry["admin_url"] for entry in response.context["app_list"][3]["models"]]
     assert reverse("admin:settlements_settlementbatch_changelist") in settlement
-    engineering = {entry["admin_url"] for entry in response.context["app_list"][4]["models"]}
+    engineering = {entry["admin_url"] for entry in response.context["app_list"][5]["models"]}
     assert reverse("admin:api_idempotencyrecord_changelist") in engineering
     assert reverse("admin:django_celery_beat_solarschedule_changelist") in engineering
-    assert reverse("admin:auth_group_changelist") in engineering
+    staff_and_audit = {entry["admin_url"] for entry in response.context["app_list"][4]["models"]}
+    assert {reverse("admin:auth_user_changelist"), reverse("admin:auth_group_changelist")} <= staff_and_audit
 
 
-def test_staff_who_are_not_superusers_do_not_see_engineering_models(client, django_user_model):
+def test_staff_see_the_sections_and_engineering_models_their_permissions_reach(client, django_user_model):
     from django.contrib.auth.models import Permission
 
     staff = django_user_model.objects.create_user("teller", password="pw", is_staff=True)
-    staff.user_permissions.set(
-        Permission.objects.filter(
-            codename__in=["view_payment", "view_merchant", "view_idempotencyrecord", "view_periodictask"]
-        )
-    )
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["view_payment", "view_merchant"]))
     client.force_login(staff)
-
-    response = client.get(reverse("admin:index"))
+    teller = client.get(reverse("admin:index"))
     sidebar = client.get(reverse("admin:payments_payment_changelist")).context["available_apps"]
+    staff.user_permissions.add(Permission.objects.get(codename="view_idempotencyrecord"))
+    engineer = client.get(reverse("admin:index"))
 
-    assert sections(response) == ["Payments and refunds", "Merchants"]
-    assert reverse("admin:api_idempotencyrecord_changelist") not in listed_urls(response)
-    assert reverse("admin:django_celery_beat_periodictask_changelist") not in listed_urls(response)
+    assert sections(teller) == ["Payments and refunds", "Merchants"]
     assert [section["name"] for section in sidebar] == ["Payments and refunds", "Merchants"]
+    assert reverse("admin:api_idempotencyrecord_changelist") not in listed_urls(teller)
+    assert sections(engineer) == ["Payments and refunds", "Merchants", "Engineering"]
+    assert reverse("admin:api_idempotencyrecord_changelist") in listed_urls(engineer)
+    assert reverse("admin:django_celery_beat_periodictask_changelist") not in listed_urls(engineer)
 
 
 def index_panels(response) -> dict[str, dict]:

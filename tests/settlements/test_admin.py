@@ -45,6 +45,10 @@ def told(response) -> list[str]:
 
 def test_a_viewer_sees_the_batch_and_downloads_its_files_byte_for_byte(client, django_user_model, batch):
     viewer = staff(django_user_model, client, "viewer", "view_settlementbatch", "view_settlementline")
+    # The files hold the payee's IBAN: whole accounts are needed too (pgi/staff/roles.py).
+    django_user_model.objects.get(username="viewer").user_permissions.add(
+        Permission.objects.get(content_type__app_label="payments", codename="view_full_account")
+    )
 
     page = viewer.get(reverse("admin:settlements_settlementbatch_change", args=[batch.pk]))
     xml = viewer.get(reverse("admin:settlements_settlementbatch_file", args=[batch.pk, "pain001"]))
@@ -54,6 +58,17 @@ def test_a_viewer_sees_the_batch_and_downloads_its_files_byte_for_byte(client, d
     assert xml.status_code == 200 and xml.content == bytes(stored.content)
     assert hashlib.sha256(xml.content).hexdigest() == stored.sha256 == xml["X-Content-SHA256"]
     assert xml["Content-Disposition"] == f'attachment; filename="{stored.name}"'
+
+
+def test_a_viewer_without_whole_accounts_sees_the_iban_masked_and_gets_no_file(client, django_user_model, batch):
+    viewer = staff(django_user_model, client, "viewer", "view_settlementbatch", "view_settlementline")
+
+    page = viewer.get(reverse("admin:settlements_settlementbatch_change", args=[batch.pk]))
+    xml = viewer.get(reverse("admin:settlements_settlementbatch_file", args=[batch.pk, "pain001"]))
+
+    assert page.status_code == 200 and "•••• 3000" in page.content.decode()
+    assert b"DE89370400440532013000" not in page.content and b"/file/pain001/" not in page.content
+    assert xml.status_code == 403
 
 
 def test_the_statement_lists_every_line(client, django_user_model, batch):

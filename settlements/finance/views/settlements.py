@@ -8,7 +8,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from pgi.admin_masking import account_for, may_see_full_accounts
 from pgi.ids import is_id
+from pgi.staff.roles import VIEW_FULL_ACCOUNT
 from settlements.downloads import payout_file_response, statement_csv_response
 from settlements.models import SETTLEMENT_ID_PREFIX, SettlementBatch
 from settlements.selectors import payout_file_get, settlement_lines
@@ -122,6 +124,9 @@ def batch_detail(request, batch_id: str):
     files = batch.payout_files.only("kind", "name", "sha256", "created_at", "batch_id").annotate(size=Length("content"))
     context = {
         "batch": batch,
+        # Whole for Finance; masked (and the files, which hold it, not offered) for others.
+        "payee_iban": account_for(request.user, batch.payee_iban) if batch.payee_iban else "",
+        "may_download_files": may_see_full_accounts(request.user),
         "files": list(files.order_by("kind")),
         "history": list(batch_status_history(batch=batch)),
         "lines_total": batch.payment_count + batch.refund_count,
@@ -137,7 +142,7 @@ def batch_lines_export(request, batch_id: str):
     return statement_csv_response(_batch(batch_id))
 
 
-@finance_required(VIEW_BATCHES, "settlements.view_payoutfile")
+@finance_required(VIEW_BATCHES, "settlements.view_payoutfile", VIEW_FULL_ACCOUNT)
 def payout_file(request, batch_id: str, kind: str):
     file = payout_file_get(batch_id=_batch(batch_id).pk, kind=kind)
     if file is None:

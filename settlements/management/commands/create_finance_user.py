@@ -6,7 +6,8 @@
     PGI_SANDBOX=true manage.py create_finance_user --demo              `make run`'s demo user `finance`
 
 An existing user keeps its password unless one is given, and its admin access (is_staff) as it was:
-joining Finance grants no admin access. `--demo` (sandbox only) keeps the demo password in
+joining Finance grants no admin access (`manage.py grant_role NAME Finance` does: the admin's
+settlement actions and fee plans are Finance's too, pgi/staff/roles.py). `--demo` (sandbox only) keeps the demo password in
 PGI_VAR_DIR/demo-credentials.env beside demo_setup's credentials and prints KEY=VALUE lines.
 """
 
@@ -33,7 +34,11 @@ DEMO_USERNAME = "finance"
 
 
 class Command(BaseCommand):
-    help = "Create a finance UI user (member of the Finance group, no admin access), or add an existing user to Finance."
+    help = (
+        "Create a finance UI user (member of the Finance group, the Finance staff role, without admin access), "
+        "or add an existing user to Finance. For the admin's settlement work too: manage.py grant_role NAME Finance. "
+        "Superusers are for break-glass only, not for finance work."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username", nargs="?", help="the user's name (not with --demo)")

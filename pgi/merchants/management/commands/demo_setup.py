@@ -61,9 +61,10 @@ def credentials_write(path: Path, values: dict[str, str]) -> None:
 
 class Command(BaseCommand):
     help = (
-        "Create the demo merchant merchant456 if missing, and keep its demo keys and the staff superuser "
-        "'admin''s password in PGI_VAR_DIR/demo-credentials.env (0600), issuing new ones only when "
-        "missing or no longer valid. Prints KEY=VALUE lines."
+        "Create the demo merchant merchant456 if missing, and keep its demo keys and the sandbox's break-glass "
+        "superuser 'admin''s password in PGI_VAR_DIR/demo-credentials.env (0600), issuing new ones only when "
+        "missing or no longer valid. Prints KEY=VALUE lines. Staff of a bank work under roles instead "
+        "(manage.py grant_role)."
     )
 
     def handle(self, *args, **options):
