@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "payment_requests",
     "pgi.web",
     "pgi.webhooks",
+    "pgi.audit",  # the audit trail of staff actions (docs/04-operations.md#audit-trail)
 ]
 
 MIDDLEWARE = [
