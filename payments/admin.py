@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from pgi.admin_format import instant, spreadsheet_safe
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.admin_site import Panel
+from pgi.audit.admin_hooks import admin_actor
 from pgi.merchants.models import MerchantCurrency
 from pgi.money import format_money, quantize
 
@@ -273,7 +274,9 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         restarted = [
             payment_id
             for payment_id in queryset.filter(needs_attention=True).values_list("id", flat=True)
-            if payment_recovery_restart(payment_id=payment_id, staff_user=request.user.get_username())
+            if payment_recovery_restart(
+                payment_id=payment_id, staff_user=request.user.get_username(), actor=admin_actor(request)
+            )
         ]
         self.message_user(
             request,
