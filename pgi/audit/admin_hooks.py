@@ -110,7 +110,7 @@ def _beat_action(base: type[admin.ModelAdmin], name: str):
 
     def action(self, request, queryset):
         with transaction.atomic():
-            tasks = list(queryset.select_for_update())
+            tasks = list(queryset.select_for_update(of=("self",)))
             response = original(self, request, queryset)
             now = dict(queryset.model.objects.filter(pk__in=[t.pk for t in tasks]).values_list("pk", "enabled"))
             actor = admin_actor(request)

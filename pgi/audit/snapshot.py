@@ -43,9 +43,12 @@ def plain(value):
 
 def fields_of(obj: models.Model) -> dict:
     """The concrete fields (a foreign key as the related id) and many-to-many fields (the related
-    rows' names, sorted) of a saved row."""
+    rows' names, sorted) of a saved row. Not the time of its last save (auto_now): the event's own
+    time says it, and a save that changes nothing else is no change."""
     data = {}
     for field in obj._meta.concrete_fields:
+        if getattr(field, "auto_now", False):
+            continue
         if isinstance(field, models.BinaryField):
             value = field.value_from_object(obj)
             data[field.name] = None if value is None else f"[{len(value)} bytes]"

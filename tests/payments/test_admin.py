@@ -296,7 +296,7 @@ def test_index_puts_payments_merchants_and_gateways_first_and_engineering_last(a
     response = admin_client.get(reverse("admin:index"))
 
     assert sections(response) == [
-        "Payments and refunds", "Merchants", "Gateways", "Settlement and reconciliation", "Engineering"
+        "Payments and refunds", "Merchants", "Gateways", "Settlement and reconciliation", "Audit trail", "Engineering"
     ]
     gateways = response.context["app_list"][2]["models"]
     assert [entry["admin_url"] for entry in gateways] == [
@@ -305,7 +305,7 @@ def test_index_puts_payments_merchants_and_gateways_first_and_engineering_last(a
     ]
     settlement = [entry["admin_url"] for entry in response.context["app_list"][3]["models"]]
     assert reverse("admin:settlements_settlementbatch_changelist") in settlement
-    engineering = {entry["admin_url"] for entry in response.context["app_list"][4]["models"]}
+    engineering = {entry["admin_url"] for entry in response.context["app_list"][5]["models"]}
     assert reverse("admin:api_idempotencyrecord_changelist") in engineering
     assert reverse("admin:django_celery_beat_solarschedule_changelist") in engineering
     assert reverse("admin:auth_group_changelist") in engineering

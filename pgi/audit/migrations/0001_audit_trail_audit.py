@@ -37,7 +37,7 @@ SQLITE_REVERSE = "DROP TRIGGER IF EXISTS audit_auditevent_no_update;"
 def triggers_create(apps, schema_editor):
     connection = schema_editor.connection
     if connection.vendor == "postgresql":
-        schema_editor.execute(PG_FORWARD)
+        schema_editor.execute(PG_FORWARD, params=None)  # no placeholders: RAISE uses %
     elif connection.vendor == "sqlite":
         schema_editor.execute(SQLITE_FORWARD)
 
@@ -45,7 +45,7 @@ def triggers_create(apps, schema_editor):
 def triggers_drop(apps, schema_editor):
     connection = schema_editor.connection
     if connection.vendor == "postgresql":
-        schema_editor.execute(PG_REVERSE)
+        schema_editor.execute(PG_REVERSE, params=None)
     elif connection.vendor == "sqlite":
         schema_editor.execute(SQLITE_REVERSE)
 
