@@ -22,3 +22,8 @@ def audit_insert_fails(db):
             "FOR EACH ROW EXECUTE FUNCTION audit_test_refuse_insert()"
         )
     yield
+
+
+# The webhook tests' receiver and endpoints, for redelivery.
+from tests.webhooks.conftest import allow_private, endpoint_for, receiver  # noqa: E402,F401
+from tests.refunds.conftest import no_send_task  # noqa: E402,F401
