@@ -13,6 +13,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -21,6 +22,8 @@ from django.views.generic import RedirectView
 
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.audit.admin_hooks import admin_actor
+from pgi.audit.services import audit_record
 from pgi.admin_site import Page
 from pgi.merchants.admin import merchant_inline_add
 from pgi.money import UnknownCurrency, currency_exponent, format_money
@@ -110,7 +113,13 @@ def gateway_status_view(request):
         code = request.POST.get("reset", "")
         if not may_reset or code not in configured_codes():
             raise PermissionDenied
-        breaker_for(code).reset()
+        breaker = breaker_for(code)
+        was = breaker.snapshot().state.value
+        breaker.reset()
+        # The breaker lives in the cache, not the database: its event is recorded just after the reset.
+        with transaction.atomic():
+            audit_record(actor=admin_actor(request), action="gateway.breaker_reset", object_type="gateways.gateway",
+                         object_id=code, object_repr=code, before={"state": was}, after={"state": "closed"})  # fmt: skip
         messages.success(request, f"The circuit breaker of {code} is closed again.")
         return redirect("admin:gateways_status")
     rows = []

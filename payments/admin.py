@@ -27,6 +27,7 @@ from pgi.admin_format import instant, spreadsheet_safe
 from pgi.admin_masking import AccountMaskMixin, account_masked, may_see_full_accounts
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.admin_site import Panel
+from pgi.audit.admin_hooks import admin_actor
 from pgi.merchants.models import MerchantCurrency
 from pgi.money import format_money, quantize
 
@@ -286,7 +287,9 @@ class PaymentAdmin(AccountMaskMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         restarted = [
             payment_id
             for payment_id in queryset.filter(needs_attention=True).values_list("id", flat=True)
-            if payment_recovery_restart(payment_id=payment_id, staff_user=request.user.get_username())
+            if payment_recovery_restart(
+                payment_id=payment_id, staff_user=request.user.get_username(), actor=admin_actor(request)
+            )
         ]
         self.message_user(
             request,

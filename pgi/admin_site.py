@@ -69,6 +69,14 @@ class PgiAdminSite(admin.AdminSite):
         self._pages: list[Page] = []
         self._panels: list[Panel] = []
 
+    def register(self, model_or_iterable, admin_class=None, **options):
+        """Every model admin records its add, change and delete in the audit trail (pgi.audit)."""
+        from pgi.audit.admin_hooks import audited
+
+        models = [model_or_iterable] if isinstance(model_or_iterable, type) else list(model_or_iterable)
+        for model in models:
+            super().register(model, audited(model, admin_class or admin.ModelAdmin), **options)
+
     def register_page(self, page: Page) -> None:
         self._pages.append(page)
 

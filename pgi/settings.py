@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "pgi.web",
     "pgi.webhooks",
     "pgi.staff",  # staff roles (pgi/staff/roles.py)
+    "pgi.audit",  # the audit trail of staff actions (docs/04-operations.md#audit-trail)
 ]
 
 MIDDLEWARE = [

@@ -27,6 +27,7 @@ from payments.admin import GatewayFilter, payment_inline_add
 from payments.models import Payment
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.audit.admin_hooks import admin_actor
 from pgi.errors import BusinessRuleViolation
 from pgi.money import format_money
 
@@ -246,7 +247,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         user = request.user.get_username()
         for refund_id in queryset.order_by("created_at", "id").values_list("pk", flat=True):
             try:
-                new = refund_retry(refund_id=refund_id, staff_user=user)
+                new = refund_retry(refund_id=refund_id, staff_user=user, actor=admin_actor(request))
             except BusinessRuleViolation as exc:
                 self.message_user(request, f"Refund {refund_id} not retried: {exc.message} ({exc.code})", messages.ERROR)
                 continue
@@ -293,7 +294,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         user, cancelled = request.user.get_username(), 0
         for refund_id in queryset.order_by("created_at", "id").values_list("pk", flat=True):
             try:
-                refund_cancel(refund_id=refund_id, staff_user=user, reason=reason)
+                refund_cancel(refund_id=refund_id, staff_user=user, reason=reason, actor=admin_actor(request))
             except BusinessRuleViolation as exc:
                 self.message_user(request, f"Refund {refund_id} not cancelled: {exc.message} ({exc.code})", messages.ERROR)
                 continue
@@ -309,7 +310,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         restarted = [
             refund_id
             for refund_id in queryset.filter(needs_attention=True, status=RefundStatus.PENDING).values_list("pk", flat=True)
-            if refund_restart(refund_id=refund_id, staff_user=user) is not None
+            if refund_restart(refund_id=refund_id, staff_user=user, actor=admin_actor(request)) is not None
         ]
         self.message_user(
             request,

@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 
 from pgi.admin_format import instant, spreadsheet_safe
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.audit.admin_hooks import admin_actor
 
 from .bulk import KEY_COLUMN, MAX_FILE_BYTES, REQUIRED_COLUMNS, RefundFileRefused, refund_file_upload
 from .models import RefundFile
@@ -123,7 +124,9 @@ class RefundFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                refund_file = refund_file_upload(name=upload.name, content=upload.read(), user=request.user)
+                refund_file = refund_file_upload(
+                    name=upload.name, content=upload.read(), user=request.user, actor=admin_actor(request)
+                )
             except RefundFileRefused as exc:
                 form.add_error("file", f"{exc.message} ({exc.code})")
             else:

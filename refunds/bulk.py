@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from payments.models import GatewayOperation, OperationKind, Payment
 from pgi.admin_format import instant, spreadsheet_safe
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import BusinessRuleViolation
 from pgi.ids import is_id
 from pgi.money import currency_exponent, fits_currency, is_storable_amount, quantize
@@ -83,10 +85,11 @@ class _Rejected(Exception):
         self.errors = errors
 
 
-def refund_file_upload(*, name: str, content: bytes, user) -> RefundFile:
+def refund_file_upload(*, name: str, content: bytes, user, actor: Actor | None = None) -> RefundFile:
     """Take a bulk refund file: an accepted RefundFile with its refunds Pending and due now, or a
     rejected one with its error report and no refund. Raises RefundFileRefused when the file is
-    larger than MAX_FILE_BYTES or its content was accepted before (then nothing is recorded)."""
+    larger than MAX_FILE_BYTES or its content was accepted before (then nothing is recorded).
+    `actor`: who, for the audit trail, which records an accepted file with its refunds."""
     if len(content) > MAX_FILE_BYTES:
         raise RefundFileRefused(
             f"The file has {len(content):,} bytes; at most {MAX_FILE_BYTES // (1024 * 1024)} MB are taken. Split it.",
@@ -98,9 +101,13 @@ def refund_file_upload(*, name: str, content: bytes, user) -> RefundFile:
     if rows:
         try:
             with transaction.atomic():
-                return _accept(
+                accepted = _accept(
                     name=clip(name, 255), sha256=sha256, content=content, rows=rows, errors=errors, user=user
                 )
+                after = {"outcome": accepted.outcome, "rows": accepted.rows, "totals": accepted.total_by_currency,
+                         "sha256": accepted.sha256, "name": accepted.name}  # fmt: skip
+                audit_record(actor=actor, action="refund_file.upload", obj=accepted, after=after)
+                return accepted
         except _Rejected as rejected:  # the transaction is rolled back: no row written, locks released
             errors = rejected.errors
     return RefundFile.objects.create(

@@ -34,6 +34,8 @@ from payments.services.calls import gateway_call
 from payments.services.core import payment_lock, transition_locked
 from payments.services.operations import operation_finish, operation_look_later, operation_start
 from payments.services.recovery import backoff_seconds
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
 from pgi.merchants.principals import Principal
 from pgi.money import currency_exponent, fits_currency, format_money, quantize
@@ -476,7 +478,7 @@ def refunds_process_run(*, seconds: float | None = None, batch_size: int | None 
             return totals
 
 
-def refund_cancel(*, refund_id: str, staff_user: str, reason: str) -> Refund:
+def refund_cancel(*, refund_id: str, staff_user: str, reason: str, actor: Actor | None = None) -> Refund:
     """Staff: cancel a Pending refund that never reached the gateway. Raises BusinessRuleViolation
     when it is final, being sent, or may have reached the gateway (then only the gateway can say)."""
     with transaction.atomic():
@@ -489,6 +491,8 @@ def refund_cancel(*, refund_id: str, staff_user: str, reason: str) -> Refund:
                 "The refund may have reached the gateway; it cannot be cancelled.", code="REFUND_NOT_CANCELLABLE"
             )
         operation_finish(refund.operation, OperationStatus.NOT_SENT)
+        audit_record(actor=actor, action="refund.cancel", obj=refund, before={"status": refund.status},
+                     after={"status": RefundStatus.CANCELLED, "failure_code": "CANCELLED_BY_STAFF"}, note=reason)  # fmt: skip
         return _refund_move(
             refund,
             to_status=RefundStatus.CANCELLED,
@@ -499,7 +503,7 @@ def refund_cancel(*, refund_id: str, staff_user: str, reason: str) -> Refund:
         )
 
 
-def refund_retry(*, refund_id: str, staff_user: str) -> Refund:
+def refund_retry(*, refund_id: str, staff_user: str, actor: Actor | None = None) -> Refund:
     """Staff: a Failed refund again, as a new refund of the same amount (the failed one stays as it
     was, with its own key: the gateway would answer a re-send with the same failure).
 
@@ -527,12 +531,14 @@ def refund_retry(*, refund_id: str, staff_user: str) -> Refund:
             metadata={**failed.metadata, "retryOf": failed.id},
             source=RefundSource.STAFF,
         )
+        audit_record(actor=actor, action="refund.retry", obj=failed, before={"retriedAs": None},
+                     after={"retriedAs": refund.id, "amount": refund.amount, "currency": refund.currency})  # fmt: skip
         transaction.on_commit(lambda: _queue_send(refund.id))
     logger.info("refund %s retried as %s by %s", failed.id, refund.id, staff_user)
     return refund
 
 
-def refund_restart(*, refund_id: str, staff_user: str) -> Refund | None:
+def refund_restart(*, refund_id: str, staff_user: str, actor: Actor | None = None) -> Refund | None:
     """Staff: clear a Pending refund's flag and send it again on the next run. None if it is not a
     flagged Pending refund: a final refund that the gateway contradicts is not asked again (no
     gateway offers a refund lookup); its flag stays, and its amount stays held, until it is settled
@@ -542,6 +548,9 @@ def refund_restart(*, refund_id: str, staff_user: str) -> Refund | None:
         if not refund.needs_attention or refund.status != RefundStatus.PENDING:
             return None
         cleared = refund.attention_reason
+        audit_record(actor=actor, action="refund.restart", obj=refund,
+                     before={"needs_attention": True, "attention_reason": cleared},
+                     after={"needs_attention": False, "attention_reason": ""})  # fmt: skip
         if refund.status == RefundStatus.PENDING:
             operation_look_later(refund.operation, look_at=timezone.now(), attempts=0)
         refund.needs_attention, refund.attention_reason = False, ""

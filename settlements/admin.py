@@ -22,6 +22,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from pgi.admin_format import instant
 from pgi.admin_masking import AccountMaskMixin, account_masked, may_see_full_accounts
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.audit.admin_hooks import admin_actor
 from pgi.errors import BusinessRuleViolation
 from pgi.money import fits_currency, format_money, is_payable_currency, quantize
 
@@ -252,7 +253,9 @@ class SettlementBatchAdmin(AccountMaskMixin, ReadOnlyAdminMixin, admin.ModelAdmi
         user, moved = request.user.get_username(), 0
         for batch_id in queryset.order_by("created_at", "id").values_list("pk", flat=True):
             try:
-                settlement_batch_move(batch_id=batch_id, to_status=to_status, staff_user=user, reason=reason)
+                settlement_batch_move(
+                    batch_id=batch_id, to_status=to_status, staff_user=user, reason=reason, actor=admin_actor(request)
+                )
             except BusinessRuleViolation as exc:
                 self.message_user(request, f"Batch {batch_id}: {exc.message} ({exc.code})", messages.ERROR)
                 continue
@@ -299,7 +302,7 @@ class SettlementBatchAdmin(AccountMaskMixin, ReadOnlyAdminMixin, admin.ModelAdmi
         for batch in queryset.select_related("merchant"):
             before = dict(batch.payout_files.values_list("kind", "sha256"))
             try:
-                files = payout_files_generate(batch=batch, rebuilt_by=user)
+                files = payout_files_generate(batch=batch, rebuilt_by=user, actor=admin_actor(request))
             except BusinessRuleViolation as exc:
                 self.message_user(request, f"Batch {batch.id}: {exc.message} ({exc.code})", messages.ERROR)
                 continue

@@ -25,6 +25,8 @@ from django.utils import timezone
 from lxml import etree
 
 from payments.models import Payment, PaymentStatus, PaymentStatusChange
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import BusinessRuleViolation
 from pgi.merchants.models import Merchant
 from pgi.text import clip
@@ -502,7 +504,13 @@ MERCHANT_REASONS = {
 }
 
 
-def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, reason: str) -> SettlementBatch:
+# A staff move as the audit trail names it.
+BATCH_MOVE_NAMES = {BatchStatus.PAID_OUT: "mark_paid_out", BatchStatus.HELD: "hold", BatchStatus.PENDING: "release"}
+
+
+def settlement_batch_move(
+    *, batch_id: str, to_status: str, staff_user: str, reason: str, actor: Actor | None = None
+) -> SettlementBatch:
     """Staff: mark a batch paid out (the bank's confirmation reference required), hold it (a reason
     required), or release a hold (its payout files must exist). Under the batch's row lock; the
     reason goes to the history, the merchant sees MERCHANT_REASONS. Raises BusinessRuleViolation for
@@ -531,6 +539,8 @@ def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, rea
         SettlementStatusChange.objects.create(
             batch=batch, from_status=batch.status, to_status=to_status, reason=clip(reason, 255), changed_by=staff_user
         )
+        audit_record(actor=actor, action=f"settlement_batch.{BATCH_MOVE_NAMES[to_status]}", obj=batch, note=reason,
+                     before={"status": batch.status}, after={"status": to_status})  # fmt: skip
         batch.status = to_status
         batch.status_reason = MERCHANT_REASONS[to_status]
         batch.status_changed_at = timezone.now()
@@ -538,7 +548,9 @@ def settlement_batch_move(*, batch_id: str, to_status: str, staff_user: str, rea
         return batch
 
 
-def payout_files_generate(*, batch: SettlementBatch, rebuilt_by: str | None = None) -> list[PayoutFile]:
+def payout_files_generate(
+    *, batch: SettlementBatch, rebuilt_by: str | None = None, actor: Actor | None = None
+) -> list[PayoutFile]:
     """Build (or build again) the batch's payout files from its own fields: its payee and its
     debtor (the bank's account as PGI_SETTLEMENT named it when the batch was made), so building
     again gives the same bytes. A batch made without a settlement account takes the merchant's
@@ -599,6 +611,8 @@ def payout_files_generate(*, batch: SettlementBatch, rebuilt_by: str | None = No
                 for f in files
             ]
             same = all(before.get(f.kind) == f.sha256 for f in files)
+            audit_record(actor=actor, action="settlement_batch.payout_files_rebuild", obj=batch,
+                         before={k: before.get(k) for k in (f.kind for f in files)}, after={f.kind: f.sha256 for f in files})  # fmt: skip
             SettlementStatusChange.objects.create(
                 batch=batch, from_status=batch.status, to_status=batch.status, changed_by=rebuilt_by,
                 reason=clip(f"Payout files built again ({'identical' if same else 'changed'}): {', '.join(changes)}", 255),

@@ -28,6 +28,21 @@ def fast_password_hasher():
         yield
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database as pytest-django makes it, with TRUNCATE of the audit trail allowed: Django
+    empties the database with TRUNCATE after each transactional test, and the audit trail's trigger
+    refuses TRUNCATE unless the session allows it (pgi/audit/migrations/0001)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            name = connection.settings_dict["NAME"]
+            cursor.execute(f"ALTER DATABASE {connection.ops.quote_name(name)} SET pgi.audit_truncate = 'allow'")
+            cursor.execute("SET pgi.audit_truncate = 'allow'")
+    yield
+
+
 @pytest.fixture(autouse=True)
 def lookup_namespace():
     """Each test reads its own rows: the lookup cache (pgi.lookups) is shared through Redis, but a

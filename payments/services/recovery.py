@@ -30,6 +30,8 @@ from django.utils import timezone
 from gateways.base import GatewayError, GatewayStatus, Operation
 from gateways.breaker import breaker_for
 from gateways.registry import UnknownGateway, get_connector
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 
 from ..models import AttentionCode, GatewayOperation, OperationKind, Payment, PaymentStatusChange
 from .answers import payment_apply_gateway_result, payment_flag_locked
@@ -223,9 +225,10 @@ def _flag(payment_id: str, why: str, attempts: int | None = None) -> str:
     return "flagged"
 
 
-def payment_recovery_restart(*, payment_id: str, staff_user: str) -> Payment | None:
+def payment_recovery_restart(*, payment_id: str, staff_user: str, actor: Actor | None = None) -> Payment | None:
     """Staff: clear the flag, whatever its kind, and look again on the next run (if the outcome
-    is still unknown). The history line says who cleared which flag. None if it is not flagged."""
+    is still unknown). The history line says who cleared which flag; `actor`, the audit trail. None
+    if it is not flagged."""
     with transaction.atomic():
         payment = payment_lock(payment_id)
         if not payment.needs_attention:
@@ -234,6 +237,9 @@ def payment_recovery_restart(*, payment_id: str, staff_user: str) -> Payment | N
         if in_flight is not None:
             operation_look_later(in_flight, look_at=timezone.now(), attempts=0)
         cleared = f"{payment.attention_code or 'flag'}: {payment.attention_reason}"
+        flag = {"needs_attention": True, "attention_code": payment.attention_code, "attention_reason": payment.attention_reason}
+        audit_record(actor=actor, action="payment.recovery_restart", obj=payment, before=flag,
+                     after={"needs_attention": False, "attention_code": "", "attention_reason": ""})  # fmt: skip
         return note_locked(
             payment,
             source=Source.STAFF,

@@ -21,6 +21,7 @@ from django.utils.html import format_html
 from pgi.admin_format import instant
 from pgi.admin_masking import AccountMaskMixin, account_masked
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.audit.admin_hooks import admin_actor
 from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
 
 from .models import ApiKey, Merchant, MerchantCurrency
@@ -286,9 +287,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request, queryset):
-        revoked = 0
+        revoked, actor = 0, admin_actor(request)
         for api_key in queryset.filter(revoked_at__isnull=True):
-            api_key_revoke(api_key=api_key)
+            api_key_revoke(api_key=api_key, actor=actor)
             revoked += 1
         skipped = queryset.count() - revoked
         text = f"Revoked {revoked} key{'s' if revoked != 1 else ''}."

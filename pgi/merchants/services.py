@@ -7,6 +7,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import ValidationFailed, ErrorDetail
 from pgi.lookups import lookup_forget
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, is_payable_currency, is_storable_amount
@@ -75,9 +77,15 @@ def api_key_create(*, name: str, merchant: Merchant | None) -> tuple[ApiKey, str
     return api_key, full_key
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    # Conditional update: revoking twice keeps the first revocation time.
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def api_key_revoke(*, api_key: ApiKey, actor: Actor | None = None) -> ApiKey:
+    """Revoke the key at once in every process. `actor`: who, for the audit trail (a key revoked
+    already is left as it was, and nothing is recorded)."""
+    with transaction.atomic():
+        # Conditional update: revoking twice keeps the first revocation time.
+        now = timezone.now()
+        if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now):
+            audit_record(actor=actor, action="api_key.revoke", obj=api_key, before={"revoked_at": None},
+                         after={"revoked_at": now})  # fmt: skip
     lookup_forget("api_key", [api_key.prefix])  # the next request with it is refused, in every process
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key

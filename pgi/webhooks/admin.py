@@ -13,6 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -22,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.audit.admin_hooks import admin_actor
 from pgi.errors import BusinessRuleViolation
 
 from .models import ALL_EVENTS, EVENT_TYPES, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -177,8 +179,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             raise Http404
         if not self.has_change_permission(request, endpoint):
             raise PermissionDenied
-        secret = endpoint_secret_rotate(endpoint=endpoint)
-        self.log_change(request, endpoint, "Rotated the secret.")
+        with transaction.atomic():  # the new secret and its audit event (recorded by log_change) together
+            secret = endpoint_secret_rotate(endpoint=endpoint)
+            self.log_change(request, endpoint, "Rotated the secret.")
         return self._secret_page(request, endpoint, secret, "Webhook secret rotated")
 
 
@@ -251,10 +254,10 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if queryset.count() > ACTION_LIMIT:
             self.message_user(request, f"Select at most {ACTION_LIMIT} deliveries at a time.", messages.ERROR)
             return
-        asked = 0
+        asked, actor = 0, admin_actor(request)
         for delivery in queryset.select_related("endpoint"):
             try:
-                delivery_redeliver(delivery=delivery, requested_by=f"staff:{request.user.get_username()}")
+                delivery_redeliver(delivery=delivery, requested_by=f"staff:{request.user.get_username()}", actor=actor)
             except BusinessRuleViolation as exc:
                 self.message_user(request, f"{delivery.pk} not redelivered: {exc.message} ({exc.code})", messages.ERROR)
                 continue

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
 from pgi.events.models import OutboxEvent
 from pgi.events.payloads import events_settings
@@ -397,7 +399,9 @@ def deliveries_prune(*, older_than_days: int | None = None, batch_size: int = 10
 # --- Redelivery -------------------------------------------------------------------------------------
 
 
-def delivery_redeliver(*, delivery: WebhookDelivery, requested_by: str, now: datetime | None = None) -> WebhookDelivery:
+def delivery_redeliver(
+    *, delivery: WebhookDelivery, requested_by: str, now: datetime | None = None, actor: Actor | None = None
+) -> WebhookDelivery:
     """Ask for an attempt now. A finished delivery (succeeded or failed) gets one more attempt, with
     no retries after it; a pending one has its next attempt brought forward. Asking again before the
     attempt runs changes nothing, and a pending delivery whose attempt is running is left to it.
@@ -410,6 +414,7 @@ def delivery_redeliver(*, delivery: WebhookDelivery, requested_by: str, now: dat
                 "The endpoint is disabled; enable it to redeliver.", code="WEBHOOK_ENDPOINT_DISABLED"
             )
         running = locked.attempt_rows.filter(finished_at__isnull=True, number=locked.attempts).exists()
+        before = {"status": locked.status, "next_attempt_at": locked.next_attempt_at}
         if locked.status != DeliveryStatus.PENDING:
             locked.status = DeliveryStatus.PENDING
             locked.redelivery_only = True
@@ -420,5 +425,7 @@ def delivery_redeliver(*, delivery: WebhookDelivery, requested_by: str, now: dat
             locked.next_attempt_at = now
             locked.redelivery_requested_by = clip(requested_by, 150)
             locked.save()
+        audit_record(actor=actor, action="webhook_delivery.redeliver", obj=locked, before=before,
+                     after={"status": locked.status, "next_attempt_at": locked.next_attempt_at})  # fmt: skip
         transaction.on_commit(wake_sender)
     return locked

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from pgi.admin_format import instant
 from pgi.admin_readonly import ReadOnlyAdminMixin
+from pgi.audit.admin_hooks import admin_actor
 from pgi.errors import ApplicationError
 
 from ..downloads import gateway_report_response
@@ -176,7 +177,7 @@ class ReconciliationExceptionAdmin(admin.ModelAdmin):
             try:
                 outcome = reconciliation_exceptions_resolve(
                     exception_ids=ids, resolution=form.cleaned_data["resolution"], note=form.cleaned_data["note"],
-                    user=request.user,
+                    user=request.user, actor=admin_actor(request),
                 )  # fmt: skip
             except ApplicationError as exc:
                 self.message_user(request, f"{exc.message} ({exc.code})", messages.ERROR)
@@ -234,7 +235,8 @@ class ReconciliationExceptionAdmin(admin.ModelAdmin):
         return self.has_resolve_permission(request) and (obj is None or not obj.resolution)
 
     def save_model(self, request, obj, form, change):
-        # Through the service (who and when, only while open), never the form's own save.
+        # Through the service (who and when, only while open), never the form's own save. The audit
+        # trail records the change from log_change, as for any other change form.
         try:
             reconciliation_exceptions_resolve(
                 exception_ids=[obj.pk], resolution=form.cleaned_data["resolution"],

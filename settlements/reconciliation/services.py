@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from gateways.base import GatewayError
 from gateways.registry import UnknownGateway, configured_codes, get_connector
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record, audit_record_each
 from pgi.errors import ApplicationError, NotFound, ServiceUnavailable, ValidationFailed
 
 from . import loading, matching
@@ -243,13 +245,15 @@ def report_has_lines(content: bytes) -> bool:
 
 
 def reconciliation_report_upload(
-    *, gateway: str, day: dt.date, name: str, content: bytes, user, replace_with_empty: bool = False
+    *, gateway: str, day: dt.date, name: str, content: bytes, user, replace_with_empty: bool = False,
+    actor: Actor | None = None,
 ) -> RunOutcome:
     """Finance's upload: keep the file, load it (once per identical file) and reconcile the day.
     Raises ValidationFailed for an unknown gateway, a file PGI cannot read, a file over
     upload_max_bytes (REPORT_TOO_LARGE), and a file with no line after its header when the day's
     current report has lines (REPORT_EMPTY_REPLACES_LINES) unless `replace_with_empty`: such a
-    file would turn every operation of the day into "missing at gateway"."""
+    file would turn every operation of the day into "missing at gateway". `actor`: the audit
+    trail records the upload once the day is reconciled (loading and matching commit in steps)."""
     if not content:
         raise ValidationFailed("The file is empty.", code="REPORT_EMPTY")
     if len(content) > upload_max_bytes():
@@ -264,10 +268,15 @@ def reconciliation_report_upload(
                 "for the day really is empty.",
                 code="REPORT_EMPTY_REPLACES_LINES",
             )
-    return reconciliation_file_run(
+    outcome = reconciliation_file_run(
         gateway=gateway, day=day, data=content, name=name, source=ReportSource.UPLOAD, trigger=RunTrigger.UPLOAD,
         user=user,
     )  # fmt: skip
+    with transaction.atomic():
+        audit_record(actor=actor, action="gateway_report.upload", obj=outcome.report, after={
+            "gateway": gateway, "day": day, "name": name, "sha256": outcome.report.sha256, "run": outcome.run.pk,
+            "new_report": outcome.report_created, "exceptions": outcome.totals.exceptions})  # fmt: skip
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,7 @@ class ResolveOutcome:
 
 
 def reconciliation_exceptions_resolve(
-    *, exception_ids: Iterable[int], resolution: str, note: str, user
+    *, exception_ids: Iterable[int], resolution: str, note: str, user, actor: Actor | None = None
 ) -> ResolveOutcome:
     """Resolve the open exceptions among `exception_ids` with a resolution and a note, recording who
     and when (resolved ones are left as they are; ids that exist not are reported back in
@@ -301,10 +310,19 @@ def reconciliation_exceptions_resolve(
     existing = set(ReconciliationException.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
     if not existing:
         raise NotFound("No such reconciliation exception.")
-    # A conditional update: two people resolving the same exception at once, the first one wins.
-    resolved = ReconciliationException.objects.filter(pk__in=existing, resolution="").update(
-        resolution=resolution, resolution_note=note, resolved_by=user, resolved_at=timezone.now()
-    )
+    with transaction.atomic():
+        # Under their row locks: two people resolving the same exception at once, the first one
+        # wins, and the audit trail names the ones this call resolved.
+        still_open = list(
+            ReconciliationException.objects.select_for_update().filter(pk__in=existing, resolution="")
+            .order_by("pk").values_list("pk", flat=True)
+        )  # fmt: skip
+        resolved = ReconciliationException.objects.filter(pk__in=still_open).update(
+            resolution=resolution, resolution_note=note, resolved_by=user, resolved_at=timezone.now()
+        )
+        audit_record_each(actor=actor, action="reconciliation_exception.resolve", object_ids=still_open,
+                          object_type="settlements.reconciliationexception", before={"resolution": ""},
+                          after={"resolution": resolution, "resolution_note": note})  # fmt: skip
     return ResolveOutcome(
         resolved=resolved,
         already_resolved=len(existing) - resolved,

@@ -15,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from gateways.registry import configured_codes
+from pgi.audit.actors import Actor
 from pgi.errors import ApplicationError
 from settlements.downloads import gateway_report_response
 from settlements.reconciliation import selectors as recon
@@ -206,7 +207,8 @@ def exceptions_resolve(request):
     else:
         try:
             outcome = reconciliation_exceptions_resolve(
-                exception_ids=ids, resolution=form.cleaned_data["resolution"], note=form.cleaned_data["note"], user=request.user
+                exception_ids=ids, resolution=form.cleaned_data["resolution"], note=form.cleaned_data["note"], user=request.user,
+                actor=Actor.of_request(request, via="finance"),
             )
         except ApplicationError as exc:
             messages.error(request, f"Nothing resolved: {exc.message} ({exc.code})")
@@ -228,6 +230,7 @@ def report_upload(request):
             outcome = reconciliation_report_upload(
                 gateway=form.cleaned_data["gateway"], day=form.cleaned_data["day"], name=upload.name,
                 content=upload.read(), user=request.user, replace_with_empty=form.cleaned_data["replace_with_empty"],
+                actor=Actor.of_request(request, via="finance"),
             )
         except ApplicationError as exc:
             form.add_error("file", f"{exc.message} ({exc.code})")

@@ -23,6 +23,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
+from pgi.audit.snapshot import changes, fields_of, shown
 from pgi.merchants.management.commands.demo_setup import (
     credentials_path,
     credentials_read,
@@ -57,6 +60,7 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=username).first()
         password = os.environ.get("PGI_FINANCE_PASSWORD") or (self._ask() if user is None else None)
         with transaction.atomic():
+            before = None if user is None else fields_of(user)
             if user is None:
                 user = get_user_model()(username=username, email=email, is_staff=False)
             if password is not None:
@@ -68,6 +72,11 @@ class Command(BaseCommand):
             created = user.pk is None
             user.save()
             user.groups.add(group)
+            actor = Actor.of_command("create_finance_user")
+            if before is None:
+                audit_record(actor=actor, action="add", obj=user, after=shown(fields_of(user)))
+            elif (difference := changes(before, fields_of(user)))[1]:
+                audit_record(actor=actor, action="change", obj=user, before=difference[0], after=difference[1])
         verb = "Created" if created else "Added to Finance:"
         self.stdout.write(f"{verb} {user.get_username()} (admin access: {'yes' if user.is_staff else 'no'}). Sign in at /finance/login")
 

@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from tqdm import tqdm
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import ApplicationError
 from pgi.money import UnknownCurrency, format_money
 from settlements.reconciliation.models import Category, ReportSource, RunTrigger
@@ -105,6 +108,11 @@ class Command(BaseCommand):
         seconds = time.monotonic() - started
         totals = outcome.totals
         report = outcome.report
+        if not dry_run:  # loading and matching commit in steps: the run is recorded once it has finished
+            with transaction.atomic():
+                audit_record(actor=Actor.of_command("reconcile"), action="reconciliation.run", obj=outcome.run, after={
+                    "gateway": gateway, "day": day, "report": report.name if report is not None else None,
+                    "exceptions": totals.exceptions})  # fmt: skip
         if path is not None and not outcome.report_created:
             self.stdout.write("this file was loaded before: not loaded again")
         self.stdout.write(

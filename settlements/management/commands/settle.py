@@ -13,9 +13,12 @@ import datetime as dt
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import ApplicationError
 from pgi.merchants.models import Merchant
 from pgi.money import format_money
@@ -123,4 +126,10 @@ class Command(BaseCommand):
             would = sum(1 for t in previews if t is not None and t.lines)
             self.stdout.write(f"dry run: {would} batch(es) would be made; nothing written ({seconds:.2f} s)")
         else:
+            # Each batch commits on its own as the run goes: the run is recorded once it has finished.
+            with transaction.atomic():
+                audit_record(actor=Actor.of_command("settle"), action="settlement.run", object_type="settlements.settlementbatch",
+                             object_repr=f"settlement run to {moment.isoformat()}", after={
+                                 "cutoff": moment, "merchant": chosen.code if chosen else None, "full": full,
+                                 "batches_created": created})  # fmt: skip
             self.stdout.write(f"batches created {created}, already settled or empty {existing} in {seconds:.2f} s")

@@ -1,5 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
+from pgi.audit.snapshot import fields_of, shown
 from pgi.errors import ValidationFailed
 from pgi.merchants.models import Merchant
 from pgi.merchants.services import api_key_create
@@ -23,7 +27,9 @@ class Command(BaseCommand):
             if merchant is None:
                 raise CommandError(f"No merchant {code}. Create it with create_merchant first.")
         try:
-            api_key, full_key = api_key_create(name=name or code, merchant=merchant)
+            with transaction.atomic():
+                api_key, full_key = api_key_create(name=name or code, merchant=merchant)
+                audit_record(actor=Actor.of_command("create_api_key"), action="add", obj=api_key, after=shown(fields_of(api_key)))
         except ValidationFailed as exc:
             raise CommandError("; ".join(f"{d.field}: {d.message}" for d in exc.details)) from exc
         kind = "platform key" if platform else f"key for merchant {code}"

@@ -1,8 +1,13 @@
 from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
+from pgi.audit.snapshot import shown, snapshot
 from pgi.errors import ValidationFailed
+from pgi.merchants.models import MerchantCurrency
 from pgi.merchants.services import merchant_create
 
 
@@ -22,7 +27,10 @@ class Command(BaseCommand):
             raise CommandError(f"--max-amount is not a number: {max_amount}") from exc
         codes = [c.strip() for c in currencies.split(",") if c.strip()]
         try:
-            merchant = merchant_create(code=code, name=name, currencies=codes, max_amount=limit)
+            with transaction.atomic():
+                merchant = merchant_create(code=code, name=name, currencies=codes, max_amount=limit)
+                recorded = snapshot(merchant, {"merchants.merchantcurrency": (MerchantCurrency, "merchant")})
+                audit_record(actor=Actor.of_command("create_merchant"), action="add", obj=merchant, after=shown(recorded))
         except ValidationFailed as exc:
             raise CommandError("; ".join(f"{d.field}: {d.message}" for d in exc.details) or exc.message) from exc
         self.stdout.write(f"Created merchant {merchant.code} ({merchant.name}) for {', '.join(codes)}")
