@@ -4,6 +4,7 @@ trims, counts and appends to (one round trip per request)."""
 import redis
 
 from pgi.api.throttling import ApiKeyRateThrottle
+from pgi.merchants.models import ApiKey
 from pgi.merchants.services import api_key_create
 
 from ..conftest import client_for
@@ -32,9 +33,11 @@ def test_the_window_slides_a_request_older_than_the_duration_no_longer_counts(se
     assert client.get(PAYMENTS_URL).status_code == 429
 
 
-def test_a_throttle_check_is_one_redis_round_trip(settings, merchant, monkeypatch):
+def test_a_throttle_check_is_one_redis_round_trip_for_the_key_and_its_merchant(settings, merchant, monkeypatch):
     settings.PGI_API_RATE = "100/min"
-    _, key = api_key_create(name="checkout", merchant=merchant)
+    settings.PGI_MERCHANT_API_RATE = "150/min"
+    api_key, _ = api_key_create(name="checkout", merchant=merchant)
+    api_key = ApiKey.objects.select_related("merchant").get(pk=api_key.pk)  # as the lookup cache holds it
     sent = []
     original = redis.Redis.execute_command
 
@@ -46,7 +49,8 @@ def test_a_throttle_check_is_one_redis_round_trip(settings, merchant, monkeypatc
     throttle = ApiKeyRateThrottle()
 
     class Request:
-        auth = type("Key", (), {"prefix": key.split("_")[1]})()
+        auth = api_key
 
+    assert [window.ident for window in throttle.windows_for(api_key)] == [f"api_key_{api_key.prefix}", f"merchant_{merchant.pk}"]
     assert throttle.allow_request(Request(), None) is True
     assert [command for command in sent if command != "SCRIPT LOAD"] == ["EVALSHA"]

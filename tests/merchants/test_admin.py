@@ -17,11 +17,12 @@ KEY_SHAPE = re.compile(r"pgi_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}")
 
 
 def issue_form(admin_client, **data):
-    """GET the add form (for its one-time token), then POST it with `data`."""
+    """GET the add form (for its one-time token), then POST it with `data` and, as a browser does,
+    the scopes ticked on it unless `data` says otherwise."""
     add_url = reverse("admin:merchants_apikey_add")
     page = admin_client.get(add_url)
-    token = page.context["adminform"].form["issue_token"].value()
-    return admin_client.post(add_url, {"issue_token": token, **data})
+    form = page.context["adminform"].form
+    return admin_client.post(add_url, {"issue_token": form["issue_token"].value(), "scopes": form["scopes"].value(), **data})
 
 
 def test_merchant_changelist_and_change_page_render_with_currencies_and_keys(admin_client, merchant):
@@ -204,7 +205,7 @@ def test_a_key_needs_exactly_one_owner(admin_client, merchant, owner, message):
     assert not ApiKey.objects.exists()
 
 
-def test_only_the_name_of_a_key_can_be_edited(admin_client, merchant, other_merchant):
+def test_only_the_name_scopes_expiry_and_rate_limit_of_a_key_can_be_edited(admin_client, merchant, other_merchant):
     api_key, _ = api_key_create(name="checkout", merchant=merchant)
     before = ApiKey.objects.values().get(pk=api_key.pk)
     url = reverse("admin:merchants_apikey_change", args=[api_key.pk])
@@ -214,6 +215,10 @@ def test_only_the_name_of_a_key_can_be_edited(admin_client, merchant, other_merc
         url,
         {
             "name": "web-checkout",
+            "scopes": api_key.scopes,
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "rate_limit": "",
             "merchant": other_merchant.pk,
             "is_platform": "on",
             "prefix": "000000000000",
@@ -225,7 +230,7 @@ def test_only_the_name_of_a_key_can_be_edited(admin_client, merchant, other_merc
     assert response.status_code == 302
     after = ApiKey.objects.values().get(pk=api_key.pk)
     assert after == {**before, "name": "web-checkout"}
-    for field in ("merchant", "is_platform", "prefix", "key_hash"):
+    for field in ("merchant", "is_platform", "prefix", "key_hash", "rotated_from"):
         assert f'name="{field}"' not in form_html
 
 
