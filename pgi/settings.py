@@ -262,7 +262,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["pgi.api.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["pgi.api.renderers.DecimalJSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["pgi.api.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "pgi.api.schema.ScopedAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "pgi.api.exception_handler.api_exception_handler",
     "UNAUTHENTICATED_USER": None,

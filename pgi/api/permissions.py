@@ -35,8 +35,7 @@ class HasRequiredScope(BasePermission):
             return True
         held = ", ".join(request.auth.scopes) if request.auth is not None and request.auth.scopes else "none"
         raise PermissionDenied(
-            f"This API key lacks the scope {scope or '(none defined)'} that {request.method} "
-            f"{request.path} needs.",
+            f"This API key lacks the scope {scope or '(none defined)'} that this operation needs.",
             code=INSUFFICIENT_SCOPE,
             details=[ErrorDetail("scope", f"Needs {scope or '(none defined)'}; the key has: {held}.")],
         )
