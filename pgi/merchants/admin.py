@@ -27,6 +27,7 @@ from pgi.errors import ApplicationError
 from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
 
 from .models import ApiKey, Merchant, MerchantCurrency
+from .rates import validate_rate
 from .scopes import DEFAULT_SCOPES, SCOPES
 from .services import api_key_create, api_key_revoke, api_key_rotate, api_key_update, rotation_grace_default
 
@@ -234,6 +235,11 @@ class ApiKeyIssueForm(forms.ModelForm):
         if token and not self.errors and not cache.add(f"pgi:api-key-issue:{token}", 1, timeout=86400):
             raise forms.ValidationError("This form has already issued a key. Open 'Add API key' again for another.")
         return cleaned
+
+    def clean_rate_limit(self):
+        # Field validators of the model run in _post_clean, which this form skips.
+        validate_rate(self.cleaned_data["rate_limit"])
+        return self.cleaned_data["rate_limit"]
 
     def _post_clean(self):
         # The row is built by api_key_create; validating this unsaved instance against the model
