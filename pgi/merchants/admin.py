@@ -266,7 +266,7 @@ CHANGE_FIELDS = [
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "owner", "scope_list", "created", "last_used", "expires", "revoked"]
+    list_display = ["prefix", "name", "owner", "scope_list", "created", "last_used", "ends"]
     list_filter = [KeyStateFilter, KeyKindFilter, ("merchant", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["merchant"]
     search_fields = ["prefix", "name", "merchant__code"]
@@ -300,7 +300,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="scopes")
     def scope_list(self, obj: ApiKey) -> str:
-        return ", ".join(obj.scopes) or "none"
+        """Compact, so the list fits a laptop: `all`, or each family with r and w (`payments rw`)."""
+        if set(obj.scopes) >= set(SCOPES):
+            return "all"
+        families = {}
+        for scope in obj.scopes:
+            family, _, access = scope.partition(":")
+            families[family] = families.get(family, "") + access[0]
+        return ", ".join(f"{family} {access}" for family, access in families.items()) or "none"
 
     @admin.display(description="created (UTC)", ordering="created_at")
     def created(self, obj: ApiKey) -> str:
@@ -310,15 +317,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def last_used(self, obj: ApiKey) -> str:
         return instant(obj.last_used_at)
 
-    @admin.display(description="expires (UTC)", ordering="expires_at", empty_value="")
-    def expires(self, obj: ApiKey) -> str:
+    @admin.display(description="revoked / expires (UTC)", ordering="expires_at", empty_value="")
+    def ends(self, obj: ApiKey) -> str:
+        """One column for both ends of a key's life, so the list fits a laptop screen."""
+        if obj.revoked_at is not None:
+            return f"revoked {instant(obj.revoked_at)}"
         if obj.expires_at is None:
             return ""
-        return f"{instant(obj.expires_at)} (expired)" if obj.has_expired() else instant(obj.expires_at)
-
-    @admin.display(description="revoked (UTC)", ordering="revoked_at", empty_value="")
-    def revoked(self, obj: ApiKey) -> str:
-        return "" if obj.revoked_at is None else instant(obj.revoked_at)
+        return f"{'expired' if obj.has_expired() else 'expires'} {instant(obj.expires_at)}"
 
     @admin.display(description="replaced by")
     def successor(self, obj: ApiKey):

@@ -399,4 +399,4 @@ def test_the_key_list_shows_scopes_and_filters_expiring_and_expired_keys(admin_c
     assert found(state="expiring") == {expiring}
     assert found(state="expired") == {expired}
     html = admin_client.get(url).content.decode()
-    assert "payments:read" in html and "(expired)" in html
+    assert "payments r<" in html and "expired 20" in html and "expires 20" in html
