@@ -296,6 +296,7 @@ class PaymentCollectionApi(ApiView):
     """`/v1/payments`: POST processes a payment, GET lists them. The path is shared, so one view
     holds both operations; each has its own serializers and schema."""
 
+    key_scope = "payments"
     pagination_class = CreatedCursorPagination
     filterset_class = PaymentFilter
 
@@ -362,6 +363,8 @@ class PaymentCollectionApi(ApiView):
 
 
 class PaymentDetailApi(ApiView):
+    key_scope = "payments"
+
     @extend_schema(
         tags=[TAG],
         operation_id="payments_retrieve",
@@ -376,6 +379,8 @@ class PaymentDetailApi(ApiView):
 
 
 class PaymentStatusApi(ApiView):
+    key_scope = "payments"
+
     # Nested serializers all named OutputSerializer would share one schema component: name each.
     @extend_schema_serializer(component_name="PaymentStatusResult")
     class OutputSerializer(serializers.Serializer):
@@ -398,6 +403,8 @@ class PaymentStatusApi(ApiView):
 
 
 class PaymentValidateApi(ApiView):
+    key_scope = "payments"
+
     @extend_schema_serializer(component_name="PaymentValidation")
     class OutputSerializer(serializers.Serializer):
         valid = serializers.BooleanField()
@@ -455,6 +462,8 @@ class PaymentOperationApi(ApiView):
 
 
 class PaymentCaptureApi(PaymentOperationApi):
+    key_scope = "payments"
+
     # PaymentCaptureRequest in the document: COMPONENT_SPLIT_REQUEST appends "Request".
     @extend_schema_serializer(component_name="PaymentCapture")
     class InputSerializer(StrictInputSerializer):
@@ -490,6 +499,8 @@ class PaymentCaptureApi(PaymentOperationApi):
 
 
 class PaymentCancelApi(PaymentOperationApi):
+    key_scope = "payments"
+
     @extend_schema_serializer(component_name="PaymentCancel")
     class InputSerializer(StrictInputSerializer):
         pass

@@ -264,11 +264,15 @@ AXES_VERBOSE = False
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["pgi.merchants.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every keyed view names its scope family (key_scope): pgi.api.permissions.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "pgi.api.permissions.HasRequiredScope",
+    ],
     "DEFAULT_PARSER_CLASSES": ["pgi.api.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["pgi.api.renderers.DecimalJSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["pgi.api.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "pgi.api.schema.ScopedAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "pgi.api.exception_handler.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -322,6 +326,11 @@ PGI_PUBLIC_URL = os.environ.get("PGI_PUBLIC_URL", "http://127.0.0.1:8000")
 PGI_DOCS_BASE_URL = os.environ.get("PGI_PUBLIC_URL", "")
 # Sustained request rate per API key; bursts beyond it get 429 RATE_LIMITED.
 PGI_API_RATE = os.environ.get("PGI_API_RATE", "6000/min")
+# The same for all of a merchant's keys together, where the merchant sets no limit of its own
+# (Merchant.api_rate_limit); empty: no merchant-wide limit. A key's own limit is ApiKey.rate_limit.
+PGI_MERCHANT_API_RATE = os.environ.get("PGI_MERCHANT_API_RATE", "")
+# How long a rotated API key keeps working beside its successor (api_key_rotate).
+PGI_API_KEY_ROTATION_GRACE_HOURS = int(os.environ.get("PGI_API_KEY_ROTATION_GRACE_HOURS", "24"))
 PGI_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("PGI_IDEMPOTENCY_TTL_HOURS", "24"))
 # A request holding an Idempotency-Key renews its claim every third of this while it runs; after a
 # crash the key is free to answer from what the request created (or to run again) this much later.

@@ -215,6 +215,7 @@ class PaymentRefundsApi(ApiView):
     """`/v1/payments/{id}/refunds`: POST refunds the payment, GET lists its refunds. An id no
     payment can have is 404 before anything runs or is stored (an Idempotency-Key's claim included)."""
 
+    key_scope = "refunds"
     pagination_class = CreatedCursorPagination
 
     def known_query_params(self, request):
@@ -292,6 +293,8 @@ def _help(filter_name: str) -> str:
 
 
 class RefundCollectionApi(ApiView):
+    key_scope = "refunds"
+
     pagination_class = CreatedCursorPagination
 
     def known_query_params(self, request):
@@ -332,6 +335,8 @@ class RefundCollectionApi(ApiView):
 
 
 class RefundDetailApi(ApiView):
+    key_scope = "refunds"
+
     @extend_schema(
         tags=[TAG],
         operation_id="refunds_retrieve",

@@ -193,6 +193,8 @@ def _help(name: str) -> str:
 
 
 class SettlementCollectionApi(ApiView):
+    key_scope = "settlements"
+
     pagination_class = CreatedCursorPagination
 
     def known_query_params(self, request):
@@ -230,6 +232,8 @@ class SettlementCollectionApi(ApiView):
 
 
 class SettlementDetailApi(ApiView):
+    key_scope = "settlements"
+
     @extend_schema(
         tags=[TAG],
         operation_id="settlements_retrieve",
@@ -244,6 +248,8 @@ class SettlementDetailApi(ApiView):
 
 
 class SettlementLinesApi(ApiView):
+    key_scope = "settlements"
+
     pagination_class = LineCursorPagination
 
     def known_query_params(self, request):

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from pgi.embedded_broker import start_broker
 from pgi.merchants.principals import Principal
+from pgi.merchants.scopes import ALL_SCOPES
 from pgi.merchants.services import api_key_create
 
 from .factories import MerchantFactory
@@ -112,15 +113,17 @@ def other_merchant(db):
     return MerchantFactory(code="merchant789", name="Other Shop")
 
 
+# The keys of the fixtures hold every scope: tests of an endpoint are not about scopes
+# (tests/merchants/test_scopes.py is).
 @pytest.fixture
 def merchant_key(merchant):
-    api_key, full_key = api_key_create(name="checkout", merchant=merchant)
+    api_key, full_key = api_key_create(name="checkout", merchant=merchant, scopes=ALL_SCOPES)
     return full_key
 
 
 @pytest.fixture
 def platform_key(db):
-    api_key, full_key = api_key_create(name="tps", merchant=None)
+    api_key, full_key = api_key_create(name="tps", merchant=None, scopes=ALL_SCOPES)
     return full_key
 
 

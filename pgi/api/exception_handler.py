@@ -95,6 +95,10 @@ def api_exception_handler(exc, context):
 
     code = next((c for cls, c in DRF_CODES.items() if isinstance(exc, cls)), None)
     code = code or str(exc.default_code).upper()
+    explicit = getattr(exc.detail, "code", None)
+    if isinstance(explicit, str) and explicit.isupper():
+        # Raised with one of PGI's codes (DRF's own are lower case): AuthenticationFailed(code="API_KEY_EXPIRED").
+        code = explicit
     if isinstance(exc, exceptions.ValidationError):
         details = flatten_validation_errors(exc.detail)
         message = "The request has invalid fields." if details else "The request is invalid."

@@ -14,14 +14,15 @@ COMMON_ERRORS = {
     400: "Malformed JSON, an invalid field or Idempotency-Key, or an unknown query parameter "
     "(VALIDATION_ERROR, MALFORMED_JSON)",
     "400-query": "An invalid filter, cursor or limit, or an unknown query parameter (VALIDATION_ERROR)",
-    401: "Missing, invalid or revoked API key (UNAUTHENTICATED)",
+    401: "Missing, invalid or revoked API key (UNAUTHENTICATED), or one past its expiry (API_KEY_EXPIRED)",
     406: "The Accept header allows no JSON (NOT_ACCEPTABLE)",
     409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see Retry-After)",
     411: "The body was sent in chunks, without a Content-Length (LENGTH_REQUIRED)",
     413: "The body is larger than the server accepts (PAYLOAD_TOO_LARGE)",
     414: "The path and query string are longer than 4096 characters (URI_TOO_LONG)",
     415: "The body is not application/json (UNSUPPORTED_MEDIA_TYPE)",
-    429: "Too many requests for this key (RATE_LIMITED); Retry-After says when to try again",
+    429: "Too many requests for this key, or for all of its merchant's keys together (RATE_LIMITED); "
+    "Retry-After says when to try again",
     431: "A header is longer than the server accepts, or there are too many (REQUEST_HEADERS_TOO_LARGE)",
     500: "An unexpected error, logged by PGI (INTERNAL_ERROR)",
 }

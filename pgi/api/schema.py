@@ -1,8 +1,54 @@
-"""drf-spectacular postprocessing: what the view decorators cannot say about the OpenAPI document."""
+"""drf-spectacular: the schema class of every view (the API key scope each operation needs) and
+postprocessing, what the view decorators cannot say about the OpenAPI document."""
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import alpha_operation_sorter
+from drf_spectacular.utils import OpenApiResponse
+
+from .openapi import error_example
+from .permissions import INSUFFICIENT_SCOPE, required_scope
+from .serializers import ErrorSerializer
 
 GATEWAY_PATH_PREFIX = "/v1/gateways/"
+
+
+class ScopedAutoSchema(AutoSchema):
+    """Each keyed operation names the API key scope it needs, in its description and in its 403
+    (added, or joined to the operation's own 403), from the view's `key_scope` (pgi.api.permissions):
+    the document cannot disagree with what the permission checks. Done on the finished operation,
+    as @extend_schema replaces the methods that would otherwise say it."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        scope = required_scope(self.view, self.method)
+        if operation is None or scope is None:
+            return operation
+        operation["description"] = f"{operation.get('description', '')}\n\nAPI key scope: `{scope}`.".lstrip()
+        text = f"the key lacks the scope `{scope}` ({INSUFFICIENT_SCOPE})"
+        example = error_example(
+            "A key without the scope",
+            403,
+            INSUFFICIENT_SCOPE,
+            f"This API key lacks the scope {scope} that this operation needs.",
+            [{"field": "scope", "message": f"Needs {scope}; the key has: {EXAMPLE_HELD}."}],
+        )
+        responses = operation["responses"]
+        own = responses.get("403")
+        description = f"{own['description']}, or {text}" if own else text[0].upper() + text[1:]
+        forbidden = self._get_response_for_code(
+            OpenApiResponse(ErrorSerializer, description=description, examples=[example]), "403"
+        )
+        if own:  # keep the operation's own examples of its 403
+            own_examples = own["content"]["application/json"].get("examples", {})
+            forbidden["content"]["application/json"]["examples"] = {
+                **own_examples, **forbidden["content"]["application/json"].get("examples", {})
+            }
+        operation["responses"] = dict(sorted({**responses, "403": forbidden}.items(), key=lambda item: item[0]))
+        return operation
+
+
+# The scopes of the key in the 403 examples: one that may only read payments.
+EXAMPLE_HELD = "payments:read"
 
 
 def payments_first(endpoint):

@@ -17,7 +17,12 @@ class ApiView(APIView):
 
     Views that read query parameters check them themselves (a StrictFilterSet) and return None
     from `known_query_params` for those methods.
+
+    Every keyed view names the family of API key scopes it belongs to, `key_scope = "payments"`:
+    reads need `payments:read`, anything else `payments:write` (pgi.api.permissions).
     """
+
+    key_scope: str | None = None
 
     def known_query_params(self, request) -> frozenset[str] | None:
         return frozenset()

@@ -1,32 +1,39 @@
 """Staff admin for merchants and API keys.
 
-Keys are issued and revoked through the services, never by saving a row by hand: the admin shows
-the full key exactly once, on the page that answers the "add" form, and stores nothing but its
-hash. A key is never deleted (payments point at it); it is revoked. Keys are Security's, merchants
-Operations' (pgi/staff/roles.py): the merchant's page shows its keys and the button to issue one
-only to staff who may see and issue keys, and its settlement IBAN whole only to staff who may see
-accounts whole.
+Keys are issued, edited, rotated and revoked through the services, never by saving a row by hand:
+the admin shows a new full key exactly once, on the page that answers the "add" form or the
+rotation, and stores nothing but its hash. A key is never deleted (payments point at it); it is
+revoked. Every edit of a key or a merchant forgets the cached copy (pgi.lookups), so the next
+request sees new scopes, expiry and limits. Keys are Security's, merchants Operations'
+(pgi/staff/roles.py): the merchant's page shows its keys and the button to issue one only to staff
+who may see and issue keys, and its settlement IBAN whole only to staff who may see accounts whole.
 """
 
 import secrets
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.cache import cache
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from pgi.admin_format import instant
 from pgi.admin_masking import AccountMaskMixin, account_masked
 from pgi.admin_readonly import ReadOnlyAdminMixin
 from pgi.audit.admin_hooks import admin_actor
+from pgi.errors import ApplicationError
 from pgi.money import UnknownCurrency, currency_exponent, fits_currency, quantize
 
 from .models import ApiKey, Merchant, MerchantCurrency
-from .services import api_key_create, api_key_revoke
-
+from .rates import validate_rate
+from .scopes import DEFAULT_SCOPES, SCOPES
+from .services import api_key_create, api_key_revoke, api_key_rotate, api_key_update, rotation_grace_default
 
 
 class MerchantCurrencyForm(forms.ModelForm):
@@ -72,11 +79,11 @@ class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The merchant's keys, read-only: issue and revoke them on the API key pages."""
 
     model = ApiKey
-    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    fields = ["prefix", "name", "scopes", "rate_limit", "created_at", "last_used_at", "expires_at", "revoked_at"]
     extra = 0
     can_delete = False
     show_change_link = True
-    verbose_name_plural = "API keys (issue and revoke them under API keys)"
+    verbose_name_plural = "API keys (issue, edit, rotate and revoke them under API keys)"
 
 
 @admin.register(Merchant)
@@ -104,7 +111,7 @@ class MerchantAdmin(AccountMaskMixin, admin.ModelAdmin):
         return ["code", *fields] if obj else fields
 
     def get_fields(self, request, obj=None):
-        fields = ["code", "name", "is_active", "settlement_iban", "settlement_bic"]
+        fields = ["code", "name", "is_active", "settlement_iban", "settlement_bic", "api_rate_limit"]
         if obj is None:
             return fields
         issue = ["issue_key"] if request.user.has_perm("merchants.add_apikey") else []
@@ -144,16 +151,27 @@ def merchant_inline_add(inline: type[admin.options.InlineModelAdmin]) -> None:
         MerchantAdmin.inlines = [*MerchantAdmin.inlines[:keys], inline, *MerchantAdmin.inlines[keys:]]
 
 
-class ActiveKeyFilter(admin.SimpleListFilter):
+class KeyStateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [("active", "Active"), ("revoked", "Revoked")]
+        return [
+            ("active", "Active"),
+            ("expiring", "Active, expiring"),
+            ("expired", "Expired"),
+            ("revoked", "Revoked"),
+        ]
 
     def queryset(self, request, queryset):
+        now = timezone.now()
+        unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
         if self.value() == "active":
-            return queryset.filter(revoked_at__isnull=True)
+            return queryset.filter(unexpired, revoked_at__isnull=True)
+        if self.value() == "expiring":
+            return queryset.filter(revoked_at__isnull=True, expires_at__gt=now)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
         if self.value() == "revoked":
             return queryset.filter(revoked_at__isnull=False)
         return queryset
@@ -172,15 +190,39 @@ class KeyKindFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ApiKeyIssueForm(forms.ModelForm):
-    """Who the new key is for. The key itself is generated by api_key_create, not typed in."""
+def scopes_field(**kwargs) -> forms.MultipleChoiceField:
+    return forms.MultipleChoiceField(
+        choices=[(scope, f"{scope}: {meaning}") for scope, meaning in SCOPES.items()],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="A request outside the key's scopes gets 403 INSUFFICIENT_SCOPE. GET needs :read, "
+        "anything else :write.",
+        **kwargs,
+    )
 
-    issue_token = forms.CharField(widget=forms.HiddenInput)
+
+class ApiKeyChangeForm(forms.ModelForm):
+    """What staff may change on an issued key; api_key_update saves it."""
+
+    scopes = scopes_field()
 
     class Meta:
         model = ApiKey
-        fields = ["name", "merchant", "is_platform"]
-        labels = {"is_platform": "Platform key"}
+        fields = ["name", "scopes", "expires_at", "rate_limit"]
+        labels = {"expires_at": "Expires (UTC)"}
+
+
+class ApiKeyIssueForm(forms.ModelForm):
+    """Who the new key is for and what it may do. The key itself is generated by api_key_create,
+    not typed in."""
+
+    issue_token = forms.CharField(widget=forms.HiddenInput)
+    scopes = scopes_field(initial=DEFAULT_SCOPES)
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "merchant", "is_platform", "scopes", "expires_at", "rate_limit"]
+        labels = {"is_platform": "Platform key", "expires_at": "Expires (UTC)"}
         help_texts = {
             "merchant": "The merchant the key acts for. Leave empty for a platform key.",
             "is_platform": "A key of a bank system that may act for any merchant (names toMerchant itself).",
@@ -206,32 +248,53 @@ class ApiKeyIssueForm(forms.ModelForm):
             raise forms.ValidationError("This form has already issued a key. Open 'Add API key' again for another.")
         return cleaned
 
+    def clean_rate_limit(self):
+        # Field validators of the model run in _post_clean, which this form skips.
+        validate_rate(self.cleaned_data["rate_limit"])
+        return self.cleaned_data["rate_limit"]
+
     def _post_clean(self):
         # The row is built by api_key_create; validating this unsaved instance against the model
         # (empty prefix and hash) would only produce misleading errors.
         pass
 
 
+class RotateForm(forms.Form):
+    grace_hours = forms.DecimalField(
+        label="Grace period (hours)",
+        min_value=0,
+        max_value=24 * 90,
+        decimal_places=2,
+        help_text="How long each old key keeps working beside its new one. 0: the old key stops at once.",
+    )
+
+
+ISSUE_FIELDS = ["name", "merchant", "is_platform", "scopes", "expires_at", "rate_limit", "issue_token"]
+CHANGE_FIELDS = [
+    "name", "prefix", "owner", "scopes", "expires_at", "rate_limit", "created_at", "last_used_at", "revoked_at",
+    "rotated_from", "successor",
+]  # fmt: skip
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "owner", "created", "last_used", "revoked"]
-    list_filter = [ActiveKeyFilter, KeyKindFilter, ("merchant", admin.RelatedOnlyFieldListFilter)]
+    list_display = ["prefix", "name", "owner", "scope_list", "created", "last_used", "ends"]
+    list_filter = [KeyStateFilter, KeyKindFilter, ("merchant", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["merchant"]
     search_fields = ["prefix", "name", "merchant__code"]
     search_help_text = "Key prefix, key name or merchant code."
-    actions = ["revoke_keys"]
-    # Everything but the name is set when the key is issued and never changes; the hash is never shown.
-    readonly_fields = ["prefix", "owner", "created_at", "last_used_at", "revoked_at"]
-    fields = ["name", "prefix", "owner", "created_at", "last_used_at", "revoked_at"]
+    actions = ["rotate_keys", "revoke_keys"]
+    # The owner and the secret are set when the key is issued and never change; the hash is never shown.
+    readonly_fields = ["prefix", "owner", "created_at", "last_used_at", "revoked_at", "rotated_from", "successor"]
+    fields = CHANGE_FIELDS
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is None:
-            kwargs["form"] = ApiKeyIssueForm
-            kwargs["fields"] = ["name", "merchant", "is_platform", "issue_token"]
+        kwargs["form"] = ApiKeyIssueForm if obj is None else ApiKeyChangeForm
+        kwargs["fields"] = ISSUE_FIELDS if obj is None else ApiKeyChangeForm.Meta.fields
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ["name", "merchant", "is_platform", "issue_token"] if obj is None else self.fields
+        return ISSUE_FIELDS if obj is None else CHANGE_FIELDS
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
@@ -239,9 +302,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def has_rotate_permission(self, request) -> bool:
+        # Rotating issues a key and changes the old one.
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
     @admin.display(description="merchant / platform", ordering="merchant__code")
     def owner(self, obj: ApiKey) -> str:
         return "platform (any merchant)" if obj.is_platform else obj.merchant.code
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiKey) -> str:
+        """Compact, so the list fits a laptop: `all`, or each family with r and w (`payments rw`)."""
+        if set(obj.scopes) >= set(SCOPES):
+            return "all"
+        families = {}
+        for scope in obj.scopes:
+            family, _, access = scope.partition(":")
+            families[family] = families.get(family, "") + access[0]
+        return ", ".join(f"{family} {access}" for family, access in families.items()) or "none"
 
     @admin.display(description="created (UTC)", ordering="created_at")
     def created(self, obj: ApiKey) -> str:
@@ -251,15 +329,42 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def last_used(self, obj: ApiKey) -> str:
         return instant(obj.last_used_at)
 
-    @admin.display(description="revoked (UTC)", ordering="revoked_at", empty_value="")
-    def revoked(self, obj: ApiKey) -> str:
-        return "" if obj.revoked_at is None else instant(obj.revoked_at)
+    @admin.display(description="revoked / expires (UTC)", ordering="expires_at", empty_value="")
+    def ends(self, obj: ApiKey) -> str:
+        """One column for both ends of a key's life, so the list fits a laptop screen."""
+        if obj.revoked_at is not None:
+            return f"revoked {instant(obj.revoked_at)}"
+        if obj.expires_at is None:
+            return ""
+        return f"{'expired' if obj.has_expired() else 'expires'} {instant(obj.expires_at)}"
+
+    @admin.display(description="replaced by")
+    def successor(self, obj: ApiKey):
+        successor = getattr(obj, "rotated_to", None)
+        if successor is None:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:merchants_apikey_change", args=[successor.pk]), successor
+        )
 
     def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
         if change:
-            obj.save(update_fields=["name"])
+            api_key_update(
+                api_key=obj,
+                name=data["name"],
+                scopes=data["scopes"],
+                expires_at=data["expires_at"],
+                rate_limit=data["rate_limit"],
+            )
             return
-        api_key, full_key = api_key_create(name=form.cleaned_data["name"], merchant=form.cleaned_data["merchant"])
+        api_key, full_key = api_key_create(
+            name=data["name"],
+            merchant=data["merchant"],
+            scopes=data["scopes"],
+            expires_at=data["expires_at"],
+            rate_limit=data["rate_limit"],
+        )
         # The admin goes on with `obj` (change log, response): make it the issued row.
         for field in ApiKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(api_key, field.attname))
@@ -267,23 +372,59 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj._state.db = api_key._state.db
         request._pgi_issued_key = full_key
 
-    def response_add(self, request, obj, post_url_continue=None):
-        """Show the new key once, on this response, instead of redirecting.
-
-        The key is not put in the session or in a message cookie: it exists only in this page.
-        """
+    def _shown_once(self, request, title: str, issued: list[tuple[ApiKey, str, ApiKey | None]]):
+        """The page that shows new keys, once: not in the session, not in a message cookie."""
         context = {
             **self.admin_site.each_context(request),
-            "title": "API key issued",
+            "title": title,
             "opts": self.opts,
-            "api_key": obj,
-            "full_key": request._pgi_issued_key,
-            "change_url": reverse("admin:merchants_apikey_change", args=[obj.pk]),
+            "issued": [
+                {
+                    "api_key": api_key,
+                    "full_key": full_key,
+                    "replaces": replaces,
+                    "change_url": reverse("admin:merchants_apikey_change", args=[api_key.pk]),
+                }
+                for api_key, full_key, replaces in issued
+            ],
             "changelist_url": reverse("admin:merchants_apikey_changelist"),
         }
         response = TemplateResponse(request, "admin/merchants/apikey/issued.html", context)
         response["Cache-Control"] = "no-store"
         return response
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Show the new key once, on this response, instead of redirecting."""
+        return self._shown_once(request, "API key issued", [(obj, request._pgi_issued_key, None)])
+
+    @admin.action(description="Rotate selected keys (a new key each; the old one works for a grace period)",
+                  permissions=["rotate"])
+    def rotate_keys(self, request, queryset):
+        """First a page that asks for the grace period; its form posts back here with `apply`."""
+        form = RotateForm(request.POST if "apply" in request.POST else None,
+                          initial={"grace_hours": rotation_grace_default() / timedelta(hours=1)})
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Rotate API keys",
+                "opts": self.opts,
+                "keys": queryset.select_related("merchant"),
+                "form": form,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/merchants/apikey/rotate.html", context)
+        grace = timedelta(hours=float(form.cleaned_data["grace_hours"]))
+        issued = []
+        for api_key in queryset.select_related("merchant"):
+            try:
+                new, full_key = api_key_rotate(api_key=api_key, grace=grace, actor=admin_actor(request))
+            except ApplicationError as exc:  # revoked, expired or already replaced (a reloaded page)
+                self.message_user(request, exc.message, messages.WARNING)
+                continue
+            issued.append((new, full_key, api_key))
+        if not issued:
+            return None  # back to the list, with the warnings
+        return self._shown_once(request, f"API key{'s' if len(issued) > 1 else ''} rotated", issued)
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request, queryset):

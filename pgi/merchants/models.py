@@ -1,10 +1,16 @@
+from datetime import datetime
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
 from pgi.text import control_characters
+
+from .rates import validate_rate
+from .scopes import default_scopes, validate_scopes
 
 merchant_code_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]{1,63}$",
@@ -44,6 +50,11 @@ class Merchant(models.Model):
     settlement_bic = models.CharField(
         "settlement BIC", max_length=11, blank=True, default="", validators=[validate_bic],
         help_text="Its bank's BIC (optional inside SEPA).",
+    )
+    api_rate_limit = models.CharField(
+        "API rate limit (all its keys)", max_length=20, blank=True, default="", validators=[validate_rate],
+        help_text="Requests of all the merchant's keys together, e.g. 6000/min (periods: s, min, hour, day). "
+        "Empty: PGI_MERCHANT_API_RATE (by default no merchant-wide limit). Each key keeps its own limit too.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -135,6 +146,21 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scopes = models.JSONField(
+        default=default_scopes, validators=[validate_scopes],
+        help_text="What the key may do (pgi.merchants.scopes); a request outside them gets 403 INSUFFICIENT_SCOPE.",
+    )
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="After this instant the key is refused (401 API_KEY_EXPIRED). Empty: never."
+    )
+    rate_limit = models.CharField(
+        max_length=20, blank=True, default="", validators=[validate_rate],
+        help_text="Requests of this key, e.g. 600/min (periods: s, min, hour, day). Empty: PGI_API_RATE.",
+    )
+    # The key this one replaced (api_key_rotate); a key is replaced once.
+    rotated_from = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, editable=False, related_name="rotated_to"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -153,4 +179,11 @@ class ApiKey(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        """Neither revoked nor expired."""
+        return self.revoked_at is None and not self.has_expired()
+
+    def has_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -5,10 +5,18 @@ from .models import ApiKey, Merchant
 
 
 def api_key_get_active(*, full_key: str) -> ApiKey | None:
-    """The active key matching this bearer token, or None (malformed, unknown, revoked, wrong secret).
+    """The active key matching this bearer token, or None (malformed, unknown, revoked, expired,
+    wrong secret, its merchant deactivated)."""
+    api_key = api_key_get_unrevoked(full_key=full_key)
+    return None if api_key is None or api_key.has_expired() else api_key
 
-    The key comes with its merchant and the merchant's currencies, from the lookup cache (pgi.lookups;
-    revoking a key or editing its merchant forgets the entry)."""
+
+def api_key_get_unrevoked(*, full_key: str) -> ApiKey | None:
+    """The unrevoked key matching this bearer token, expired or not (the caller tells an expired key
+    apart), or None (malformed, unknown, revoked, wrong secret, its merchant deactivated).
+
+    The key comes with its scopes, limits, merchant and the merchant's currencies, from the lookup
+    cache (pgi.lookups; revoking, rotating or editing a key or its merchant forgets the entry)."""
     prefix = split_prefix(full_key)
     if prefix is None:
         return None

@@ -326,6 +326,8 @@ DELIVERY_PARAMETER = OpenApiParameter(
 
 
 class WebhookEndpointCollectionApi(ApiView):
+    key_scope = "webhooks"
+
     pagination_class = CreatedCursorPagination
 
     def known_query_params(self, request):
@@ -371,6 +373,8 @@ class WebhookEndpointCollectionApi(ApiView):
 
 
 class WebhookEndpointDetailApi(ApiView):
+    key_scope = "webhooks"
+
     @extend_schema(
         tags=[TAG],
         operation_id="webhook_endpoints_retrieve",
@@ -420,6 +424,8 @@ class WebhookEndpointDetailApi(ApiView):
 
 
 class WebhookEndpointRotateSecretApi(ApiView):
+    key_scope = "webhooks"
+
     @extend_schema(
         tags=[TAG],
         operation_id="webhook_endpoints_rotate_secret",
@@ -440,6 +446,8 @@ class WebhookEndpointRotateSecretApi(ApiView):
 
 
 class WebhookEndpointDeliveriesApi(ApiView):
+    key_scope = "webhooks"
+
     pagination_class = CreatedCursorPagination
 
     def known_query_params(self, request):
@@ -472,6 +480,8 @@ class WebhookEndpointDeliveriesApi(ApiView):
 
 
 class WebhookDeliveryDetailApi(ApiView):
+    key_scope = "webhooks"
+
     @extend_schema(
         tags=[TAG],
         operation_id="webhook_deliveries_retrieve",
@@ -486,6 +496,8 @@ class WebhookDeliveryDetailApi(ApiView):
 
 
 class WebhookDeliveryRedeliverApi(ApiView):
+    key_scope = "webhooks"
+
     @extend_schema(
         tags=[TAG],
         operation_id="webhook_deliveries_redeliver",

@@ -29,6 +29,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
 from gateways.simulator.webhooks import SIGNATURE_HEADER, sign
+from pgi.merchants.scopes import ALL_SCOPES
 from pgi.merchants.services import api_key_create
 from refunds.services import refund_create
 
@@ -110,7 +111,7 @@ def merchant_key(transactional_db):
     PaymentFactory(merchant=merchant)
     PaymentFactory(merchant=merchant, authorized=True)
     refund_create(payment_id=PaymentFactory(merchant=merchant).id, amount=Decimal("1.00"))  # a refund to list
-    MerchantKey.value = api_key_create(name="fuzz", merchant=merchant)[1]
+    MerchantKey.value = api_key_create(name="fuzz", merchant=merchant, scopes=ALL_SCOPES)[1]
     yield MerchantKey.value
     MerchantKey.value = None
 

@@ -9,6 +9,8 @@ from pgi.urls import urlpatterns as pgi_urlpatterns
 
 
 class EchoApi(APIView):
+    key_scope = "payments"  # a keyed view names its scopes (pgi.api.permissions)
+
     @idempotent
     def post(self, request, anything: str):
         return Response({"length": len(anything)})

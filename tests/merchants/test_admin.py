@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from pgi.merchants.keys import hash_key
 from pgi.merchants.models import ApiKey, Merchant, MerchantCurrency
+from pgi.merchants.scopes import DEFAULT_SCOPES
 from pgi.merchants.services import api_key_create
 from tests.conftest import client_for
 
@@ -17,11 +18,12 @@ KEY_SHAPE = re.compile(r"pgi_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}")
 
 
 def issue_form(admin_client, **data):
-    """GET the add form (for its one-time token), then POST it with `data`."""
+    """GET the add form (for its one-time token), then POST it with `data` and, as a browser does,
+    the scopes ticked on it unless `data` says otherwise."""
     add_url = reverse("admin:merchants_apikey_add")
     page = admin_client.get(add_url)
-    token = page.context["adminform"].form["issue_token"].value()
-    return admin_client.post(add_url, {"issue_token": token, **data})
+    form = page.context["adminform"].form
+    return admin_client.post(add_url, {"issue_token": form["issue_token"].value(), "scopes": form["scopes"].value(), **data})
 
 
 def test_merchant_changelist_and_change_page_render_with_currencies_and_keys(admin_client, merchant):
@@ -204,7 +206,7 @@ def test_a_key_needs_exactly_one_owner(admin_client, merchant, owner, message):
     assert not ApiKey.objects.exists()
 
 
-def test_only_the_name_of_a_key_can_be_edited(admin_client, merchant, other_merchant):
+def test_only_the_name_scopes_expiry_and_rate_limit_of_a_key_can_be_edited(admin_client, merchant, other_merchant):
     api_key, _ = api_key_create(name="checkout", merchant=merchant)
     before = ApiKey.objects.values().get(pk=api_key.pk)
     url = reverse("admin:merchants_apikey_change", args=[api_key.pk])
@@ -214,6 +216,10 @@ def test_only_the_name_of_a_key_can_be_edited(admin_client, merchant, other_merc
         url,
         {
             "name": "web-checkout",
+            "scopes": api_key.scopes,
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "rate_limit": "",
             "merchant": other_merchant.pk,
             "is_platform": "on",
             "prefix": "000000000000",
@@ -225,7 +231,7 @@ def test_only_the_name_of_a_key_can_be_edited(admin_client, merchant, other_merc
     assert response.status_code == 302
     after = ApiKey.objects.values().get(pk=api_key.pk)
     assert after == {**before, "name": "web-checkout"}
-    for field in ("merchant", "is_platform", "prefix", "key_hash"):
+    for field in ("merchant", "is_platform", "prefix", "key_hash", "rotated_from"):
         assert f'name="{field}"' not in form_html
 
 
@@ -321,3 +327,76 @@ def test_gateway_route_must_name_a_configured_gateway_and_a_real_currency(admin_
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not GatewayRoute.objects.exists()
+
+
+def merchant_form(**fields) -> dict:
+    form = {
+        "code": "shop-4",
+        "name": "Shop Four",
+        "is_active": "on",
+        "currencies-TOTAL_FORMS": "0",
+        "currencies-INITIAL_FORMS": "0",
+        "api_keys-TOTAL_FORMS": "0",
+        "api_keys-INITIAL_FORMS": "0",
+        "gateway_routes-TOTAL_FORMS": "0",
+        "gateway_routes-INITIAL_FORMS": "0",
+    }
+    return {**form, **fields}
+
+
+@pytest.mark.parametrize(("rate", "stored"), [("600/min", "600/min"), ("", ""), ("10 per minute", None), ("0/s", None)])
+def test_a_merchants_rate_limit_is_a_rate_or_empty(admin_client, rate, stored):
+    response = admin_client.post(reverse("admin:merchants_merchant_add"), merchant_form(api_rate_limit=rate))
+
+    if stored is None:
+        assert response.status_code == 200 and "Write it as requests/period" in response.content.decode()
+        assert not Merchant.objects.filter(code="shop-4").exists()
+    else:
+        assert response.status_code == 302
+        assert Merchant.objects.get(code="shop-4").api_rate_limit == stored
+
+
+def test_a_key_is_issued_with_the_scopes_expiry_and_limit_ticked_in_the_admin(admin_client, merchant):
+    add = admin_client.get(reverse("admin:merchants_apikey_add"))
+    assert add.content.decode().count('type="checkbox" name="scopes"') == 7
+    assert add.context["adminform"].form["scopes"].value() == DEFAULT_SCOPES
+
+    response = issue_form(
+        admin_client, name="finance", merchant=merchant.pk, scopes=["settlements:read"],
+        expires_at_0="2099-01-31", expires_at_1="12:00:00", rate_limit="60/min",
+    )  # fmt: skip
+
+    full_key = KEY_SHAPE.search(response.content.decode()).group()
+    api_key = ApiKey.objects.get(name="finance")
+    assert api_key.scopes == ["settlements:read"] and api_key.rate_limit == "60/min"
+    assert api_key.expires_at.isoformat() == "2099-01-31T12:00:00+00:00"
+    assert "settlements:read" in response.content.decode()
+    assert client_for(full_key).get("/v1/settlements").status_code == 200
+    assert client_for(full_key).get("/v1/payments").status_code == 403
+
+
+def test_a_bad_rate_limit_on_a_key_is_refused_and_no_key_is_issued(admin_client, merchant):
+    response = issue_form(admin_client, name="checkout", merchant=merchant.pk, rate_limit="lots")
+
+    assert "Write it as requests/period" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_the_key_list_shows_scopes_and_filters_expiring_and_expired_keys(admin_client, merchant):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    lasting, _ = api_key_create(name="lasting", merchant=merchant, scopes=["payments:read"])
+    expiring, _ = api_key_create(name="expiring", merchant=merchant, expires_at=timezone.now() + timedelta(days=1))
+    expired, _ = api_key_create(name="expired", merchant=merchant, expires_at=timezone.now() - timedelta(days=1))
+    url = reverse("admin:merchants_apikey_changelist")
+
+    def found(**params):
+        return set(admin_client.get(url, params).context["cl"].result_list)
+
+    assert found(state="active") == {lasting, expiring}
+    assert found(state="expiring") == {expiring}
+    assert found(state="expired") == {expired}
+    html = admin_client.get(url).content.decode()
+    assert "payments r<" in html and "expired 20" in html and "expires 20" in html

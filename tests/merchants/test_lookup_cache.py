@@ -6,12 +6,13 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from gateways.models import GatewayRoute
 from pgi import lookups
 from pgi.merchants.models import MerchantCurrency
 from pgi.merchants.selectors import merchant_get_by_code
-from pgi.merchants.services import api_key_create, api_key_revoke
+from pgi.merchants.services import api_key_create, api_key_revoke, api_key_update
 
 from ..conftest import client_for
 
@@ -123,3 +124,46 @@ def test_a_cache_that_fails_falls_back_to_the_database(no_tombstones, merchant, 
     monkeypatch.setattr(cache, "add", broken)
 
     assert merchant_get_by_code(code="merchant456") == merchant
+
+
+def test_a_scope_taken_away_is_refused_by_the_next_request(no_tombstones, merchant):
+    api_key, full_key = api_key_create(name="checkout", merchant=merchant)
+    client = client_for(full_key)
+    assert client.get(PAYMENTS_URL).status_code == 200  # cached now, with its scopes
+
+    api_key_update(
+        api_key=api_key, name=api_key.name, scopes=["refunds:read"], expires_at=None, rate_limit=""
+    )
+
+    response = client.get(PAYMENTS_URL)
+    assert response.status_code == 403 and response.json()["error"]["code"] == "INSUFFICIENT_SCOPE"
+    assert client.get("/v1/refunds").status_code == 200
+
+
+def test_a_scope_given_in_the_admin_is_granted_by_the_next_request(no_tombstones, merchant, admin_client):
+    api_key, full_key = api_key_create(name="checkout", merchant=merchant)
+    client = client_for(full_key)
+    assert client.get("/v1/settlements").status_code == 403  # cached now, without settlements:read
+
+    response = admin_client.post(
+        reverse("admin:merchants_apikey_change", args=[api_key.pk]),
+        {"name": "checkout", "scopes": [*api_key.scopes, "settlements:read"], "expires_at_0": "", "expires_at_1": "",
+         "rate_limit": ""},
+    )  # fmt: skip
+
+    assert response.status_code == 302
+    assert client.get("/v1/settlements").status_code == 200
+
+
+def test_scopes_and_limits_come_with_the_cached_key(no_tombstones, merchant):
+    merchant.api_rate_limit = "1000/min"
+    merchant.save()
+    _, full_key = api_key_create(name="checkout", merchant=merchant, rate_limit="500/min")
+    client = client_for(full_key)
+    client.get(PAYMENTS_URL)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(PAYMENTS_URL).status_code == 200
+
+    assert key_selects(queries) == 0
+    assert not any('FROM "merchants_merchant"' in q["sql"] for q in queries.captured_queries)

@@ -117,9 +117,10 @@ def read_pages(merchant, batches: list[dict]) -> dict:
     from django.test import Client, override_settings
     from rest_framework.test import APIClient
 
+    from pgi.merchants.scopes import ALL_SCOPES
     from pgi.merchants.services import api_key_create
 
-    _, key = api_key_create(name="sqlite", merchant=merchant)
+    _, key = api_key_create(name="sqlite", merchant=merchant, scopes=ALL_SCOPES)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     mine = [b["id"] for b in batches if b["merchant"] == merchant.code][-1]

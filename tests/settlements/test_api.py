@@ -135,7 +135,7 @@ def test_the_settlement_id_adds_no_query_to_a_page_of_payments(api, settled, mer
 
 def test_a_key_of_another_merchant_gets_its_own_empty_list(settled):
     lonely = MerchantFactory(code="lonely")
-    client = client_for(api_key_create(name="x", merchant=lonely)[1])
+    client = client_for(api_key_create(name="x", merchant=lonely, scopes=["settlements:read"])[1])
 
     assert client.get("/v1/settlements").json()["results"] == []
 

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from pgi.merchants.models import ApiKey, Merchant
+from pgi.merchants.scopes import ALL_SCOPES
 from pgi.merchants.selectors import api_key_get_active
 from pgi.merchants.services import api_key_create, api_key_revoke, merchant_create
 
@@ -102,7 +103,8 @@ class Command(BaseCommand):
             api_key_revoke(api_key=api_key)
         if kept is not None:
             return saved
-        _, full_key = api_key_create(name=name, merchant=merchant)
+        # Every scope: the demo keys try every operation of the API (settlements too).
+        _, full_key = api_key_create(name=name, merchant=merchant, scopes=ALL_SCOPES)
         return full_key
 
     @staticmethod
