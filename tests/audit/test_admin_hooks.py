@@ -113,6 +113,38 @@ def test_revoking_keys_in_the_admin_is_recorded_per_key(admin_client, merchant):
     assert all(e.actor_username == "admin" and e.before == {"revoked_at": None} for e in revoked)
 
 
+def test_rotating_a_key_in_the_admin_is_recorded_with_its_successor_and_the_old_keys_expiry(admin_client, merchant):
+    from pgi.merchants.services import api_key_create
+
+    old, _ = api_key_create(name="till", merchant=merchant)
+
+    response = admin_client.post(
+        reverse("admin:merchants_apikey_changelist"),
+        {"action": "rotate_keys", "_selected_action": [old.pk], "apply": "yes", "grace_hours": "2"},
+    )
+
+    assert response.status_code == 200
+    new = ApiKey.objects.get(rotated_from=old)
+    [rotated] = events(action="api_key.rotate")
+    assert (rotated.object_id, rotated.actor_username, rotated.via) == (str(old.pk), "admin", "admin")
+    assert rotated.before == {"expires_at": None}
+    assert rotated.after["successor"] == new.prefix and rotated.after["expires_at"]
+
+
+def test_rotating_a_key_from_the_command_line_is_recorded_as_the_command(merchant):
+    from django.core.management import call_command
+
+    from pgi.merchants.services import api_key_create
+
+    old, _ = api_key_create(name="till", merchant=merchant)
+
+    call_command("rotate_api_key", old.prefix, "--grace-hours", "1", stdout=open("/dev/null", "w"), stderr=open("/dev/null", "w"))
+
+    [rotated] = events(action="api_key.rotate")
+    assert rotated.via == "command:rotate_api_key"
+    assert rotated.after["successor"] == ApiKey.objects.get(rotated_from=old).prefix
+
+
 def test_a_fee_plan_is_recorded_with_its_currencies(admin_client, merchant):
     data = {
         "merchant": merchant.pk, "basis_points": "140",

@@ -95,7 +95,7 @@ ACTIONS = {
     "admin:refunds_refund_changelist": {OPS: {"retry_failed", "cancel_pending", "restart_flagged"}},
     "admin:settlements_settlementbatch_changelist": {FIN: {"mark_paid_out", "hold", "release", "regenerate_files"}},
     "admin:settlements_reconciliationexception_changelist": {FIN: {"resolve_selected"}},
-    "admin:merchants_apikey_changelist": {SEC: {"revoke_keys"}},
+    "admin:merchants_apikey_changelist": {SEC: {"revoke_keys", "rotate_keys"}},
     "admin:webhooks_webhookdelivery_changelist": {OPS: {"redeliver"}},
     "admin:merchants_merchant_changelist": {},
     "admin:auth_user_changelist": {},
