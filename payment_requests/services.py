@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from payments.models import Payment
 from payments.services import payment_process, payment_validate
@@ -49,15 +51,17 @@ def requester_principal(*, name: str) -> Principal:
     The bank systems that write `payment-requests` are authorized by the broker (who may produce to
     the topic), not by a PGI key; inside PGI every payment names the key it was taken under, and
     this one says "came from payment-requests". Its secret is thrown away, so it opens no door to
-    the REST API. Raises RequesterKeyRevoked when keys of that name exist and all are revoked: a
-    revoked key stops the consumer taking payments, as it stops a REST client.
+    the REST API. Raises RequesterKeyRevoked when keys of that name exist and all are revoked or
+    expired: such a key stops the consumer taking payments, as it stops a REST client.
     """
     keys = ApiKey.objects.filter(name=name, is_platform=True)
     if not keys.exists():
         api_key_create(name=name, merchant=None)  # two consumers starting at once: both use the oldest
-    active = keys.filter(revoked_at__isnull=True).order_by("created_at", "pk").first()
+    now = timezone.now()
+    usable = keys.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True)
+    active = usable.order_by("created_at", "pk").first()
     if active is None:
-        raise RequesterKeyRevoked(f"the platform key {name!r} of the payment-requests consumer is revoked")
+        raise RequesterKeyRevoked(f"the platform key {name!r} of the payment-requests consumer is revoked or expired")
     return Principal(api_key=active)
 
 

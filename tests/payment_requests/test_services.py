@@ -120,6 +120,24 @@ def test_a_revoked_key_stops_the_consumer_taking_payments_and_a_new_one_of_that_
     assert requester_principal(name=KEY_NAME).api_key == replacement
 
 
+def test_an_expired_key_stops_the_consumer_and_a_rotated_successor_takes_over(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pgi.merchants.services import api_key_rotate
+
+    old = requester_principal(name=KEY_NAME).api_key
+    ApiKey.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    with pytest.raises(RequesterKeyRevoked):
+        requester_principal(name=KEY_NAME)
+
+    ApiKey.objects.filter(pk=old.pk).update(expires_at=None)
+    successor, _ = api_key_rotate(api_key=old, grace=timedelta(0))
+    assert requester_principal(name=KEY_NAME).api_key == successor
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_request_created_meanwhile_by_another_consumer_rolls_this_payment_back(bank_merchant, monkeypatch):
     first = process(requestId="tps-0006")
