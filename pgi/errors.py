@@ -68,3 +68,10 @@ class ServiceUnavailable(ApplicationError):
 
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class CardNumberNotAccepted(ValidationFailed):
+    """A field holds something shaped like a card number (pgi.cards): PGI takes no card data. The
+    details name the fields, never what they held."""
+
+    code = "CARD_NUMBER_NOT_ACCEPTED"
