@@ -575,8 +575,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # A client's mistake (4xx) is not the service's: INFO, not Django's WARNING. 5xx stay ERROR.
-    "filters": {"client_errors_at_info": {"()": "pgi.log_filters.ClientErrorsAtInfo"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Card numbers (pgi/cards.py) are masked in every line written, whoever logged them.
+    "filters": {
+        "client_errors_at_info": {"()": "pgi.log_filters.ClientErrorsAtInfo"},
+        "redact_card_numbers": {"()": "pgi.log_filters.RedactCardNumbers"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_card_numbers"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("PGI_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"filters": ["client_errors_at_info"]},
