@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from rest_framework import serializers
 
 from payments.apis import PaymentInputSerializer
-from pgi.cards import REFUSAL_CODE, REFUSAL_MESSAGE, card_number_paths, has_card_number
 from pgi.api.parsers import DuplicateKey, loads_strict
 from pgi.api.serializers import StrictCharField
+from pgi.cards import REFUSAL_CODE, REFUSAL_MESSAGE, card_number_paths, has_card_number
 
 REQUEST_ID_SHAPE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces, as Idempotency-Key
 

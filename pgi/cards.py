@@ -89,6 +89,7 @@ def card_number_paths(data, path: str = "") -> list[str]:
         if has_card_number(data):
             found.append(path)
     elif isinstance(data, (int, Decimal)) and not isinstance(data, bool):
-        if has_card_number(format(data, "f") if isinstance(data, Decimal) else str(data)):
+        digits = format(data, "f") if isinstance(data, Decimal) else str(data)  # an int's "f" is a float's
+        if has_card_number(digits):
             found.append(path)
     return found

@@ -119,10 +119,11 @@ def test_paths_name_values_keys_list_items_and_numbers_never_the_number():
         "metadata": {"note": "card 4111-1111-1111-1111", "4111111111111111": "x", "ok": "fine"},
         "items": ["a", "5555 5555 5555 4444"],
         "raw": 4111111111111111,
+        "long": 6304000000000000000,  # 19 digits: beyond a float's exact integers
         "flag": True,
     }
     paths = card_number_paths(data)
-    assert paths == ["fromAccount", "metadata.note", f"metadata.{KEY_PLACEHOLDER}", "items[1]", "raw"]
+    assert paths == ["fromAccount", "metadata.note", f"metadata.{KEY_PLACEHOLDER}", "items[1]", "raw", "long"]
     assert all("4111" not in path for path in paths)
 
 
