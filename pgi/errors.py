@@ -71,7 +71,15 @@ class ServiceUnavailable(ApplicationError):
 
 
 class CardNumberNotAccepted(ValidationFailed):
-    """A field holds something shaped like a card number (pgi.cards): PGI takes no card data. The
-    details name the fields, never what they held."""
+    """Fields hold something shaped like a card number (pgi.cards): PGI takes no card data. The
+    details name the fields (`paths`; "" for a body that is not JSON), never what they held."""
 
     code = "CARD_NUMBER_NOT_ACCEPTED"
+
+    def __init__(self, paths: list[str]):
+        from pgi.cards import REFUSAL_MESSAGE
+
+        super().__init__(
+            "A field holds a card number; PGI does not accept card data.",
+            details=[ErrorDetail(path, REFUSAL_MESSAGE) for path in paths],
+        )

@@ -10,8 +10,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pgi.cards import REFUSAL_MESSAGE, card_number_paths
-from pgi.errors import CardNumberNotAccepted, ErrorDetail
+from pgi.cards import card_number_paths
+from pgi.errors import CardNumberNotAccepted
 
 
 class ApiView(APIView):
@@ -47,10 +47,7 @@ def card_numbers_refuse(request) -> None:
         paths += card_number_paths(request.data)
     paths = list(dict.fromkeys(paths))
     if paths:
-        raise CardNumberNotAccepted(
-            "A field holds a card number; PGI does not accept card data.",
-            details=[ErrorDetail(path, REFUSAL_MESSAGE) for path in paths],
-        )
+        raise CardNumberNotAccepted(paths)
 
 
 def with_location(request, response, *, status_code: int, url_name: str, kwarg: str):

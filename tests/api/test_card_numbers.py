@@ -95,3 +95,19 @@ def test_a_capture_body_with_a_card_number_is_refused_and_the_payment_stays_auth
     response = post_json(api, f"{PAYMENTS_URL}/{payment['id']}/capture", {"note": CARD})
     assert_refused(response, "note")
     assert Payment.objects.get(pk=payment["id"]).status == "Authorized"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"fromAccount": "4111111111111111", broken',
+        '{"4111111111111111": 1, "4111111111111111": 2}',  # a repeated key is named in MALFORMED_JSON
+        '["4111 1111 1111 1111"]',
+        '"4111111111111111"',
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_refused_for_its_card_number_without_echoing_it(api, text):
+    response = post_json(api, PAYMENTS_URL, text, **{"Idempotency-Key": "card-2"})
+    assert_refused(response, "")
+    assert not IdempotencyRecord.objects.exists()
