@@ -216,11 +216,11 @@ class PaymentRequestConsumer:
         """The original bytes and key on the dead-letter topic; returns once the broker stored it.
         Raises DeadLetterNotStored when it did not (the message is read again later). A message too
         large for the dead-letter topic with its headers goes there without its value; one refused
-        for a card number (CARD_NUMBER_NOT_ACCEPTED) always does, and without a key holding one."""
+        for a card number (CARD_NUMBER_NOT_ACCEPTED) always does. A key holding one is dropped."""
         headers = dead_letter_headers(message, refused)
         key, value = message.key(), message.value()
+        key = None if _holds_card_number(key) else key
         if refused.code == REFUSAL_CODE:
-            key = None if _holds_card_number(key) else key
             value, headers = None, [*headers, ("value-dropped", b"card number")]
         error = self._produce_stored(key, value, headers)
         if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
