@@ -13,6 +13,13 @@ from pgi.log_filters import RedactCardNumbers, handlers_redact
 CARD = "4111111111111111"
 
 
+def app_logger() -> logging.Logger:
+    """A logger whose records reach the root handlers whatever level an earlier test left on root."""
+    logger = logging.getLogger("pgi.tests.redact")
+    logger.setLevel(logging.DEBUG)
+    return logger
+
+
 @pytest.fixture
 def root_output():
     """What the root logger's console handler (settings.LOGGING) writes, while the test runs."""
@@ -26,7 +33,7 @@ def root_output():
 
 
 def test_a_card_number_in_a_message_or_its_arguments_is_masked(root_output):
-    logger = logging.getLogger("pgi.anything")
+    logger = app_logger()
     logger.warning("paid with %s by %s", "4111 1111 1111 1111", "shop-1")
     logger.warning(f"raw body {{'pan': '{CARD}'}}")
     written = root_output.getvalue()
@@ -39,13 +46,13 @@ def test_a_card_number_in_a_traceback_is_masked(root_output):
     try:
         raise ValueError(f"unexpected {CARD}")
     except ValueError:
-        logging.getLogger("pgi.anything").exception("failed")
+        app_logger().exception("failed")
     written = root_output.getvalue()
     assert "ValueError: unexpected [card ****1111]" in written and CARD not in written
 
 
 def test_a_line_without_one_is_written_as_it_was(root_output):
-    logging.getLogger("pgi.anything").warning("payment %s of %s: %d%%", "pay_1", "DE89370400440532013000", 5)
+    app_logger().warning("payment %s of %s: %d%%", "pay_1", "DE89370400440532013000", 5)
     assert "payment pay_1 of DE89370400440532013000: 5%" in root_output.getvalue()
 
 
