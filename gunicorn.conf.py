@@ -105,3 +105,12 @@ def pre_request(worker, req):
             req.must_close = True
         elif name == "CONTENT-LENGTH" and limit is not None and int(value) > limit:
             req.must_close = True
+
+
+def post_fork(server, worker):
+    """gunicorn's own logs (the access line carries the query string) mask card numbers as PGI's do."""
+    import logging
+
+    from pgi.log_filters import handlers_redact
+
+    handlers_redact(logging.getLogger("gunicorn.access"), logging.getLogger("gunicorn.error"))

@@ -3,9 +3,11 @@
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from pgi.money import is_storable_amount
+from pgi.retention import delete_in_batches, retention_cutoff
 from pgi.text import clip
 
 from .base import WebhookEvent, shape_problem
@@ -96,3 +98,13 @@ def _storable(amount):
     if amount is None or not is_storable_amount(amount):
         return None
     return amount
+
+
+def notifications_prune(*, older_than_days: int | None = None, batch_size: int | None = None) -> int:
+    """Delete notifications received more than `older_than_days` (PGI_RETENTION
+    gateway_notifications_days) ago, in batches; returns how many. What they did stays on the
+    payments and refunds (their status history); the period must exceed every gateway's retry window
+    (its dedupe is the row) and the days reconciliation may be run again for."""
+    days = settings.PGI_RETENTION["gateway_notifications_days"] if older_than_days is None else older_than_days
+    old = GatewayNotification.objects.filter(received_at__lt=retention_cutoff(days))
+    return delete_in_batches(old, size=batch_size)

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from pgi.cards import REFUSAL_CODE, has_card_number
 from pgi.events.relay import RelayBrokerError, topics_create_missing
 from pgi.observability import request_id
 
@@ -41,12 +42,24 @@ def message_request_id(message: Message) -> str:
     return ""
 
 
+def _holds_card_number(value) -> bool:
+    if value is None:
+        return False
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return has_card_number(text)
+
+
 def dead_letter_headers(message: Message, refused: Refused) -> list[tuple[str, bytes]]:
-    """The original message's headers, then why it is here and where it came from."""
+    """The original message's headers, then why it is here and where it came from. A header that
+    holds a card number is left out (pgi.cards: none is stored, on the dead-letter topic either)."""
     reason = refused.reason.encode("utf-8", "replace")
     if len(reason) > REASON_MAX:
         reason = reason[: REASON_MAX - 3].decode("utf-8", "ignore").encode() + b"..."
-    headers = list(message.headers() or [])
+    headers = [
+        (name, value)
+        for name, value in message.headers() or []
+        if not _holds_card_number(name) and not _holds_card_number(value)
+    ]
     headers += [
         ("error-code", refused.code.encode()),
         ("error-reason", reason),
@@ -219,11 +232,16 @@ class PaymentRequestConsumer:
     def _dead_letter(self, message: Message, refused: Refused) -> None:
         """The original bytes and key on the dead-letter topic; returns once the broker stored it.
         Raises DeadLetterNotStored when it did not (the message is read again later). A message too
-        large for the dead-letter topic with its headers goes there without its value."""
+        large for the dead-letter topic with its headers goes there without its value; one refused
+        for a card number (CARD_NUMBER_NOT_ACCEPTED) always does. A key holding one is dropped."""
         headers = dead_letter_headers(message, refused)
-        error = self._produce_stored(message.key(), message.value(), headers)
+        key, value = message.key(), message.value()
+        key = None if _holds_card_number(key) else key
+        if refused.code == REFUSAL_CODE:
+            value, headers = None, [*headers, ("value-dropped", b"card number")]
+        error = self._produce_stored(key, value, headers)
         if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            error = self._produce_stored(message.key(), None, [*headers, ("value-dropped", b"too large")])
+            error = self._produce_stored(key, None, [*headers, ("value-dropped", b"too large")])
         if error is not None:
             raise DeadLetterNotStored(str(error))
 

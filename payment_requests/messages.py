@@ -11,6 +11,7 @@ from rest_framework import serializers
 from payments.apis import PaymentInputSerializer
 from pgi.api.parsers import DuplicateKey, loads_strict
 from pgi.api.serializers import StrictCharField
+from pgi.cards import REFUSAL_CODE, REFUSAL_MESSAGE, card_number_paths, has_card_number
 
 REQUEST_ID_SHAPE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces, as Idempotency-Key
 
@@ -61,21 +62,32 @@ def _flat(errors, prefix: str = "") -> list[str]:
 
 def message_read(value: bytes | None) -> PaymentRequestMessage:
     """The message checked as the REST API checks a payment body. Raises Refused with NOT_UTF8,
-    NOT_JSON, NOT_AN_OBJECT or VALIDATION_ERROR (every field's problem in the reason)."""
+    NOT_JSON, NOT_AN_OBJECT, CARD_NUMBER_NOT_ACCEPTED (a card number anywhere in it, pgi.cards: the
+    fields in the reason, never the number) or VALIDATION_ERROR (every field's problem in the reason)."""
     try:
         text = (value or b"").decode("utf-8")
     except UnicodeDecodeError as exc:
+        if has_card_number((value or b"").decode("utf-8", "replace")):
+            raise Refused(REFUSAL_CODE, f"The message holds a card number. {REFUSAL_MESSAGE}") from None
         raise Refused("NOT_UTF8", f"The message is not UTF-8 text: {exc}") from exc
     try:
         data = loads_strict(text)
-    except DuplicateKey as exc:
-        raise Refused("NOT_JSON", f"The message is not valid JSON: the key {exc.key} appears more than once.") from exc
     except ValueError as exc:
+        if has_card_number(text):
+            raise Refused(REFUSAL_CODE, f"The message holds a card number. {REFUSAL_MESSAGE}") from None
+        if isinstance(exc, DuplicateKey):
+            raise Refused("NOT_JSON", f"The message is not valid JSON: the key {exc.key} appears more than once.") from exc
         raise Refused("NOT_JSON", f"The message is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
+        if card_number_paths(data):
+            raise Refused(REFUSAL_CODE, f"The message holds a card number. {REFUSAL_MESSAGE}")
         raise Refused("NOT_AN_OBJECT", "The message must be a JSON object.")
     sent_id = data.get("requestId")
     request_id = sent_id if isinstance(sent_id, str) and REQUEST_ID_SHAPE.match(sent_id) else ""
+    paths = card_number_paths(data)
+    if paths:
+        request_id = "" if "requestId" in paths else request_id
+        raise Refused(REFUSAL_CODE, f"{', '.join(paths)}: {REFUSAL_MESSAGE}", request_id=request_id)
     serializer = PaymentRequestMessageSerializer(data=data)
     if not serializer.is_valid():
         raise Refused("VALIDATION_ERROR", "; ".join(_flat(serializer.errors)), request_id=request_id)

@@ -22,6 +22,7 @@ from pgi.api.openapi import (
 from pgi.api.pagination import CreatedCursorPagination
 from pgi.api.serializers import (
     AccountField,
+    AccountOutputField,
     AmountField,
     BlankAsNullCharField,
     CurrencyAmountField,
@@ -177,7 +178,11 @@ class PaymentInputSerializer(StrictInputSerializer):
 @extend_schema_serializer(component_name="Payment")  # the API specification's name for it
 class PaymentOutputSerializer(ReadFieldsOnceMixin, serializers.ModelSerializer):
     amount = CurrencyAmountField()
-    fromAccount = serializers.CharField(source="from_account")
+    fromAccount = AccountOutputField(
+        source="from_account",
+        help_text="Whole in the answer to the payment's creation and to its own GET; masked to its last four "
+        "characters (`****t123`) in lists and in events.",
+    )
     toMerchant = serializers.CharField(source="merchant.code")
     timestamp = UtcDateTimeField(source="status_changed_at", help_text="When the payment reached its status.")
     reference = BlankAsNullCharField()
@@ -359,7 +364,8 @@ class PaymentCollectionApi(ApiView):
             raise serializers.ValidationError(queryset.errors)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset.qs, request, view=self)
-        return paginator.get_paginated_response(PaymentOutputSerializer(page, many=True).data)
+        page_data = PaymentOutputSerializer(page, many=True, context={"mask_accounts": True}).data
+        return paginator.get_paginated_response(page_data)
 
 
 class PaymentDetailApi(ApiView):

@@ -68,3 +68,18 @@ class ServiceUnavailable(ApplicationError):
 
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class CardNumberNotAccepted(ValidationFailed):
+    """Fields hold something shaped like a card number (pgi.cards): PGI takes no card data. The
+    details name the fields (`paths`; "" for a body that is not JSON), never what they held."""
+
+    code = "CARD_NUMBER_NOT_ACCEPTED"
+
+    def __init__(self, paths: list[str]):
+        from pgi.cards import REFUSAL_MESSAGE
+
+        super().__init__(
+            "A field holds a card number; PGI does not accept card data.",
+            details=[ErrorDetail(path, REFUSAL_MESSAGE) for path in paths],
+        )

@@ -2,6 +2,8 @@
 
 import logging
 
+from pgi.cards import redact
+
 
 class ClientErrorsAtInfo(logging.Filter):
     """Lower django.request's record of a 4xx answer from WARNING to INFO (5xx keep their level).
@@ -22,3 +24,32 @@ class ClientErrorsAtInfo(logging.Filter):
             return True
         record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+class RedactCardNumbers(logging.Filter):
+    """Replace anything card-shaped (pgi.cards) in a record's message and traceback with its masked
+    form, `[card ****1111]`, so that no card number reaches a log, whoever logged it (PGI, Django,
+    a library, gunicorn's access line with its query string). A handler's filter: it sees every
+    record the handler writes, also those propagated from other loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def handlers_redact(*loggers: logging.Logger) -> None:
+    """Put RedactCardNumbers on every handler of these loggers (once): for handlers set up outside
+    settings.LOGGING (Celery's worker, gunicorn's logs)."""
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactCardNumbers) for f in handler.filters):
+                handler.addFilter(RedactCardNumbers())

@@ -498,6 +498,17 @@ PGI_WEBHOOKS = {
     "retention_days": int(os.environ.get("PGI_WEBHOOKS_RETENTION_DAYS", "30")),  # of finished deliveries
 }
 
+# Retention (docs/04-operations.md, "Card data and retention"): what the prune jobs on beat delete,
+# batch_size rows per DELETE, each its own transaction. Idempotency records go after
+# PGI_IDEMPOTENCY_TTL_HOURS, sent outbox rows after PGI_EVENTS retention_days, finished webhook
+# deliveries with their attempts after PGI_WEBHOOKS retention_days; gateway notifications (kept for
+# the dedupe of a gateway's retries and for reconciliation) after gateway_notifications_days.
+# Payments, refunds, settlements and the audit trail are kept.
+PGI_RETENTION = {
+    "batch_size": int(os.environ.get("PGI_RETENTION_BATCH_SIZE", "1000")),
+    "gateway_notifications_days": int(os.environ.get("PGI_GATEWAY_NOTIFICATIONS_RETENTION_DAYS", "90")),
+}
+
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 # Events (docs/09-events.md): the topics the outbox rows go to, and how long sent rows are kept
 # before events_prune (beat, hourly) deletes them, prune_batch_size rows per DELETE. The relay
@@ -507,7 +518,7 @@ PGI_EVENTS = {
     "payment_events_topic": os.environ.get("PGI_EVENTS_PAYMENT_TOPIC", "payment-events"),
     "notifications_topic": os.environ.get("PGI_EVENTS_NOTIFICATIONS_TOPIC", "payment-notifications"),
     "retention_days": int(os.environ.get("PGI_EVENTS_RETENTION_DAYS", "7")),
-    "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", "1000")),
+    "prune_batch_size": int(os.environ.get("PGI_EVENTS_PRUNE_BATCH_SIZE", PGI_RETENTION["batch_size"])),
     "batch_size": int(os.environ.get("PGI_EVENTS_BATCH_SIZE", "2000")),
     "idle_seconds": float(os.environ.get("PGI_EVENTS_IDLE_SECONDS", "0.5")),
     "lock_poll_seconds": float(os.environ.get("PGI_EVENTS_LOCK_POLL_SECONDS", "1")),
@@ -585,6 +596,7 @@ CELERY_BEAT_SCHEDULE = {
     "fan-out-webhooks": {"task": "pgi.webhooks.tasks.webhooks_fan_out", "schedule": 5.0},
     "send-webhooks": {"task": "pgi.webhooks.tasks.webhooks_send", "schedule": 10.0},
     "prune-webhook-deliveries": {"task": "pgi.webhooks.tasks.webhooks_prune", "schedule": 3600.0},
+    "prune-gateway-notifications": {"task": "gateways.tasks.gateway_notifications_prune", "schedule": 3600.0},
     # The finance dashboard's daily payment figures (settlements/finance/services.py).
     "finance-daily-figures": {"task": "settlements.finance.tasks.finance_daily_figures_refresh", "schedule": 3600.0},
 }
@@ -603,12 +615,14 @@ LOGGING = {
         # A client's mistake (4xx) is not the service's: INFO, not Django's WARNING. 5xx stay ERROR.
         "client_errors_at_info": {"()": "pgi.log_filters.ClientErrorsAtInfo"},
         "request_id": {"()": "pgi.observability.logs.RequestIdFilter"},
+        # Card numbers (pgi/cards.py) are masked in every line written, whoever logged them.
+        "redact_card_numbers": {"()": "pgi.log_filters.RedactCardNumbers"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain" if PGI_LOG_FORMAT == "text" else "json",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact_card_numbers"],
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("PGI_LOG_LEVEL", "INFO")},

@@ -25,6 +25,7 @@ from payments.models import GatewayOperation, OperationKind, Payment
 from pgi.admin_format import instant, spreadsheet_safe
 from pgi.audit.actors import Actor
 from pgi.audit.services import audit_record
+from pgi.cards import REFUSAL_CODE, has_card_number
 from pgi.errors import BusinessRuleViolation
 from pgi.ids import is_id
 from pgi.money import currency_exponent, fits_currency, is_storable_amount, quantize
@@ -95,6 +96,14 @@ def refund_file_upload(*, name: str, content: bytes, user, actor: Actor | None =
             f"The file has {len(content):,} bytes; at most {MAX_FILE_BYTES // (1024 * 1024)} MB are taken. Split it.",
             code="REFUND_FILE_TOO_LARGE",
         )
+    carded = card_number_rows(content)
+    if carded:  # refused before anything is recorded: a rejected file keeps its content
+        shown = ", ".join(str(number) for number in carded[:10]) + (" …" if len(carded) > 10 else "")
+        raise RefundFileRefused(
+            f"Rows {shown} hold a card number (13 to 19 digits passing the Luhn check); PGI takes no card data. "
+            "Nothing was recorded.",
+            code=REFUSAL_CODE,
+        )
     rows, errors = refund_file_parse(content)
     sha256 = rows_digest(rows) if rows else hashlib.sha256(content).hexdigest()
     _refuse_if_accepted(sha256)
@@ -120,6 +129,22 @@ def refund_file_upload(*, name: str, content: bytes, user, actor: Actor | None =
         error_report=error_report(errors),
         uploaded_by=user,
     )
+
+
+def card_number_rows(content: bytes) -> list[int]:
+    """The lines of the file with a card number (pgi.cards) in any cell but an idempotency key's;
+    [1] for a file that is not CSV and holds one anywhere."""
+    text = content.decode("utf-8-sig", "replace")
+    try:
+        lines = list(csv.reader(io.StringIO(text.replace("\x00", ""), newline="")))
+    except csv.Error:
+        return [1] if has_card_number(text) else []
+    header = [cell.strip().lower() for cell in lines[0]] if lines else []
+    return [
+        number
+        for number, cells in enumerate(lines, start=1)
+        if any(has_card_number(cell) for index, cell in enumerate(cells) if header[index:index + 1] != [KEY_COLUMN])
+    ]
 
 
 def rows_digest(rows: list[Row]) -> str:

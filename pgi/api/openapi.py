@@ -12,8 +12,9 @@ from .serializers import ErrorSerializer
 # What the same status means on every operation; an app's own descriptions are added to these.
 COMMON_ERRORS = {
     400: "Malformed JSON, an invalid field or Idempotency-Key, or an unknown query parameter "
-    "(VALIDATION_ERROR, MALFORMED_JSON)",
-    "400-query": "An invalid filter, cursor or limit, or an unknown query parameter (VALIDATION_ERROR)",
+    "(VALIDATION_ERROR, MALFORMED_JSON); a card number in any field (CARD_NUMBER_NOT_ACCEPTED)",
+    "400-query": "An invalid filter, cursor or limit, or an unknown query parameter (VALIDATION_ERROR); a card "
+    "number in a parameter (CARD_NUMBER_NOT_ACCEPTED)",
     401: "Missing, invalid or revoked API key (UNAUTHENTICATED), or one past its expiry (API_KEY_EXPIRED)",
     406: "The Accept header allows no JSON (NOT_ACCEPTABLE)",
     409: "A request with the same Idempotency-Key is in progress (IDEMPOTENCY_IN_PROGRESS; see Retry-After)",

@@ -12,7 +12,8 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import BaseParser
 
-from pgi.errors import ErrorDetail, PayloadTooLarge, ValidationFailed
+from pgi.cards import card_number_paths, has_card_number
+from pgi.errors import CardNumberNotAccepted, ErrorDetail, PayloadTooLarge, ValidationFailed
 
 
 def read_body(stream) -> bytes:
@@ -115,12 +116,18 @@ class DecimalJSONParser(BaseParser):
             raise UnsupportedMediaType(
                 media_type, detail=f"Content-Encoding {coding[:32]!r} is not accepted; send the JSON uncompressed."
             )
+        body = read_body(stream)
         try:
-            data = loads_strict(read_body(stream).decode(encoding))
-        except DuplicateKey as exc:
-            raise ParseError(f"The body is not valid JSON: the key {exc.key} appears more than once.") from exc
+            data = loads_strict(body.decode(encoding))
         except (ValueError, UnicodeDecodeError) as exc:
+            # Even a body that is not JSON is refused for a card number in it, and never echoed.
+            if has_card_number(body.decode(encoding, "replace")):
+                raise CardNumberNotAccepted([""]) from None
+            if isinstance(exc, DuplicateKey):
+                raise ParseError(f"The body is not valid JSON: the key {exc.key} appears more than once.") from exc
             raise ParseError(f"The body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict) and card_number_paths(data):
+            raise CardNumberNotAccepted([""])
         if not isinstance(data, dict):
             raise ValidationFailed(
                 "The body must be a JSON object.", details=[ErrorDetail(field="", message="Must be a JSON object.")]

@@ -11,6 +11,7 @@ from rest_framework.settings import api_settings
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
+from pgi.cards import mask
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, is_payable_currency, quantize
 
 MAX_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
@@ -261,6 +262,15 @@ class ReadFieldsOnceMixin:
     @cached_property
     def _readable_fields(self):
         return tuple(field for field in self.fields.values() if not field.write_only)
+
+
+class AccountOutputField(serializers.CharField):
+    """Output only: an account identifier, whole, or masked to its last four characters (`****3000`,
+    pgi.cards.mask) when the serializer's context has `mask_accounts` (lists)."""
+
+    def to_representation(self, value):
+        text = super().to_representation(value)
+        return mask(text) if self.context.get("mask_accounts") else text
 
 
 class BlankAsNullCharField(serializers.CharField):

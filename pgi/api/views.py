@@ -10,6 +10,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from pgi.cards import card_number_paths
+from pgi.errors import CardNumberNotAccepted
+
 
 class ApiView(APIView):
     """Refuses query parameters the operation does not read, as unknown body fields are refused:
@@ -29,12 +32,27 @@ class ApiView(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions and throttles first
+        card_numbers_refuse(request)
         known = self.known_query_params(request)
         if known is None:
             return
         unknown = sorted(set(request.query_params) - known)
         if unknown:
             raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
+
+
+def card_numbers_refuse(request) -> None:
+    """Raise CardNumberNotAccepted when the body or the query string holds a card number anywhere
+    (pgi.cards), before the view runs: nothing of the request is stored (no Idempotency-Key claim,
+    no row) and the answer names the fields only."""
+    paths = [
+        path for name, values in request.query_params.lists() for value in values for path in card_number_paths({name: value})
+    ]
+    if request.method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        paths += card_number_paths(request.data)
+    paths = list(dict.fromkeys(paths))
+    if paths:
+        raise CardNumberNotAccepted(paths)
 
 
 def with_location(request, response, *, status_code: int, url_name: str, kwarg: str):

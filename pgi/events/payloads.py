@@ -12,6 +12,7 @@ import simplejson
 from django.conf import settings
 
 from payments.models import Payment, PaymentStatus
+from pgi.cards import mask
 from pgi.money import quantize
 from refunds.models import Refund, RefundStatus
 from settlements.models import SettlementBatch
@@ -101,7 +102,8 @@ def payment_message(*, payment: Payment, from_status: str, now: datetime) -> dic
     details = {
         "amount": quantize(payment.amount, payment.currency),
         "currency": payment.currency,
-        "fromAccount": payment.from_account,
+        # Masked (last 4): events go to merchants' webhooks as they are; GET the payment for it whole.
+        "fromAccount": mask(payment.from_account),
         "toMerchant": payment.merchant.code,
         "status": payment.status,
         "timestamp": utc_text(payment.status_changed_at),

@@ -60,6 +60,14 @@ class PgiJsonFormatter(JsonFormatter):
         kwargs.setdefault("timestamp", "time")
         super().__init__(*args, **kwargs)
 
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and record.exc_text:
+            # The traceback as the handler's filters left it (pgi.log_filters.RedactCardNumbers
+            # masks card numbers in exc_text), not formatted again from exc_info; on a copy, as
+            # other handlers may see the record.
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None})
+        return super().format(record)
+
     def process_log_record(self, log_data: dict) -> dict:
         for name in _TEXT_ONLY:
             log_data.pop(name, None)

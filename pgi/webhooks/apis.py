@@ -56,7 +56,8 @@ WEBHOOK_ERRORS = {
     404: "No such webhook endpoint for this key (WEBHOOK_ENDPOINT_NOT_FOUND)",
     "404-delivery": "No such webhook delivery for this key (WEBHOOK_DELIVERY_NOT_FOUND)",
     "400-endpoint": "Malformed JSON, an invalid field (a URL PGI does not post to, an unknown event type) or "
-    "Idempotency-Key, or an unknown query parameter (VALIDATION_ERROR, MALFORMED_JSON)",
+    "Idempotency-Key, or an unknown query parameter (VALIDATION_ERROR, MALFORMED_JSON); a card number in any field "
+    "(CARD_NUMBER_NOT_ACCEPTED)",
     422: "The merchant has its most endpoints (WEBHOOK_ENDPOINT_LIMIT), no such merchant (UNKNOWN_MERCHANT), or "
     "the Idempotency-Key was used with another request (IDEMPOTENCY_KEY_REUSED)",
     "422-key": "The Idempotency-Key was used with another request (IDEMPOTENCY_KEY_REUSED)",

@@ -22,6 +22,7 @@ from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
 from pgi.events.models import OutboxEvent
 from pgi.events.payloads import events_settings
 from pgi.merchants.models import Merchant
+from pgi.retention import delete_in_batches, retention_cutoff
 from pgi.text import clip
 
 from .models import ALL_EVENTS, EVENT_TYPES, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -376,24 +377,16 @@ def webhooks_send_run(*, run_seconds: float | None = None) -> int:
     return _send_pool(deadline=time.monotonic() + run)
 
 
-def deliveries_prune(*, older_than_days: int | None = None, batch_size: int = 1000) -> int:
+def deliveries_prune(*, older_than_days: int | None = None, batch_size: int | None = None) -> int:
     """Delete finished deliveries (succeeded or failed), with their attempts, created more than
-    `older_than_days` (PGI_WEBHOOKS["retention_days"]) ago; returns how many. Batches of ids, each
-    DELETE its own short transaction. Pending deliveries are never deleted."""
+    `older_than_days` (PGI_WEBHOOKS["retention_days"]) ago; returns how many. Batches of
+    `batch_size` (PGI_RETENTION), each DELETE its own short transaction. Pending deliveries are
+    never deleted."""
     days = webhooks_settings()["retention_days"] if older_than_days is None else older_than_days
-    cutoff = timezone.now() - timedelta(days=days)
-    deleted = 0
-    while True:
-        ids = list(
-            WebhookDelivery.objects.exclude(status=DeliveryStatus.PENDING)
-            .filter(created_at__lt=cutoff)
-            .values_list("id", flat=True)[:batch_size]
-        )
-        if not ids:
-            return deleted
-        with transaction.atomic():
-            WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
-            deleted += WebhookDelivery.objects.filter(id__in=ids).delete()[0]
+    old = WebhookDelivery.objects.exclude(status=DeliveryStatus.PENDING).filter(created_at__lt=retention_cutoff(days))
+    return delete_in_batches(
+        old, size=batch_size, before=lambda ids: WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+    )
 
 
 # --- Redelivery -------------------------------------------------------------------------------------

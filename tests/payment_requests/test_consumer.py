@@ -192,6 +192,32 @@ def test_poison_goes_to_the_dead_letter_topic_with_its_reason_and_the_consumer_g
     assert committed_offset(topics) == len(POISON)
 
 
+def test_a_card_number_is_dead_lettered_without_the_message_its_key_or_headers_holding_it(topics, bank_merchant, caplog):
+    card = "4111111111111111"
+    producer = Producer({"bootstrap.servers": topics.bootstrap})
+    producer.produce(
+        topics.topic,
+        value=request_bytes(requestId="tps-3001", description=f"paid by {card}"),
+        key=card.encode(),
+        headers=[("trace", b"t-1"), ("pan", card.encode())],
+    )
+    producer.produce(topics.topic, value=request_bytes(requestId="tps-3002"), key=b"tps")
+    assert producer.flush(10) == 0
+
+    with running(PaymentRequestConsumer()) as consumer:
+        wait_until(lambda: handled(consumer) == 2, timeout=30, what="both messages handled")
+
+    (letter,) = dead_letters(topics, expected=1)
+    assert letter.headers["error-code"] == "CARD_NUMBER_NOT_ACCEPTED"
+    assert letter.headers["value-dropped"] == "card number" and letter.headers["request-id"] == "tps-3001"
+    assert letter.value is None and letter.key is None
+    assert "pan" not in letter.headers and letter.headers["trace"] == "t-1"
+    assert not any(card in value for value in letter.headers.values())
+    assert list(Payment.objects.values_list("reference", flat=True)) == ["tps-3002"]
+    assert card not in caplog.text
+    assert committed_offset(topics) == 2
+
+
 def test_a_database_outage_is_waited_out_and_the_message_read_again_not_dead_lettered(topics, bank_merchant, monkeypatch):
     real = consumer_module.payment_request_process
     calls = []

@@ -109,3 +109,37 @@ def test_dead_letter_headers_keep_the_messages_own_then_say_why_and_where_in_at_
     values = dict(headers)
     assert len(values["error-reason"]) <= 1000 and values["error-reason"].decode().endswith("é...")
     assert (values["original-partition"], values["original-offset"], values["request-id"]) == (b"2", b"41", b"tps-1")
+
+
+CARD = "4111111111111111"
+
+
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        (request_bytes(requestId="tps-c1", fromAccount=CARD), "fromAccount"),
+        (request_bytes(requestId="tps-c2", description="card 4111 1111 1111 1111"), "description"),
+        (request_bytes(requestId="tps-c3", metadata={"pan": "4111-1111-1111-1111"}), "metadata.pan"),
+        (request_bytes(requestId="tps-c4", extra=CARD), "extra"),
+        (b'{"fromAccount": "4111111111111111", not json', None),
+        (b"\xff card 4111111111111111", None),
+    ],
+)
+def test_a_card_number_anywhere_is_refused_with_its_own_code_and_the_reason_never_holds_it(value, where):
+    from payment_requests.messages import Refused, message_read
+
+    with pytest.raises(Refused) as refused:
+        message_read(value)
+    assert refused.value.code == "CARD_NUMBER_NOT_ACCEPTED"
+    assert "4111" not in refused.value.reason and "4111" not in str(refused.value)
+    if where:
+        assert refused.value.reason.startswith(f"{where}: ")
+        assert refused.value.request_id.startswith("tps-c")
+
+
+def test_a_card_number_as_the_request_id_is_not_kept_as_the_request_id():
+    from payment_requests.messages import Refused, message_read
+
+    with pytest.raises(Refused) as refused:
+        message_read(request_bytes(requestId=CARD))
+    assert refused.value.code == "CARD_NUMBER_NOT_ACCEPTED" and refused.value.request_id == ""

@@ -324,3 +324,21 @@ def test_without_postgresql_the_refunds_are_written_with_bulk_create(merchant, u
         refunds.values_list("id", flat=True)
     )
     assert RefundStatusChange.objects.filter(refund__in=refunds).count() == 3
+
+
+def test_a_file_with_a_card_number_in_a_reason_is_refused_and_nothing_is_recorded(merchant, uploader):
+    content = b"payment_id,amount,reason,idempotency_key\npay_x,1.00,ok,4111111111111111\npay_y,2.00,card 4111 1111 1111 1111,k2\n"
+
+    with pytest.raises(RefundFileRefused) as refused:
+        refund_file_upload(name="cards.csv", content=content, user=uploader)
+
+    assert refused.value.code == "CARD_NUMBER_NOT_ACCEPTED"
+    assert "Rows 3 " in refused.value.message and "4111" not in refused.value.message
+    assert not RefundFile.objects.exists()
+
+
+def test_a_numeric_idempotency_key_is_not_taken_for_a_card_number():
+    from refunds.bulk import card_number_rows
+
+    assert card_number_rows(b"payment_id,amount,reason,idempotency_key\npay_x,1.00,ok,4111111111111111\n") == []
+    assert card_number_rows(b"payment_id,amount,reason\npay_x,1.00,4111111111111111\n") == [2]

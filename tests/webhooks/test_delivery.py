@@ -1,6 +1,7 @@
 """Outbox rows become deliveries in a Celery task, never in the payment's request; each delivery is
 posted signed, retried on the schedule with every attempt recorded, and given up after a day."""
 
+import json
 import re
 import threading
 from datetime import timedelta
@@ -124,6 +125,18 @@ def test_a_delivery_posts_the_exact_body_signed_as_the_guide_verifies(principal,
     [attempt] = delivery.attempt_rows.all()
     assert (attempt.number, attempt.response_status, attempt.succeeded, attempt.response_body) == (1, 200, True, "ok")
     assert attempt.duration_ms is not None and attempt.finished_at is not None
+
+
+def test_a_webhook_shows_the_paying_account_masked_to_its_last_four(principal, subscribed, receiver):
+    payment = processed(principal, from_account="DE89370400440532013000")
+    deliveries_fan_out()
+
+    webhooks_send.apply()
+
+    [got] = receiver.received
+    assert b"DE89370400440532013000" not in got.body
+    assert json.loads(got.body)["details"]["fromAccount"] == "****3000"
+    assert payment.from_account == "DE89370400440532013000"  # kept whole for the merchant's GET
 
 
 def test_the_guide_refuses_a_stale_timestamp(principal, subscribed, receiver):

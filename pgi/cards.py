@@ -1,0 +1,95 @@
+"""Card numbers kept out of PGI: the one detector, and the masking of account identifiers.
+
+A card number here is 13 to 19 digits passing the Luhn check, written whole or in groups joined by
+one kind of separator (a space or a dash), anywhere in a text, not glued to a letter or digit (so
+an IBAN's digits, which follow its letters, are never one). PGI takes no card data (PCI DSS): every
+field that holds one is refused, and logs redact it. The long story: docs/04-operations.md, "Card
+data and retention".
+"""
+
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+
+from stdnum import luhn
+
+MIN_DIGITS, MAX_DIGITS = 13, 19
+# A run of digit groups, each group joined to the next by one space or dash; letters and digits
+# around it end it. The groups inside a run are tried in every window of consecutive groups.
+_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9]+(?:[ -][0-9]+)*(?![0-9A-Za-z])")
+_GROUP = re.compile(r"[0-9]+")
+
+REFUSAL_CODE = "CARD_NUMBER_NOT_ACCEPTED"
+REFUSAL_MESSAGE = (
+    "Looks like a card number (13 to 19 digits passing the Luhn check); PGI does not accept card numbers."
+)
+KEY_PLACEHOLDER = "<card number>"  # a card-shaped JSON key, in the path naming where it was
+
+
+def _card_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each card number in `text`, longest first within a run, not overlapping."""
+    for run in _RUN.finditer(text):
+        groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run.group())]
+        taken_until = -1
+        for first in range(len(groups)):
+            if groups[first][0] < taken_until:
+                continue
+            found = None
+            for last in range(first, len(groups)):
+                start, end = groups[first][0], groups[last][1]
+                piece = text[start:end]
+                if len({c for c in piece if not c.isdigit()}) > 1:
+                    break  # one kind of separator per number: "2024-05-17 2024-05-18" is two dates
+                digits = piece.replace(" ", "").replace("-", "")
+                if len(digits) > MAX_DIGITS:
+                    break
+                if len(digits) >= MIN_DIGITS and luhn.is_valid(digits):
+                    found = (start, end)  # keep growing: the longest window is the number
+            if found:
+                taken_until = found[1]
+                yield found
+
+
+def has_card_number(text: str) -> bool:
+    """Whether `text` holds anything shaped like a card number."""
+    return next(_card_spans(text), None) is not None
+
+
+def redact(text: str) -> str:
+    """`text` with every card number replaced by `[card ****1111]` (bracketed, so that its last four
+    digits cannot join the digits after it into another number)."""
+    spans = list(_card_spans(text))
+    for start, end in reversed(spans):
+        text = text[:start] + f"[card {mask(text[start:end])}]" + text[end:]
+    return text
+
+
+def mask(value: str) -> str:
+    """An account identifier with only its last four characters shown: `****3000`; `****` for one
+    of four characters or fewer. The masked form never shows how long the identifier is."""
+    return "****" + value[-4:] if len(value) > 4 else "****"
+
+
+def card_number_paths(data, path: str = "") -> list[str]:
+    """Where, in decoded JSON (dicts, lists, strings, numbers), a card number is: the dotted paths
+    the error format names (`fromAccount`, `metadata.note`, `items[2]`). Keys are looked at as well
+    as values; a card-shaped key is named as KEY_PLACEHOLDER, never as itself."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = KEY_PLACEHOLDER if isinstance(key, str) and has_card_number(key) else str(key)
+            where = f"{path}.{name}" if path else name
+            if name == KEY_PLACEHOLDER:
+                found.append(where)
+            found.extend(card_number_paths(value, where))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found.extend(card_number_paths(value, f"{path}[{index}]"))
+    elif isinstance(data, str):
+        if has_card_number(data):
+            found.append(path)
+    elif isinstance(data, (int, Decimal)) and not isinstance(data, bool):
+        digits = format(data, "f") if isinstance(data, Decimal) else str(data)  # an int's "f" is a float's
+        if has_card_number(digits):
+            found.append(path)
+    return found
