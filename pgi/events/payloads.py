@@ -102,8 +102,8 @@ def payment_message(*, payment: Payment, from_status: str, now: datetime) -> dic
     details = {
         "amount": quantize(payment.amount, payment.currency),
         "currency": payment.currency,
-        # Masked (last 4): events go to merchants' webhooks as they are; GET the payment for it whole.
-        "fromAccount": mask(payment.from_account),
+        # Whole for the bank's systems on Kafka; merchants' webhooks carry it masked (merchant_facing_body).
+        "fromAccount": payment.from_account,
         "toMerchant": payment.merchant.code,
         "status": payment.status,
         "timestamp": utc_text(payment.status_changed_at),
@@ -203,6 +203,18 @@ def _row(topic: str, message: dict, merchant_id: int | None) -> OutboxEvent:
         merchant_id=merchant_id,
         request_id=request_id.current(),
     )
+
+
+def merchant_facing_body(body: str) -> str:
+    """A payment-events message as a merchant's webhook carries it: the paying account masked to its
+    last four characters (pgi.cards.mask), every other byte as published on Kafka, where the bank's
+    own systems read it whole."""
+    message = decimal_loads(body)
+    details = message.get("details")
+    if not isinstance(details, dict) or not isinstance(details.get("fromAccount"), str):
+        return body
+    details["fromAccount"] = mask(details["fromAccount"])
+    return json_text(message)
 
 
 def decimal_loads(text: str) -> dict:

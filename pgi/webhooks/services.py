@@ -20,7 +20,7 @@ from pgi.audit.actors import Actor
 from pgi.audit.services import audit_record
 from pgi.errors import BusinessRuleViolation, ErrorDetail, ValidationFailed
 from pgi.events.models import OutboxEvent
-from pgi.events.payloads import events_settings
+from pgi.events.payloads import events_settings, merchant_facing_body
 from pgi.merchants.models import Merchant
 from pgi.retention import delete_in_batches, retention_cutoff
 from pgi.text import clip
@@ -149,12 +149,13 @@ def deliveries_fan_out(*, batch_size: int | None = None, now: datetime | None = 
         merchant_ids = {row.merchant_id for row in rows if row.merchant_id is not None}
         for endpoint in WebhookEndpoint.objects.filter(merchant_id__in=merchant_ids, enabled=True):
             endpoints[endpoint.merchant_id].append(endpoint)
+        bodies = {row.id: merchant_facing_body(row.body) for row in rows if endpoints.get(row.merchant_id)}
         deliveries = [
             WebhookDelivery(
                 endpoint=endpoint,
                 event_id=row.event_id,
                 event_type=row.event_type,
-                body=row.body,
+                body=bodies[row.id],
                 next_attempt_at=now,
                 created_at=now,
             )

@@ -1,9 +1,10 @@
 """fromAccount is whole where the merchant asked for its own payment (the answer to POST and to GET
-/v1/payments/{id}) and masked to its last four characters in lists and in events."""
+/v1/payments/{id}) and masked to its last four characters in lists and in merchants' webhooks."""
 
 import pytest
 
 from pgi.events.models import OutboxEvent
+from pgi.events.payloads import decimal_loads, merchant_facing_body
 
 from ..api.helpers import PAYMENTS_URL, payment_body, post_json
 
@@ -30,11 +31,13 @@ def test_the_list_still_filters_by_the_whole_account(api):
     assert [item["fromAccount"] for item in found] == ["****3000"]
 
 
-def test_every_payment_event_carries_the_account_masked(api):
+def test_kafka_events_carry_the_account_whole_for_the_banks_systems_and_webhooks_masked(api):
     payment = post_json(api, PAYMENTS_URL, payment_body(fromAccount=IBAN)).json()
     rows = OutboxEvent.objects.filter(key=payment["id"])
     assert rows.exists()
     for row in rows:
-        assert IBAN not in row.body
-    details = [row.payload["details"] for row in rows if row.topic == "payment-events"]
-    assert {d["fromAccount"] for d in details} == {"****3000"}
+        assert row.payload["details"]["fromAccount"] == IBAN
+        merchant_facing = merchant_facing_body(row.body)
+        assert IBAN not in merchant_facing
+        assert decimal_loads(merchant_facing)["details"]["fromAccount"] == "****3000"
+        assert merchant_facing.replace('"****3000"', f'"{IBAN}"') == row.body  # every other byte as published

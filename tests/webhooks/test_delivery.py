@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from pgi.events.models import OutboxEvent
+from pgi.events.payloads import merchant_facing_body
 from pgi.events.services import events_prune
 from pgi.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from pgi.webhooks.services import (
@@ -66,7 +67,7 @@ def test_the_payment_request_creates_no_delivery_the_fan_out_task_does(principal
     assert types == sorted(rows.values_list("event_type", flat=True))  # payment-events only, not notifications
     assert not OutboxEvent.objects.filter(topic="payment-events", webhooks_at__isnull=True).exists()
     delivery = WebhookDelivery.objects.get(endpoint=endpoint, event_type="PAYMENT_PROCESSED")
-    assert delivery.body == rows.get(event_type="PAYMENT_PROCESSED").body
+    assert delivery.body == merchant_facing_body(rows.get(event_type="PAYMENT_PROCESSED").body)
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 0
 
 
@@ -111,7 +112,7 @@ def test_a_delivery_posts_the_exact_body_signed_as_the_guide_verifies(principal,
     [got] = receiver.received
     delivery = one_delivery()
     row = OutboxEvent.objects.get(key=payment.id, topic="payment-events", event_type="PAYMENT_PROCESSED")
-    assert got.body == row.body.encode()
+    assert got.body == merchant_facing_body(row.body).encode()
     assert got.path == "/hooks"
     assert got.headers["Content-Type"] == "application/json"
     assert got.headers["PGI-Event-Id"] == str(row.event_id)
