@@ -104,7 +104,11 @@ def test_worker_killed_mid_settlement_leaves_no_batch_then_settles_each_pair_onc
     assert not SettlementLine.objects.exists()
     assert not SettlementRun.objects.exists()
 
-    again = start_worker()  # takes the unacknowledged message again after the visibility timeout
+    # A worker restarted once the visibility timeout has passed takes the unacknowledged message at
+    # its start: kombu looks for such messages when it starts, then only every tenth look (every
+    # 100 s by default), so one started sooner would wait for that.
+    time.sleep(VISIBILITY_SECONDS + 0.5)
+    again = start_worker()
     wait_until(SettlementRun.objects.exists, 60, "the settlement run, redelivered")
     send_task("settlements.tasks.settlements_settle")  # beat firing again finds it done
     wait_until(lambda: succeeded(again, "settlements_settle") == 2, 30, "the second run")
@@ -157,6 +161,7 @@ def test_worker_killed_mid_refund_batch_then_each_refund_reaches_the_gateway_onc
     assert held.exists()
     held.update(lease_expires_at=timezone.now())
 
+    time.sleep(VISIBILITY_SECONDS + 0.5)  # as above: the restarted worker takes the message at its start
     again = start_worker()  # the batch message redelivered
     wait_until(lambda: succeeded(again, "refunds_process") >= 1, 60, "the redelivered batch")
     runs = 1
