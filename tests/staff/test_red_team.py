@@ -1,6 +1,8 @@
 """Found from outside against a running PGI (red team, staff roles): a list's address filtering by a
 masked account, and a member of Security giving themself a role."""
 
+import io
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -76,3 +78,26 @@ def test_security_still_gives_others_roles(signed_in, django_user_model):
 
     assert response.status_code == 302
     assert list(colleague.groups.values_list("name", flat=True)) == ["Support"]
+
+
+def test_grant_role_is_recorded_in_the_audit_trail(django_user_model):
+    from django.core.management import call_command
+
+    from pgi.audit.models import AuditEvent
+
+    sam = django_user_model.objects.create_user("sam", password="x-long-password-1")
+
+    call_command("grant_role", "sam", "Finance", "Operations", stdout=io.StringIO())
+    call_command("grant_role", "sam", "Finance", stdout=io.StringIO())  # holds it already: no change
+    call_command("grant_role", "sam", "Operations", "--revoke", stdout=io.StringIO())
+
+    events = list(AuditEvent.objects.filter(object_type="auth.user", object_id=str(sam.pk)).order_by("id"))
+    assert [(e.via, e.action, e.before, e.after) for e in events] == [
+        (
+            "command:grant_role",
+            "change",
+            {"groups": [], "is_staff": False},
+            {"groups": ["Finance", "Operations"], "is_staff": True},
+        ),
+        ("command:grant_role", "change", {"groups": ["Finance", "Operations"]}, {"groups": ["Finance"]}),
+    ]
