@@ -184,6 +184,7 @@ class SettlementBatchAdmin(AccountMaskMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     actions = ["mark_paid_out", "hold", "release", "regenerate_files"]
     # The payout files hold the payee's IBAN: without whole accounts, their names only.
     masked_fields = {"payee_iban_display": "payee_iban_masked", "files": "files_listed"}
+    masked_lookups = ("payee_iban",)
     inlines = [StatusChangeInline]
     fieldsets = [
         ("Batch", {"fields": ["id", "merchant", "currency", "cutoff_display", "status", "status_reason", "payout_date"]}),

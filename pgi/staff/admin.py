@@ -1,9 +1,9 @@
 """Staff users in the admin, for Security: who holds which role, and no way up to superuser.
 
-Django's own user admin, with three changes for staff who are not superusers (Security): superuser
-status and per-user permissions are read-only (roles are given through the groups, roles.py), and a
+Django's own user admin, with four changes for staff who are not superusers (Security): superuser
+status and per-user permissions are read-only (roles are given through the groups, roles.py), a
 superuser's account cannot be changed or deleted (its password neither): break-glass accounts are
-the superusers' own to keep.
+the superusers' own to keep, and nobody gives themself a role: their own groups are read-only.
 """
 
 from django.contrib import admin
@@ -24,6 +24,8 @@ class PgiUserAdmin(UserAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:
             fields += ["is_superuser", "user_permissions"]
+            if obj is not None and obj.pk == request.user.pk:
+                fields.append("groups")
         return fields
 
     def has_change_permission(self, request, obj=None):

@@ -6,6 +6,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
+from pgi.audit.actors import Actor
+from pgi.audit.services import audit_record
 from pgi.errors import BusinessRuleViolation
 
 from .roles import ROLES, Role
@@ -55,11 +57,14 @@ def role_get(name: str) -> Role:
 
 
 @transaction.atomic
-def user_roles_set(*, username: str, grant: list[Role], revoke: list[Role], admin_access: bool | None = None):
+def user_roles_set(
+    *, username: str, grant: list[Role], revoke: list[Role], admin_access: bool | None = None, actor: Actor | None = None
+):
     """Add the user to the `grant` roles' groups and take it out of `revoke`'s. `admin_access`
     (is_staff) True or False sets it; None gives admin access when a role is granted and leaves it
-    otherwise. A superuser is refused: break-glass accounts hold no role. Raises
-    BusinessRuleViolation UNKNOWN_USER or SUPERUSER_HAS_NO_ROLE. Returns the user."""
+    otherwise. A superuser is refused: break-glass accounts hold no role. A change by staff
+    (`actor`) is recorded in the audit trail. Raises BusinessRuleViolation UNKNOWN_USER or
+    SUPERUSER_HAS_NO_ROLE. Returns the user."""
     user = get_user_model().objects.select_for_update().filter(username=username).first()
     if user is None:
         raise BusinessRuleViolation(f"No user {username!r}.", code="UNKNOWN_USER")
@@ -69,6 +74,7 @@ def user_roles_set(*, username: str, grant: list[Role], revoke: list[Role], admi
             code="SUPERUSER_HAS_NO_ROLE",
         )
     role_groups_sync()
+    before = _roles_and_access(user)
     groups = {group.name: group for group in Group.objects.filter(name__in=[role.name for role in [*grant, *revoke]])}
     user.groups.add(*(groups[role.name] for role in grant))
     user.groups.remove(*(groups[role.name] for role in revoke))
@@ -77,7 +83,20 @@ def user_roles_set(*, username: str, grant: list[Role], revoke: list[Role], admi
     if admin_access is not None and user.is_staff != admin_access:
         user.is_staff = admin_access
         user.save(update_fields=["is_staff"])
+    after = _roles_and_access(user)
+    if changed := [field for field in before if before[field] != after[field]]:
+        audit_record(
+            actor=actor,
+            action="change",
+            obj=user,
+            before={field: before[field] for field in changed},
+            after={field: after[field] for field in changed},
+        )
     return user
+
+
+def _roles_and_access(user) -> dict:
+    return {"groups": sorted(user.groups.values_list("name", flat=True)), "is_staff": user.is_staff}
 
 
 def user_role_names(user) -> list[str]:

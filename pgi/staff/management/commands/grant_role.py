@@ -12,6 +12,7 @@ Roles go to personal accounts, never to a superuser: superusers are for break-gl
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
+from pgi.audit.actors import Actor
 from pgi.errors import BusinessRuleViolation
 from pgi.staff.roles import ROLES
 from pgi.staff.services import (
@@ -52,6 +53,7 @@ class Command(BaseCommand):
                 grant=[] if revoke or revoke_all else chosen,
                 revoke=revoked,
                 admin_access=False if no_admin else True if admin else None,
+                actor=Actor.of_command("grant_role"),
             )
         except BusinessRuleViolation as exc:
             raise CommandError(f"{exc.message} ({exc.code})") from exc
