@@ -101,3 +101,37 @@ def test_revoking_records_once_and_a_second_revocation_nothing(merchant):
 
     [revoked] = events(action="api_key.revoke")
     assert revoked.before == {"revoked_at": None} and revoked.after["revoked_at"].startswith("20")
+
+
+def test_the_truncate_flag_opens_nothing_outside_a_test_database():
+    """The flag the test suite sets to empty its own database is no way in elsewhere: the trigger's
+    function (migrations 0001 and 0002) applied in a database not named test_*, TRUNCATE refused."""
+    import importlib
+    import uuid
+
+    import psycopg
+
+    first = importlib.import_module("pgi.audit.migrations.0001_audit_trail_audit")
+    second = importlib.import_module("pgi.audit.migrations.0002_audit_truncate_test_databases_only")
+    settings_dict = connection.settings_dict
+    server = psycopg.conninfo.make_conninfo(
+        host=settings_dict["HOST"] or "127.0.0.1", port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"], password=settings_dict["PASSWORD"] or None, dbname="postgres",
+    )  # fmt: skip
+    name = f"pgi_audit_check_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(psycopg.conninfo.make_conninfo(server, dbname=name), autocommit=True) as db:
+            db.execute("CREATE TABLE audit_auditevent (id int)")
+            db.execute("INSERT INTO audit_auditevent VALUES (1)")
+            db.execute(first.PG_FORWARD)
+            db.execute(second.PG_FORWARD)
+            with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
+                with db.transaction():
+                    db.execute("SET LOCAL pgi.audit_truncate = 'allow'")
+                    db.execute("TRUNCATE audit_auditevent")
+            assert db.execute("SELECT count(*) FROM audit_auditevent").fetchone()[0] == 1
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
