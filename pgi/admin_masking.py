@@ -30,6 +30,24 @@ def account_for(user, value: str | None) -> str:
     return account_masked(value)
 
 
+# The fields that hold an account identifier, wherever they appear in a recorded snapshot (the
+# audit trail's before and after): masked there for staff without VIEW_FULL_ACCOUNT.
+ACCOUNT_FIELDS = frozenset({"from_account", "settlement_iban", "payee_iban", "debtor_iban"})
+
+
+def accounts_masked(value):
+    """`value` (JSON: dicts, lists, scalars) with every ACCOUNT_FIELDS entry masked, at any depth
+    (a merchant's snapshot holds its inline rows as lists of dicts)."""
+    if isinstance(value, dict):
+        return {
+            key: account_masked(item) if key in ACCOUNT_FIELDS and isinstance(item, str) and item else accounts_masked(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [accounts_masked(item) for item in value]
+    return value
+
+
 class AccountMaskMixin:
     """For a ModelAdmin: `masked_fields` maps a field to the display method that shows it masked.
     Staff without VIEW_FULL_ACCOUNT get the method, read-only, wherever the field would be."""

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from pgi.admin_format import instant
+from pgi.admin_masking import accounts_masked, may_see_full_accounts
 
 from .exports import audit_csv_response
 from .models import AuditEvent
@@ -44,6 +45,16 @@ class AuditEventAdmin(admin.ModelAdmin):
               "object_repr", "note", "before_json", "after_json"]  # fmt: skip
     readonly_fields = fields
 
+    def get_fields(self, request, obj=None):
+        # Account identifiers in before and after are whole only for staff who may see them whole.
+        if may_see_full_accounts(request.user):
+            return self.fields
+        masked = {"before_json": "before_masked", "after_json": "after_masked"}
+        return [masked.get(name, name) for name in self.fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
     def has_add_permission(self, request):
         return False
 
@@ -68,11 +79,19 @@ class AuditEventAdmin(admin.ModelAdmin):
     def after_json(self, obj: AuditEvent) -> str:
         return _json_block(obj.after)
 
+    @admin.display(description="before")
+    def before_masked(self, obj: AuditEvent) -> str:
+        return _json_block(accounts_masked(obj.before))
+
+    @admin.display(description="after")
+    def after_masked(self, obj: AuditEvent) -> str:
+        return _json_block(accounts_masked(obj.after))
+
     # --- Export ------------------------------------------------------------------------------------
 
     @admin.action(description="Export the selected events (CSV)", permissions=["export"])
     def export_selected(self, request, queryset):
-        return audit_csv_response(queryset)
+        return audit_csv_response(queryset, mask_accounts=not may_see_full_accounts(request.user))
 
     def get_urls(self):
         export = path("export.csv", self.admin_site.admin_view(self.export_view), name="audit_auditevent_export")
@@ -94,7 +113,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             cl = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return HttpResponseRedirect(reverse("admin:audit_auditevent_changelist") + "?e=1")
-        return audit_csv_response(cl.queryset)
+        return audit_csv_response(cl.queryset, mask_accounts=not may_see_full_accounts(request.user))
 
     @staticmethod
     def _export_url(request) -> str:

@@ -109,3 +109,35 @@ def test_exporting_the_selected_events(client, django_user_model, recorded):
 
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [r["action"] for r in rows] == ["add"]
+
+
+@pytest.fixture
+def iban_changed(merchant):
+    with transaction.atomic():
+        audit_record(actor=Actor(username="ops", via="admin", user_id=1), action="change", obj=merchant,
+                     before={"settlement_iban": "GB29NWBK60161331926819", "name": "Old"},
+                     after={"settlement_iban": "DE89370400440532013000", "name": "New"})  # fmt: skip
+    return AuditEvent.objects.get(action="change")
+
+
+def test_security_sees_account_identifiers_in_before_and_after_masked_on_the_page_and_in_the_export(
+    client, django_user_model, iban_changed
+):
+    viewer = security(client, django_user_model, "view_auditevent", "export_auditevent")
+
+    page = viewer.get(reverse("admin:audit_auditevent_change", args=[iban_changed.pk])).content.decode()
+    exported = b"".join(viewer.get(reverse(EXPORT)).streaming_content).decode()
+
+    for shown in (page, exported):
+        assert "GB29NWBK60161331926819" not in shown and "DE89370400440532013000" not in shown
+        assert "•••• 6819" in shown and "•••• 3000" in shown
+        assert "Old" in shown and "New" in shown  # the other fields as recorded
+    assert iban_changed.after["settlement_iban"] == "DE89370400440532013000"  # recorded whole
+
+
+def test_staff_who_may_see_accounts_whole_see_them_whole_in_the_trail(admin_client, iban_changed):
+    page = admin_client.get(reverse("admin:audit_auditevent_change", args=[iban_changed.pk])).content.decode()
+    exported = b"".join(admin_client.get(reverse(EXPORT)).streaming_content).decode()
+
+    for shown in (page, exported):
+        assert "GB29NWBK60161331926819" in shown and "DE89370400440532013000" in shown
