@@ -120,3 +120,27 @@ def test_gunicorns_access_line_names_no_basic_auth_user():
     atoms = Logger(gunicorn_config).atoms(response, request, environ, timedelta(seconds=0.01))
     line = config["access_log_format"] % atoms
     assert key not in line and "request_id=r1" in line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /v1/payments?reference=4111+1111+1111+1111 HTTP/1.1",
+        "GET /v1/payments?reference=4111%201111%201111%201111 HTTP/1.1",
+        "GET /v1/payments/4111%2D1111%2D1111%2D1111 HTTP/1.1",
+        "GET /v1/payments?reference=%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31 HTTP/1.1",
+    ],
+)
+def test_a_url_encoded_card_number_is_masked_too(line):
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "%s", (line,), None)
+    RedactCardNumbers().filter(record)
+    written = record.getMessage()
+    assert "[card ****1111]" in written
+    assert "1111+1111" not in written and "1111%20" not in written and "%31%31" not in written and "%2D1111" not in written
+
+
+def test_a_url_encoded_line_without_a_card_number_is_left_as_it_was():
+    line = "GET /v1/payments?reference=order+2024-05-17&q=a%20b HTTP/1.1"
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "%s", (line,), None)
+    RedactCardNumbers().filter(record)
+    assert record.getMessage() == line
