@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal
 
-from stdnum import iban, luhn
+from stdnum import iban
 
 MIN_DIGITS, MAX_DIGITS = 13, 19
 # A run of digit groups, each group joined to the next by one space or dash; letters and digits
@@ -43,9 +43,24 @@ def _iban_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        value = ord(digit) - 48
+        total += _LUHN_DOUBLED[value] if position % 2 else value
+    return total % 10 == 0
+
+
+_LUHN_DOUBLED = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9]
+
+
 def _card_spans(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each card number in `text`, longest first within a run, not overlapping;
-    digits inside a valid IBAN are not one."""
+    digits inside a valid IBAN are not one.
+
+    Each window grows from its first group by one group at a time, and stops past 19 digits or at a
+    second kind of separator: linear in the text (a run of one-digit groups, `1 1 1 …`, costs at most
+    19 windows per group), so a long text cannot tie up the process that checks or logs it."""
     ibans = _iban_spans(text) if any(c.isalpha() for c in text) else []
     for run in _RUN.finditer(text):
         groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run.group())]
@@ -53,18 +68,20 @@ def _card_spans(text: str) -> Iterator[tuple[int, int]]:
         for first in range(len(groups)):
             if groups[first][0] < taken_until:
                 continue
-            found = None
+            found, digits, separator = None, "", None
             for last in range(first, len(groups)):
                 start, end = groups[first][0], groups[last][1]
-                piece = text[start:end]
-                if len({c for c in piece if not c.isdigit()}) > 1:
-                    break  # one kind of separator per number: "2024-05-17 2024-05-18" is two dates
-                digits = piece.replace(" ", "").replace("-", "")
+                if last > first:
+                    joined_by = text[groups[last - 1][1]]
+                    if separator is not None and joined_by != separator:
+                        break  # one kind of separator per number: "2024-05-17 2024-05-18" is two dates
+                    separator = joined_by
+                digits += text[groups[last][0] : end]
                 if len(digits) > MAX_DIGITS:
                     break
-                in_iban = any(start < iban_end and iban_start < end for iban_start, iban_end in ibans)
-                if len(digits) >= MIN_DIGITS and luhn.is_valid(digits) and not in_iban:
-                    found = (start, end)  # keep growing: the longest window is the number
+                if len(digits) >= MIN_DIGITS and _luhn_valid(digits):
+                    if not any(start < iban_end and iban_start < end for iban_start, iban_end in ibans):
+                        found = (start, end)  # keep growing: the longest window is the number
             if found:
                 taken_until = found[1]
                 yield found
