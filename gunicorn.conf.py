@@ -26,8 +26,9 @@ graceful_timeout = int(os.environ.get("PGI_WEB_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
 accesslog = "-"
 # gunicorn's access line, with the request id PGI answered in X-Request-Id (the same id as on the
-# application's own log lines of the request; docs/04-operations.md).
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" request_id=%({x-request-id}o)s'
+# application's own log lines of the request; docs/04-operations.md). No `%(u)s`: it is the user of a
+# Basic Authorization header, and a client sending its API key that way would have it logged whole.
+access_log_format = '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" request_id=%({x-request-id}o)s'
 # gunicorn's control socket (for `gunicornc`) defaults to one path per user, so a second gunicorn of
 # the same user would take it over and stopping either would delete it. Each instance keeps its own
 # in its var directory, owner-only, like the rest of its state.

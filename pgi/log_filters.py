@@ -1,8 +1,9 @@
 """Logging filters named in settings.LOGGING."""
 
 import logging
+from urllib.parse import unquote_plus
 
-from pgi.cards import redact
+from pgi.cards import has_card_number, redact
 
 
 class ClientErrorsAtInfo(logging.Filter):
@@ -30,11 +31,16 @@ class RedactCardNumbers(logging.Filter):
     """Replace anything card-shaped (pgi.cards) in a record's message and traceback with its masked
     form, `[card ****1111]`, so that no card number reaches a log, whoever logged it (PGI, Django,
     a library, gunicorn's access line with its query string). A handler's filter: it sees every
-    record the handler writes, also those propagated from other loggers."""
+    record the handler writes, also those propagated from other loggers.
+
+    A line holding one only once URL-decoded (`?reference=4111+1111+1111+1111`, `%20` or `%34%31…`
+    in a path or query string, as gunicorn logs them) is written decoded, with it masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = redact(message)
+        if ("%" in redacted or "+" in redacted) and has_card_number(unquote_plus(redacted)):
+            redacted = redact(unquote_plus(redacted))
         if redacted != message:
             record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:

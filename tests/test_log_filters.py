@@ -1,10 +1,13 @@
 """Card numbers never reach a log: settings.LOGGING's handler masks them in messages, arguments and
 tracebacks, and so do the handlers Celery's worker and gunicorn set up themselves."""
 
+import base64
 import io
 import logging
 import runpy
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -93,3 +96,51 @@ def test_gunicorns_post_fork_hook_masks_its_access_and_error_logs():
         assert any(isinstance(f, RedactCardNumbers) for f in handler.filters)
     finally:
         access.removeHandler(handler)
+
+
+def test_gunicorns_access_line_names_no_basic_auth_user():
+    """A client sending its API key as a Basic user name (`requests.get(url, auth=(key, ""))`) would
+    have it whole in every access line."""
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    config = runpy.run_path(str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py"))
+    gunicorn_config = Config()
+    gunicorn_config.set("access_log_format", config["access_log_format"])
+    key = "pgi_0123456789ab_secretsecretsecret"
+    request = SimpleNamespace(
+        method="GET", path="/v1/payments", query="", uri="/v1/payments", version=(1, 1), scheme="http",
+        headers=[("AUTHORIZATION", "Basic " + base64.b64encode(f"{key}:".encode()).decode())],
+    )
+    response = SimpleNamespace(status="401 Unauthorized", sent=10, headers=[("X-Request-Id", "r1")])
+    environ = {
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": request.headers[0][1], "REQUEST_METHOD": "GET",
+        "RAW_URI": "/v1/payments", "SERVER_PROTOCOL": "HTTP/1.1", "QUERY_STRING": "", "PATH_INFO": "/v1/payments",
+    }
+    atoms = Logger(gunicorn_config).atoms(response, request, environ, timedelta(seconds=0.01))
+    line = config["access_log_format"] % atoms
+    assert key not in line and "request_id=r1" in line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /v1/payments?reference=4111+1111+1111+1111 HTTP/1.1",
+        "GET /v1/payments?reference=4111%201111%201111%201111 HTTP/1.1",
+        "GET /v1/payments/4111%2D1111%2D1111%2D1111 HTTP/1.1",
+        "GET /v1/payments?reference=%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31 HTTP/1.1",
+    ],
+)
+def test_a_url_encoded_card_number_is_masked_too(line):
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "%s", (line,), None)
+    RedactCardNumbers().filter(record)
+    written = record.getMessage()
+    assert "[card ****1111]" in written
+    assert "1111+1111" not in written and "1111%20" not in written and "%31%31" not in written and "%2D1111" not in written
+
+
+def test_a_url_encoded_line_without_a_card_number_is_left_as_it_was():
+    line = "GET /v1/payments?reference=order+2024-05-17&q=a%20b HTTP/1.1"
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "%s", (line,), None)
+    RedactCardNumbers().filter(record)
+    assert record.getMessage() == line

@@ -10,8 +10,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pgi.cards import card_number_paths
+from pgi.cards import card_number_paths, has_card_number
 from pgi.errors import CardNumberNotAccepted
+
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
 
 
 class ApiView(APIView):
@@ -42,14 +44,16 @@ class ApiView(APIView):
 
 
 def card_numbers_refuse(request) -> None:
-    """Raise CardNumberNotAccepted when the body or the query string holds a card number anywhere
-    (pgi.cards), before the view runs: nothing of the request is stored (no Idempotency-Key claim,
-    no row) and the answer names the fields only."""
+    """Raise CardNumberNotAccepted when the body, the query string or the Idempotency-Key (stored
+    with its answer) holds a card number anywhere (pgi.cards), before the view runs: nothing of the
+    request is stored (no Idempotency-Key claim, no row) and the answer names the fields only."""
     paths = [
         path for name, values in request.query_params.lists() for value in values for path in card_number_paths({name: value})
     ]
     if request.method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
         paths += card_number_paths(request.data)
+    if has_card_number(request.headers.get(IDEMPOTENCY_HEADER, "")):
+        paths.append(IDEMPOTENCY_HEADER)
     paths = list(dict.fromkeys(paths))
     if paths:
         raise CardNumberNotAccepted(paths)

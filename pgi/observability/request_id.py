@@ -3,12 +3,15 @@ it causes (docs/04-operations.md, "Metrics, logs and health probes").
 
 It lives in a context variable: each gunicorn thread, Celery task and relay row sets its own, so
 nothing passes it down by hand. A caller's `X-Request-Id` is kept when it is sane (1 to 128
-characters of letters, digits and `._:-`, as UUIDs and trace ids are); otherwise PGI makes one.
+characters of letters, digits and `._:-`, as UUIDs and trace ids are, and not holding a card
+number: it is stored with events and sent as a Kafka header); otherwise PGI makes one.
 """
 
 import contextvars
 import re
 import uuid
+
+from pgi.cards import has_card_number
 
 HEADER = "X-Request-Id"
 META_KEY = "HTTP_X_REQUEST_ID"
@@ -37,7 +40,7 @@ def deactivate(token: contextvars.Token) -> None:
 
 def sane(value: str | None) -> str:
     """`value` when it may be logged and forwarded as is, else ""."""
-    if value and _SANE.fullmatch(value):
+    if value and _SANE.fullmatch(value) and not has_card_number(value):
         return value
     return ""
 

@@ -47,6 +47,23 @@ def test_a_payment_with_a_card_number_in_any_field_is_refused_and_nothing_is_sto
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("key", [CARD_DIGITS, "5105-1051-0510-5100"])
+def test_an_idempotency_key_holding_a_card_number_is_refused_and_nothing_is_stored(api, key):
+    response = post_json(api, PAYMENTS_URL, payment_body(), **{"Idempotency-Key": key})
+    assert_refused(response, "Idempotency-Key")
+    assert "5105" not in response.content.decode()
+    assert not Payment.objects.exists()
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("account", ["DE74 2914 1777 6317 0669 07", "DE67 4391 5000 8063 6083 77"])
+def test_a_printed_iban_whose_digit_groups_pass_luhn_still_passes(api, account):
+    response = post_json(api, PAYMENTS_URL, payment_body(fromAccount=account, description=f"Refund to {account}"))
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.django_db
 def test_validate_refuses_a_card_number_too(api):
     assert_refused(post_json(api, VALIDATE_URL, payment_body(fromAccount=CARD)), "fromAccount")
 
