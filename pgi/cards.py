@@ -8,6 +8,7 @@ data and retention".
 """
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -87,14 +88,38 @@ def _card_spans(text: str) -> Iterator[tuple[int, int]]:
                 yield found
 
 
+# How a card number may be disguised, undone before looking again: any run of white space (no-break
+# and thin spaces, tabs, line breaks) or invisible characters (soft hyphen, zero-width space) is one
+# space; any dash (en dash, minus sign, full-width hyphen) is '-'; digits of other scripts
+# (full-width, Arabic-Indic) are ASCII digits. (A dash with spaces round it stays three characters:
+# "2024-05-17 - 2024-05-18" is two dates, not 16 digits.)
+_BLANKS = re.compile(r"[\s\u00ad\u180e\u200b-\u200d\u2060\ufeff]+")
+_DASHES = re.compile(r"[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]")
+
+
+def _normalized(text: str) -> str:
+    if not text.isascii():
+        text = "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text)
+        text = _DASHES.sub("-", text)
+    return _BLANKS.sub(" ", text)
+
+
 def has_card_number(text: str) -> bool:
-    """Whether `text` holds anything shaped like a card number."""
-    return next(_card_spans(text), None) is not None
+    """Whether `text` holds anything shaped like a card number, as written or once disguises are
+    undone (other spaces and dashes, other scripts' digits: _normalized)."""
+    if next(_card_spans(text), None) is not None:
+        return True
+    normalized = _normalized(text)
+    return normalized != text and next(_card_spans(normalized), None) is not None
 
 
 def redact(text: str) -> str:
     """`text` with every card number replaced by `[card ****1111]` (bracketed, so that its last four
-    digits cannot join the digits after it into another number)."""
+    digits cannot join the digits after it into another number). A card number found only once
+    disguises are undone is redacted in the undone text (its spaces and dashes plain)."""
+    normalized = _normalized(text)
+    if normalized != text and next(_card_spans(normalized), None) is not None:
+        text = normalized
     spans = list(_card_spans(text))
     for start, end in reversed(spans):
         text = text[:start] + f"[card {mask(text[start:end])}]" + text[end:]

@@ -161,3 +161,36 @@ def test_a_long_run_of_short_digit_groups_is_checked_in_linear_time():
     assert not has_card_number("1 " * 10_000)
     assert not has_card_number("-".join("1" * 10_000))
     assert time.monotonic() - started < 2  # about 0.3 s; the quadratic check took about 10 s
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "card 4111\u00a01111\u00a01111\u00a01111",  # no-break spaces
+        "4111\u20091111\u20091111\u20091111",  # thin spaces
+        "4111\t1111\t1111\t1111",
+        "4111\n1111\n1111\n1111",
+        "4111  1111  1111  1111",
+        "4111\u20131111\u20131111\u20131111",  # en dashes
+        "4111\u00ad1111\u00ad1111\u00ad1111",  # soft hyphens
+        "4111\u200b1111\u200b1111\u200b1111",  # zero-width spaces
+        "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11",  # full width
+        "\u0664" + "\u0661" * 15,  # Arabic-Indic digits
+    ],
+)
+def test_a_card_number_in_disguise_is_found_and_redacted(disguised):
+    assert has_card_number(disguised)
+    redacted = redact(disguised)
+    assert "[card ****1111]" in redacted and not has_card_number(redacted)
+
+
+@pytest.mark.parametrize("text", ["2024-05-17 - 2024-05-18", "DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000"])
+def test_undoing_disguises_makes_no_card_number_of_dates_or_ibans(text):
+    assert not has_card_number(text)
+
+
+@given(body=DIGITS, blank=st.sampled_from(["\u00a0", "\u2009", "\u202f", "\u3000", "\t", "\r\n", "\u200b"]))
+def test_any_blank_between_groups_of_four_hides_nothing(body, blank):
+    number = with_check_digit(body)
+    grouped = blank.join(number[i : i + 4] for i in range(0, len(number), 4))
+    assert has_card_number(f"note {grouped} end")

@@ -35,6 +35,9 @@ def assert_refused(response, *fields):
         ({"metadata": {"note": CARD}}, "metadata.note"),
         ({"metadata": {CARD_DIGITS: "x"}}, "metadata.<card number>"),
         ({"unknownField": CARD_DIGITS}, "unknownField"),
+        ({"description": "card 4111\u00a01111\u00a01111\u00a01111"}, "description"),
+        ({"reference": "\uff14\uff11\uff11\uff11" + "\uff11" * 12}, "reference"),
+        ({"metadata": {"note": "4111\u20131111\u20131111\u20131111"}}, "metadata.note"),
     ],
 )
 def test_a_payment_with_a_card_number_in_any_field_is_refused_and_nothing_is_stored(api, caplog, overrides, field):
