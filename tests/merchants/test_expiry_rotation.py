@@ -266,3 +266,12 @@ def test_a_bad_grace_in_the_admin_is_asked_again_and_nothing_changes(admin_clien
     assert ApiKey.objects.count() == 1
     old.refresh_from_db()
     assert old.expires_at is None
+
+
+@pytest.mark.parametrize("grace", ["nan", "inf", "-1", "100000000"])
+def test_the_rotation_command_refuses_a_grace_that_is_no_number_of_hours_and_changes_nothing(merchant, grace):
+    old, _ = api_key_create(name="till", merchant=merchant)
+    with pytest.raises(CommandError, match="--grace-hours"):
+        call_command("rotate_api_key", old.prefix, "--grace-hours", grace)
+    old.refresh_from_db()
+    assert old.expires_at is None and not ApiKey.objects.filter(rotated_from=old).exists()

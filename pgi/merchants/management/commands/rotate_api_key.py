@@ -1,3 +1,4 @@
+import math
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
@@ -6,6 +7,9 @@ from pgi.audit.actors import Actor
 from pgi.errors import ApplicationError
 from pgi.merchants.models import ApiKey
 from pgi.merchants.services import api_key_rotate, rotation_grace_default
+
+
+MAX_GRACE_HOURS = 90 * 24  # as the admin's rotation form
 
 
 class Command(BaseCommand):
@@ -28,6 +32,8 @@ class Command(BaseCommand):
         api_key = ApiKey.objects.filter(prefix=prefix).first()
         if api_key is None:
             raise CommandError(f"No API key with prefix {prefix}.")
+        if grace_hours is not None and not (math.isfinite(grace_hours) and 0 <= grace_hours <= MAX_GRACE_HOURS):
+            raise CommandError(f"--grace-hours must be a number from 0 to {MAX_GRACE_HOURS} (90 days).")
         grace = rotation_grace_default() if grace_hours is None else timedelta(hours=grace_hours)
         try:
             new, full_key = api_key_rotate(api_key=api_key, grace=grace, actor=Actor.of_command("rotate_api_key"))
