@@ -326,6 +326,10 @@ PGI_PUBLIC_URL = os.environ.get("PGI_PUBLIC_URL", "http://127.0.0.1:8000")
 PGI_DOCS_BASE_URL = os.environ.get("PGI_PUBLIC_URL", "")
 # Sustained request rate per API key; bursts beyond it get 429 RATE_LIMITED.
 PGI_API_RATE = os.environ.get("PGI_API_RATE", "6000/min")
+# The largest request body (form fields included; uploaded files are not counted): 256 KiB, far
+# above any payment or refund, and low enough that checking a body for card numbers (pgi/cards.py)
+# stays well under a second. Beyond it: 413 PAYLOAD_TOO_LARGE.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("PGI_MAX_BODY_BYTES", str(256 * 1024)))
 # The same for all of a merchant's keys together, where the merchant sets no limit of its own
 # (Merchant.api_rate_limit); empty: no merchant-wide limit. A key's own limit is ApiKey.rate_limit.
 PGI_MERCHANT_API_RATE = os.environ.get("PGI_MERCHANT_API_RATE", "")
