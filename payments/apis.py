@@ -40,6 +40,7 @@ from pgi.api.views import ApiView, with_location
 
 from .filters import PaymentFilter
 from .models import Payment, PaymentStatus
+from .representation import payment_representation
 from .selectors import payment_get, payment_id_check, payment_list
 from .services import payment_cancel, payment_capture, payment_process, payment_validate
 
@@ -217,6 +218,11 @@ class PaymentOutputSerializer(ReadFieldsOnceMixin, serializers.ModelSerializer):
     )
     createdAt = UtcDateTimeField(source="created_at")
     updatedAt = UtcDateTimeField(source="updated_at")
+
+    # The fields above are the schema; the answer is written by payments.representation, field for
+    # field as they would write it (tests/payments/test_payment_representation.py), without building them.
+    def to_representation(self, instance):
+        return payment_representation(instance, mask_accounts=bool(self.context.get("mask_accounts")))
 
     class Meta:
         model = Payment

@@ -255,6 +255,15 @@ class UtcDateTimeField(serializers.DateTimeField):
         return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+_UTC_DATETIME = UtcDateTimeField()
+
+
+def utc_text(value) -> str | None:
+    """A datetime as UtcDateTimeField writes it (None stays None), for answers written without
+    a serializer's fields (payments.representation)."""
+    return None if value is None else _UTC_DATETIME.to_representation(value)
+
+
 # DRF finds a serializer's readable fields again for every object it writes (a generator over every
 # field); for a page of objects, find them once per serializer. (A comment, not a docstring: the
 # OpenAPI document would take a docstring as the description of every serializer using it.)
