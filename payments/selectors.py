@@ -30,13 +30,15 @@ def payment_annotation_register(name: str, expression: Callable[[], object]) -> 
 def payment_list(*, principal: Principal | None, merchant: Merchant | None = None) -> QuerySet[Payment]:
     """The payments the caller may see: its merchant's, or every merchant's for a platform key
     (`merchant` instead of a principal: that merchant's)."""
-    qs = Payment.objects.select_related("merchant").with_pending_operation()
+    if principal is not None and principal.is_platform:
+        qs = Payment.objects.select_related("merchant")
+    else:
+        # Through the merchant's related manager: each payment read knows that merchant instance
+        # (Django's known related objects), so a page needs no join and builds no merchants.
+        qs = (merchant if principal is None else principal.merchant).payments.all()
+    qs = qs.with_pending_operation()
     if _LIST_ANNOTATIONS:
         qs = qs.annotate(**{name: make() for name, make in _LIST_ANNOTATIONS.items()})
-    if principal is None:
-        return qs.filter(merchant=merchant)
-    if not principal.is_platform:
-        qs = qs.filter(merchant=principal.merchant)
     return qs
 
 
