@@ -9,7 +9,15 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from stdnum import iban, luhn
 
-from pgi.cards import KEY_PLACEHOLDER, card_number_paths, has_card_number, mask, redact
+from pgi.cards import (
+    KEY_PLACEHOLDER,
+    _card_spans,
+    _card_spans_searched,
+    card_number_paths,
+    has_card_number,
+    mask,
+    redact,
+)
 
 DIGITS = st.text(alphabet="0123456789", min_size=12, max_size=18)
 
@@ -194,3 +202,8 @@ def test_any_blank_between_groups_of_four_hides_nothing(body, blank):
     number = with_check_digit(body)
     grouped = blank.join(number[i : i + 4] for i in range(0, len(number), 4))
     assert has_card_number(f"note {grouped} end")
+
+
+@given(text=st.text(alphabet="0123456789 -ab", max_size=60) | st.text(max_size=40))
+def test_texts_passed_over_for_lack_of_thirteen_digits_hold_no_card_number(text):
+    assert list(_card_spans(text)) == list(_card_spans_searched(text))
