@@ -114,6 +114,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # use and open a new one rather than fail the request. With the pool this is psycopg_pool's check on
 # every checkout; payments.services.calls asks again after each gateway call.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("PGI_DB_HEALTH_CHECKS", True)
+# PostgreSQL plans a statement PGI sends over and over (a payment's INSERTs, the GET by id) once per
+# connection instead of every time: parameters bound by the server (psycopg's ServerBindingCursor),
+# statements prepared from their 5th run. Planning was most of PostgreSQL's CPU per request (a GET by
+# id: 0.4 ms planning, 0.1 ms running; bench/README.md). Off for a pooler in transaction mode that
+# does not carry prepared statements (PgBouncer before 1.21, or without max_prepared_statements):
+# docs/scaling.md.
+PGI_DB_PREPARED_STATEMENTS = env_bool("PGI_DB_PREPARED_STATEMENTS", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and PGI_DB_PREPARED_STATEMENTS:
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 # Gateway calls must never run inside a transaction, so requests are not wrapped in one.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # A process with many threads (gunicorn.conf.py sets this for the web workers) shares a pool of this
