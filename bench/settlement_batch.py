@@ -92,8 +92,9 @@ def seed(db_url: str, args: argparse.Namespace, captured_at: datetime) -> None:
         merchants = []
         for i in range(args.merchants):
             merchant_id = conn.execute(
-                "INSERT INTO merchants_merchant (code, name, is_active, settlement_iban, settlement_bic, created_at, updated_at)"
-                " VALUES (%s, %s, true, 'DE89370400440532013000', 'COBADEFFXXX', now(), now()) RETURNING id",
+                "INSERT INTO merchants_merchant"
+                " (code, name, is_active, settlement_iban, settlement_bic, api_rate_limit, created_at, updated_at)"
+                " VALUES (%s, %s, true, 'DE89370400440532013000', 'COBADEFFXXX', '', now(), now()) RETURNING id",
                 (f"bench-{i:03d}", f"Bench merchant {i}"),
             ).fetchone()[0]
             plan_id = conn.execute(
