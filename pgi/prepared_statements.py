@@ -1,16 +1,20 @@
-"""Prepared statements (settings.PGI_DB_PREPARED_STATEMENTS) kept working across a migration.
+"""Prepared statements (settings.PGI_DB_PREPARED_STATEMENTS) only where a migration cannot hurt.
 
 PostgreSQL refuses to run a prepared statement whose result columns changed type since it was
 prepared (`cached plan must not change result type`): after a migration that alters a column a
-statement reads, say while the previous release still serves during a rolling deploy. psycopg
-forgets every prepared statement of a connection when a transaction rolls back, so a statement in a
-transaction fails once and the connection is well again. A statement outside one (a GET by id runs
-in autocommit) would fail on that connection every time: this wrapper forgets the connection's
-prepared statements (`DEALLOCATE ALL`, which psycopg follows) and runs the statement once more,
-which is safe because the failed statement did nothing.
+statement reads, say while the previous release still serves during a rolling deploy.
+
+- Inside a transaction a statement is never prepared. A failure there would lose the whole
+  transaction, and the transactions are where money moves: a payment's answer is written in one
+  after the gateway has charged.
+- Outside one (the reads of the API: a GET by id, a list page, run in autocommit) the statements
+  PGI repeats are prepared from their 5th run. A statement that meets a changed column is run again
+  after `DEALLOCATE ALL` (which psycopg follows, forgetting the connection's prepared statements):
+  safe, because the failed statement did nothing.
 """
 
 from django.db.backends.signals import connection_created
+from psycopg import ServerCursor
 
 STALE_PLAN = "cached plan must not change result type"
 FEATURE_NOT_SUPPORTED = "0A000"
@@ -21,22 +25,32 @@ def _is_stale_plan(exc: BaseException) -> bool:
     return getattr(cause, "sqlstate", None) == FEATURE_NOT_SUPPORTED and STALE_PLAN in str(cause)
 
 
-def replan_stale_statements(execute, sql, params, many, context):
+def prepare_outside_transactions(execute, sql, params, many, context):
+    connection = context["connection"]
+    raw = context["cursor"].cursor
+    if isinstance(raw, ServerCursor):  # a named cursor (.iterator()) is never prepared
+        return execute(sql, params, many, context)
+    if not many and (connection.in_atomic_block or not connection.get_autocommit()):
+        # As Django's CursorWrapper._execute, with psycopg told not to prepare.
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            if params is None:
+                return raw.execute(sql, prepare=False)
+            return raw.execute(sql, params, prepare=False)
     try:
         return execute(sql, params, many, context)
     except Exception as exc:
-        connection = context["connection"]
         if not _is_stale_plan(exc) or connection.in_atomic_block or not connection.get_autocommit():
-            raise  # in a transaction: it is lost, and its rollback forgets the prepared statements
-        context["cursor"].cursor.execute("DEALLOCATE ALL")
+            raise
+        raw.execute("DEALLOCATE ALL")
         return execute(sql, params, many, context)
 
 
 def _wrap(sender, connection, **kwargs) -> None:
     options = connection.settings_dict.get("OPTIONS", {})
     if connection.vendor == "postgresql" and options.get("prepare_threshold") is not None:
-        if replan_stale_statements not in connection.execute_wrappers:
-            connection.execute_wrappers.append(replan_stale_statements)
+        if prepare_outside_transactions not in connection.execute_wrappers:
+            connection.execute_wrappers.append(prepare_outside_transactions)
 
 
 def install() -> None:

@@ -114,10 +114,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # use and open a new one rather than fail the request. With the pool this is psycopg_pool's check on
 # every checkout; payments.services.calls asks again after each gateway call.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("PGI_DB_HEALTH_CHECKS", True)
-# PostgreSQL plans a statement PGI sends over and over (a payment's INSERTs, the GET by id) once per
-# connection instead of every time: parameters bound by the server (psycopg's ServerBindingCursor),
-# statements prepared from their 5th run. Planning was most of PostgreSQL's CPU per request (a GET by
-# id: 0.4 ms planning, 0.1 ms running; bench/README.md). Off for a pooler in transaction mode that
+# PostgreSQL plans a read PGI sends over and over (the GET by id, a list page) once per connection
+# instead of every time: parameters bound by the server (psycopg's ServerBindingCursor), statements
+# run outside a transaction prepared from their 5th run; never those in a transaction
+# (pgi/prepared_statements.py says why). Planning was most of PostgreSQL's CPU for a GET by id
+# (0.4 ms planning, 0.1 ms running; bench/README.md). Off for a pooler in transaction mode that
 # does not carry prepared statements (PgBouncer before 1.21, or without max_prepared_statements):
 # docs/scaling.md.
 PGI_DB_PREPARED_STATEMENTS = env_bool("PGI_DB_PREPARED_STATEMENTS", True)
