@@ -29,7 +29,6 @@ from pgi.api.serializers import (
     CurrencyField,
     MetadataField,
     PageSerializer,
-    ReadFieldsOnceMixin,
     StrictBooleanField,
     StrictCharField,
     StrictInputSerializer,
@@ -177,7 +176,7 @@ class PaymentInputSerializer(StrictInputSerializer):
 
 
 @extend_schema_serializer(component_name="Payment")  # the API specification's name for it
-class PaymentOutputSerializer(ReadFieldsOnceMixin, serializers.ModelSerializer):
+class PaymentOutputSerializer(serializers.ModelSerializer):
     amount = CurrencyAmountField()
     fromAccount = AccountOutputField(
         source="from_account",

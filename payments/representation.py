@@ -39,7 +39,7 @@ def payment_representation(payment: Payment, *, mask_accounts: bool = False) -> 
         "capture": payment.capture,
         "capturedAmount": None if captured is None else quantize(captured, currency),
         "authorizationExpiresAt": utc_text(payment.authorization_expires_at),
-        "pendingOperation": getattr(payment, "pending_operation", None) or None,
+        "pendingOperation": payment.pending_operation or None,
         "settlementId": _text_or_none(getattr(payment, "settlement_id", None)),
         "createdAt": utc_text(payment.created_at),
         "updatedAt": utc_text(payment.updated_at),

@@ -30,7 +30,8 @@ def prepare_outside_transactions(execute, sql, params, many, context):
     raw = context["cursor"].cursor
     if isinstance(raw, ServerCursor):  # a named cursor (.iterator()) is never prepared
         return execute(sql, params, many, context)
-    if not many and (connection.in_atomic_block or not connection.get_autocommit()):
+    in_transaction = connection.in_atomic_block or not connection.get_autocommit()
+    if in_transaction and not many:
         # As Django's CursorWrapper._execute, with psycopg told not to prepare.
         connection.validate_no_broken_transaction()
         with connection.wrap_database_errors:
@@ -40,7 +41,7 @@ def prepare_outside_transactions(execute, sql, params, many, context):
     try:
         return execute(sql, params, many, context)
     except Exception as exc:
-        if not _is_stale_plan(exc) or connection.in_atomic_block or not connection.get_autocommit():
+        if in_transaction or not _is_stale_plan(exc):
             raise
         raw.execute("DEALLOCATE ALL")
         return execute(sql, params, many, context)

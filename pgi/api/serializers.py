@@ -4,7 +4,6 @@ import re
 from datetime import timezone as dt_timezone
 from decimal import Context, Decimal
 
-from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
@@ -262,15 +261,6 @@ def utc_text(value) -> str | None:
     """A datetime as UtcDateTimeField writes it (None stays None), for answers written without
     a serializer's fields (payments.representation)."""
     return None if value is None else _UTC_DATETIME.to_representation(value)
-
-
-# DRF finds a serializer's readable fields again for every object it writes (a generator over every
-# field); for a page of objects, find them once per serializer. (A comment, not a docstring: the
-# OpenAPI document would take a docstring as the description of every serializer using it.)
-class ReadFieldsOnceMixin:
-    @cached_property
-    def _readable_fields(self):
-        return tuple(field for field in self.fields.values() if not field.write_only)
 
 
 class AccountOutputField(serializers.CharField):
