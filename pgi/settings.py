@@ -199,8 +199,9 @@ LOGIN_URL = "admin:login"
 # --- Web security: HTTPS, headers, login lockout (docs/04-operations.md#security) -----------
 # One block, so that it merges apart from other sections: it adds its own apps and middleware.
 INSTALLED_APPS += ["axes"]
-# Right after SecurityMiddleware: every answer gets the policy, and every view sees the nonce.
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+# Right after SecurityMiddleware: every answer gets the policy, and every view sees the nonce
+# (django-csp's middleware, the policy of the settings built once: pgi/web/csp.py).
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "pgi.web.csp.PolicyCachingCSPMiddleware")
 # Outside the API error middleware, so that the errors it writes are not cached either.
 MIDDLEWARE.insert(MIDDLEWARE.index("pgi.api.middleware.ApiErrorMiddleware"), "pgi.web.middleware.ApiNoStoreMiddleware")
 # Before sessions, whose lookup in PostgreSQL fails on a NUL in the cookie.
