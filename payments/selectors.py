@@ -4,11 +4,11 @@ from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
 
-from django.db import connections
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from pgi.compiled import CompiledSelect
 from pgi.errors import NotFound
 from pgi.ids import is_id
 from pgi.merchants.models import Merchant
@@ -61,80 +61,33 @@ def payment_get(*, principal: Principal, payment_id: str) -> Payment:
     return payment
 
 
-# payment_get's query for a merchant's key, built by the ORM once per process and then run as SQL:
-# building it (the pendingOperation and settlementId subqueries, the filters) cost the ORM about
-# 2 ms of CPU per request, several times what PostgreSQL spends answering it; reading the row back
-# through a RawQuerySet (which looks up every column's description per query) cost another 0.7 ms.
-# The row is read as the ORM would read it (its compiler's column order and converters, then
-# Model.from_db). The merchant is the key's own (from the lookup cache), so the query needs no join.
-@dataclass(frozen=True)
-class _CompiledById:
-    sql: str
-    params: tuple
-    at_merchant: int  # where, in params, the merchant's id and the payment's id go
-    at_id: int
-    fields: slice  # the payment's own columns in the row, in the order of attnames
-    attnames: list[str]
-    annotations: tuple[tuple[str, int], ...]  # (attribute, column)
-    converters: tuple[tuple[int, tuple, object], ...]  # (column, functions, expression)
-
-
-_BY_ID_SQL: dict[tuple[str, ...], _CompiledById | None] = {}
+# payment_get's query for a merchant's key, built and compiled by the ORM once per process
+# (pgi.compiled): building it (the pendingOperation and settlementId subqueries, the filters) cost
+# the ORM about 2 ms of CPU per request, several times what PostgreSQL spends answering it. The
+# merchant is the key's own (from the lookup cache), so the query needs no join.
+_BY_ID: dict[tuple[str, ...], CompiledSelect] = {}
 _MERCHANT_MARK = -7_391_004_207  # stand-ins, found in the compiled parameters by value
 _ID_MARK = "pgi-compiled-payment-id-mark"
 
 
-def _compile_by_id(names: tuple[str, ...]) -> _CompiledById | None:
-    qs = Payment.objects.with_pending_operation()
-    if names:
-        qs = qs.annotate(**{name: _LIST_ANNOTATIONS[name]() for name in names})
-    qs = qs.filter(merchant_id=_MERCHANT_MARK, pk=_ID_MARK).order_by()
-    compiler = qs.query.get_compiler(using=qs.db)
-    sql, params = compiler.as_sql()
-    params = tuple(params)
-    info = compiler.klass_info
-    if params.count(_MERCHANT_MARK) != 1 or params.count(_ID_MARK) != 1 or info is None:  # never seen
-        return None
-    select = compiler.select
-    first, last = info["select_fields"][0], info["select_fields"][-1] + 1
-    converters = compiler.get_converters([column[0] for column in select])
-    return _CompiledById(
-        sql=sql,
-        params=params,
-        at_merchant=params.index(_MERCHANT_MARK),
-        at_id=params.index(_ID_MARK),
-        fields=slice(first, last),
-        attnames=[column[0].target.attname for column in select[first:last]],
-        annotations=tuple((alias, position) for alias, position in compiler.annotation_col_map.items()),
-        converters=tuple((position, tuple(functions), expression) for position, (functions, expression) in converters.items()),
-    )
+def _by_id_query(names: tuple[str, ...]) -> CompiledSelect:
+    def build(merchant_id, payment_id):
+        qs = Payment.objects.with_pending_operation()
+        if names:
+            qs = qs.annotate(**{name: _LIST_ANNOTATIONS[name]() for name in names})
+        return qs.filter(merchant_id=merchant_id, pk=payment_id).order_by()
+
+    return CompiledSelect(build, marks=(_MERCHANT_MARK, _ID_MARK))
 
 
 def _payment_of_merchant(*, merchant: Merchant, payment_id: str) -> Payment | None:
     """Exactly payment_list(...).filter(pk=payment_id).first() for a merchant's key."""
     names = tuple(_LIST_ANNOTATIONS)
-    if names not in _BY_ID_SQL:
-        _BY_ID_SQL[names] = _compile_by_id(names)
-    compiled = _BY_ID_SQL[names]
-    if compiled is None:
-        return payment_list(principal=None, merchant=merchant).filter(pk=payment_id).first()
-    params = list(compiled.params)
-    params[compiled.at_merchant], params[compiled.at_id] = merchant.pk, payment_id
-    connection = connections[Payment.objects.db]
-    with connection.cursor() as cursor:
-        cursor.execute(compiled.sql, params)
-        row = cursor.fetchone()
-    if row is None:
+    query = _BY_ID.get(names) or _BY_ID.setdefault(names, _by_id_query(names))
+    found = query.rows(merchant.pk, payment_id, using=Payment.objects.db)
+    if not found:
         return None
-    row = list(row)
-    for position, functions, expression in compiled.converters:
-        value = row[position]
-        for convert in functions:
-            value = convert(value, expression, connection)
-        row[position] = value
-    payment = Payment.from_db(connection.alias, compiled.attnames, row[compiled.fields])
-    for alias, position in compiled.annotations:
-        setattr(payment, alias, row[position])
+    (payment,) = found
     payment.merchant = merchant
     return payment
 

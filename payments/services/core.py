@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from pgi.compiled import CompiledSelect
 from pgi.errors import BusinessRuleViolation, Conflict, ErrorDetail, PermissionDenied, ValidationFailed
 from pgi.merchants.models import Merchant
 from pgi.merchants.principals import Principal
@@ -184,11 +185,21 @@ def payment_create_processing(*, draft: PaymentDraft, principal: Principal, gate
     return payment
 
 
+# Built and compiled once per process (pgi.compiled): every change to a payment starts here.
+_LOCKED = CompiledSelect(
+    lambda payment_id: Payment.objects.select_related("merchant").select_for_update(of=("self",)).filter(pk=payment_id).order_by(),
+    marks=("pgi-compiled-payment-lock-mark",),
+)
+
+
 def payment_lock(payment_id: str) -> Payment:
     """The payment under its row lock, for the rest of the caller's transaction. Every change to a
     payment and to its gateway operations is made under this lock. The merchant comes along for
-    the response; `of=("self",)` locks the payment row alone."""
-    return Payment.objects.select_related("merchant").select_for_update(of=("self",)).get(pk=payment_id)
+    the response; `of=("self",)` locks the payment row alone. Payment.DoesNotExist when none."""
+    found = _LOCKED.rows(payment_id, using=Payment.objects.db)
+    if not found:
+        raise Payment.DoesNotExist(f"No payment {payment_id}.")
+    return found[0]
 
 
 @transaction.atomic

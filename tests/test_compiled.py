@@ -1,0 +1,81 @@
+"""pgi.compiled: a query compiled once reads, with each call's values, the rows the ORM reads."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.db.transaction import TransactionManagementError
+
+from payments.models import Payment
+from pgi.compiled import CompiledSelect
+from pgi.merchants.models import ApiKey
+from tests.factories import MerchantFactory, PaymentFactory
+
+pytestmark = pytest.mark.django_db
+
+MERCHANT_MARK = -991_000_001
+CURRENCY_MARK = "pgi-test-currency-mark"
+
+
+def build(merchant_id, currency):
+    return (
+        Payment.objects.select_related("merchant", "api_key")
+        .annotate(label=Concat(F("currency"), Value(":"), F("reference")))
+        .filter(merchant_id=merchant_id, currency=currency)
+        .order_by("-amount", "id")
+    )
+
+
+def same(ours: Payment, theirs: Payment) -> None:
+    fields = [f.attname for f in Payment._meta.concrete_fields]
+    assert [getattr(ours, name) for name in fields] == [getattr(theirs, name) for name in fields]
+    assert ours.label == theirs.label
+    assert ours._state.adding is False and ours._state.db == "default"
+    assert Payment.merchant.is_cached(ours) and ours.merchant.code == theirs.merchant.code
+    assert Payment.api_key.is_cached(ours) and (ours.api_key is None) == (theirs.api_key is None)
+
+
+def test_rows_are_the_orms_with_each_calls_values(django_assert_num_queries):
+    merchant, other = MerchantFactory(), MerchantFactory()
+    key = ApiKey.objects.create(merchant=merchant, prefix="cmp1test0000", key_hash="x" * 64, name="k")
+    PaymentFactory(merchant=merchant, amount=Decimal("10.50"), currency="EUR", reference="a", api_key=key)
+    PaymentFactory(merchant=merchant, amount=Decimal("99.99"), currency="EUR", reference="")
+    PaymentFactory(merchant=merchant, amount=Decimal("5.00"), currency="USD", reference="b")
+    PaymentFactory(merchant=other, amount=Decimal("7.00"), currency="EUR", reference="c")
+    query = CompiledSelect(build, marks=(MERCHANT_MARK, CURRENCY_MARK))
+
+    for merchant_id, currency in ((merchant.pk, "EUR"), (merchant.pk, "USD"), (other.pk, "EUR"), (other.pk, "JPY")):
+        with django_assert_num_queries(1):
+            ours = query.rows(merchant_id, currency)
+        theirs = list(build(merchant_id, currency))
+        assert [p.pk for p in ours] == [p.pk for p in theirs]
+        for a, b in zip(ours, theirs):
+            same(a, b)
+    eur = query.rows(merchant.pk, "EUR")
+    assert eur[0].amount == Decimal("99.99") and eur[0].api_key is None and eur[1].api_key == key
+    assert eur[0].merchant.payments.model is Payment  # the merchant object is a full one
+
+
+def test_a_mark_must_occur_once():
+    query = CompiledSelect(lambda m: Payment.objects.filter(merchant_id=m) | Payment.objects.filter(api_key_id=m),
+                           marks=(MERCHANT_MARK,))
+    with pytest.raises(ValueError, match="once"):
+        query.rows(1)
+
+
+def test_values_queries_are_refused():
+    query = CompiledSelect(lambda m: Payment.objects.filter(merchant_id=m).values("id"), marks=(MERCHANT_MARK,))
+    with pytest.raises(ValueError, match="model rows"):
+        query.rows(1)
+
+
+@pytest.mark.django_db(transaction=True)  # outside the test's own transaction
+def test_a_locking_query_needs_a_transaction_as_the_orms_does():
+    payment = PaymentFactory()
+    query = CompiledSelect(lambda m: Payment.objects.select_for_update().filter(merchant_id=m), marks=(MERCHANT_MARK,))
+    with transaction.atomic():
+        assert [p.pk for p in query.rows(payment.merchant_id)] == [payment.pk]
+    with pytest.raises(TransactionManagementError):
+        query.rows(payment.merchant_id)
