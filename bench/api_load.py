@@ -48,6 +48,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wrk_client import run_wrk, wrk_path, wrk_version, write_scripts  # noqa: E402
 
+import naive_build  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 HOST = "127.0.0.1"
@@ -621,6 +623,48 @@ def gunicorn_shape(args) -> dict:
     }
 
 
+def run_naive(args, env, workdir: Path, scenario, results: list, log) -> None:
+    """The naive DRF build (bench/naive_build.py) in PGI's process shape: POST, then GET by id.
+    wrk only: the Python client speaks PGI's key and ids."""
+    if args.client == "python" or wrk_path() is None:
+        log("naive DRF build: skipped (it is driven by wrk only)")
+        return
+    shape = gunicorn_shape(args)
+    naive_env = naive_build.environment(env, args.pg, args.naive_database, shape["db_pool"])
+    log(f"naive DRF build: database {args.naive_database}")
+    naive_build.prepare(naive_env, args.pg, args.naive_database)
+    port = free_port()
+    process = subprocess.Popen(naive_build.command(host=HOST, port=port, shape=shape), cwd=naive_build.NAIVE_DIR,
+                               env=naive_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    wait_ready(port, naive_build.API_KEY, process)
+    monitor = psycopg.connect(f"{args.pg}/{args.naive_database}", autocommit=True)
+
+    def pids() -> list[int]:
+        rows = monitor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    ids_file = workdir / "naive-ids.txt"
+    (workdir / "naive").mkdir(exist_ok=True)
+    scripts = write_scripts(workdir / "naive", api_key=naive_build.API_KEY, post_body=POST_BODY, ids_file=ids_file)
+    ids: list[str] = []
+    try:
+        scenario("naive warm-up POST", "post", port, process, args.concurrency, args.warmup, post_payment(ids),
+                 meter_on=False, scenario_scripts=scripts)
+        log(f"{naive_build.SCENARIOS[0]} for {args.duration:.0f}s")
+        results.append(scenario(naive_build.SCENARIOS[0], "post", port, process, args.concurrency, args.duration,
+                                post_payment(ids), pids=pids, scenario_scripts=scripts))
+        ids = naive_build.ids(args.pg, args.naive_database) or ids
+        ids_file.write_text("\n".join(ids) + "\n")
+        log(f"{naive_build.SCENARIOS[1]} for {args.duration:.0f}s")
+        results.append(scenario(naive_build.SCENARIOS[1], "get", port, process, args.concurrency, args.duration,
+                                get_payment(ids), pids=pids, scenario_scripts=scripts))
+    finally:
+        monitor.close()
+        stop_process(process)
+
+
 def goal_rows(post, get, page, insert, select, latency_zero, latency_slow, rss) -> list[dict]:
     """The performance goals of docs/scaling.md as measured in this run: PGI, its baseline, the ratio."""
     rows = []
@@ -749,6 +793,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gateway-latency", type=float, default=0.3, help="the simulator's latency (s) of the slow-gateway scenario")
     p.add_argument("--latency-concurrency", type=int, default=128, help="connections of both gateway-latency scenarios")
     p.add_argument("--skip-latency", action="store_true", help="no gateway-latency scenarios")
+    p.add_argument("--naive", action="store_true",
+                   help="also run the naive DRF build (bench/naive) in PGI's process shape: POST and GET by id")
+    p.add_argument("--naive-database", default="pgi_bench_naive", help="its database (dropped and recreated)")
     p.add_argument("--rss-requests", type=int, default=0, help="run the memory scenario over this many requests (e.g. 100000)")
     p.add_argument("--rss-round", type=float, default=30, help="seconds per round of the memory scenario")
     p.add_argument("--max-ops", type=int, default=1_000_000, help="upper bound on operations per scenario")
@@ -875,13 +922,15 @@ def main(argv: list[str] | None = None) -> int:
             scripts = write_scripts(workdir, api_key=api_key, post_body=POST_BODY, ids_file=ids_file)
 
             def scenario(name: str, kind: str, port: int, process, concurrency: int, duration: float,
-                         python_op, post_check: bool = False, meter_on: bool = True) -> ScenarioResult:
-                meter = CpuMeter(process.pid, backend_pids) if meter_on else None
+                         python_op, post_check: bool = False, meter_on: bool = True, pids=None,
+                         scenario_scripts=None) -> ScenarioResult:
+                meter = CpuMeter(process.pid, pids or backend_pids) if meter_on else None
+                script_of = scenario_scripts or scripts
                 since = db_now()
                 if use_wrk:
                     if meter:
                         meter.start()
-                    out = run_wrk(url=f"http://{HOST}:{port}", script=scripts[kind], connections=concurrency,
+                    out = run_wrk(url=f"http://{HOST}:{port}", script=script_of[kind], connections=concurrency,
                                   duration=duration, threads=args.wrk_threads)
                     cpu = meter.stop() if meter else {}
                     if cpu:  # wrk ran as a child of this process: its CPU is the load generator's
@@ -960,6 +1009,9 @@ def main(argv: list[str] | None = None) -> int:
             stop_process(gunicorn)
             gunicorn = None
 
+            if args.naive:
+                run_naive(args, env, workdir, scenario, results, log)
+
             if not args.skip_latency:
                 c, latency_ms = args.latency_concurrency, round(args.gateway_latency * 1000)
                 gunicorn, port = start_server(args.gateway_latency)
@@ -1009,6 +1061,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep_db:
             try:
+                if args.naive:
+                    naive_build.drop(args.pg, args.naive_database)
                 admin_execute(args.pg, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
                 log(f"database {args.database} dropped")
             except Exception as exc:
@@ -1021,17 +1075,24 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {r.name: r for r in results}
     post, get, page = (by_name.get(n) for n in API_SCENARIOS)
     insert, select = (by_name.get(n) for n in BASELINE_SCENARIOS)
+    naive_post, naive_get = (by_name.get(n) for n in naive_build.SCENARIOS)
     # Throughput ratios: API requests/s over psycopg operations/s (below 1: the API is slower).
     ratios = {
         "api_post_per_psycopg_insert": ratio(post, insert),
         "api_get_per_psycopg_select": ratio(get, select),
         "api_list_per_psycopg_select": ratio(page, select),
+        "api_post_per_naive_post": ratio(post, naive_post),
+        "api_get_per_naive_get": ratio(get, naive_get),
+        "naive_post_per_psycopg_insert": ratio(naive_post, insert),
+        "naive_get_per_psycopg_select": ratio(naive_get, select),
     }
     # Cost ratios: CPU per API request over CPU per psycopg operation (above 1: the API costs more).
     cost_ratios = {
         "api_post_cpu_per_psycopg_insert_cpu": cost_ratio(post, insert),
         "api_get_cpu_per_psycopg_select_cpu": cost_ratio(get, select),
         "api_list_cpu_per_psycopg_select_cpu": cost_ratio(page, select),
+        "api_post_cpu_per_naive_post_cpu": cost_ratio(post, naive_post),
+        "api_get_cpu_per_naive_get_cpu": cost_ratio(get, naive_get),
     }
     shape = gunicorn_shape(args)
     latency_zero = next((r for r in results if r.name.startswith(LATENCY_SCENARIOS[0])), None)
@@ -1088,6 +1149,12 @@ def main(argv: list[str] | None = None) -> int:
         "api_post_cpu_per_psycopg_insert_cpu": "CPU per API POST ÷ CPU per psycopg INSERT+COMMIT",
         "api_get_cpu_per_psycopg_select_cpu": "CPU per API GET by id ÷ CPU per psycopg SELECT",
         "api_list_cpu_per_psycopg_select_cpu": "CPU per API GET list ÷ CPU per psycopg SELECT",
+        "api_post_per_naive_post": "API POST req/s ÷ naive DRF build POST req/s",
+        "api_get_per_naive_get": "API GET by id req/s ÷ naive DRF build GET req/s",
+        "naive_post_per_psycopg_insert": "naive DRF build POST req/s ÷ psycopg INSERT+COMMIT ops/s",
+        "naive_get_per_psycopg_select": "naive DRF build GET req/s ÷ psycopg SELECT by id ops/s",
+        "api_post_cpu_per_naive_post_cpu": "CPU per API POST ÷ CPU per naive DRF build POST",
+        "api_get_cpu_per_naive_get_cpu": "CPU per API GET by id ÷ CPU per naive DRF build GET",
     }
     for key, value in {**ratios, **cost_ratios}.items():
         if value is not None:
