@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.db.transaction import TransactionManagementError
+from django.utils import timezone
 
 from payments.models import Payment
 from pgi.compiled import CompiledSelect
@@ -79,3 +80,63 @@ def test_a_locking_query_needs_a_transaction_as_the_orms_does():
         assert [p.pk for p in query.rows(payment.merchant_id)] == [payment.pk]
     with pytest.raises(TransactionManagementError):
         query.rows(payment.merchant_id)
+
+
+def columns(row) -> dict:
+    skip = {row._meta.pk.attname, "created_at", "updated_at", "event_id", "status_changed_at"}
+    return {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields if f.attname not in skip}
+
+
+def test_insert_rows_writes_what_bulk_create_writes(django_assert_num_queries):
+    from pgi.compiled import insert_rows
+    from pgi.events.models import OutboxEvent
+    from payments.models import PaymentStatusChange
+
+    payment = PaymentFactory()
+    message = {"event": "PAYMENT_CREATED", "details": {"amount": Decimal("50.10")}, "paymentId": payment.pk}
+
+    def outbox():
+        return [OutboxEvent(topic="payment-events", key=payment.pk, event_type="PAYMENT_CREATED", payload=message,
+                            body="{}", merchant_id=payment.merchant_id) for _ in range(2)]
+
+    def history():
+        return [PaymentStatusChange(payment=payment, from_status="", to_status="Pending", source="api", reason="r")]
+
+    for make in (outbox, history):
+        ours, theirs = make(), make()
+        with django_assert_num_queries(1):
+            insert_rows(ours)
+        type(theirs[0]).objects.bulk_create(theirs)
+        assert all(row.pk is not None and row._state.adding is False and row._state.db == "default" for row in ours)
+        for a, b in zip(ours, theirs):
+            stored_a, stored_b = type(a).objects.get(pk=a.pk), type(b).objects.get(pk=b.pk)
+            assert columns(stored_a) == columns(stored_b) and stored_a.created_at is not None
+    first_outbox = OutboxEvent.objects.order_by("id").first()
+    assert first_outbox.payload["details"]["amount"] == Decimal("50.10")
+
+
+def test_insert_rows_keeps_a_key_made_in_python_and_fills_defaults():
+    from pgi.compiled import insert_rows
+
+    merchant = MerchantFactory()
+    payment = Payment(merchant=merchant, amount=Decimal("12.34"), currency="USD", from_account="acc", status="Pending",
+                      status_changed_at=timezone.now())
+    made_in_python = payment.pk
+    (same,) = insert_rows([payment])
+    assert same is payment and payment.pk == made_in_python and payment.pk.startswith("pay_")
+    stored = Payment.objects.get(pk=payment.pk)
+    assert stored.amount == Decimal("12.34") and stored.created_at == payment.created_at and stored.metadata == {}
+
+
+def test_insert_rows_refuses_what_it_cannot_write_as_bulk_create_would():
+    from django.db.models.functions import Now
+
+    from pgi.compiled import insert_rows
+    from pgi.events.models import OutboxEvent
+
+    with pytest.raises(ValueError, match="primary key"):
+        insert_rows([OutboxEvent(id=10**9, topic="t", key="k", event_type="e", payload={}, body="{}"),
+                     OutboxEvent(topic="t", key="k", event_type="e", payload={}, body="{}")])
+    with pytest.raises(ValueError, match="expressions"):
+        insert_rows([OutboxEvent(topic="t", key="k", event_type="e", payload={}, body="{}", sent_at=Now())])
+    assert not OutboxEvent.objects.exists()

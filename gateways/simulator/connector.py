@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from pgi.compiled import insert_rows
 from pgi.ids import new_id
 from pgi.money import UnknownCurrency, fits_currency, quantize
 from pgi.text import clip
@@ -225,7 +226,7 @@ class SimulatorConnector(Connector):
         atomic = transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
         try:
             with atomic:
-                charge = SimulatorCharge.objects.create(
+                charge = SimulatorCharge(
                     gateway=self.code,
                     reference=new_id("sim"),
                     idempotency_key=request.payment_id,
@@ -239,6 +240,7 @@ class SimulatorConnector(Connector):
                     captured_amount=request.amount if captured else None,
                     captured_at=timezone.now() if captured else None,
                 )
+                insert_rows([charge])
             return charge, True
         except IntegrityError:
             # Same idempotency key: the gateway answers with what it did the first time.

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gateways.base import GatewayResult, GatewayStatus, Operation
+from pgi.compiled import insert_rows
 from pgi.money import format_money, is_storable_amount
 from pgi.text import clip
 
@@ -149,7 +150,7 @@ def payment_apply_gateway_result(
     with the status in one UPDATE. The payment returned knows its pendingOperation."""
     payment = payment_lock(payment_id)
     if attempts:
-        GatewayAttempt.objects.bulk_create(attempts)
+        insert_rows(list(attempts))
     try:
         if result.reference and not payment.gateway_reference:
             payment.gateway_reference = clip(result.reference, 128)

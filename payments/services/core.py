@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from pgi.compiled import CompiledSelect
+from pgi.compiled import CompiledSelect, insert_rows
 from pgi.errors import BusinessRuleViolation, Conflict, ErrorDetail, PermissionDenied, ValidationFailed
 from pgi.merchants.models import Merchant
 from pgi.merchants.principals import Principal
@@ -130,7 +130,7 @@ def _resolve_merchant(*, principal: Principal, to_merchant: str | None) -> Merch
 def payment_create(*, draft: PaymentDraft, principal: Principal) -> Payment:
     """Record a new payment as Pending, with the first line of its status history."""
     payment = _payment_new(draft=draft, principal=principal, status=PaymentStatus.PENDING)
-    payment.save(force_insert=True)
+    insert_rows([payment])
     PaymentStatusChange.objects.create(payment=payment, **RECEIVED)
     # Inside the transaction: what a receiver writes (the events outbox) commits with the payment or not at all.
     payment_status_changed.send(sender=Payment, payment=payment, from_status="", source=Source.API)
@@ -165,10 +165,10 @@ def payment_create_processing(*, draft: PaymentDraft, principal: Principal, gate
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("payment_create_processing runs inside the caller's transaction")
     payment = _payment_new(draft=draft, principal=principal, status=PaymentStatus.PROCESSING, gateway=gateway)
-    payment.save(force_insert=True)
+    insert_rows([payment])
     received = copy.copy(payment)  # the payment as payment_create left it, for the first announcement
     received.status, received.gateway = PaymentStatus.PENDING, ""
-    PaymentStatusChange.objects.bulk_create(
+    insert_rows(
         [
             PaymentStatusChange(payment=payment, **RECEIVED),
             PaymentStatusChange(
@@ -269,13 +269,17 @@ def transition_locked(
     payment.status_changed_at = timezone.now()
     payment.save(update_fields=["status", "status_changed_at", "updated_at", *changes, *unsaved_take(payment)])
     operations_end(payment=payment, to_status=to_status, finish=finish or {})
-    PaymentStatusChange.objects.create(
-        payment=payment,
-        from_status=from_status,
-        to_status=to_status,
-        source=source,
-        reason=clip(reason, 255),
-        failure_code=changes.get("failure_code", ""),
+    insert_rows(
+        [
+            PaymentStatusChange(
+                payment=payment,
+                from_status=from_status,
+                to_status=to_status,
+                source=source,
+                reason=clip(reason, 255),
+                failure_code=changes.get("failure_code", ""),
+            )
+        ]
     )
     payment_status_changed.send(sender=Payment, payment=payment, from_status=from_status, source=source)
     return payment

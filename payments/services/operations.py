@@ -9,7 +9,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from gateways.base import Operation, idempotency_key
-from pgi.compiled import CompiledSelect
+from pgi.compiled import CompiledSelect, insert_rows
 
 from ..models import FOLLOW_UPS, GatewayAttempt, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus
 
@@ -49,14 +49,19 @@ def operation_start(
     """Record an operation as sent (pending): recovery first looks at `first_look_at`, when the call
     that sends it has certainly given up."""
     payment.__dict__.pop("_operations_open", None)  # what operations_open_read read is now incomplete
-    return GatewayOperation.objects.create(
-        payment=payment,
-        kind=kind,
-        amount=amount,
-        idempotency_key=key,
-        by_expiry=by_expiry,
-        next_look_at=first_look_at,
+    (operation,) = insert_rows(
+        [
+            GatewayOperation(
+                payment=payment,
+                kind=kind,
+                amount=amount,
+                idempotency_key=key,
+                by_expiry=by_expiry,
+                next_look_at=first_look_at,
+            )
+        ]
     )
+    return operation
 
 
 def operation_finish(operation: GatewayOperation, status: str) -> GatewayOperation:

@@ -16,6 +16,8 @@ from refunds.signals import refund_status_changed, refunds_received_in_bulk
 from settlements.models import SettlementBatch
 from settlements.signals import settlement_completed
 
+from pgi.compiled import insert_rows
+
 from .models import OutboxEvent
 from .payloads import outbox_rows, payment_message, refund_message, settlement_message
 
@@ -23,13 +25,13 @@ from .payloads import outbox_rows, payment_message, refund_message, settlement_m
 @receiver(payment_status_changed, sender=Payment, dispatch_uid="events.payment_status_changed")
 def payment_status_changed_write(sender, *, payment: Payment, from_status: str, **kwargs) -> None:
     message = payment_message(payment=payment, from_status=from_status, now=timezone.now())
-    OutboxEvent.objects.bulk_create(outbox_rows(message, merchant_id=payment.merchant_id))
+    insert_rows(outbox_rows(message, merchant_id=payment.merchant_id))
 
 
 @receiver(refund_status_changed, sender=Refund, dispatch_uid="events.refund_status_changed")
 def refund_status_changed_write(sender, *, refund: Refund, from_status: str, **kwargs) -> None:
     message = refund_message(refund=refund, from_status=from_status, now=timezone.now())
-    OutboxEvent.objects.bulk_create(outbox_rows(message, merchant_id=refund.merchant_id))
+    insert_rows(outbox_rows(message, merchant_id=refund.merchant_id))
 
 
 @receiver(settlement_completed, sender=SettlementBatch, dispatch_uid="events.settlement_completed")
