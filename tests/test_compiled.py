@@ -140,3 +140,31 @@ def test_insert_rows_refuses_what_it_cannot_write_as_bulk_create_would():
     with pytest.raises(ValueError, match="expressions"):
         insert_rows([OutboxEvent(topic="t", key="k", event_type="e", payload={}, body="{}", sent_at=Now())])
     assert not OutboxEvent.objects.exists()
+
+
+def test_update_row_writes_what_save_with_update_fields_writes(django_assert_num_queries):
+    from pgi.compiled import update_row
+
+    ours, theirs = PaymentFactory(status="Processing"), PaymentFactory(status="Processing")
+    for payment in (ours, theirs):
+        payment.status, payment.gateway_reference, payment.description = "Completed", "ref-1", "not written"
+    before = ours.updated_at
+    with django_assert_num_queries(1):
+        update_row(ours, ["status", "gateway_reference", "updated_at", "status"])
+    theirs.save(update_fields=["status", "gateway_reference", "updated_at"])
+    stored_ours, stored_theirs = Payment.objects.get(pk=ours.pk), Payment.objects.get(pk=theirs.pk)
+    assert (stored_ours.status, stored_ours.gateway_reference) == (stored_theirs.status, stored_theirs.gateway_reference)
+    assert stored_ours.description == "" and stored_ours.updated_at == ours.updated_at > before  # auto_now, as save()
+
+
+def test_update_row_of_a_row_gone_is_an_error_as_with_save():
+    from django.db import DatabaseError
+
+    from pgi.compiled import update_row
+
+    payment = PaymentFactory()
+    payment.pk = "pay_00000000000000000000000000"  # a row that is not there
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        update_row(payment, ["status"])
+    with pytest.raises(ValueError, match="cannot write"):
+        update_row(payment, ["id"])

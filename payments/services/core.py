@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from pgi.compiled import CompiledSelect, insert_rows
+from pgi.compiled import CompiledSelect, insert_rows, update_row
 from pgi.errors import BusinessRuleViolation, Conflict, ErrorDetail, PermissionDenied, ValidationFailed
 from pgi.merchants.models import Merchant
 from pgi.merchants.principals import Principal
@@ -267,7 +267,7 @@ def transition_locked(
         setattr(payment, name, value)
     payment.status = to_status
     payment.status_changed_at = timezone.now()
-    payment.save(update_fields=["status", "status_changed_at", "updated_at", *changes, *unsaved_take(payment)])
+    update_row(payment, ["status", "status_changed_at", "updated_at", *changes, *unsaved_take(payment)])
     operations_end(payment=payment, to_status=to_status, finish=finish or {})
     insert_rows(
         [
@@ -308,7 +308,7 @@ def note_locked(payment: Payment, *, source: str, reason: str, answered: bool = 
     if changes or unsaved:
         for name, value in changes.items():
             setattr(payment, name, value)
-        payment.save(update_fields=["updated_at", *changes, *unsaved])
+        update_row(payment, ["updated_at", *changes, *unsaved])
     PaymentStatusChange.objects.create(
         payment=payment,
         from_status=payment.status,
@@ -342,4 +342,4 @@ def unsaved_take(payment: Payment) -> set[str]:
 def unsaved_save(payment: Payment) -> None:
     unsaved = unsaved_take(payment)
     if unsaved:
-        payment.save(update_fields=["updated_at", *unsaved])
+        update_row(payment, ["updated_at", *unsaved])

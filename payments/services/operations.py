@@ -9,7 +9,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from gateways.base import Operation, idempotency_key
-from pgi.compiled import CompiledSelect, insert_rows
+from pgi.compiled import CompiledSelect, insert_rows, update_row
 
 from ..models import FOLLOW_UPS, GatewayAttempt, GatewayOperation, OperationKind, OperationStatus, Payment, PaymentStatus
 
@@ -72,7 +72,7 @@ def operation_finish(operation: GatewayOperation, status: str) -> GatewayOperati
     operation.finished_at = timezone.now()
     operation.next_look_at = None
     operation.lease_expires_at = None
-    operation.save(update_fields=["status", "finished_at", "next_look_at", "lease_expires_at", "updated_at"])
+    update_row(operation, ["status", "finished_at", "next_look_at", "lease_expires_at", "updated_at"])
     return operation
 
 
@@ -138,4 +138,4 @@ def operation_look_later(operation: GatewayOperation, *, look_at: datetime | Non
     if attempts is not None:
         operation.attempts = attempts
         fields.append("attempts")
-    operation.save(update_fields=fields)
+    update_row(operation, fields)
