@@ -1,6 +1,7 @@
 """gunicorn.conf.py's AccessLogger writes the same access line as gunicorn's own logger, building only
 the atoms the format names; a format naming others gets gunicorn's atoms whole."""
 
+import os
 import runpy
 import time
 from datetime import timedelta
@@ -11,7 +12,21 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-CONF = runpy.run_path(str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py"))
+
+
+def load_conf() -> dict:
+    """gunicorn.conf.py's names, leaving the environment as it was: the file sets
+    PROMETHEUS_MULTIPROC_DIR for gunicorn's workers, which would put this test process's metrics in
+    multiprocess mode."""
+    saved = dict(os.environ)
+    try:
+        return runpy.run_path(str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+CONF = load_conf()
 AccessLogger = CONF["AccessLogger"]
 
 
