@@ -36,7 +36,7 @@ DATABASES = {
     "settlement": "pgi_bench_settlement",
 }
 BENCHMARKS = {
-    "api": ("api_load.py", [], "api-"),
+    "api": ("api_load.py", ["--naive"], "api-"),
     "relay": ("relay_throughput.py", [], "relay-"),
     "refunds": ("refunds_batch.py", ["-n", "5000"], "refunds-"),
     "settlement": ("settlement_batch.py", ["-n", "100000"], "settlement-"),
@@ -76,6 +76,14 @@ def rows_api(data: dict) -> list[dict]:
                 f"{goal['target']}" + (f", p99 {goal['p99_target_ms']} ms" if goal.get("p99_target_ms") else ""),
                 "/s" if goal["pgi_per_s"] is not None else "% growth", goal.get("p99_ms"))
         )
+    # Beside the naive DRF build of the same endpoints, when the run had it (api_load.py --naive).
+    rates = {s["name"]: s for s in data.get("scenarios", [])}
+    for pgi, naive in (("api POST /v1/payments", "naive DRF build POST /v1/payments"),
+                       ("api GET /v1/payments/{id}", "naive DRF build GET /v1/payments/{id}")):
+        if pgi in rates and naive in rates:
+            ours, theirs = rates[pgi]["rate_per_s"], rates[naive]["rate_per_s"]
+            rows.append(row("api", f"{pgi.removeprefix('api ')}, beside a naive DRF build", ours, naive, theirs,
+                            _ratio(ours, theirs), "", "/s", rates[pgi]["latency_ms"]["p99"]))
     return rows
 
 
