@@ -36,12 +36,13 @@ access_log_format = '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" req
 
 
 @lru_cache(maxsize=4)
-def access_atom_names(log_format):
-    """The atoms a format names, or None when one of them is beyond AccessLogger's own."""
-    names = frozenset(re.findall(r"%\((.*?)\)", log_format))
+def access_header_atoms(log_format):
+    """The header atoms (`{name}i`, `{name}o`, lowercased) a format names, or None when it names an
+    atom beyond AccessLogger's own."""
+    names = re.findall(r"%\((.*?)\)", log_format)
     simple = {"h", "l", "t", "r", "s", "m", "U", "q", "H", "b", "f", "a"}
     if all(name in simple or re.fullmatch(r"\{[^{}]+\}[io]", name) for name in names):
-        return names
+        return frozenset(name.lower() for name in names if name.startswith("{"))
     return None
 
 
@@ -64,8 +65,8 @@ class AccessLogger(gunicorn.glogging.Logger):
         return cached[1]
 
     def atoms(self, resp, req, environ, request_time):
-        names = access_atom_names(self.cfg.access_log_format)
-        if names is None:
+        wanted = access_header_atoms(self.cfg.access_log_format)
+        if wanted is None:
             return super().atoms(resp, req, environ, request_time)
         status = resp.status
         if isinstance(status, str):
@@ -85,7 +86,6 @@ class AccessLogger(gunicorn.glogging.Logger):
             "f": environ.get("HTTP_REFERER", "-"),
             "a": environ.get("HTTP_USER_AGENT", "-"),
         }
-        wanted = {name.lower() for name in names if name.startswith("{")}
         if wanted:
             request_headers = getattr(req, "headers", req)
             for kind, headers in (("i", request_headers), ("o", resp.headers)):

@@ -86,7 +86,7 @@ class CompiledSelect:
                     self._compiled = self._compile()
         return self._compiled
 
-    def rows(self, *values, using: str = "default") -> list[Model]:
+    def rows(self, *values, using: str = DEFAULT_DB_ALIAS) -> list[Model]:
         compiled = self.compiled()
         connection = connections[using]
         if compiled.for_update and connection.get_autocommit():
@@ -167,9 +167,7 @@ def insert_rows(objs: list[Model], *, using: str = DEFAULT_DB_ALIAS) -> list[Mod
     if key not in _INSERTS:
         _INSERTS[key] = _insert_sql(model, len(objs), made_by_database, connection)
     sql, fields = _INSERTS[key]
-    params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection=connection) for obj in objs for field in fields]
-    if any(hasattr(value, "resolve_expression") for value in params):
-        raise ValueError("insert_rows takes values, not expressions")
+    params = [value for obj in objs for value in _db_values(obj, fields, add=True, connection=connection)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         made = cursor.fetchall() if made_by_database else ()
@@ -179,6 +177,15 @@ def insert_rows(objs: list[Model], *, using: str = DEFAULT_DB_ALIAS) -> list[Mod
         obj._state.adding = False
         obj._state.db = using
     return objs
+
+
+def _db_values(obj: Model, fields: list[Field], *, add: bool, connection) -> list:
+    """The fields' values of obj as save() sends them: pre_save (defaults, auto_now), then
+    get_db_prep_save. Values only: an expression is refused."""
+    values = [field.get_db_prep_save(field.pre_save(obj, add=add), connection=connection) for field in fields]
+    if any(hasattr(value, "resolve_expression") for value in values):
+        raise ValueError("insert_rows and update_row take values, not expressions")
+    return values
 
 
 def _insert_sql(model: type[Model], rows: int, made_by_database: bool, connection) -> tuple[str, list[Field]]:
@@ -217,9 +224,7 @@ def update_row(obj: Model, fields: list[str] | tuple[str, ...], *, using: str | 
         _UPDATES[key] = _update_sql(model, names, connection)
     sql, targets = _UPDATES[key]
     obj._prepare_related_fields_for_save(operation_name="save")
-    params = [field.get_db_prep_save(field.pre_save(obj, add=False), connection=connection) for field in targets]
-    if any(hasattr(value, "resolve_expression") for value in params):
-        raise ValueError("update_row takes values, not expressions")
+    params = _db_values(obj, targets, add=False, connection=connection)
     params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
