@@ -7,8 +7,9 @@ One run does, in this order (see bench/README.md):
   2. counts the SQL statements of one POST and one GET in-process (Django's CaptureQueriesContext);
   3. starts gunicorn `pgi.wsgi` on a free 127.0.0.1 port and waits until it answers;
   4. warms up, then runs for --duration seconds each, at --concurrency client threads:
-     api POST /v1/payments (the API specification's example body), api GET /v1/payments/{id} (ids created by
-     the POST phase), api GET /v1/payments (first page, 50 rows);
+     api POST /v1/payments (the API specification's example body), then an ANALYZE (as autovacuum
+     would after such growth), api GET /v1/payments/{id} (ids created by the POST phase),
+     api GET /v1/payments (first page, 50 rows);
   5. runs the baseline in the same process, same database, same concurrency: raw psycopg 3
      single-row INSERT + COMMIT into a payment-shaped table, then SELECT by primary key;
   6. prints a Markdown table and the ratios, writes bench/results/<UTC timestamp>.json;
@@ -450,6 +451,15 @@ def raw_select(ids: list[str]) -> Callable[[psycopg.Connection, int], str | None
 # --------------------------------------------------------------------------------------------
 
 
+def analyze(conn: psycopg.Connection, log: Callable[[str], None]) -> None:
+    """ANALYZE the database between its write and read phases, as autovacuum would in production
+    after tables grew this much. Without it a read phase can run on statistics taken when the
+    tables were empty (autovacuum is off on the CI machines' PostgreSQL)."""
+    autovacuum = conn.execute("SHOW autovacuum").fetchone()[0]
+    log(f"ANALYZE (autovacuum is {autovacuum} on this server)")
+    conn.execute("ANALYZE")
+
+
 def admin_execute(server_url: str, sql: str) -> None:
     with psycopg.connect(f"{server_url}/postgres", autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql)
@@ -656,6 +666,7 @@ def run_naive(args, env, workdir: Path, scenario, results: list, log) -> None:
         results.append(scenario(naive_build.SCENARIOS[0], "post", port, process, args.concurrency, args.duration,
                                 post_payment(ids), pids=pids, scenario_scripts=scripts))
         ids = naive_build.ids(args.pg, args.naive_database) or ids
+        analyze(monitor, log)
         ids_file.write_text("\n".join(ids) + "\n")
         log(f"{naive_build.SCENARIOS[1]} for {args.duration:.0f}s")
         results.append(scenario(naive_build.SCENARIOS[1], "get", port, process, args.concurrency, args.duration,
@@ -994,6 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(scenario(API_SCENARIOS[0], "post", port, gunicorn, args.concurrency, args.duration,
                                     post_payment(ids), post_check=True))
             ids = write_ids() if use_wrk else (ids or warm_ids)
+            analyze(monitor, log)
             log(f"api GET /v1/payments/{{id}} over {len(ids)} ids")
             results.append(scenario(API_SCENARIOS[1], "get", port, gunicorn, args.concurrency, args.duration, get_payment(ids)))
             log("api GET /v1/payments (first page, 50 rows)")
@@ -1035,6 +1047,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"psycopg INSERT + COMMIT for {args.duration:.0f}s at concurrency {args.baseline_concurrency}")
             results.append(run_load(name=BASELINE_SCENARIOS[0], kind="psycopg", duration=args.duration,
                                     operation=raw_insert(raw_ids), meter=meter, **pg))  # fmt: skip
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                analyze(conn, log)
             log(f"psycopg SELECT by id over {len(raw_ids)} ids")
 
             def pg_select_setup(i: int) -> psycopg.Connection:

@@ -105,6 +105,17 @@ def main() -> int:
         post()
     get()
     page()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+
+    def backend_cpu() -> float:
+        """CPU seconds of this connection's PostgreSQL backend, when the server runs on this machine."""
+        try:
+            fields = backend.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     figures = {}
     for name, call in (("post", post), ("get", get), ("list", page)):
@@ -112,16 +123,18 @@ def main() -> int:
             call()
         kinds = collections.Counter(q["sql"].split(None, 1)[0].upper() for q in ctx.captured_queries)
         statements = [q["sql"] for q in ctx.captured_queries]
-        profiler = cProfile.Profile() if args.cprofile == name else None
+        profiler = (cProfile.Profile(time.process_time) if os.environ.get("PROFILE_CPU") else cProfile.Profile()) if args.cprofile == name else None
         redis_before = redis_counter.count
-        cpu0, wall0 = time.process_time(), time.perf_counter()
+        cpu0, wall0, pg0 = time.process_time(), time.perf_counter(), backend_cpu()
         if profiler:
             profiler.enable()
         for _ in range(args.n):
             call()
         if profiler:
             profiler.disable()
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            if os.environ.get("PROFILE_DUMP"):
+                profiler.dump_stats(os.environ["PROFILE_DUMP"])
+        cpu, wall, pg = time.process_time() - cpu0, time.perf_counter() - wall0, backend_cpu() - pg0
         figures[name] = {
             "statements": len(statements),
             "commits": kinds.get("COMMIT", 0) + kinds.get("RELEASE", 0) * 0,
@@ -129,6 +142,7 @@ def main() -> int:
             "redis_round_trips": round((redis_counter.count - redis_before) / args.n, 2),
             "cpu_ms": round(1000 * cpu / args.n, 2),
             "wall_ms": round(1000 * wall / args.n, 2),
+            "postgres_cpu_ms": round(1000 * pg / args.n, 2),
             "sql": [s[:150] for s in statements],
         }
         if profiler:
@@ -141,7 +155,7 @@ def main() -> int:
         for name, f in figures.items():
             print(
                 f"{name:5} statements {f['statements']:3} commits {f['commits']} redis {f['redis_round_trips']:5} "
-                f"cpu {f['cpu_ms']:6.2f} ms  wall {f['wall_ms']:6.2f} ms  {f['by_kind']}"
+                f"cpu {f['cpu_ms']:6.2f} ms  postgres cpu {f['postgres_cpu_ms']:5.2f} ms  wall {f['wall_ms']:6.2f} ms  {f['by_kind']}"
             )
     return 0
 
