@@ -364,11 +364,9 @@ class PaymentCollectionApi(ApiView):
         responses={200: PaymentPageSerializer, **errors("400-query", *KEYED)},
     )
     def get(self, request):
-        queryset = PaymentFilter(request.query_params, queryset=payment_list(principal=request.user), request=request)
-        if not queryset.is_valid():
-            raise serializers.ValidationError(queryset.errors)
+        queryset = PaymentFilter.filtered(request.query_params, queryset=payment_list(principal=request.user), request=request)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset.qs, request, view=self)
+        page = paginator.paginate_queryset(queryset, request, view=self)
         page_data = PaymentOutputSerializer(page, many=True, context={"mask_accounts": True}).data
         return paginator.get_paginated_response(page_data)
 

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from pgi.compiled import LoadedWithoutInit
 from pgi.ids import new_id
 from pgi.merchants.models import ApiKey, Merchant
 from pgi.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
@@ -62,7 +63,7 @@ class PaymentQuerySet(models.QuerySet):
         return self.annotate(pending_operation_kind=models.Subquery(kind[:1]))
 
 
-class Payment(models.Model):
+class Payment(LoadedWithoutInit, models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_payment_id, editable=False)
     # No index of its own: payment_merchant_created, _status and _reference all lead with merchant.
     # A lone merchant index only cost every write, and it tempted the planner into sorting all of a
@@ -210,7 +211,7 @@ class GatewayOperationQuerySet(models.QuerySet):
         )
 
 
-class GatewayOperation(models.Model):
+class GatewayOperation(LoadedWithoutInit, models.Model):
     """One thing PGI asked a gateway to do with a payment's money: authorize it, capture it, void
     it, or refund part of it. Each has its own idempotency key (every re-send reuses it, so the
     gateway never does it twice), and while its outcome is unknown (`pending`) recovery looks at it

@@ -205,12 +205,6 @@ def _page(view: ApiView, request, queryset) -> Response:
     return paginator.get_paginated_response(RefundOutputSerializer(page, many=True).data)
 
 
-def _filtered(filterset):
-    if not filterset.is_valid():
-        raise serializers.ValidationError(filterset.errors)
-    return filterset.qs
-
-
 class PaymentRefundsApi(ApiView):
     """`/v1/payments/{id}/refunds`: POST refunds the payment, GET lists its refunds. An id no
     payment can have is 404 before anything runs or is stored (an Idempotency-Key's claim included)."""
@@ -284,8 +278,7 @@ class PaymentRefundsApi(ApiView):
     def get(self, request, payment_id: str):
         payment = payment_get(principal=request.user, payment_id=payment_id)
         queryset = refund_list(principal=request.user, payment=payment)
-        filterset = RefundPageFilter(request.query_params, queryset=queryset, request=request)
-        return _page(self, request, _filtered(filterset))
+        return _page(self, request, RefundPageFilter.filtered(request.query_params, queryset=queryset, request=request))
 
 
 def _help(filter_name: str) -> str:
@@ -331,7 +324,7 @@ class RefundCollectionApi(ApiView):
     )
     def get(self, request):
         queryset = refund_list(principal=request.user)
-        return _page(self, request, _filtered(RefundFilter(request.query_params, queryset=queryset, request=request)))
+        return _page(self, request, RefundFilter.filtered(request.query_params, queryset=queryset, request=request))
 
 
 class RefundDetailApi(ApiView):

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from payments.models import GatewayOperation, Payment, money_field
+from pgi.compiled import LoadedWithoutInit
 from pgi.ids import new_id
 from pgi.merchants.models import ApiKey, Merchant
 
@@ -68,7 +69,7 @@ class RefundFile(models.Model):
         return self.name
 
 
-class Refund(models.Model):
+class Refund(LoadedWithoutInit, models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_refund_id, editable=False)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="refunds")

@@ -4,8 +4,9 @@ from decimal import Decimal
 
 import pytest
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Model, Value
 from django.db.models.functions import Concat
+from django.db.models.signals import post_init
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
@@ -168,3 +169,40 @@ def test_update_row_of_a_row_gone_is_an_error_as_with_save():
         update_row(payment, ["status"])
     with pytest.raises(ValueError, match="cannot write"):
         update_row(payment, ["id"])
+
+
+def test_rows_loaded_without_init_are_what_the_orms_from_db_makes():
+    merchant = MerchantFactory()
+    PaymentFactory(merchant=merchant, metadata={"order": "7"}, reference="r-1")
+    ours = Payment.objects.get(merchant=merchant)
+    theirs = Model.from_db.__func__(Payment, "default", [f.attname for f in Payment._meta.concrete_fields],
+                                    [getattr(ours, f.attname) for f in Payment._meta.concrete_fields])
+    assert type(theirs) is Payment and theirs.__dict__.keys() == ours.__dict__.keys()
+    assert {k: v for k, v in ours.__dict__.items() if k != "_state"} == {
+        k: v for k, v in theirs.__dict__.items() if k != "_state"
+    }
+    assert (ours._state.adding, ours._state.db) == (False, "default")
+    assert ours.merchant == merchant  # the foreign key reads as it does from __init__
+    ours.description = "changed"
+    ours.save(update_fields=["description"])
+    ours.refresh_from_db()
+    assert ours.description == "changed"
+
+
+def test_a_row_with_deferred_fields_or_a_listened_model_is_loaded_by_the_orm():
+    PaymentFactory(reference="r-2")
+    deferred = Payment.objects.only("id").get(reference="r-2")
+    assert deferred.get_deferred_fields() >= {"amount", "currency"}
+    assert deferred.currency == "USD"  # read on access, as the ORM does
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    post_init.connect(listener, sender=Payment)
+    try:
+        loaded = Payment.objects.get(reference="r-2")
+    finally:
+        post_init.disconnect(listener, sender=Payment)
+    assert seen == [loaded.pk]

@@ -2,6 +2,7 @@
 
 import django_filters
 from django.http import QueryDict
+from rest_framework.exceptions import ValidationError
 
 
 class StrictFilterSet(django_filters.FilterSet):
@@ -16,14 +17,32 @@ class StrictFilterSet(django_filters.FilterSet):
 
     def __init__(self, data=None, *args, **kwargs):
         super().__init__(data, *args, **kwargs)
-        self.param_errors = self._check_params(data if data is not None else QueryDict())
+        self.param_errors = self._check_params(data if data is not None else QueryDict(), self.filters)
 
-    def _check_params(self, data) -> dict[str, list[str]]:
+    @classmethod
+    def filtered(cls, data, *, queryset, request=None):
+        """The queryset as `data` filters it; a DRF ValidationError naming each bad parameter.
+
+        With no filter named in `data` (a first page, or a cursor's next one) the queryset is
+        returned as it is, after the same checks of the other parameters, and no filter set is
+        built: django-filter deep-copies every filter and form field of each one it builds."""
+        if any(name not in cls.other_params for name in data):
+            filterset = cls(data, queryset=queryset, request=request)
+            if not filterset.is_valid():
+                raise ValidationError(filterset.errors)
+            return filterset.qs
+        errors = cls._check_params(data, cls.base_filters)
+        if errors:
+            raise ValidationError(errors)
+        return queryset
+
+    @classmethod
+    def _check_params(cls, data, filters) -> dict[str, list[str]]:
         errors = {}
         for name in data:
             values = data.getlist(name)
-            known = self.filters.get(name)
-            if known is None and name not in self.other_params:
+            known = filters.get(name)
+            if known is None and name not in cls.other_params:
                 errors[name] = ["Unknown query parameter."]
             elif len(values) > 1 and not isinstance(known, django_filters.MultipleChoiceFilter):
                 errors[name] = ["Give this parameter at most once."]

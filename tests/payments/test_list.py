@@ -407,3 +407,39 @@ def test_an_unknown_query_parameter_without_a_key_is_still_401(client):
     response = client.get(f"{PAYMENTS_URL}/pay_{'0' * 26}?expand=refunds")
 
     assert_error(response, 401, "UNAUTHENTICATED")
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("", {"built": 0}),
+        ("limit=2", {"built": 0}),
+        ("limit=2&limit=3", {"built": 0, "error": "limit"}),
+        ("cursor=", {"built": 0, "error": "cursor"}),
+        ("status=Completed", {"built": 1}),
+        ("limit=2&bogus=1", {"built": 1, "error": "bogus"}),
+    ],
+)
+def test_a_page_without_filters_builds_no_filter_set_and_checks_its_parameters_the_same(
+    api, merchant, monkeypatch, query, expected
+):
+    from payments.filters import PaymentFilter
+
+    built = []
+    original = PaymentFilter.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PaymentFilter, "__init__", counting)
+    for _ in range(3):
+        PaymentFactory(merchant=merchant, status=PaymentStatus.COMPLETED)
+
+    response = api.get(f"{PAYMENTS_URL}?{query}")
+
+    assert len(built) == expected["built"]
+    if "error" in expected:
+        assert_error(response, 400, "VALIDATION_ERROR", field=expected["error"])
+    else:
+        assert len(ids(response)) == (2 if "limit=2" in query else 3)
