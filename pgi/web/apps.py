@@ -7,8 +7,9 @@ class WebConfig(AppConfig):
     verbose_name = "Web pages"
 
     def ready(self):
-        from pgi import prepared_statements
+        from pgi import prepared_statements, timestamps
 
         from . import checks  # noqa: F401  (registers the deploy checks)
 
         prepared_statements.install()  # every process loads this app: web, Celery, commands
+        timestamps.install()
