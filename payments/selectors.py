@@ -31,15 +31,36 @@ def payment_list(*, principal: Principal | None, merchant: Merchant | None = Non
     """The payments the caller may see: its merchant's, or every merchant's for a platform key
     (`merchant` instead of a principal: that merchant's)."""
     if principal is not None and principal.is_platform:
-        qs = Payment.objects.select_related("merchant")
-    else:
-        # Through the merchant's related manager: each payment read knows that merchant instance
-        # (Django's known related objects), so a page needs no join and builds no merchants.
-        qs = (merchant if principal is None else principal.merchant).payments.all()
+        return _list_columns(Payment.objects.select_related("merchant"))
+    merchant = merchant if principal is None else principal.merchant
+    # Filtered as the merchant's related manager filters (merchant.payments.all()): each payment
+    # read knows that merchant instance (Django's known related objects), so a page needs no join
+    # and builds no merchants.
+    qs = _merchant_list_base().filter(merchant=merchant)
+    qs._known_related_objects = {_MERCHANT_FIELD: {merchant.pk: merchant}}
+    return qs
+
+
+def _list_columns(qs: QuerySet[Payment]) -> QuerySet[Payment]:
     qs = qs.with_pending_operation()
     if _LIST_ANNOTATIONS:
         qs = qs.annotate(**{name: make() for name, make in _LIST_ANNOTATIONS.items()})
     return qs
+
+
+# A merchant's list before its merchant filter: its subqueries (pendingOperation, settlementId)
+# built and resolved once per process, about 1.7 ms of CPU per list page before. Never evaluated:
+# each page is a filtered copy.
+_MERCHANT_LISTS: dict[tuple[str, ...], QuerySet[Payment]] = {}
+_MERCHANT_FIELD = Payment._meta.get_field("merchant")
+
+
+def _merchant_list_base() -> QuerySet[Payment]:
+    names = tuple(_LIST_ANNOTATIONS)
+    base = _MERCHANT_LISTS.get(names)
+    if base is None:
+        base = _MERCHANT_LISTS[names] = _list_columns(Payment.objects.all())
+    return base
 
 
 def payment_id_check(*, payment_id: str) -> None:

@@ -443,3 +443,19 @@ def test_a_page_without_filters_builds_no_filter_set_and_checks_its_parameters_t
         assert_error(response, 400, "VALIDATION_ERROR", field=expected["error"])
     else:
         assert len(ids(response)) == (2 if "limit=2" in query else 3)
+
+
+def test_pages_share_one_unevaluated_base_and_each_knows_only_its_merchant(api, merchant, other_merchant,
+                                                                            django_assert_num_queries):
+    from payments import selectors
+
+    mine = PaymentFactory(merchant=merchant)
+    PaymentFactory(merchant=other_merchant)
+    assert ids(api.get(PAYMENTS_URL)) == [mine.pk]
+    bases = list(selectors._MERCHANT_LISTS.values())
+
+    page = list(selectors.payment_list(principal=None, merchant=other_merchant))
+    with django_assert_num_queries(0):
+        assert [p.merchant.code for p in page] == [other_merchant.code]  # the merchant given, no query
+    assert list(selectors._MERCHANT_LISTS.values()) == bases  # built once, not per page
+    assert all(base._result_cache is None for base in bases)  # no page's rows kept for the next
