@@ -263,7 +263,11 @@ class LoadedWithoutInit:
         attnames = _ATTNAMES.get(cls)
         if attnames is None:
             attnames = _ATTNAMES[cls] = tuple(f.attname for f in cls._meta.concrete_fields)
-        if len(values) != len(attnames) or pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+        if len(values) != len(attnames) or (
+            # No receiver of either signal at all (PGI has none): no need to ask about this model.
+            (pre_init.receivers or post_init.receivers)
+            and (pre_init.has_listeners(cls) or post_init.has_listeners(cls))
+        ):
             return super().from_db(db, field_names, values)
         new = cls.__new__(cls)
         state = ModelState()
