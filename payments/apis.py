@@ -40,7 +40,7 @@ from pgi.api.views import ApiView, with_location
 from .filters import PaymentFilter
 from .models import Payment, PaymentStatus
 from .representation import payment_representation
-from .selectors import payment_get, payment_id_check, payment_list
+from .selectors import payment_get, payment_id_check, payment_list, payment_page
 from .services import payment_cancel, payment_capture, payment_process, payment_validate
 
 TAG = "Payments"
@@ -302,12 +302,31 @@ def _help(filter_name: str) -> str:
     return PaymentFilter.base_filters[filter_name].extra["help_text"]
 
 
+class PaymentPagination(CreatedCursorPagination):
+    """With `merchant` set (the view does, for a merchant key's unfiltered list), a page is read by
+    payments.selectors.payment_page, its query compiled once per shape; otherwise as DRF reads it."""
+
+    merchant = None
+
+    def page_rows(self, queryset, *, offset, reverse, position):
+        if self.merchant is None:
+            return super().page_rows(queryset, offset=offset, reverse=reverse, position=position)
+        return payment_page(
+            merchant=self.merchant,
+            ordering=self.page_order(reverse),
+            lookup=self.page_position_lookup(position),
+            position=position,
+            offset=offset,
+            count=self.page_size + 1,
+        )
+
+
 class PaymentCollectionApi(ApiView):
     """`/v1/payments`: POST processes a payment, GET lists them. The path is shared, so one view
     holds both operations; each has its own serializers and schema."""
 
     key_scope = "payments"
-    pagination_class = CreatedCursorPagination
+    pagination_class = PaymentPagination
     filterset_class = PaymentFilter
 
     def known_query_params(self, request):
@@ -364,8 +383,11 @@ class PaymentCollectionApi(ApiView):
         responses={200: PaymentPageSerializer, **errors("400-query", *KEYED)},
     )
     def get(self, request):
-        queryset = PaymentFilter.filtered(request.query_params, queryset=payment_list(principal=request.user), request=request)
+        whole = payment_list(principal=request.user)
+        queryset = PaymentFilter.filtered(request.query_params, queryset=whole, request=request)
         paginator = self.pagination_class()
+        if queryset is whole and not request.user.is_platform:
+            paginator.merchant = request.user.merchant  # the merchant's whole list: a compiled page
         page = paginator.paginate_queryset(queryset, request, view=self)
         page_data = PaymentOutputSerializer(page, many=True, context={"mask_accounts": True}).data
         return paginator.get_paginated_response(page_data)

@@ -63,6 +63,49 @@ def _merchant_list_base() -> QuerySet[Payment]:
     return base
 
 
+# A merchant's whole list, a page of it: compiled once per shape (ordering, cursor lookup, offset,
+# page size) by pgi.compiled, with the merchant and the cursor's position as marks. Building and
+# compiling the page query was about a quarter of a list page's CPU beside the rows.
+_PAGES: dict[tuple, CompiledSelect] = {}
+_PAGE_SHAPES = 64  # more shapes (offsets and page sizes a client chose) go through the ORM
+_POSITION_MARK = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=dt_timezone.utc)
+
+
+def payment_page(
+    *, merchant: Merchant, ordering: tuple[str, ...], lookup: str | None, position, offset: int, count: int
+) -> list[Payment]:
+    """`payment_list(merchant=merchant).order_by(*ordering)`, filtered by `{lookup: position}` when
+    a lookup is given, rows `offset` to `offset + count`: as CreatedCursorPagination.page_rows reads
+    a page, each row knowing its merchant."""
+    key = (tuple(_LIST_ANNOTATIONS), ordering, lookup, offset, count)
+    compiled = _PAGES.get(key)
+    if compiled is None:
+        if len(_PAGES) >= _PAGE_SHAPES:
+            page = payment_list(principal=None, merchant=merchant).order_by(*ordering)
+            if lookup is not None:
+                page = page.filter(**{lookup: position})
+            return list(page[offset : offset + count])
+        compiled = _PAGES.setdefault(key, _page_query(ordering, lookup, offset, count))
+    if lookup is None:
+        rows = compiled.rows(merchant.pk, using=Payment.objects.db)
+    else:
+        field = Payment._meta.get_field(lookup.split("__", 1)[0])
+        rows = compiled.rows(merchant.pk, field.get_prep_value(position), using=Payment.objects.db)
+    for row in rows:
+        _MERCHANT_FIELD.set_cached_value(row, merchant)
+    return rows
+
+
+def _page_query(ordering: tuple[str, ...], lookup: str | None, offset: int, count: int) -> CompiledSelect:
+    def build(merchant_id, position=None):
+        qs = _merchant_list_base().filter(merchant_id=merchant_id).order_by(*ordering)
+        if lookup is not None:
+            qs = qs.filter(**{lookup: position})
+        return qs[offset : offset + count]
+
+    return CompiledSelect(build, marks=(_MERCHANT_MARK,) if lookup is None else (_MERCHANT_MARK, _POSITION_MARK))
+
+
 def payment_id_check(*, payment_id: str) -> None:
     """Raises NotFound, without a query, for an id no payment can have (see pgi.ids): an unbounded
     path segment is refused before anything (an Idempotency-Key claim, a query) stores or sends it."""

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from django.utils import timezone
 
-from payments.models import Payment, PaymentStatus
+from payments.models import GatewayOperation, Payment, PaymentStatus
 from pgi.merchants.services import api_key_create
 
 from ..api.helpers import PAYMENTS_URL, SPECIFICATION_PAYMENT, assert_error, post_json
@@ -459,3 +459,35 @@ def test_pages_share_one_unevaluated_base_and_each_knows_only_its_merchant(api, 
         assert [p.merchant.code for p in page] == [other_merchant.code]  # the merchant given, no query
     assert list(selectors._MERCHANT_LISTS.values()) == bases  # built once, not per page
     assert all(base._result_cache is None for base in bases)  # no page's rows kept for the next
+
+
+@pytest.mark.parametrize("shapes", [64, 0])  # 0: every shape past the cap, read through the ORM
+def test_a_compiled_page_is_the_orms_page_for_every_cursor_shape(merchant, other_merchant, monkeypatch, shapes):
+    from payments import selectors
+
+    monkeypatch.setattr(selectors, "_PAGES", {})
+    monkeypatch.setattr(selectors, "_PAGE_SHAPES", shapes)
+    now = timezone.now()
+    payments = [created(PaymentFactory(merchant=merchant), now - timedelta(seconds=i // 2)) for i in range(9)]
+    created(PaymentFactory(merchant=other_merchant), now)
+    GatewayOperation.objects.create(payment=payments[1], kind="capture", amount=payments[1].amount,
+                                    idempotency_key=f"{payments[1].pk}-capture")
+    position = str(Payment.objects.get(pk=payments[4].pk).created_at)
+    newest, oldest = ("-created_at", "-id"), ("created_at", "id")
+
+    for ordering, lookup in [(newest, None), (newest, "created_at__lt"), (oldest, "created_at__gt"), (oldest, None)]:
+        for offset, count in [(0, 3), (1, 3), (0, 51), (2, 1)]:
+            expected = selectors.payment_list(principal=None, merchant=merchant).order_by(*ordering)
+            if lookup:
+                expected = expected.filter(**{lookup: position})
+            page = selectors.payment_page(merchant=merchant, ordering=ordering, lookup=lookup, position=position,
+                                          offset=offset, count=count)
+
+            def seen(rows):
+                return [(p.pk, p.pending_operation_kind, p.settlement_id, p.created_at) for p in rows]
+
+            assert seen(page) == seen(expected[offset: offset + count]), (ordering, lookup, offset)
+            if any(p.pk == payments[1].pk for p in page):
+                assert next(p for p in page if p.pk == payments[1].pk).pending_operation == "capture"
+            assert all(p.merchant is merchant for p in page)
+    assert len(selectors._PAGES) == min(shapes, 16)
