@@ -10,15 +10,28 @@ whole table.
 import django.db.models.deletion
 from django.db import migrations, models
 
+# name: (table, column, a varchar_pattern_ops copy for LIKE: PostgreSQL only)
 DROPPED = {
-    "payments_payment_merchant_id_2ca42133": 'ON "payments_payment" ("merchant_id")',
-    "payments_gatewayoperation_payment_id_985e8ade": 'ON "payments_gatewayoperation" ("payment_id")',
-    "payments_gatewayoperation_payment_id_985e8ade_like": (
-        'ON "payments_gatewayoperation" ("payment_id" varchar_pattern_ops)'
-    ),
-    "payments_gatewayattempt_payment_id_68ed6847": 'ON "payments_gatewayattempt" ("payment_id")',
-    "payments_gatewayattempt_payment_id_68ed6847_like": 'ON "payments_gatewayattempt" ("payment_id" varchar_pattern_ops)',
+    "payments_payment_merchant_id_2ca42133": ("payments_payment", "merchant_id", False),
+    "payments_gatewayoperation_payment_id_985e8ade": ("payments_gatewayoperation", "payment_id", False),
+    "payments_gatewayoperation_payment_id_985e8ade_like": ("payments_gatewayoperation", "payment_id", True),
+    "payments_gatewayattempt_payment_id_68ed6847": ("payments_gatewayattempt", "payment_id", False),
+    "payments_gatewayattempt_payment_id_68ed6847_like": ("payments_gatewayattempt", "payment_id", True),
 }
+
+
+def drop(apps, schema_editor):
+    for name in DROPPED:
+        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
+
+
+def restore(apps, schema_editor):
+    postgres = schema_editor.connection.vendor == "postgresql"
+    for name, (table, column, like) in DROPPED.items():
+        if like and not postgres:
+            continue
+        ops = " varchar_pattern_ops" if like else ""
+        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("{column}"{ops})')
 
 
 class Migration(migrations.Migration):
@@ -29,12 +42,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[
-                migrations.RunSQL(
-                    sql=[f'DROP INDEX IF EXISTS "{name}"' for name in DROPPED],
-                    reverse_sql=[f'CREATE INDEX IF NOT EXISTS "{name}" {target}' for name, target in DROPPED.items()],
-                )
-            ],
+            database_operations=[migrations.RunPython(drop, restore)],
             state_operations=[
                 migrations.AlterField(
                     model_name="gatewayattempt",
