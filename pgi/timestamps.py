@@ -30,11 +30,12 @@ def _utc_loader():
 
         def __init__(self, oid, context=None):
             super().__init__(oid, context)
+            self._compiled = compiled(oid, context)
             # psycopg calls each column's `load`: the compiled loader's own, with no Python between.
-            self.load = compiled(oid, context).load
+            self.load = self._compiled.load
 
-        def load(self, data):  # what the instance's own `load` above replaces
-            raise NotImplementedError
+        def load(self, data):  # the class's, for the abstract Loader; instances use their own above
+            return self._compiled.load(data)
 
     return UtcTimestamptzLoader
 
