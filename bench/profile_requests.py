@@ -5,7 +5,8 @@ Runs N requests of each through Django's test client in this process (no gunicor
 against the database of DATABASE_URL (a merchant `merchant456` and an API key are created if
 missing) and reports, per request: SQL statements and commits (CaptureQueriesContext), Redis
 round trips (commands sent through redis-py's connections), CPU ms and wall ms. With --cprofile
-it also prints the top functions of a cProfile over the requests.
+it also prints the top functions of a cProfile over the requests. It reports the CPU of its
+connection's PostgreSQL backend per request too, when the server runs on this machine.
 
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/profile_requests.py -n 300 [--cprofile post]
 """
@@ -59,6 +60,8 @@ def main() -> int:
     p.add_argument("-n", type=int, default=200, help="requests of each kind")
     p.add_argument("--cprofile", choices=["post", "get", "list"], help="print cProfile's top functions of this kind")
     p.add_argument("--top", type=int, default=30)
+    p.add_argument("--cpu-timer", action="store_true", help="profile CPU time (process_time) instead of wall time")
+    p.add_argument("--dump", metavar="FILE", help="also write the cProfile statistics to FILE (pstats format)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args()
 
@@ -123,7 +126,9 @@ def main() -> int:
             call()
         kinds = collections.Counter(q["sql"].split(None, 1)[0].upper() for q in ctx.captured_queries)
         statements = [q["sql"] for q in ctx.captured_queries]
-        profiler = (cProfile.Profile(time.process_time) if os.environ.get("PROFILE_CPU") else cProfile.Profile()) if args.cprofile == name else None
+        profiler = None
+        if args.cprofile == name:
+            profiler = cProfile.Profile(time.process_time) if args.cpu_timer else cProfile.Profile()
         redis_before = redis_counter.count
         cpu0, wall0, pg0 = time.process_time(), time.perf_counter(), backend_cpu()
         if profiler:
@@ -132,8 +137,8 @@ def main() -> int:
             call()
         if profiler:
             profiler.disable()
-            if os.environ.get("PROFILE_DUMP"):
-                profiler.dump_stats(os.environ["PROFILE_DUMP"])
+            if args.dump:
+                profiler.dump_stats(args.dump)
         cpu, wall, pg = time.process_time() - cpu0, time.perf_counter() - wall0, backend_cpu() - pg0
         figures[name] = {
             "statements": len(statements),

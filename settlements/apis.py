@@ -182,12 +182,6 @@ class LineCursorPagination(CursorPagination):
         return super().get_page_size(request)
 
 
-def _filtered(filterset):
-    if not filterset.is_valid():
-        raise serializers.ValidationError(filterset.errors)
-    return filterset.qs
-
-
 def _help(name: str) -> str:
     return SettlementFilter.base_filters[name].extra["help_text"]
 
@@ -225,7 +219,7 @@ class SettlementCollectionApi(ApiView):
         responses={200: SettlementPageSerializer, **errors("400-query", *KEYED)},
     )
     def get(self, request):
-        queryset = _filtered(SettlementFilter(request.query_params, queryset=settlement_list(principal=request.user), request=request))
+        queryset = SettlementFilter.filtered(request.query_params, queryset=settlement_list(principal=request.user), request=request)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(SettlementOutputSerializer(page, many=True).data)
@@ -276,7 +270,7 @@ class SettlementLinesApi(ApiView):
     def get(self, request, settlement_id: str):
         batch = settlement_get(principal=request.user, settlement_id=settlement_id)
         lines = settlement_lines(batch=batch).annotate(currency=Value(batch.currency))
-        queryset = _filtered(SettlementLinePageFilter(request.query_params, queryset=lines, request=request))
+        queryset = SettlementLinePageFilter.filtered(request.query_params, queryset=lines, request=request)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(SettlementLineOutputSerializer(page, many=True).data)

@@ -282,11 +282,10 @@ def _checked(serializer_class, request) -> dict:
     return serializer.validated_data
 
 
-def _page(view: ApiView, request, filterset, serializer_class) -> Response:
-    if not filterset.is_valid():
-        raise serializers.ValidationError(filterset.errors)
+def _page(view: ApiView, request, filter_class, queryset, serializer_class) -> Response:
+    queryset = filter_class.filtered(request.query_params, queryset=queryset)
     paginator = view.pagination_class()
-    page = paginator.paginate_queryset(filterset.qs, request, view=view)
+    page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
@@ -370,7 +369,7 @@ class WebhookEndpointCollectionApi(ApiView):
     )
     def get(self, request):
         queryset = endpoint_list(principal=request.user)
-        return _page(self, request, EndpointPageFilter(request.query_params, queryset=queryset), WebhookEndpointOutputSerializer)
+        return _page(self, request, EndpointPageFilter, queryset, WebhookEndpointOutputSerializer)
 
 
 class WebhookEndpointDetailApi(ApiView):
@@ -477,7 +476,7 @@ class WebhookEndpointDeliveriesApi(ApiView):
     def get(self, request, endpoint_id: str):
         endpoint = endpoint_get(principal=request.user, endpoint_id=endpoint_id)
         queryset = delivery_list(principal=request.user, endpoint=endpoint)
-        return _page(self, request, DeliveryFilter(request.query_params, queryset=queryset), WebhookDeliveryOutputSerializer)
+        return _page(self, request, DeliveryFilter, queryset, WebhookDeliveryOutputSerializer)
 
 
 class WebhookDeliveryDetailApi(ApiView):
