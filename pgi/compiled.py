@@ -14,15 +14,17 @@ select_related, `values()`, a combinator), is refused when first compiled: the c
 rather than a call reading wrong rows.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from threading import Lock
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Field, Model, QuerySet
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.db.transaction import TransactionManagementError
+from psycopg import _queries as _psycopg_queries
 
 
 @dataclass(frozen=True)
@@ -170,15 +172,25 @@ def insert_rows(objs: list[Model], *, using: str = DEFAULT_DB_ALIAS) -> list[Mod
         _INSERTS[key] = _insert_sql(model, len(objs), made_by_database, connection)
     sql, fields = _INSERTS[key]
     params = [value for obj in objs for value in _db_values(obj, fields, add=True, connection=connection)]
+    batch = getattr(connection, _BATCH, None)
+    if batch is not None and (not made_by_database or pk.get_internal_type() in _INTEGER_KEYS):
+        batch.insert(sql, params, objs, made_by_database, using)
+        return objs
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         made = cursor.fetchall() if made_by_database else ()
-    for obj, (value,) in zip(objs, made, strict=False):
-        setattr(obj, pk.attname, value)
+    _inserted(objs, [value for (value,) in made], using)
+    return objs
+
+
+def _inserted(objs: list[Model], made: list, using: str) -> None:
+    """The rows are in the database: each gets its primary key (when the database made it) and
+    the state of a saved object."""
+    for obj, value in zip(objs, made, strict=False):
+        setattr(obj, obj._meta.pk.attname, value)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = using
-    return objs
 
 
 def _db_values(obj: Model, fields: list[Field], *, add: bool, connection) -> list:
@@ -206,6 +218,13 @@ def _insert_sql(model: type[Model], rows: int, made_by_database: bool, connectio
     return sql, fields
 
 
+# psycopg keeps the conversion of a statement's placeholders (a parse of its text) for statements of
+# up to 50 parameters; writes_together's statements have more (about 70 for a payment's first commit).
+# Raised to 128: still a bound, and the same statements recur, so its cache of 128 entries holds them.
+# tests/test_compiled.py checks that psycopg still has this setting.
+_psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = max(_psycopg_queries.MAX_CACHED_STATEMENT_PARAMS, 128)
+
+
 # update_row's statements: (model, field names, database vendor) -> (SQL, fields).
 _UPDATES: dict[tuple, tuple[str, list[Field]]] = {}
 
@@ -228,10 +247,18 @@ def update_row(obj: Model, fields: list[str] | tuple[str, ...], *, using: str | 
     obj._prepare_related_fields_for_save(operation_name="save")
     params = _db_values(obj, targets, add=False, connection=connection)
     params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+    batch = getattr(connection, _BATCH, None)
+    if batch is not None:
+        batch.update(sql, params, (model, obj.pk))
+        return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount != 1:
-            raise DatabaseError("Save with update_fields did not affect any rows.")
+            raise _NOT_UPDATED()
+
+
+def _NOT_UPDATED() -> DatabaseError:
+    return DatabaseError("Save with update_fields did not affect any rows.")
 
 
 def _update_sql(model: type[Model], names: tuple[str, ...], connection) -> tuple[str, list[Field]]:
@@ -244,6 +271,114 @@ def _update_sql(model: type[Model], names: tuple[str, ...], connection) -> tuple
     sets = ", ".join(f"{quote(f.column)} = %s" for f in targets)
     sql = f"UPDATE {quote(opts.db_table)} SET {sets} WHERE {quote(opts.db_table)}.{quote(opts.pk.column)} = %s"
     return sql, targets
+
+
+# writes_together ----------------------------------------------------------------------------
+
+_BATCH = "pgi_writes_together"  # the connection's attribute holding the block's waiting writes
+_INTEGER_KEYS = frozenset({"AutoField", "BigAutoField", "SmallAutoField"})
+
+
+@contextmanager
+def writes_together(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """`transaction.atomic(savepoint=False)` whose `insert_rows` and `update_row` calls, on PostgreSQL,
+    reach the database together: as one statement, each write a data-modifying `WITH` part of it
+    (PostgreSQL runs every part to completion), when the block ends or before any other statement
+    on the connection, whichever comes first. The payment path writes five rows in its first
+    commit and four in its answer's; each statement costs a round trip, its parsing and planning,
+    and Django's and psycopg's work per call, more than its row.
+
+    What the block reads (any statement, the ORM's included) sees every write made before it in
+    the block: the waiting writes go first. Within one statement, parts cannot see each other's
+    rows, so a row already waiting is written before an update of it. Foreign keys between the
+    rows hold: Django's are checked at commit. What changes:
+    - a primary key made by the database is set on the object when its statement has run, not
+      when insert_rows returns;
+    - an error of any write (a unique key, an update that found no row) is raised there too, by
+      the statement that carries it, and, as any error inside `atomic(savepoint=False)`, leaves
+      the enclosing transaction to be rolled back whole.
+    Elsewhere than PostgreSQL, and inside another such block, it is the atomic block alone.
+    tests/test_compiled.py compares what a block writes with what the same calls write one by one.
+    """
+    connection = connections[using]
+    with transaction.atomic(using=using, savepoint=False):
+        if connection.vendor != "postgresql" or getattr(connection, _BATCH, None) is not None:
+            yield
+            return
+        batch = _WriteBatch(connection)
+        setattr(connection, _BATCH, batch)
+        # First of the connection's wrappers: another may run its statement without calling the
+        # rest (pgi.prepared_statements does, inside transactions).
+        connection.execute_wrappers.insert(0, batch.before_statement)
+        try:
+            yield
+            batch.flush()
+        finally:
+            connection.execute_wrappers.remove(batch.before_statement)
+            delattr(connection, _BATCH)
+
+
+class _WriteBatch:
+    """The writes waiting in a writes_together block: each (SQL, parameters, what to do once run)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.writes: list[tuple[str, list, Callable[[list], None]]] = []
+        self.rows: set[tuple] = set()  # (model, primary key) of each row waiting to be written
+
+    def insert(self, sql: str, params: list, objs: list[Model], made_by_database: bool, using: str) -> None:
+        def done(values: list) -> None:
+            if made_by_database and len(values) != len(objs):
+                raise DatabaseError(f"insert_rows: {len(values)} keys made for {len(objs)} rows")
+            _inserted(objs, values, using)
+
+        self.writes.append((sql, params, done))
+        if not made_by_database:
+            self.rows.update((type(obj), obj.pk) for obj in objs)
+
+    def update(self, sql: str, params: list, row: tuple) -> None:
+        if row in self.rows:  # one statement cannot write a row twice, nor update a row it inserts
+            self.flush()
+
+        def done(values: list) -> None:
+            if values != [1]:
+                raise _NOT_UPDATED()
+
+        self.writes.append((sql + " RETURNING 1", params, done))
+        self.rows.add(row)
+
+    def before_statement(self, execute, sql, params, many, context):
+        if self.writes:
+            self.flush()
+        return execute(sql, params, many, context)
+
+    def flush(self) -> None:
+        writes, self.writes, self.rows = self.writes, [], set()
+        if not writes:
+            return
+        if len(writes) == 1:  # the statement insert_rows or update_row would have run
+            sql, params, done = writes[0]
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                done([value for (value,) in cursor.fetchall()] if cursor.description else [])
+            return
+        parts, results, params = [], [], []
+        for n, (sql, values, _) in enumerate(writes):
+            parts.append(f"w{n} AS ({sql})")
+            params.extend(values)
+            if " RETURNING " in sql:  # the keys an insert made, in order; a 1 for each row an update found
+                results.append(f"SELECT {n}, * FROM w{n}")
+        statement = "WITH " + ", ".join(parts) + " " + (
+            " UNION ALL ".join(results) if results else "SELECT NULL::int, NULL::bigint WHERE false"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            returned = cursor.fetchall()
+        by_write: dict[int, list] = {}
+        for n, value in returned:
+            by_write.setdefault(n, []).append(value)
+        for n, (_, _, done) in enumerate(writes):
+            done(by_write.get(n, []))
 
 
 class LoadedWithoutInit:

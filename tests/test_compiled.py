@@ -171,6 +171,98 @@ def test_update_row_of_a_row_gone_is_an_error_as_with_save():
         update_row(payment, ["id"])
 
 
+def _payment_writes(merchant, earlier: Payment, *, status_later: str):
+    """Writes as a payment's first commit and its answer make them, through insert_rows and update_row:
+    a payment (key made in Python), two history lines and an outbox row (keys made by the database),
+    and an earlier payment's new status. Returns the rows inserted."""
+    from payments.models import PaymentStatusChange
+    from pgi.compiled import insert_rows, update_row
+    from pgi.events.models import OutboxEvent
+
+    payment = Payment(merchant=merchant, amount=Decimal("12.34"), currency="USD", from_account="acc",
+                      status="Pending", status_changed_at=timezone.now(), metadata={"order": "7"})
+    insert_rows([payment])
+    history = insert_rows([
+        PaymentStatusChange(payment=payment, from_status="", to_status="Pending", source="api", reason="r"),
+        PaymentStatusChange(payment=payment, from_status="Pending", to_status="Processing", source="system", reason="s"),
+    ])
+    events = insert_rows([OutboxEvent(topic="payment-events", key=payment.pk, event_type="PAYMENT_CREATED",
+                                      payload={"amount": Decimal("12.34")}, body="{}", merchant_id=merchant.pk)])
+    earlier.status = status_later
+    update_row(earlier, ["status", "updated_at"])
+    return [payment, *history, *events]
+
+
+def test_writes_together_write_what_the_same_calls_write_one_by_one(django_assert_num_queries):
+    from payments.models import PaymentStatusChange
+    from pgi.compiled import writes_together
+    from pgi.events.models import OutboxEvent
+
+    merchant = MerchantFactory()
+    first, second = PaymentFactory(merchant=merchant, status="Processing"), PaymentFactory(merchant=merchant, status="Processing")
+    alone = _payment_writes(merchant, first, status_later="Completed")
+    with django_assert_num_queries(1), writes_together():
+        together = _payment_writes(merchant, second, status_later="Completed")
+        assert together[1].pk is None  # a key the database makes is set once the statement has run
+    assert all(row.pk is not None and row._state.adding is False and row._state.db == "default" for row in together)
+    for ours, theirs in zip(together, alone, strict=True):
+        stored_ours, stored_theirs = type(ours).objects.get(pk=ours.pk), type(theirs).objects.get(pk=theirs.pk)
+        differ = {"payment_id", "key"}  # each names its own payment
+        assert {k: v for k, v in columns(stored_ours).items() if k not in differ} == {
+            k: v for k, v in columns(stored_theirs).items() if k not in differ}
+    history = PaymentStatusChange.objects.filter(payment_id=together[0].pk).order_by("pk")
+    assert [(h.pk, h.to_status) for h in history] == [(together[1].pk, "Pending"), (together[2].pk, "Processing")]
+    assert OutboxEvent.objects.get(pk=together[3].pk).payload == {"amount": Decimal("12.34")}
+    assert Payment.objects.get(pk=second.pk).status == "Completed"
+
+
+def test_what_a_block_reads_sees_its_writes_first(django_assert_num_queries):
+    from pgi.compiled import insert_rows, update_row, writes_together
+
+    merchant = MerchantFactory()
+    with django_assert_num_queries(4), writes_together():
+        payment = Payment(merchant=merchant, amount=Decimal("1.00"), currency="USD", from_account="acc",
+                          status="Pending", status_changed_at=timezone.now())
+        insert_rows([payment])
+        assert Payment.objects.get(pk=payment.pk).status == "Pending"  # the INSERT, then this SELECT
+        payment.status = "Processing"
+        update_row(payment, ["status"])
+        payment.status = "Completed"  # the same row again: the first UPDATE goes alone, first
+        update_row(payment, ["status"])
+    assert Payment.objects.get(pk=payment.pk).status == "Completed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_a_block_leaves_nothing_of_it():
+    from django.db import DatabaseError, IntegrityError
+
+    from pgi.compiled import insert_rows, update_row, writes_together
+    from pgi.events.models import OutboxEvent
+
+    merchant = MerchantFactory()
+    existing = PaymentFactory(merchant=merchant, status="Processing")
+    twin = OutboxEvent(topic="t", key="k", event_type="e", payload={}, body="{}")
+    insert_rows([twin])
+    with pytest.raises(IntegrityError), writes_together():
+        _payment_writes(merchant, existing, status_later="Failed")
+        insert_rows([OutboxEvent(event_id=twin.event_id, topic="t", key="k", event_type="e", payload={}, body="{}")])
+    gone = Payment(pk="pay_00000000000000000000000000", merchant=merchant)
+    with pytest.raises(DatabaseError, match="did not affect any rows"), writes_together():
+        _payment_writes(merchant, existing, status_later="Failed")
+        update_row(gone, ["status"])
+    assert list(Payment.objects.values_list("pk", "status")) == [(existing.pk, "Processing")]
+    assert OutboxEvent.objects.count() == 1
+    with writes_together():  # the connection is usable, and the next block writes at once again
+        payment, *_ = _payment_writes(merchant, existing, status_later="Failed")
+    assert Payment.objects.count() == 2 and Payment.objects.get(pk=existing.pk).status == "Failed"
+
+
+def test_psycopg_still_has_the_statement_cache_setting_pgi_raises():
+    from psycopg import _queries
+
+    assert _queries.MAX_CACHED_STATEMENT_PARAMS >= 128
+
+
 def test_rows_loaded_without_init_are_what_the_orms_from_db_makes():
     merchant = MerchantFactory()
     PaymentFactory(merchant=merchant, metadata={"order": "7"}, reference="r-1")

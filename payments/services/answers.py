@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gateways.base import GatewayResult, GatewayStatus, Operation
-from pgi.compiled import insert_rows
+from pgi.compiled import insert_rows, writes_together
 from pgi.money import format_money, is_storable_amount
 from pgi.text import clip
 
@@ -149,15 +149,16 @@ def payment_apply_gateway_result(
     The payment's operations are read once under the lock, and a new gateway reference is written
     with the status in one UPDATE. The payment returned knows its pendingOperation."""
     payment = payment_lock(payment_id)
-    if attempts:
-        insert_rows(list(attempts))
     try:
         if result.reference and not payment.gateway_reference:
             payment.gateway_reference = clip(result.reference, 128)
             unsaved_keep(payment, "gateway_reference")
         operations_open_read(payment)
-        answered = _apply(payment, operation, result, source, reason)
-        unsaved_save(payment)
+        with writes_together():  # the attempts, the payment, its operations, history and announcements
+            if attempts:
+                insert_rows(list(attempts))
+            answered = _apply(payment, operation, result, source, reason)
+            unsaved_save(payment)
         # The response's pendingOperation, from the operations read under the lock (no query).
         answered.__dict__["pending_operation_kind"] = next(
             (op.kind for op in operations_open(payment) if op.kind in FOLLOW_UPS), None
