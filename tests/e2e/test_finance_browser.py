@@ -21,6 +21,9 @@ from tests.factories import (
     completed_refund,
 )
 
+# The day the reconciliation tests craft (tests/settlements/test_reconciliation.py: DAY).
+RECONCILED_DAY = dt.date(2026, 11, 30)
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 LAPTOP = {"width": 1400, "height": 1000}
@@ -67,6 +70,8 @@ def finance_books(django_user_model):
         back = n % 30
         at = now - dt.timedelta(days=back, minutes=7 * n)
         gateway = ("simulator", "stripe", "adyen")[n % 3]
+        if gateway == "simulator" and at.date() == RECONCILED_DAY:  # that day's are reconciled_day's own
+            gateway = "stripe"
         currency = ("EUR", "USD", "GBP")[(n // 3) % 3]
         status = PaymentStatus.FAILED if n % 11 == 0 else PaymentStatus.PROCESSING if n % 29 == 0 else PaymentStatus.COMPLETED
         payment = captured_payment(
@@ -195,6 +200,8 @@ def reconciled_day(finance_books, django_user_model):
     from settlements.reconciliation.models import Category, ReconciliationException
     from settlements.reconciliation.services import reconciliation_report_upload
     from tests.settlements.test_reconciliation import DAY, crafted_day
+
+    assert DAY == RECONCILED_DAY
 
     day = crafted_day(MerchantFactory(code="merchant456", name="Demo Merchant"))
     run = reconciliation_report_upload(
