@@ -280,8 +280,8 @@ _INTEGER_KEYS = frozenset({"AutoField", "BigAutoField", "SmallAutoField"})
 
 
 @contextmanager
-def writes_together(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """`transaction.atomic(savepoint=False)` whose `insert_rows` and `update_row` calls, on PostgreSQL,
+def writes_together(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) -> Iterator[None]:
+    """`transaction.atomic(using, savepoint)` whose `insert_rows` and `update_row` calls, on PostgreSQL,
     reach the database together: as one statement, each write a data-modifying `WITH` part of it
     (PostgreSQL runs every part to completion), when the block ends or before any other statement
     on the connection, whichever comes first. The payment path writes five rows in its first
@@ -295,13 +295,14 @@ def writes_together(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     - a primary key made by the database is set on the object when its statement has run, not
       when insert_rows returns;
     - an error of any write (a unique key, an update that found no row) is raised there too, by
-      the statement that carries it, and, as any error inside `atomic(savepoint=False)`, leaves
-      the enclosing transaction to be rolled back whole.
+      the statement that carries it; the block's writes are undone as atomic undoes them.
+    A savepoint inside the block (a nested atomic) is a statement too: the writes before it go
+    first, and rolling back to it undoes what the block wrote after it, waiting or not.
     Elsewhere than PostgreSQL, and inside another such block, it is the atomic block alone.
     tests/test_compiled.py compares what a block writes with what the same calls write one by one.
     """
     connection = connections[using]
-    with transaction.atomic(using=using, savepoint=False):
+    with transaction.atomic(using=using, savepoint=savepoint):
         if connection.vendor != "postgresql" or getattr(connection, _BATCH, None) is not None:
             yield
             return

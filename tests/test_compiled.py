@@ -201,7 +201,7 @@ def test_writes_together_write_what_the_same_calls_write_one_by_one(django_asser
     merchant = MerchantFactory()
     first, second = PaymentFactory(merchant=merchant, status="Processing"), PaymentFactory(merchant=merchant, status="Processing")
     alone = _payment_writes(merchant, first, status_later="Completed")
-    with django_assert_num_queries(1), writes_together():
+    with django_assert_num_queries(1), writes_together(savepoint=False):  # inside the test's transaction
         together = _payment_writes(merchant, second, status_later="Completed")
         assert together[1].pk is None  # a key the database makes is set once the statement has run
     assert all(row.pk is not None and row._state.adding is False and row._state.db == "default" for row in together)
@@ -220,7 +220,7 @@ def test_what_a_block_reads_sees_its_writes_first(django_assert_num_queries):
     from pgi.compiled import insert_rows, update_row, writes_together
 
     merchant = MerchantFactory()
-    with django_assert_num_queries(4), writes_together():
+    with django_assert_num_queries(4), writes_together(savepoint=False):
         payment = Payment(merchant=merchant, amount=Decimal("1.00"), currency="USD", from_account="acc",
                           status="Pending", status_changed_at=timezone.now())
         insert_rows([payment])
@@ -230,6 +230,24 @@ def test_what_a_block_reads_sees_its_writes_first(django_assert_num_queries):
         payment.status = "Completed"  # the same row again: the first UPDATE goes alone, first
         update_row(payment, ["status"])
     assert Payment.objects.get(pk=payment.pk).status == "Completed"
+
+
+def test_rolling_back_to_a_savepoint_in_a_block_undoes_its_waiting_writes():
+    from pgi.compiled import insert_rows, writes_together
+
+    merchant = MerchantFactory()
+
+    def new_payment(reference):
+        return Payment(merchant=merchant, amount=Decimal("1.00"), currency="USD", from_account="acc",
+                       status="Pending", status_changed_at=timezone.now(), reference=reference)
+
+    with writes_together(savepoint=False):
+        insert_rows([new_payment("kept")])
+        with pytest.raises(ValueError), transaction.atomic():
+            insert_rows([new_payment("undone")])
+            raise ValueError("the nested block fails")
+        insert_rows([new_payment("after")])
+    assert sorted(Payment.objects.values_list("reference", flat=True)) == ["after", "kept"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -154,7 +154,8 @@ def payment_apply_gateway_result(
             payment.gateway_reference = clip(result.reference, 128)
             unsaved_keep(payment, "gateway_reference")
         operations_open_read(payment)
-        with writes_together():  # the attempts, the payment, its operations, history and announcements
+        # The attempts, the payment, its operations, history and announcements: in this transaction.
+        with writes_together(savepoint=False):
             if attempts:
                 insert_rows(list(attempts))
             answered = _apply(payment, operation, result, source, reason)
