@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from pgi.compiled import CompiledSelect, insert_rows, update_row
+from pgi.compiled import CompiledSelect, insert_rows, update_row, writes_together
 from pgi.errors import BusinessRuleViolation, Conflict, ErrorDetail, PermissionDenied, ValidationFailed
 from pgi.merchants.models import Merchant
 from pgi.merchants.principals import Principal
@@ -267,21 +267,23 @@ def transition_locked(
         setattr(payment, name, value)
     payment.status = to_status
     payment.status_changed_at = timezone.now()
-    update_row(payment, ["status", "status_changed_at", "updated_at", *changes, *unsaved_take(payment)])
-    operations_end(payment=payment, to_status=to_status, finish=finish or {})
-    insert_rows(
-        [
-            PaymentStatusChange(
-                payment=payment,
-                from_status=from_status,
-                to_status=to_status,
-                source=source,
-                reason=clip(reason, 255),
-                failure_code=changes.get("failure_code", ""),
-            )
-        ]
-    )
-    payment_status_changed.send(sender=Payment, payment=payment, from_status=from_status, source=source)
+    # The payment, the operations it ends, its history line and announcements: one statement.
+    with writes_together(savepoint=False):
+        update_row(payment, ["status", "status_changed_at", "updated_at", *changes, *unsaved_take(payment)])
+        operations_end(payment=payment, to_status=to_status, finish=finish or {})
+        insert_rows(
+            [
+                PaymentStatusChange(
+                    payment=payment,
+                    from_status=from_status,
+                    to_status=to_status,
+                    source=source,
+                    reason=clip(reason, 255),
+                    failure_code=changes.get("failure_code", ""),
+                )
+            ]
+        )
+        payment_status_changed.send(sender=Payment, payment=payment, from_status=from_status, source=source)
     return payment
 
 
