@@ -159,6 +159,8 @@ def insert_rows(objs: list[Model], *, using: str = DEFAULT_DB_ALIAS) -> list[Mod
     if opts.parents or any(type(obj) is not model for obj in objs):
         raise ValueError("insert_rows takes new rows of one model without parents")
     pk = opts.pk
+    connection = connections[using]
+    _keys_first(connection, objs)
     for obj in objs:
         if obj.pk is None:
             obj.pk = pk.get_pk_value_on_save(obj)  # a default (an id made in Python), else None
@@ -166,7 +168,6 @@ def insert_rows(objs: list[Model], *, using: str = DEFAULT_DB_ALIAS) -> list[Mod
     made_by_database = objs[0].pk is None
     if any((obj.pk is None) != made_by_database for obj in objs):
         raise ValueError("insert_rows: all objects have their primary key, or none has")
-    connection = connections[using]
     key = (model, len(objs), made_by_database, connection.vendor)
     if key not in _INSERTS:
         _INSERTS[key] = _insert_sql(model, len(objs), made_by_database, connection)
@@ -244,6 +245,7 @@ def update_row(obj: Model, fields: list[str] | tuple[str, ...], *, using: str | 
     if key not in _UPDATES:
         _UPDATES[key] = _update_sql(model, names, connection)
     sql, targets = _UPDATES[key]
+    _keys_first(connection, [obj])
     obj._prepare_related_fields_for_save(operation_name="save")
     params = _db_values(obj, targets, add=False, connection=connection)
     params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
@@ -293,7 +295,9 @@ def writes_together(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) ->
     rows, so a row already waiting is written before an update of it. Foreign keys between the
     rows hold: Django's are checked at commit. What changes:
     - a primary key made by the database is set on the object when its statement has run, not
-      when insert_rows returns;
+      when insert_rows returns. insert_rows and update_row send the waiting writes first when
+      they meet such an object, or a row that refers to one; the ORM's save() and create() do not,
+      and refuse the row as they refuse any reference to an unsaved object (ValueError);
     - an error of any write (a unique key, an update that found no row) is raised there too, by
       the statement that carries it; the block's writes are undone as atomic undoes them.
     A savepoint inside the block (a nested atomic) is a statement too: the writes before it go
@@ -319,6 +323,30 @@ def writes_together(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) ->
             delattr(connection, _BATCH)
 
 
+def _keys_first(connection, objs: list[Model]) -> None:
+    """In a writes_together block, the waiting writes go first when one of `objs` is, or refers to,
+    a row waiting for the key the database makes: the key is then there to write."""
+    batch = getattr(connection, _BATCH, None)
+    if batch is None or not batch.unkeyed:
+        return
+    model = type(objs[0])
+    relations = _RELATIONS.get(model)
+    if relations is None:
+        relations = _RELATIONS[model] = tuple(f for f in model._meta.concrete_fields if f.is_relation)
+    waiting = {type(obj) for obj in batch.unkeyed.values()}
+    if model not in waiting and not any(field.related_model in waiting for field in relations):
+        return
+    for obj in objs:
+        if id(obj) in batch.unkeyed or any(
+            field.is_cached(obj) and id(field.get_cached_value(obj)) in batch.unkeyed for field in relations
+        ):
+            batch.flush()
+            return
+
+
+_RELATIONS: dict[type[Model], tuple[Field, ...]] = {}  # _keys_first's: each model's foreign keys
+
+
 class _WriteBatch:
     """The writes waiting in a writes_together block: each (SQL, parameters, what to do once run)."""
 
@@ -326,6 +354,7 @@ class _WriteBatch:
         self.connection = connection
         self.writes: list[tuple[str, list, Callable[[list], None]]] = []
         self.rows: set[tuple] = set()  # (model, primary key) of each row waiting to be written
+        self.unkeyed: dict[int, Model] = {}  # the objects waiting for a key the database makes, by id()
 
     def insert(self, sql: str, params: list, objs: list[Model], made_by_database: bool, using: str) -> None:
         def done(values: list) -> None:
@@ -334,7 +363,9 @@ class _WriteBatch:
             _inserted(objs, values, using)
 
         self.writes.append((sql, params, done))
-        if not made_by_database:
+        if made_by_database:
+            self.unkeyed.update((id(obj), obj) for obj in objs)
+        else:
             self.rows.update((type(obj), obj.pk) for obj in objs)
 
     def update(self, sql: str, params: list, row: tuple) -> None:
@@ -354,7 +385,7 @@ class _WriteBatch:
         return execute(sql, params, many, context)
 
     def flush(self) -> None:
-        writes, self.writes, self.rows = self.writes, [], set()
+        writes, self.writes, self.rows, self.unkeyed = self.writes, [], set(), {}
         if not writes:
             return
         if len(writes) == 1:  # the statement insert_rows or update_row would have run

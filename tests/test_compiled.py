@@ -250,6 +250,31 @@ def test_rolling_back_to_a_savepoint_in_a_block_undoes_its_waiting_writes():
     assert sorted(Payment.objects.values_list("reference", flat=True)) == ["after", "kept"]
 
 
+def test_a_row_that_needs_a_waiting_key_sends_the_waiting_writes_first(django_assert_num_queries):
+    from payments.models import GatewayOperation
+    from pgi.compiled import insert_rows, update_row, writes_together
+    from refunds.models import Refund
+
+    payment = PaymentFactory(status="Completed")
+    with django_assert_num_queries(3), writes_together(savepoint=False):
+        (operation,) = insert_rows([GatewayOperation(payment=payment, kind="refund", amount=Decimal("1.00"),
+                                                     idempotency_key="ref_pgi_test_1")])
+        assert operation.pk is None
+        (refund,) = insert_rows([Refund(payment=payment, merchant_id=payment.merchant_id, operation=operation,
+                                        amount=Decimal("1.00"), currency=payment.currency, status="Pending",
+                                        status_changed_at=timezone.now(), gateway=payment.gateway)])
+        assert operation.pk is not None  # the operation's INSERT went first, alone
+        operation.status = "failed"
+        update_row(operation, ["status"])  # known, so it waits with the refund: one more statement at the end
+        (second,) = insert_rows([GatewayOperation(payment=payment, kind="refund", amount=Decimal("2.00"),
+                                                  idempotency_key="ref_pgi_test_2")])
+        second.status = "failed"
+        update_row(second, ["status"])  # needs its key: the refund, that update and this INSERT go first
+    assert Refund.objects.get(pk=refund.pk).operation_id == operation.pk
+    assert list(GatewayOperation.objects.filter(payment=payment, kind="refund").order_by("pk").values_list("status", flat=True)) == [
+        "failed", "failed"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_error_in_a_block_leaves_nothing_of_it():
     from django.db import DatabaseError, IntegrityError
