@@ -256,10 +256,10 @@ def update_row(obj: Model, fields: list[str] | tuple[str, ...], *, using: str | 
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount != 1:
-            raise _NOT_UPDATED()
+            raise _not_updated()
 
 
-def _NOT_UPDATED() -> DatabaseError:
+def _not_updated() -> DatabaseError:
     return DatabaseError("Save with update_fields did not affect any rows.")
 
 
@@ -374,7 +374,7 @@ class _WriteBatch:
 
         def done(values: list) -> None:
             if values != [1]:
-                raise _NOT_UPDATED()
+                raise _not_updated()
 
         self.writes.append((sql + " RETURNING 1", params, done))
         self.rows.add(row)
