@@ -259,8 +259,14 @@ _UTC_DATETIME = UtcDateTimeField()
 
 def utc_text(value) -> str | None:
     """A datetime as UtcDateTimeField writes it (None stays None), for answers written without
-    a serializer's fields (payments.representation)."""
-    return None if value is None else _UTC_DATETIME.to_representation(value)
+    a serializer's fields (payments.representation). A time already in UTC (as PGI reads them from
+    PostgreSQL) needs no conversion: its ISO text ends in +00:00."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    if text.endswith("+00:00") and api_settings.DATETIME_FORMAT == ISO_8601:
+        return text[:-6] + "Z"
+    return _UTC_DATETIME.to_representation(value)
 
 
 class AccountOutputField(serializers.CharField):
