@@ -19,7 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from threading import Lock
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
 from django.db.models import Field, Model, QuerySet
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
@@ -138,8 +142,8 @@ def _instance(compiled: _Compiled, row: list, connection) -> Model:
     return instance
 
 
-# insert_rows' statements: (model, rows, database makes the key, database vendor) -> (SQL, fields).
-_INSERTS: dict[tuple, tuple[str, list[Field]]] = {}
+# insert_rows' statements: (model, rows, database makes the key, database vendor) -> (SQL, value plan).
+_INSERTS: dict[tuple, tuple[str, tuple]] = {}
 
 
 def insert_rows(objs: list[Model], *, using: str = DEFAULT_DB_ALIAS) -> list[Model]:
@@ -170,9 +174,10 @@ def insert_rows(objs: list[Model], *, using: str = DEFAULT_DB_ALIAS) -> list[Mod
         raise ValueError("insert_rows: all objects have their primary key, or none has")
     key = (model, len(objs), made_by_database, connection.vendor)
     if key not in _INSERTS:
-        _INSERTS[key] = _insert_sql(model, len(objs), made_by_database, connection)
-    sql, fields = _INSERTS[key]
-    params = [value for obj in objs for value in _db_values(obj, fields, add=True, connection=connection)]
+        sql, fields = _insert_sql(model, len(objs), made_by_database, connection)
+        _INSERTS[key] = sql, _value_plan(fields, connection)
+    sql, plan = _INSERTS[key]
+    params = [value for obj in objs for value in _db_values(obj, plan, add=True, connection=connection)]
     batch = getattr(connection, _BATCH, None)
     if batch is not None and (not made_by_database or pk.get_internal_type() in _INTEGER_KEYS):
         batch.insert(sql, params, objs, made_by_database, using)
@@ -194,13 +199,100 @@ def _inserted(objs: list[Model], made: list, using: str) -> None:
         obj._state.db = using
 
 
-def _db_values(obj: Model, fields: list[Field], *, add: bool, connection) -> list:
+def _db_values(obj: Model, plan: tuple, *, add: bool, connection) -> list:
     """The fields' values of obj as save() sends them: pre_save (defaults, auto_now), then
-    get_db_prep_save. Values only: an expression is refused."""
-    values = [field.get_db_prep_save(field.pre_save(obj, add=add), connection=connection) for field in fields]
-    if any(hasattr(value, "resolve_expression") for value in values):
-        raise ValueError("insert_rows and update_row take values, not expressions")
+    get_db_prep_save, except where `plan` (_value_plan) knows what that gives. Values only: an
+    expression is refused."""
+    values = []
+    append = values.append
+    for field, pre_save, kinds in plan:
+        value = field.pre_save(obj, add) if pre_save else getattr(obj, field.attname)
+        if kinds is not None:
+            if value is None:
+                append(None)
+                continue
+            convert = kinds.get(type(value), _OWN)
+            if convert is None:
+                append(value)
+                continue
+            if convert is not _OWN:
+                value_sent = convert(value)
+                if value_sent is not _OWN:
+                    append(value_sent)
+                    continue
+        value = field.get_db_prep_save(value, connection=connection)
+        if hasattr(value, "resolve_expression"):
+            raise ValueError("insert_rows and update_row take values, not expressions")
+        append(value)
     return values
+
+
+# _value_plan's: what a field of these exact classes sends PostgreSQL (psycopg 3) for a value of an
+# exact type, as its own get_db_prep_save computes it (Django 5.2): the value itself (None), the
+# value wrapped (a callable), or, where a callable returns _OWN, what the field's methods say (a
+# naive datetime's warning, a NaN's ValidationError, a foreign key's ""). None is sent as None by
+# all of them. Any other class or type goes through the field's own methods.
+# tests/test_compiled.py compares the two for every field of PGI's models.
+_OWN = object()
+_TEXT_FIELDS = (models.CharField, models.TextField)
+_INTEGER_FIELDS = (
+    models.IntegerField, models.BigIntegerField, models.SmallIntegerField,
+    models.PositiveIntegerField, models.PositiveBigIntegerField, models.PositiveSmallIntegerField,
+)
+_AUTO_FIELDS = (models.AutoField, models.BigAutoField, models.SmallAutoField)
+_DATETIME_FIELDS = (models.DateTimeField, models.DateField)
+
+
+def _finite(value):
+    return value if value.is_finite() else _OWN
+
+
+def _aware(value):
+    return value if value.utcoffset() is not None else _OWN
+
+
+def _not_empty(value):
+    return value if value != "" else _OWN
+
+
+def _kinds(field: Field, connection) -> dict | None:
+    cls = type(field)
+    if cls in _TEXT_FIELDS:
+        return {str: None}
+    if cls in _AUTO_FIELDS:
+        return {int: None}
+    if cls in _INTEGER_FIELDS:
+        wrap = getattr(connection.ops, "integerfield_type_map", {}).get(field.get_internal_type())
+        return None if wrap is None else {int: wrap}
+    if cls is models.BooleanField:
+        return {bool: None}
+    if cls is models.DecimalField:
+        return {Decimal: _finite}
+    if cls is models.DateTimeField:
+        return {datetime: _aware}
+    if cls is models.DateField:
+        return {date: None}
+    if cls is models.UUIDField:
+        return {UUID: None}
+    if cls in (models.ForeignKey, models.OneToOneField):
+        target = _kinds(field.target_field, connection)
+        if target is None:
+            return None
+        return {kind: (_not_empty if kind is str else convert) for kind, convert in target.items()}
+    return None
+
+
+def _value_plan(fields: list[Field], connection) -> tuple:
+    """For each field: (field, whether its pre_save does more than read the attribute, its kinds)."""
+    known = connection.vendor == "postgresql"
+    return tuple(
+        (
+            field,
+            isinstance(field, _DATETIME_FIELDS) or type(field).pre_save is not Field.pre_save,
+            _kinds(field, connection) if known else None,
+        )
+        for field in fields
+    )
 
 
 def _insert_sql(model: type[Model], rows: int, made_by_database: bool, connection) -> tuple[str, list[Field]]:
@@ -226,8 +318,8 @@ def _insert_sql(model: type[Model], rows: int, made_by_database: bool, connectio
 _psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = max(_psycopg_queries.MAX_CACHED_STATEMENT_PARAMS, 128)
 
 
-# update_row's statements: (model, field names, database vendor) -> (SQL, fields).
-_UPDATES: dict[tuple, tuple[str, list[Field]]] = {}
+# update_row's statements: (model, field names, database vendor) -> (SQL, value plan).
+_UPDATES: dict[tuple, tuple[str, tuple]] = {}
 
 
 def update_row(obj: Model, fields: list[str] | tuple[str, ...], *, using: str | None = None) -> None:
@@ -243,11 +335,12 @@ def update_row(obj: Model, fields: list[str] | tuple[str, ...], *, using: str | 
     names = tuple(sorted(set(fields)))  # as save(): each once, in any order
     key = (model, names, connection.vendor)
     if key not in _UPDATES:
-        _UPDATES[key] = _update_sql(model, names, connection)
-    sql, targets = _UPDATES[key]
+        sql, targets = _update_sql(model, names, connection)
+        _UPDATES[key] = sql, _value_plan(targets, connection)
+    sql, plan = _UPDATES[key]
     _keys_first(connection, [obj])
     obj._prepare_related_fields_for_save(operation_name="save")
-    params = _db_values(obj, targets, add=False, connection=connection)
+    params = _db_values(obj, plan, add=False, connection=connection)
     params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
     batch = getattr(connection, _BATCH, None)
     if batch is not None:

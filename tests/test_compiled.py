@@ -1,6 +1,11 @@
 """pgi.compiled: a query compiled once reads, with each call's values, the rows the ORM reads."""
 
+import datetime
+import uuid
+import warnings
+import zoneinfo
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.db import transaction
@@ -9,6 +14,7 @@ from django.db.models.functions import Concat
 from django.db.models.signals import post_init
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from payments.models import Payment
 from pgi.compiled import CompiledSelect
@@ -341,3 +347,78 @@ def test_a_row_with_deferred_fields_or_a_listened_model_is_loaded_by_the_orm():
     finally:
         post_init.disconnect(listener, sender=Payment)
     assert seen == [loaded.pk]
+
+
+# insert_rows and update_row: the values they send -------------------------------------------
+
+_AWARE = datetime.datetime(2026, 12, 3, 14, 0, 0, 123456, tzinfo=datetime.UTC)
+_SAMPLES = [
+    None, "", "abc", "pay_0123456789", 0, 7, -3, 2**40, True, False, 1.5,
+    Decimal("50.00"), Decimal("-0.01"), Decimal("1E+3"), Decimal("NaN"), Decimal("Infinity"),
+    _AWARE, _AWARE.astimezone(zoneinfo.ZoneInfo("Europe/Paris")), datetime.datetime(2026, 12, 3, 14, 0),
+    datetime.date(2026, 12, 3), uuid.UUID("12345678-1234-5678-1234-567812345678"), gettext_lazy("Completed"),
+    [], {"a": 1},
+]
+
+
+def _sent(compute):
+    """What compute() returns (its value and exact type) or raises, and the warnings it gives."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = compute()
+            # psycopg's wrappers (Jsonb, Binary) have no equality of their own: compare what they wrap.
+            outcome = ("value", type(value), getattr(value, "obj", value))
+        except Exception as error:  # noqa: BLE001 - the two must fail alike
+            outcome = ("error", type(error))
+    return outcome, [(w.category, str(w.message)) for w in caught]
+
+
+def _models():
+    from django.apps import apps
+
+    return [model for model in apps.get_models() if not model.__module__.startswith("django.")]
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda model: model._meta.label)
+def test_the_values_sent_are_what_each_fields_own_methods_send(model):
+    """For every field of every model of PGI (and those of its libraries) and values of every type,
+    `_db_values` with its plan sends what `field.get_db_prep_save(field.pre_save(…))` sends."""
+    from django.db import connection
+
+    from pgi.compiled import _db_values, _value_plan
+
+    fixed_now = _AWARE
+    checked = 0
+    for field in model._meta.local_concrete_fields:
+        plan = _value_plan([field], connection)
+        for value in _SAMPLES:
+            for add in (True, False):
+                ours, theirs = model(), model()
+                try:
+                    setattr(ours, field.attname, value)
+                except Exception:  # noqa: BLE001 - a field whose descriptor refuses the value
+                    continue
+                setattr(theirs, field.attname, value)
+                with mock.patch("django.utils.timezone.now", return_value=fixed_now):
+                    planned = _sent(lambda: _db_values(ours, plan, add=add, connection=connection)[0])
+                    own = _sent(
+                        lambda: field.get_db_prep_save(field.pre_save(theirs, add), connection=connection)
+                    )
+                assert planned == own, (field, value, add)
+                left, right = getattr(ours, field.attname), getattr(theirs, field.attname)
+                assert left is right or left == right
+                checked += 1
+    assert checked
+
+
+def test_the_plan_knows_the_payment_paths_fields():
+    """The fields the payment path writes take the plan's way, not the field's methods."""
+    from django.db import connection
+
+    from pgi.compiled import _value_plan
+
+    plan = _value_plan(Payment._meta.local_concrete_fields, connection)
+    known = {field.name for field, _, kinds in plan if kinds is not None}
+    assert {"id", "merchant", "amount", "currency", "from_account", "status", "created_at", "capture"} <= known
+    assert "metadata" not in known  # a JSONField: its own methods
