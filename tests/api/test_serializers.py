@@ -44,3 +44,20 @@ def test_utc_text_writes_what_drfs_datetime_field_writes_in_utc(value, settings)
 def test_utc_text_follows_a_datetime_format_setting(settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DATETIME_FORMAT": "%Y-%m-%d %H:%M"}
     assert utc_text(datetime.datetime(2026, 12, 3, 14, 5, tzinfo=datetime.UTC)) == "2026-12-03 14:05"
+
+
+def test_each_serializer_gets_its_own_bound_fields_and_the_declared_ones_stay_unbound():
+    from payments.apis import PaymentInputSerializer
+
+    first, second = PaymentInputSerializer(data={}), PaymentInputSerializer(data={})
+    for name, declared in PaymentInputSerializer._declared_fields.items():
+        mine, theirs = first.fields[name], second.fields[name]
+        assert mine is not theirs and mine is not declared
+        assert mine.parent is first and theirs.parent is second
+        assert declared.parent is None and declared.field_name is None
+    # A field with a child of its own (metadata: a dict of strings) gets its own child too.
+    assert first.fields["metadata"].child is not second.fields["metadata"].child
+    assert first.fields["metadata"].child.parent is first.fields["metadata"]
+    # One serializer's errors are its own.
+    assert not first.is_valid() and not second.is_valid()
+    assert first.errors is not second.errors and first.errors == second.errors
