@@ -16,10 +16,21 @@ from django.db import models
 from django.db.models import Q
 
 
+class PublishedMessage(dict):
+    """A message with the text it is published as (`body`): the `payload` column stores that text
+    as it is, rather than writing the message a second time (pgi.events.payloads._row)."""
+
+    def __init__(self, message: dict, text: str):
+        super().__init__(message)
+        self.text = text
+
+
 class DecimalJSONEncoder(json.JSONEncoder):
     """Writes Decimal as its exact JSON number (50.00), never through a float."""
 
     def encode(self, o):
+        if type(o) is PublishedMessage:
+            return o.text
         return simplejson.dumps(o, use_decimal=True, ensure_ascii=False, separators=(",", ":"))
 
 
