@@ -15,7 +15,7 @@ rather than a call reading wrong rows.
 """
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from threading import Lock
 
@@ -29,6 +29,7 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.db.transaction import TransactionManagementError
 from psycopg import _queries as _psycopg_queries
+from psycopg.pq import TransactionStatus
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,7 @@ def _update_sql(model: type[Model], names: tuple[str, ...], connection) -> tuple
 
 # writes_together ----------------------------------------------------------------------------
 
+_IDLE = TransactionStatus.IDLE
 _BATCH = "pgi_writes_together"  # the connection's attribute holding the block's waiting writes
 _INTEGER_KEYS = frozenset({"AutoField", "BigAutoField", "SmallAutoField"})
 
@@ -395,10 +397,13 @@ def writes_together(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) ->
       the statement that carries it; the block's writes are undone as atomic undoes them.
     A savepoint inside the block (a nested atomic) is a statement too: the writes before it go
     first, and rolling back to it undoes what the block wrote after it, waiting or not.
+    A block that is its whole transaction and sends nothing but inserts is one statement, which
+    PostgreSQL runs as its own transaction: psycopg then sends neither BEGIN nor COMMIT (_alone).
     Elsewhere than PostgreSQL, and inside another such block, it is the atomic block alone.
     tests/test_compiled.py compares what a block writes with what the same calls write one by one.
     """
     connection = connections[using]
+    outermost = not connection.in_atomic_block
     with transaction.atomic(using=using, savepoint=savepoint):
         if connection.vendor != "postgresql" or getattr(connection, _BATCH, None) is not None:
             yield
@@ -410,7 +415,7 @@ def writes_together(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) ->
         connection.execute_wrappers.insert(0, batch.before_statement)
         try:
             yield
-            batch.flush()
+            batch.flush(whole_transaction=outermost)
         finally:
             connection.execute_wrappers.remove(batch.before_statement)
             delattr(connection, _BATCH)
@@ -438,6 +443,31 @@ def _keys_first(connection, objs: list[Model]) -> None:
 
 
 _RELATIONS: dict[type[Model], tuple[Field, ...]] = {}  # _keys_first's: each model's foreign keys
+
+
+@contextmanager
+def _alone(connection) -> Iterator[None]:
+    """Where a transaction consists of one statement that inserts, run it as PostgreSQL runs any
+    statement outside a transaction: as its own, all of it or none of it. That saves the BEGIN
+    and the COMMIT, two round trips. psycopg sends BEGIN only before a transaction's first statement,
+    and COMMIT only when one was sent (the atomic block's commit then has nothing to do); so this
+    applies when nothing was sent yet, and the transaction asks for nothing BEGIN would say (an
+    isolation level, read only, deferrable)."""
+    raw = connection.connection
+    if (
+        raw.autocommit
+        or raw.info.transaction_status != _IDLE
+        or raw.isolation_level is not None
+        or raw.read_only is not None
+        or raw.deferrable is not None
+    ):
+        yield
+        return
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        raw.autocommit = False
 
 
 class _WriteBatch:
@@ -477,10 +507,19 @@ class _WriteBatch:
             self.flush()
         return execute(sql, params, many, context)
 
-    def flush(self) -> None:
+    def flush(self, *, whole_transaction: bool = False) -> None:
+        """Send the waiting writes. `whole_transaction`: at the end of a block that is its
+        transaction; when nothing else was sent in it, the statement is the whole transaction."""
         writes, self.writes, self.rows, self.unkeyed = self.writes, [], set(), {}
         if not writes:
             return
+        # Only inserts: an update's "no row found" is told after the statement has run, too late
+        # for a statement that commits as it ends.
+        inserts_only = all(not sql.startswith("UPDATE ") for sql, _, _ in writes)
+        with _alone(self.connection) if whole_transaction and inserts_only else nullcontext():
+            self._send(writes)
+
+    def _send(self, writes: list) -> None:
         if len(writes) == 1:  # the statement insert_rows or update_row would have run
             sql, params, done = writes[0]
             with self.connection.cursor() as cursor:

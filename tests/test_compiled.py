@@ -20,6 +20,7 @@ from payments.models import Payment
 from pgi.compiled import CompiledSelect
 from pgi.merchants.models import ApiKey
 from tests.factories import MerchantFactory, PaymentFactory
+from tests.psycopg_commands import commands_sent
 
 pytestmark = pytest.mark.django_db
 
@@ -422,3 +423,87 @@ def test_the_plan_knows_the_payment_paths_fields():
     known = {field.name for field, _, kinds in plan if kinds is not None}
     assert {"id", "merchant", "amount", "currency", "from_account", "status", "created_at", "capture"} <= known
     assert "metadata" not in known  # a JSONField: its own methods
+
+
+def _inserts(merchant, reference: str) -> list[Model]:
+    """A payment and its first history line, as a payment's first commit inserts them."""
+    from payments.models import PaymentStatusChange
+    from pgi.compiled import insert_rows
+
+    payment = Payment(merchant=merchant, amount=Decimal("1.00"), currency="USD", from_account="acc",
+                      status="Pending", status_changed_at=timezone.now(), reference=reference)
+    insert_rows([payment])
+    return [payment, *insert_rows([PaymentStatusChange(payment=payment, from_status="", to_status="Pending",
+                                                       source="api", reason="r")])]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_of_one_statement_that_inserts_sends_no_begin_nor_commit():
+    from pgi.compiled import writes_together
+
+    merchant = MerchantFactory()
+    existing = PaymentFactory(merchant=merchant, status="Processing")
+    committed = []
+    with commands_sent() as sent, writes_together():
+        payment, history = _inserts(merchant, "alone")
+        transaction.on_commit(lambda: committed.append(True))
+    assert sent == [] and committed == [True]
+    assert Payment.objects.get(pk=payment.pk).reference == "alone" and history.pk is not None
+
+    # A block that reads too is a transaction of several statements: BEGIN and COMMIT as always.
+    with commands_sent() as sent, writes_together():
+        _inserts(merchant, "read")
+        assert Payment.objects.filter(reference="read").exists()
+    assert sent == ["BEGIN", "COMMIT"]
+
+    # So is one that updates: an update that finds no row is told once the statement has run.
+    with commands_sent() as sent, writes_together():
+        _payment_writes(merchant, existing, status_later="Completed")
+    assert sent == ["BEGIN", "COMMIT"]
+
+    # Inside a transaction already open, the block is a part of it.
+    with commands_sent() as sent, transaction.atomic():
+        with writes_together():
+            _inserts(merchant, "inside")
+    assert sent == ["BEGIN", "COMMIT"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_statement_alone_leaves_nothing_and_the_connection_usable():
+    from django.db import IntegrityError, connection
+
+    from pgi.compiled import insert_rows, writes_together
+    from pgi.events.models import OutboxEvent
+
+    merchant = MerchantFactory()
+    twin = OutboxEvent(topic="t", key="k", event_type="e", payload={}, body="{}")
+    insert_rows([twin])
+    committed = []
+    with commands_sent() as sent, pytest.raises(IntegrityError), writes_together():
+        _inserts(merchant, "failed")
+        insert_rows([OutboxEvent(event_id=twin.event_id, topic="t", key="k", event_type="e", payload={}, body="{}")])
+        transaction.on_commit(lambda: committed.append(True))
+    assert sent == [] and committed == []
+    assert not Payment.objects.exists() and OutboxEvent.objects.count() == 1
+    assert connection.get_autocommit() and connection.connection.autocommit
+    with writes_together():
+        _inserts(merchant, "next")
+    assert list(Payment.objects.values_list("reference", flat=True)) == ["next"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_that_asks_for_an_isolation_level_keeps_its_begin():
+    from django.db import connection
+    from psycopg import IsolationLevel
+
+    from pgi.compiled import writes_together
+
+    merchant = MerchantFactory()
+    connection.ensure_connection()
+    connection.connection.isolation_level = IsolationLevel.SERIALIZABLE
+    try:
+        with commands_sent() as sent, writes_together():
+            _inserts(merchant, "serializable")
+    finally:
+        connection.connection.isolation_level = None
+    assert sent == ["BEGIN", "COMMIT"]

@@ -13,6 +13,7 @@ from payments.models import Payment
 
 from ..conftest import client_for
 from ..factories import PaymentFactory
+from ..psycopg_commands import commands_sent
 
 PAYMENTS_URL = "/v1/payments"
 BODY = '{"amount": 50.00, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}'
@@ -45,10 +46,13 @@ def writes(sql: str) -> list[str]:
 def test_a_payment_is_two_commits_around_the_gateway_call(merchant, warm_api):
     warm_api.post(PAYMENTS_URL, BODY, content_type="application/json")  # the routes' first read
 
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, commands_sent() as sent:
         response = warm_api.post(PAYMENTS_URL, BODY, content_type="application/json")
 
     assert response.status_code == 201 and response.json()["status"] == "Completed"
+    # Django logs a BEGIN and a COMMIT for each transaction; the first is one statement, which
+    # PostgreSQL runs as its own transaction: psycopg sends BEGIN and COMMIT for the second only.
+    assert [command for command in sent if command in ("BEGIN", "COMMIT", "ROLLBACK")] == ["BEGIN", "COMMIT"]
     kinds = statements(queries)
     # Before the call, one statement (pgi.compiled.writes_together): the payment, its two history
     # lines, its two events, its operation. The simulator's own ledger row (one INSERT, its own
