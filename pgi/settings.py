@@ -282,6 +282,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PARSER_CLASSES": ["pgi.api.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["pgi.api.renderers.DecimalJSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "pgi.api.negotiation.JsonContentNegotiation",
     "DEFAULT_THROTTLE_CLASSES": ["pgi.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "pgi.api.schema.ScopedAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
