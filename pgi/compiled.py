@@ -17,10 +17,9 @@ rather than a call reading wrong rows.
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from threading import Lock
-
 from datetime import date, datetime
 from decimal import Decimal
+from threading import Lock
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
@@ -415,7 +414,10 @@ def writes_together(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) ->
         connection.execute_wrappers.insert(0, batch.before_statement)
         try:
             yield
-            batch.flush(whole_transaction=outermost)
+            if connection.needs_rollback:  # set_rollback(True): the block is undone, its waiting writes with it
+                batch.writes.clear()
+            else:
+                batch.flush(whole_transaction=outermost)
         finally:
             connection.execute_wrappers.remove(batch.before_statement)
             delattr(connection, _BATCH)

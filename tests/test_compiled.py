@@ -467,6 +467,13 @@ def test_a_transaction_of_one_statement_that_inserts_sends_no_begin_nor_commit()
             _inserts(merchant, "inside")
     assert sent == ["BEGIN", "COMMIT"]
 
+    # A block marked to be rolled back (set_rollback) sends nothing: its writes are undone unsent.
+    with commands_sent() as sent, writes_together():
+        _inserts(merchant, "rolled back")
+        transaction.set_rollback(True)
+    assert sent == []
+    assert not Payment.objects.filter(reference="rolled back").exists()
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_statement_alone_leaves_nothing_and_the_connection_usable():
