@@ -30,6 +30,8 @@ from django.db.transaction import TransactionManagementError
 from psycopg import _queries as _psycopg_queries
 from psycopg.pq import TransactionStatus
 
+from pgi.prepared_statements import result_types_fixed
+
 
 @dataclass(frozen=True)
 class _Part:
@@ -533,10 +535,13 @@ class _WriteBatch:
             parts.append(f"w{n} AS ({sql})")
             params.extend(values)
             if " RETURNING " in sql:  # the keys an insert made, in order; a 1 for each row an update found
-                results.append(f"SELECT {n}, * FROM w{n}")
+                results.append(f"SELECT {n}, v::bigint FROM w{n} AS r(v)")
         statement = "WITH " + ", ".join(parts) + " " + (
             " UNION ALL ".join(results) if results else "SELECT NULL::int, NULL::bigint WHERE false"
         )
+        # Its result is (integer, bigint) whatever the tables' columns become: it may be prepared
+        # inside a transaction (pgi.prepared_statements).
+        result_types_fixed(statement)
         with self.connection.cursor() as cursor:
             cursor.execute(statement, params)
             returned = cursor.fetchall()
