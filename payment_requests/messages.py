@@ -34,7 +34,7 @@ class RequestIdField(StrictCharField):
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if not REQUEST_ID_SHAPE.match(value):
+        if not REQUEST_ID_SHAPE.fullmatch(value):
             raise serializers.ValidationError("Must be 1 to 64 printable ASCII characters, without spaces.")
         return value
 
@@ -83,7 +83,7 @@ def message_read(value: bytes | None) -> PaymentRequestMessage:
             raise Refused(REFUSAL_CODE, f"The message holds a card number. {REFUSAL_MESSAGE}")
         raise Refused("NOT_AN_OBJECT", "The message must be a JSON object.")
     sent_id = data.get("requestId")
-    request_id = sent_id if isinstance(sent_id, str) and REQUEST_ID_SHAPE.match(sent_id) else ""
+    request_id = sent_id if isinstance(sent_id, str) and REQUEST_ID_SHAPE.fullmatch(sent_id) else ""
     paths = card_number_paths(data)
     if paths:
         request_id = "" if "requestId" in paths else request_id

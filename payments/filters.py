@@ -44,7 +44,7 @@ class AccountFilterField(forms.CharField):
     def to_python(self, value):
         value = super().to_python(value)
         compact = value.replace(" ", "").upper()
-        return compact if IBAN_SHAPE.match(compact) else value
+        return compact if IBAN_SHAPE.fullmatch(compact) else value
 
 
 class AccountFilter(django_filters.CharFilter):

@@ -299,7 +299,7 @@ def idempotent(
         key = request.headers.get(HEADER)
         if key is None:
             return view_method(view, request, *args, **kwargs)
-        if not KEY_SHAPE.match(key):
+        if not KEY_SHAPE.fullmatch(key):
             raise ValidationFailed(
                 "Invalid Idempotency-Key.",
                 details=[ErrorDetail(HEADER, "Must be 1 to 255 printable ASCII characters without spaces.")],

@@ -43,6 +43,24 @@ class DuplicateKey(ValueError):
         super().__init__(f"the key {self.key} appears more than once in one object")
 
 
+# The numbers PGI reads are amounts and counts. One whose exponent lies beyond this is no amount,
+# and writing it out (the card-number check reads a number's digits, the idempotency fingerprint
+# its canonical form) would take time and memory without bound: 1E+999999999 is a billion digits.
+MAX_EXPONENT = 1000
+
+
+class NumberOutOfRange(ValueError):
+    pass
+
+
+def _number(text: str) -> Decimal:
+    value = Decimal(text)
+    exponent = value.as_tuple().exponent
+    if abs(exponent) > MAX_EXPONENT or abs(value.adjusted()) > MAX_EXPONENT:
+        raise NumberOutOfRange(f"{text[:20]}{'…' if len(text) > 20 else ''} is beyond 1E±{MAX_EXPONENT}")
+    return value
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a valid JSON number")
 
@@ -85,13 +103,13 @@ def _check_shape(data) -> None:
 
 def loads_strict(text: str | bytes):
     """JSON with numbers as Decimal. Raises ValueError (DuplicateKey for a key repeated in one
-    object, at any depth) for NaN/Infinity, bad syntax, nesting deeper than MAX_DEPTH or a lone
-    surrogate in any string."""
+    object, at any depth; NumberOutOfRange for a number beyond 1E±MAX_EXPONENT) for NaN/Infinity,
+    bad syntax, nesting deeper than MAX_DEPTH or a lone surrogate in any string."""
     try:
         data = json.loads(
             text,
-            parse_float=Decimal,
-            parse_int=Decimal,
+            parse_float=_number,
+            parse_int=_number,
             parse_constant=_refuse_constant,
             object_pairs_hook=_unique_object,
         )
@@ -123,6 +141,12 @@ class DecimalJSONParser(BaseParser):
             # Even a body that is not JSON is refused for a card number in it, and never echoed.
             if has_card_number(body.decode(encoding, "replace")):
                 raise CardNumberNotAccepted([""]) from None
+            if isinstance(exc, NumberOutOfRange):
+                raise ValidationFailed(
+                    "A number in the body is out of range.",
+                    details=[ErrorDetail(field="", message=f"Numbers must lie between 1E-{MAX_EXPONENT} and "
+                                                          f"1E+{MAX_EXPONENT} in size; {exc}.")],
+                ) from exc
             if isinstance(exc, DuplicateKey):
                 raise ParseError(f"The body is not valid JSON: the key {exc.key} appears more than once.") from exc
             raise ParseError(f"The body is not valid JSON: {exc}") from exc

@@ -190,12 +190,12 @@ class AccountField(StrictCharField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         compact = value.replace(" ", "").upper()
-        if IBAN_SHAPE.match(compact):
+        if IBAN_SHAPE.fullmatch(compact):
             try:
                 return IBAN(compact).compact
             except SchwiftyException as exc:
                 raise serializers.ValidationError(f"Not a valid IBAN: {exc}") from exc
-        if not ACCOUNT_SHAPE.match(value):
+        if not ACCOUNT_SHAPE.fullmatch(value):
             raise serializers.ValidationError(
                 "Must be an IBAN or 3 to 64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit."
             )

@@ -50,3 +50,16 @@ def test_a_duplicate_key_is_named_escaped_whatever_it_holds():
         loads_strict('{"\\u00e9\\n": 1, "\\u00e9\\n": 2}')
 
     assert caught.value.key == '"\\u00e9\\n"'
+
+
+@pytest.mark.parametrize("text", ["1e1001", "1E+999999999", "-1e-1001", "0E+5000", "1" + "0" * 1001, "0.0e-1001"])
+def test_loads_strict_refuses_a_number_beyond_its_exponent_bound(text):
+    from pgi.api.parsers import NumberOutOfRange
+
+    with pytest.raises(NumberOutOfRange, match="beyond"):
+        loads_strict(f'{{"n": {text}}}')
+
+
+@pytest.mark.parametrize("text", ["1e1000", "1e-1000", "9.99e999", "123456789012345678901234567890", "0.00"])
+def test_loads_strict_reads_numbers_within_its_exponent_bound(text):
+    assert loads_strict(f'{{"n": {text}}}') == {"n": Decimal(text)}

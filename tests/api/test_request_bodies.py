@@ -196,3 +196,39 @@ def test_bodies_no_text_can_hold_or_too_deep_are_malformed_json_and_store_nothin
     assert Payment.objects.count() == 1
     assert_still_authorized(authorized_id)
     assert not IdempotencyRecord.objects.filter(key__startswith="hostile-").exclude(response_status=400).exists()
+
+
+OUT_OF_RANGE_AMOUNTS = ["1e1000000", "1E+999999999", "1e-10000000", "0E+999999999", "-1e5000", "1e1001"]
+
+
+@pytest.mark.parametrize("amount", OUT_OF_RANGE_AMOUNTS)
+@pytest.mark.parametrize("with_key", [False, True], ids=["no key", "Idempotency-Key"])
+@pytest.mark.parametrize("operation", ["create", "validate", "capture"])
+def test_a_number_beyond_1e1000_is_a_validation_error_at_once_and_stores_nothing(
+    api, authorized_id, operation, with_key, amount
+):
+    """A number spelled with a huge exponent is refused before anything writes its digits out
+    (1E+999999999 is a billion of them): a 400, never a 500 nor a worker held for a minute."""
+    url = {
+        "create": PAYMENTS_URL,
+        "validate": VALIDATE_URL,
+        "capture": f"{PAYMENTS_URL}/{authorized_id}/capture",
+    }[operation]
+    body = f'{{"amount": {amount}, "currency": "USD", "fromAccount": "account123", "toMerchant": "merchant456"}}'
+    if operation == "capture":
+        body = f'{{"amount": {amount}}}'
+    headers = {"Idempotency-Key": f"range-{operation}"} if with_key else {}
+
+    response = post_json(api, url, body, **headers)
+
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert "out of range" in response.json()["error"]["message"]
+    assert Payment.objects.count() == 1
+    assert_still_authorized(authorized_id)
+
+
+def test_an_amount_of_1e400_is_still_refused_by_its_field():
+    # Within the parser's bound: the amount field says what is wrong with it, as before.
+    from pgi.api.parsers import loads_strict
+
+    assert loads_strict('{"amount": 1e400}') == {"amount": Decimal("1e400")}

@@ -109,7 +109,12 @@ def test_unknown_or_lowercase_currency_is_a_validation_error(api, currency):
 
 @pytest.mark.parametrize(
     "account",
-    ["ab", "a" * 65, ":account", "account 123", "-account", "acc/123", "acc;123", "ñandú123", "", 12345678, "acc\x00123"],
+    [
+        "ab", "a" * 65, ":account", "account 123", "-account", "acc/123", "acc;123", "ñandú123", "", 12345678,
+        "acc\x00123",
+        # A pattern's `$` also matches before a last newline: the whole value must match.
+        "acct-0002\n", "abc\n", "GB82WEST12345698765432\n",
+    ],
 )
 def test_badly_formed_account_is_refused(api, account):
     response = post_json(api, PAYMENTS_URL, payment_body(fromAccount=account))
