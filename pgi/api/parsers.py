@@ -134,6 +134,11 @@ class DecimalJSONParser(BaseParser):
             raise UnsupportedMediaType(
                 media_type, detail=f"Content-Encoding {coding[:32]!r} is not accepted; send the JSON uncompressed."
             )
+        if encoding.replace("-", "").replace("_", "").lower() != "utf8":
+            # JSON is UTF-8 (RFC 8259): a body read as another charset would be stored garbled.
+            raise UnsupportedMediaType(
+                media_type, detail=f"JSON is UTF-8: charset {encoding[:32]!r} is not accepted."
+            )
         body = read_body(stream)
         try:
             data = loads_strict(body.decode(encoding))

@@ -232,3 +232,21 @@ def test_an_amount_of_1e400_is_still_refused_by_its_field():
     from pgi.api.parsers import loads_strict
 
     assert loads_strict('{"amount": 1e400}') == {"amount": Decimal("1e400")}
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "iso-8859-1", "utf-16", "ascii"])
+def test_a_body_in_another_charset_than_utf8_is_refused_and_stores_nothing(api, authorized_id, charset):
+    body = '{"amount": 5.00, "currency": "USD", "fromAccount": "account123", "description": "café"}'
+    response = api.post(PAYMENTS_URL, body.encode(), content_type=f"application/json; charset={charset}")
+
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert Payment.objects.count() == 1
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+def test_a_body_labelled_utf8_is_read(api, charset):
+    body = '{"amount": 5.00, "currency": "USD", "fromAccount": "account123", "description": "café 😀"}'
+    response = api.post(PAYMENTS_URL, body.encode(), content_type=f"application/json; charset={charset}")
+
+    assert response.status_code == 201, response.content
+    assert Payment.objects.get(pk=response.json()["id"]).description == "café 😀"
