@@ -52,7 +52,9 @@ def test_a_duplicate_key_is_named_escaped_whatever_it_holds():
     assert caught.value.key == '"\\u00e9\\n"'
 
 
-@pytest.mark.parametrize("text", ["1e1001", "1E+999999999", "-1e-1001", "0E+5000", "1" + "0" * 1001, "0.0e-1001"])
+@pytest.mark.parametrize(
+    "text", ["1e1001", "1E+999999999", "1e99999999999999999999", "-1e-1001", "0E+5000", "1" + "0" * 1001, "0.0e-1001"]
+)
 def test_loads_strict_refuses_a_number_beyond_its_exponent_bound(text):
     from pgi.api.parsers import NumberOutOfRange
 
