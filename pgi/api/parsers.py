@@ -57,9 +57,8 @@ def _number(text: str) -> Decimal:
     try:
         value = Decimal(text)
     except ArithmeticError:  # decimal.InvalidOperation: an exponent past what Decimal holds
-        raise NumberOutOfRange(f"{text[:20]}… is beyond 1E±{MAX_EXPONENT}") from None
-    exponent = value.as_tuple().exponent
-    if abs(exponent) > MAX_EXPONENT or abs(value.adjusted()) > MAX_EXPONENT:
+        value = None
+    if value is None or abs(value.as_tuple().exponent) > MAX_EXPONENT or abs(value.adjusted()) > MAX_EXPONENT:
         raise NumberOutOfRange(f"{text[:20]}{'…' if len(text) > 20 else ''} is beyond 1E±{MAX_EXPONENT}")
     return value
 
