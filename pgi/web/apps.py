@@ -7,9 +7,10 @@ class WebConfig(AppConfig):
     verbose_name = "Web pages"
 
     def ready(self):
-        from pgi import prepared_statements, timestamps
+        from pgi import choices_dumpers, prepared_statements, timestamps
 
         from . import checks  # noqa: F401  (registers the deploy checks)
 
         prepared_statements.install()  # every process loads this app: web, Celery, commands
         timestamps.install()
+        choices_dumpers.install()
