@@ -8,6 +8,8 @@ from django.core.management import call_command
 from django.test import Client
 from openapi_schema_validator import OAS30Validator
 
+from pgi.api.serializers import ACCOUNT_PATTERN
+
 pytestmark = pytest.mark.django_db
 
 SCHEMA_URL = "/v1/schema"
@@ -226,6 +228,7 @@ def test_rules_stated_in_prose_are_schema_keywords(schema):
     body = resolve(schema, create["requestBody"]["content"]["application/json"]["schema"])
     assert body["additionalProperties"] is False
     assert body["properties"]["currency"]["pattern"] == "^[A-Z]{3}$"
+    assert body["properties"]["fromAccount"]["pattern"] == ACCOUNT_PATTERN  # held to the field: test_account_field.py
     amount = body["properties"]["amount"]
     assert (amount["format"], amount["minimum"], amount["exclusiveMinimum"]) == ("decimal", 0, True)
     capture = schema["paths"][payment_path(schema) + "/capture"]["post"]
