@@ -69,6 +69,8 @@ def path_without_trailing_slash(path: str) -> str | None:
 def is_api_path(path: str) -> bool:
     """Whether `path` is under /v1, also when spelled otherwise (`//v1/…`, `/./v1`, `/V1`): such a
     spelling routes nowhere, and its 404 is an API answer too."""
+    if path.startswith(API_PREFIX):  # every request to the API, at once
+        return True
     segments = [segment for segment in path.split("/") if segment not in ("", ".")]
     return bool(segments) and segments[0].lower() == API_PREFIX.strip("/")
 
