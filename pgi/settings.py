@@ -80,6 +80,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Django's cookie-then-session messages, built only for a request that uses them (pgi/web/messages.py).
+MESSAGE_STORAGE = "pgi.web.messages.LazyFallbackStorage"
+
 ROOT_URLCONF = "pgi.urls"
 WSGI_APPLICATION = "pgi.wsgi.application"
 
