@@ -7,13 +7,15 @@ more of CPU per call on the payment path, several times what PostgreSQL spends a
 compiles it, and finds each mark in the compiled parameters. Each call then runs that SQL with the
 marks replaced, and reads the rows as the ORM reads them: its compiler's columns and converters,
 `Model.from_db`, annotations as attributes, and `select_related` objects one level deep, set on both
-sides as the ORM sets them.
+sides as the ORM sets them. A JSON column is read by orjson where it reads the value json does
+(`_json_reader`).
 
 A query whose marks are not found once each, or that the reader does not handle (deeper
 select_related, `values()`, a combinator), is refused when first compiled: the caller's tests fail
 rather than a call reading wrong rows.
 """
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -28,6 +30,11 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.db.transaction import TransactionManagementError
 from psycopg import _queries as _psycopg_queries
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - pinned in requirements.txt
+    orjson = None
 from psycopg.pq import TransactionStatus
 
 from pgi.prepared_statements import result_types_fixed
@@ -79,6 +86,7 @@ class CompiledSelect:
                 raise ValueError("CompiledSelect reads select_related objects one level deep")
             parts.append(_part(related, columns, setters=(related["local_setter"], related["remote_setter"])))
         converters = compiler.get_converters([column[0] for column in columns])
+        converters = {position: ([_json_reader(f) for f in functions], e) for position, (functions, e) in converters.items()}
         return _Compiled(
             sql=sql,
             params=params,
@@ -108,6 +116,39 @@ class CompiledSelect:
             cursor.execute(compiled.sql, params)
             fetched = cursor.fetchall()
         return [_instance(compiled, list(row), connection) for row in fetched]
+
+
+# Nineteen digits in a row: a number that may lie beyond 64 bits, which orjson reads as a float where
+# json reads an int (-9223372036854775809, 18446744073709551616). Such a text is read by json.
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _json_reader(function):
+    """`function`, or for Django's own JSONField without a decoder, its `from_db_value` reading the
+    column's text with orjson: a tenth of json's CPU, about 5 % of a list page of 50 payments.
+
+    orjson reads JSON as json does (tests/test_compiled.py compares them over arbitrary values read
+    back from PostgreSQL) but for whole numbers past 64 bits, which it makes floats: a text with
+    nineteen digits in a row goes to the field's own method, as does a text orjson refuses (json
+    reads 1e400 as inf) and a value that is not text."""
+    field = getattr(function, "__self__", None)
+    if (
+        orjson is None
+        or type(field) is not models.JSONField
+        or field.decoder is not None
+        or getattr(function, "__func__", None) is not models.JSONField.from_db_value
+    ):
+        return function
+
+    def from_db_value(value, expression, connection):
+        if type(value) is str and _LONG_DIGITS.search(value) is None:
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
+                pass
+        return function(value, expression, connection)
+
+    return from_db_value
 
 
 def _part(info: dict, columns: list, *, setters) -> _Part:
