@@ -24,17 +24,13 @@ from decimal import Decimal
 from threading import Lock
 from uuid import UUID
 
+import orjson
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
 from django.db.models import Field, Model, QuerySet
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.db.transaction import TransactionManagementError
 from psycopg import _queries as _psycopg_queries
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - pinned in requirements.txt
-    orjson = None
 from psycopg.pq import TransactionStatus
 
 from pgi.prepared_statements import result_types_fixed
@@ -86,14 +82,16 @@ class CompiledSelect:
                 raise ValueError("CompiledSelect reads select_related objects one level deep")
             parts.append(_part(related, columns, setters=(related["local_setter"], related["remote_setter"])))
         converters = compiler.get_converters([column[0] for column in columns])
-        converters = {position: ([_json_reader(f) for f in functions], e) for position, (functions, e) in converters.items()}
         return _Compiled(
             sql=sql,
             params=params,
             at=tuple(params.index(mark) for mark in self._marks),
             parts=tuple(parts),
             annotations=tuple(compiler.annotation_col_map.items()),
-            converters=tuple((position, tuple(functions), expression) for position, (functions, expression) in converters.items()),
+            converters=tuple(
+                (position, tuple(_json_reader(function) for function in functions), expression)
+                for position, (functions, expression) in converters.items()
+            ),
             for_update=bool(queryset.query.select_for_update),
         )
 
@@ -133,8 +131,7 @@ def _json_reader(function):
     reads 1e400 as inf) and a value that is not text."""
     field = getattr(function, "__self__", None)
     if (
-        orjson is None
-        or type(field) is not models.JSONField
+        type(field) is not models.JSONField
         or field.decoder is not None
         or getattr(function, "__func__", None) is not models.JSONField.from_db_value
     ):
